@@ -1,0 +1,160 @@
+/*
+ * tinygen kernel API: one entry point per op, two backends behind it.
+ *
+ *   tg_kernels_ref.c     portable C99 reference kernels (tg_ref_*), bit-exact with
+ *                        the TFLite reference interpreter; any target, host included.
+ *   tg_backend_portable.c  tg_* -> tg_ref_*
+ *   tg_backend_cmsis.c   tg_* -> CMSIS-NN s8 kernels (v7.0.0) where CMSIS-NN has one,
+ *                        tg_ref_* otherwise. Built when CMSIS_NN_PATH is set.
+ *
+ * Conventions (as CMSIS-NN): tensors are NHWC int8; *_offset fields hold
+ * "-zero_point" for inputs and "+zero_point" for outputs; mult/shift are TFLite
+ * quantized multipliers (Q31, shift > 0 means left shift); act_min/act_max are
+ * the fused activation's int8 clamp bounds. Every kernel returns 0 on success
+ * and a negative TG_ERR_* on invalid arguments (never writes out of bounds).
+ */
+#ifndef TG_NN_H
+#define TG_NN_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_OK 0
+#define TG_ERR_ARG (-1)
+#define TG_ERR_SCRATCH (-2)
+
+typedef struct {
+    int32_t n, h, w, c;
+} tg_dims_t;
+
+/* CONV_2D and DEPTHWISE_CONV_2D.
+ * conv:      filter = {out_c, kh, kw, in_c}, weights OHWI
+ * depthwise: filter = {1, kh, kw, out_c},  weights 1HWO, out_c = in_c * ch_mult */
+typedef struct {
+    tg_dims_t in, filter, out;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;       /* top / left padding (TFLite SAME: floor of total/2) */
+    int32_t dil_h, dil_w;
+    int32_t ch_mult;            /* depthwise only */
+    int32_t in_offset, out_offset;
+    int32_t act_min, act_max;
+    const int32_t *mult;        /* [out_c] */
+    const int32_t *shift;       /* [out_c] */
+    const int8_t *weights;
+    const int32_t *bias;        /* [out_c] or NULL */
+} tg_conv_params_t;
+
+int32_t tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+
+/* FULLY_CONNECTED: out[b][o] = requant(sum_i (in[b][i] + in_offset) * w[o][i] + bias[o]).
+ * per_channel = 0: mult[0]/shift[0] apply to every output. weights are [out_depth][in_depth]. */
+typedef struct {
+    int32_t batches, in_depth, out_depth;
+    int32_t in_offset, out_offset;
+    int32_t act_min, act_max;
+    int32_t per_channel;
+    const int32_t *mult, *shift;
+    const int8_t *weights;
+    const int32_t *bias;        /* [out_depth] or NULL */
+} tg_fc_params_t;
+
+int32_t tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+
+/* AVERAGE_POOL_2D / MAX_POOL_2D (input and output share scale and zero point). */
+typedef struct {
+    tg_dims_t in, out;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} tg_pool_params_t;
+
+int32_t tg_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
+
+/* ADD and MUL with TFLite broadcasting over 4-D shapes (in1, in2 broadcast to out).
+ * ADD: x_i = ((in_i + in_i_offset) << left_shift) * in_i_mult >> in_i_shift (TFLite int8 ADD),
+ *      out = requant(x_1 + x_2, out_mult, out_shift) + out_offset.
+ * MUL: out = requant((in1 + in1_offset) * (in2 + in2_offset), out_mult, out_shift) + out_offset. */
+typedef struct {
+    tg_dims_t in1, in2, out;
+    int32_t in1_offset, in1_mult, in1_shift;
+    int32_t in2_offset, in2_mult, in2_shift;
+    int32_t left_shift;
+    int32_t out_offset, out_mult, out_shift;
+    int32_t act_min, act_max;
+} tg_binary_params_t;
+
+int32_t tg_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* SOFTMAX over the last dimension (TFLite reference int8 softmax, beta folded into mult/shift). */
+typedef struct {
+    int32_t rows, row_size;
+    int32_t mult, shift, diff_min;
+} tg_softmax_params_t;
+
+int32_t tg_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *out);
+
+/* Element-wise int8 -> int8 through a 256-entry table indexed by (uint8_t)(x + 128):
+ * LOGISTIC, standalone RELU/RELU6, int8 QUANTIZE (requantize). Tables are computed
+ * on the host with TFLite's exact arithmetic. Safe in place (in == out). */
+int32_t tg_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
+
+/* MEAN over H and W of an NHWC tensor (keep_dims or not; same memory layout). */
+typedef struct {
+    tg_dims_t in;               /* out is {n, 1, 1, c} */
+    int32_t in_zp, out_zp;
+    int32_t mult, shift;        /* requantization of the sum, as TFLite's reference */
+    int32_t num_elements;       /* h * w */
+} tg_mean_params_t;
+
+int32_t tg_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);
+
+/* PAD / PADV2 on up to 4 dims: out = in surrounded by pad_value. */
+typedef struct {
+    tg_dims_t in, out;
+    tg_dims_t before;           /* leading padding per dim */
+    int8_t pad_value;
+} tg_pad_params_t;
+
+int32_t tg_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
+
+/* CONCATENATION (inputs share the output's quantization): the output is `outer` rows;
+ * row r is the concatenation of each input's row r, input k contributing sizes[k] bytes. */
+int32_t tg_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
+
+/* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the graph edges. */
+int32_t tg_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
+int32_t tg_dequantize_s8_f32(const int8_t *in, float *out, int32_t size, float scale, int32_t zero_point);
+
+/* Reference kernels (always compiled; the CMSIS-NN backend falls back to them). */
+int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
+int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
+
+/* Scratch bytes the backend needs for an op (0 for the portable backend); the compiler
+ * plans this size statically and the generated code checks it at start-up. */
+int32_t tg_conv2d_s8_scratch(const tg_conv_params_t *p);
+int32_t tg_dwconv2d_s8_scratch(const tg_conv_params_t *p);
+int32_t tg_fully_connected_s8_scratch(const tg_fc_params_t *p);
+int32_t tg_avgpool_s8_scratch(const tg_pool_params_t *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TG_NN_H */
