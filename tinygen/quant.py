@@ -118,3 +118,220 @@ def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5)
         raise ValueError("softmax multiplier below one")
     radius = ((1 << input_integer_bits) - 1) * (1 << (31 - input_integer_bits)) / (1 << shift)
     return mult, shift, -int(math.floor(radius))
+
+
+# ---- parameters for the tg_* kernels (firmware/tg_nn.h) -----------------------------------------
+#
+# Every function below reproduces the float32/double arithmetic of the TFLite kernel's Prepare()
+# exactly (which operations happen in float32 and which in double matters for the last bit of a
+# multiplier), so the C kernels stay bit-exact with the BUILTIN_REF interpreter.
+
+_F32 = np.float32
+
+TG_MEAN_INT_MULT, TG_MEAN_FLOAT, TG_MEAN_INT_DIV = 0, 1, 2
+
+
+def add_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, act: str = "NONE") -> dict:
+    """tg_binary_params_t fields (without dims) for int8 ADD, as TFLite's add.cc Prepare.
+
+    Inputs are rescaled to ``2 * max(s1, s2)`` after a left shift of 20 bits; all three
+    multipliers are below one (shifts <= 0).
+
+    >>> p = add_params(0.5, 0, 0.25, 10, 1.0, -3)
+    >>> (p["left_shift"], p["in1_offset"], p["in2_offset"], p["out_offset"])
+    (20, 0, -10, -3)
+    >>> (p["in1_mult"], p["in1_shift"], p["in2_mult"], p["in2_shift"])
+    (1073741824, 0, 1073741824, -1)
+    >>> (p["act_min"], p["act_max"])
+    (-128, 127)
+    """
+    left_shift = 20
+    twice_max = 2.0 * max(float(_F32(s1)), float(_F32(s2)))
+    m1, sh1 = quantize_multiplier_smaller_than_one(float(_F32(s1)) / twice_max)
+    m2, sh2 = quantize_multiplier_smaller_than_one(float(_F32(s2)) / twice_max)
+    # (1 << 20) * output_scale is evaluated in float32 (exact: a power-of-two scaling)
+    mo, sho = quantize_multiplier_smaller_than_one(twice_max / float(_F32(1 << left_shift) * _F32(so)))
+    lo, hi = activation_range(act, float(_F32(so)), int(zpo))
+    return dict(
+        in1_offset=-int(zp1), in1_mult=m1, in1_shift=sh1,
+        in2_offset=-int(zp2), in2_mult=m2, in2_shift=sh2,
+        left_shift=left_shift,
+        out_offset=int(zpo), out_mult=mo, out_shift=sho,
+        act_min=lo, act_max=hi,
+    )
+
+
+def mul_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, act: str = "NONE") -> dict:
+    """tg_binary_params_t fields (without dims) for int8 MUL, as TFLite's mul.cc Prepare.
+
+    The real multiplier ``s1 * s2 / so`` is computed in float32 (TFLite multiplies the
+    float scales before widening to double). in*_mult/in*_shift and left_shift are unused (0).
+
+    >>> p = mul_params(0.5, 1, 0.25, -2, 0.125, 5)
+    >>> (p["out_mult"], p["out_shift"], p["in1_offset"], p["in2_offset"], p["out_offset"])
+    (1073741824, 1, -1, 2, 5)
+    """
+    real = float((_F32(s1) * _F32(s2)) / _F32(so))
+    mo, sho = quantize_multiplier(real)
+    lo, hi = activation_range(act, float(_F32(so)), int(zpo))
+    return dict(
+        in1_offset=-int(zp1), in1_mult=0, in1_shift=0,
+        in2_offset=-int(zp2), in2_mult=0, in2_shift=0,
+        left_shift=0,
+        out_offset=int(zpo), out_mult=mo, out_shift=sho,
+        act_min=lo, act_max=hi,
+    )
+
+
+def mean_params(in_shape, in_scale: float, in_zp: int, out_scale: float, out_zp: int,
+                keep_dims: bool, axes=(1, 2)) -> dict:
+    """tg_mean_params_t fields for int8 MEAN over H,W of an NHWC tensor (TFLite reduce.cc, kReference).
+
+    TFLite picks one of three kernels: the integer multiplier path when ``keep_dims`` and the
+    input is 4-D reduced over axes {1, 2}; an integer division when input and output share
+    scale and zero point; otherwise a float32 path (scale = in/out in float32, bias = -in_zp*scale).
+
+    >>> p = mean_params((1, 4, 4, 3), 0.5, 2, 0.25, -1, keep_dims=True)
+    >>> (p["mode"], p["mult"], p["shift"], p["num_elements"])
+    (0, 1073741824, 2, 16)
+    >>> p = mean_params((1, 4, 4, 3), 0.5, 2, 0.25, -1, keep_dims=False)
+    >>> (p["mode"], p["scale"], p["bias"])
+    (1, 2.0, -4.0)
+    >>> mean_params((1, 2, 3, 1), 0.5, 2, 0.5, 2, keep_dims=False)["mode"]
+    2
+    """
+    n, h, w, c = (int(d) for d in in_shape)
+    ax = sorted(int(a) % 4 for a in axes)
+    if ax != [1, 2]:
+        raise ValueError(f"MEAN over axes {tuple(axes)}: only H,W (1, 2) is supported")
+    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)))
+    scale = _F32(in_scale) / _F32(out_scale)
+    bias = _F32(-int(in_zp)) * scale
+    if keep_dims:
+        mode = TG_MEAN_INT_MULT
+    elif int(in_zp) == int(out_zp) and _F32(in_scale) == _F32(out_scale):
+        mode = TG_MEAN_INT_DIV
+    else:
+        mode = TG_MEAN_FLOAT
+    return dict(
+        in_dims=(n, h, w, c), in_zp=int(in_zp), out_zp=int(out_zp), mult=mult, shift=shift,
+        num_elements=h * w, mode=mode, scale=float(scale), bias=float(bias),
+    )
+
+
+def _libm_expf():
+    """glibc's expf (what TFLite's std::exp(float) calls), or None where unavailable."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("m")
+    try:
+        lib = ctypes.CDLL(name or "libm.so.6")
+        fn = lib.expf
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_float
+    fn.argtypes = [ctypes.c_float]
+    return fn
+
+
+def _round_f32(x):
+    """std::round on float32 values (halves away from zero), exact for every float32."""
+    x = np.asarray(x, dtype=np.float32)
+    t = np.trunc(x)
+    d = x - t  # exact
+    return (t + np.where(d >= 0.5, 1, 0) - np.where(d <= -0.5, 1, 0)).astype(np.float32)
+
+
+def _lut_index_values():
+    return np.arange(-128, 128, dtype=np.int32)  # lut[x + 128]
+
+
+def lut_logistic(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """256-entry int8 LUT for int8 LOGISTIC, as TFLite's reference kernel (LUTPopulate, float32).
+
+    TFLite's BUILTIN_REF LOGISTIC for int8 is a table built in Prepare with float32 math:
+    ``round((1 / (1 + expf(-in_scale * (x - in_zp)))) * (1 / out_scale)) + out_zp``, clamped.
+
+    >>> t = lut_logistic(0.1, 0, 1 / 256, -128)
+    >>> t.dtype, len(t), int(t[0 + 128]), int(t[127 + 128])
+    (dtype('int8'), 256, 0, 127)
+    """
+    expf = _libm_expf()
+    x = _lut_index_values()
+    deq = _F32(in_scale) * (x - int(in_zp)).astype(np.float32)
+    neg = -deq
+    if expf is not None:
+        e = np.array([expf(float(v)) for v in neg], dtype=np.float32)
+    else:  # pragma: no cover - non-glibc hosts: numpy's expf may differ by an ulp
+        e = np.exp(neg.astype(np.float32))
+    transformed = _F32(1.0) / (_F32(1.0) + e)
+    inverse_scale = _F32(1.0) / _F32(out_scale)
+    rescaled = _round_f32(transformed * inverse_scale)
+    q = (rescaled + _F32(int(out_zp))).astype(np.int64)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def _requant_lut(in_scale, in_zp, out_zp, mult, shift, lo, hi) -> np.ndarray:
+    x = _lut_index_values().astype(np.int64)
+    y = multiply_by_quantized_multiplier(x - int(in_zp), mult, shift) + int(out_zp)
+    return np.clip(y, lo, hi).astype(np.int8)
+
+
+def lut_relu(in_scale: float, in_zp: int, out_scale: float, out_zp: int, kind: str = "RELU") -> np.ndarray:
+    """256-entry int8 LUT for standalone int8 RELU / RELU6 / RELU_N1_TO_1 (TFLite's ReluX).
+
+    out = clamp(out_zp + MultiplyByQuantizedMultiplier(x - in_zp, M), act_min, act_max) where
+    M = in_scale / out_scale is divided in float32 and the bounds are
+    ``out_zp + roundf(bound / out_scale)`` in float32, as activations.cc does.
+
+    >>> t = lut_relu(0.05, -10, 0.025, -128, "RELU")
+    >>> int(t[-10 + 128]), int(t[-128 + 128]), int(t[0 + 128])
+    (-128, -128, -108)
+    >>> int(lut_relu(0.1, 0, 0.05, -128, "RELU6")[127 + 128])
+    -8
+    """
+    kind = kind.upper()
+    mult, shift = quantize_multiplier(float(_F32(in_scale) / _F32(out_scale)))
+    so = _F32(out_scale)
+
+    def q(v):
+        return int(out_zp) + int(_round_f32(_F32(v) / so))
+
+    if kind == "RELU":
+        lo, hi = max(-128, q(0.0)), 127
+    elif kind == "RELU6":
+        lo, hi = max(-128, q(0.0)), min(127, q(6.0))
+    elif kind in ("RELU_N1_TO_1", "RELU1"):
+        lo, hi = max(-128, q(-1.0)), min(127, q(1.0))
+    else:
+        raise ValueError(f"unknown relu kind {kind!r}")
+    return _requant_lut(in_scale, in_zp, out_zp, mult, shift, lo, hi)
+
+
+def lut_requantize(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """256-entry int8 LUT for int8 -> int8 QUANTIZE (TFLite Requantize; multiplier in double).
+
+    >>> t = lut_requantize(0.5, 0, 0.25, 3)
+    >>> int(t[1 + 128]), int(t[-1 + 128]), int(t[100 + 128])
+    (5, 1, 127)
+    """
+    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)))
+    return _requant_lut(in_scale, in_zp, out_zp, mult, shift, -128, 127)
+
+
+def conv_pad(in_size: int, k: int, stride: int, dilation: int, padding: str) -> tuple[int, int]:
+    """(output size, leading pad) of one spatial dim, as TFLite's ComputePaddingHeightWidth.
+
+    >>> conv_pad(7, 3, 2, 1, "SAME"), conv_pad(7, 3, 2, 1, "VALID"), conv_pad(8, 3, 2, 2, "SAME")
+    ((4, 1), (3, 0), (4, 1))
+    """
+    eff = (k - 1) * dilation + 1
+    if padding.upper() == "SAME":
+        out = (in_size + stride - 1) // stride
+    elif padding.upper() == "VALID":
+        out = (in_size - eff + stride) // stride
+    else:
+        raise ValueError(padding)
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return out, total // 2
