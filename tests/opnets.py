@@ -1,0 +1,262 @@
+"""Tiny single-op int8 TFLite models for kernel and end-to-end tests.
+
+``make_opnet(kind, **spec)`` builds a one-op Keras model (tf_keras, i.e. Keras 2) with
+random weights and converts it to a fully int8 ``.tflite`` (int8 input and output, random
+representative data). ``OPNET_CASES`` lists ``(id, kind, spec)`` covering every op and variant
+the reference kernels implement. Converted models are cached under
+``$TINYGEN_TEST_CACHE`` (default ``~/.cache/tinygen-tests/opnets``) keyed by a hash of
+(kind, spec, generator version, TensorFlow version), so reruns do not reconvert.
+
+Kinds and their spec keys (all optional except where noted):
+
+====================  =====================================================================
+conv2d                in_shape (h,w,c), filters, kernel (kh,kw), strides, padding, dilation,
+                      act ('linear'|'relu'|'relu6'), use_bias, per_tensor
+dwconv2d              in_shape, kernel, strides, padding, dilation, depth_multiplier, act,
+                      use_bias, per_tensor
+fc                    in_shape ((d,) or (t,d)), units, act, use_bias, per_tensor
+avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
+add / mul             shape1, shape2 (broadcast, without batch), act, ranges ((lo,hi),(lo,hi))
+softmax               in_shape
+logistic/relu/relu6   in_shape
+mean                  in_shape, keepdims
+pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
+concat                shapes (list of shapes), axis, ranges
+quant_io              in_shape: float32 input/output, so the graph is QUANTIZE -> MAX_POOL_2D
+                      -> DEQUANTIZE (tests f32<->s8 conversion at the graph edges)
+====================  =====================================================================
+
+Every spec may also carry ``seed`` (weights and calibration data) and ``range`` (the
+calibration range of a single input, default (-3, 3)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+GENERATOR_VERSION = 1
+
+_DEFAULT_RANGE = (-3.0, 3.0)
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("TINYGEN_TEST_CACHE", Path.home() / ".cache" / "tinygen-tests")) / "opnets"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def _keras():
+    _tf()
+    import tf_keras
+
+    return tf_keras
+
+
+def _key(kind: str, spec: dict) -> str:
+    tf = _tf()
+    blob = json.dumps([GENERATOR_VERSION, tf.__version__, kind, spec], sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _seed(kind: str, spec: dict) -> int:
+    blob = json.dumps([kind, spec], sort_keys=True, default=list)
+    return int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16) % (2**31 - 1)
+
+
+def _act(name):
+    return None if name in (None, "linear", "none", "NONE") else name
+
+
+def _build(kind: str, spec: dict):
+    """Keras model and the list of (shape, (lo, hi)) of its inputs for calibration."""
+    K = _keras()
+    L = K.layers
+    rng_default = tuple(spec.get("range", _DEFAULT_RANGE))
+    bias_init = K.initializers.RandomUniform(-0.5, 0.5)
+
+    if kind in ("conv2d", "dwconv2d", "avgpool", "maxpool", "softmax", "logistic", "relu", "relu6",
+                "mean", "pad", "quant_io"):
+        in_shape = tuple(spec.get("in_shape", (7, 7, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        if kind == "conv2d":
+            y = L.Conv2D(
+                spec.get("filters", 4), tuple(spec.get("kernel", (3, 3))), strides=tuple(spec.get("strides", (1, 1))),
+                padding=spec.get("padding", "same"), dilation_rate=tuple(spec.get("dilation", (1, 1))),
+                activation=_act(spec.get("act")), use_bias=spec.get("use_bias", True), bias_initializer=bias_init,
+            )(x)
+        elif kind == "dwconv2d":
+            y = L.DepthwiseConv2D(
+                tuple(spec.get("kernel", (3, 3))), strides=tuple(spec.get("strides", (1, 1))),
+                padding=spec.get("padding", "same"), dilation_rate=tuple(spec.get("dilation", (1, 1))),
+                depth_multiplier=spec.get("depth_multiplier", 1), activation=_act(spec.get("act")),
+                use_bias=spec.get("use_bias", True), bias_initializer=bias_init,
+            )(x)
+        elif kind == "avgpool":
+            y = L.AveragePooling2D(tuple(spec.get("pool", (2, 2))), strides=tuple(spec.get("strides", (2, 2))),
+                                   padding=spec.get("padding", "valid"))(x)
+        elif kind in ("maxpool", "quant_io"):
+            y = L.MaxPooling2D(tuple(spec.get("pool", (2, 2))), strides=tuple(spec.get("strides", (2, 2))),
+                               padding=spec.get("padding", "valid"))(x)
+        elif kind == "softmax":
+            y = L.Softmax()(x)
+        elif kind == "logistic":
+            y = L.Activation("sigmoid")(x)
+        elif kind == "relu":
+            y = L.ReLU()(x)
+        elif kind == "relu6":
+            y = L.ReLU(6.0)(x)
+        elif kind == "mean":
+            y = L.GlobalAveragePooling2D(keepdims=bool(spec.get("keepdims", False)))(x)
+        elif kind == "pad":
+            pads = spec.get("pads", ((1, 2), (0, 1), (0, 0)))
+            tf = _tf()
+            paddings = [[0, 0]] + [list(p) for p in pads]
+            y = L.Lambda(lambda t: tf.pad(t, paddings))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "fc":
+        in_shape = tuple(spec.get("in_shape", (16,)))
+        x = K.Input(in_shape, batch_size=1)
+        y = L.Dense(spec.get("units", 5), activation=_act(spec.get("act")), use_bias=spec.get("use_bias", True),
+                    bias_initializer=bias_init)(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind in ("add", "mul"):
+        s1 = tuple(spec.get("shape1", (4, 5, 3)))
+        s2 = tuple(spec.get("shape2", s1))
+        ranges = spec.get("ranges", ((-3.0, 3.0), (-1.0, 2.0)))
+        a = K.Input(s1, batch_size=1)
+        b = K.Input(s2, batch_size=1)
+        tf = _tf()
+        if kind == "add":
+            y = L.Lambda(lambda t: tf.add(t[0], t[1]))([a, b])
+        else:
+            y = L.Lambda(lambda t: tf.multiply(t[0], t[1]))([a, b])
+        act = _act(spec.get("act"))
+        if act:
+            y = L.Activation(act)(y)
+        return K.Model([a, b], y), [(s1, tuple(ranges[0])), (s2, tuple(ranges[1]))]
+
+    if kind == "concat":
+        shapes = [tuple(s) for s in spec.get("shapes", ((4, 4, 3), (4, 4, 5)))]
+        ranges = spec.get("ranges", [_DEFAULT_RANGE] * len(shapes))
+        ins = [K.Input(s, batch_size=1) for s in shapes]
+        y = L.Concatenate(axis=spec.get("axis", -1))(ins)
+        return K.Model(ins, y), [(s, tuple(r)) for s, r in zip(shapes, ranges)]
+
+    raise ValueError(f"unknown opnet kind {kind!r}")
+
+
+def _convert(kind: str, spec: dict) -> bytes:
+    tf = _tf()
+    K = _keras()
+    import numpy as np
+
+    seed = int(spec.get("seed", _seed(kind, spec)))
+    K.utils.set_random_seed(seed)
+    model, inputs = _build(kind, spec)
+    rng = np.random.default_rng(seed)
+
+    def representative():
+        for _ in range(32):
+            yield [rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32) for shape, (lo, hi) in inputs]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if kind == "quant_io":
+        conv.inference_input_type = tf.float32
+        conv.inference_output_type = tf.float32
+    else:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    if spec.get("per_tensor"):
+        conv._experimental_disable_per_channel = True
+    return bytes(conv.convert())
+
+
+def make_opnet(kind: str, **spec) -> bytes:
+    """A converted full-int8 single-op ``.tflite`` (bytes) for ``kind`` and ``spec`` (cached)."""
+    path = cache_dir() / f"{kind}-{_key(kind, spec)}.tflite"
+    if path.exists():
+        return path.read_bytes()
+    data = _convert(kind, spec)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return data
+
+
+OPNET_CASES: list[tuple[str, str, dict]] = [
+    # CONV_2D: strides, SAME/VALID, dilation, odd shapes, per-tensor, fused activations
+    ("conv_3x3_same", "conv2d", dict(in_shape=(7, 7, 3), filters=4, kernel=(3, 3), padding="same")),
+    ("conv_3x3_s2_same_relu", "conv2d", dict(in_shape=(9, 8, 3), filters=5, kernel=(3, 3), strides=(2, 2), padding="same", act="relu")),
+    ("conv_5x3_s2x1_valid", "conv2d", dict(in_shape=(11, 6, 2), filters=3, kernel=(5, 3), strides=(2, 1), padding="valid")),
+    ("conv_1x1_relu6", "conv2d", dict(in_shape=(5, 5, 8), filters=6, kernel=(1, 1), act="relu6")),
+    ("conv_dil2_same", "conv2d", dict(in_shape=(9, 9, 3), filters=4, kernel=(3, 3), dilation=(2, 2), padding="same")),
+    ("conv_dil2x3_valid_nobias", "conv2d", dict(in_shape=(10, 12, 2), filters=3, kernel=(2, 3), dilation=(2, 3), padding="valid", use_bias=False)),
+    ("conv_4x4_s3_same_even", "conv2d", dict(in_shape=(10, 10, 3), filters=2, kernel=(4, 4), strides=(3, 3), padding="same")),
+    ("conv_per_tensor", "conv2d", dict(in_shape=(6, 7, 3), filters=4, kernel=(3, 3), strides=(2, 2), padding="same", per_tensor=True)),
+    # DEPTHWISE_CONV_2D: depth multipliers, strides, dilation
+    ("dw_3x3_same", "dwconv2d", dict(in_shape=(7, 7, 4), kernel=(3, 3), padding="same")),
+    ("dw_3x3_s2_valid_m2", "dwconv2d", dict(in_shape=(9, 8, 3), kernel=(3, 3), strides=(2, 2), padding="valid", depth_multiplier=2)),
+    ("dw_5x5_s2_same_relu6_m3", "dwconv2d", dict(in_shape=(10, 9, 2), kernel=(5, 5), strides=(2, 2), padding="same", depth_multiplier=3, act="relu6")),
+    ("dw_dil2_same_relu", "dwconv2d", dict(in_shape=(9, 9, 5), kernel=(3, 3), dilation=(2, 2), padding="same", act="relu")),
+    ("dw_per_tensor", "dwconv2d", dict(in_shape=(6, 6, 3), kernel=(3, 3), padding="same", per_tensor=True, depth_multiplier=2)),
+    # FULLY_CONNECTED: per-channel (default) and per-tensor, batched rows
+    ("fc_16x5", "fc", dict(in_shape=(16,), units=5)),
+    ("fc_relu_per_tensor", "fc", dict(in_shape=(33,), units=7, act="relu", per_tensor=True)),
+    ("fc_rows", "fc", dict(in_shape=(3, 10), units=4)),
+    ("fc_nobias_per_tensor", "fc", dict(in_shape=(9,), units=6, use_bias=False, per_tensor=True)),
+    # AVERAGE_POOL_2D / MAX_POOL_2D: SAME padding edge counts, odd sizes
+    ("avgpool_2x2_valid", "avgpool", dict(in_shape=(8, 8, 3), pool=(2, 2), strides=(2, 2), padding="valid")),
+    ("avgpool_3x3_s2_same", "avgpool", dict(in_shape=(7, 9, 4), pool=(3, 3), strides=(2, 2), padding="same")),
+    ("avgpool_3x2_s1_same", "avgpool", dict(in_shape=(5, 6, 2), pool=(3, 2), strides=(1, 1), padding="same")),
+    ("avgpool_global", "avgpool", dict(in_shape=(5, 7, 3), pool=(5, 7), strides=(1, 1), padding="valid")),
+    ("maxpool_2x2_valid", "maxpool", dict(in_shape=(8, 8, 3), pool=(2, 2), strides=(2, 2), padding="valid")),
+    ("maxpool_3x3_s2_same", "maxpool", dict(in_shape=(7, 9, 4), pool=(3, 3), strides=(2, 2), padding="same")),
+    # ADD / MUL with 4-D broadcasting and different input scales
+    ("add_same_shape", "add", dict(shape1=(4, 5, 3), shape2=(4, 5, 3))),
+    ("add_bcast_channel_relu", "add", dict(shape1=(4, 5, 3), shape2=(1, 1, 3), act="relu", ranges=((-2, 4), (-0.5, 0.5)))),
+    ("add_bcast_hw", "add", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-8, 8), (-1, 1)))),
+    ("mul_same_shape", "mul", dict(shape1=(4, 5, 3), shape2=(4, 5, 3))),
+    ("mul_bcast_channel", "mul", dict(shape1=(3, 4, 6), shape2=(1, 1, 6), ranges=((-2, 2), (0, 3)))),
+    ("mul_bcast_row_relu", "mul", dict(shape1=(3, 1, 2), shape2=(3, 4, 2), act="relu", ranges=((-5, 1), (-1, 4)))),
+    # SOFTMAX over the last dim; LUT ops
+    ("softmax_10", "softmax", dict(in_shape=(1, 1, 10))),
+    ("softmax_rows", "softmax", dict(in_shape=(3, 4, 7), range=(-8.0, 8.0))),
+    ("softmax_wide", "softmax", dict(in_shape=(2, 100), range=(-2.0, 12.0))),
+    ("logistic", "logistic", dict(in_shape=(4, 4, 5))),
+    ("logistic_wide", "logistic", dict(in_shape=(3, 7), range=(-12.0, 9.0))),
+    ("relu", "relu", dict(in_shape=(4, 4, 5))),
+    ("relu6", "relu6", dict(in_shape=(4, 4, 5), range=(-4.0, 10.0))),
+    # MEAN over H,W (keep_dims integer path and the float path)
+    ("mean_keepdims", "mean", dict(in_shape=(6, 6, 3), keepdims=True)),
+    ("mean_flat", "mean", dict(in_shape=(6, 6, 3), keepdims=False)),
+    ("mean_odd", "mean", dict(in_shape=(5, 3, 7), keepdims=False, range=(-1.0, 5.0))),
+    ("mean_odd_keepdims", "mean", dict(in_shape=(3, 7, 4), keepdims=True, range=(-6.0, 1.0))),
+    # PAD, CONCATENATION
+    ("pad_hw", "pad", dict(in_shape=(4, 5, 3), pads=((1, 2), (0, 1), (0, 0)))),
+    ("pad_hwc", "pad", dict(in_shape=(3, 3, 2), pads=((2, 0), (1, 1), (1, 2)))),
+    ("concat_channels", "concat", dict(shapes=((4, 4, 3), (4, 4, 5)), axis=-1)),
+    ("concat_width3", "concat", dict(shapes=((3, 2, 2), (3, 1, 2), (3, 4, 2)), axis=2)),
+    ("concat_height", "concat", dict(shapes=((2, 3, 4), (5, 3, 4)), axis=1)),
+    # QUANTIZE f32->s8 and DEQUANTIZE s8->f32 at the graph edges
+    ("quant_io", "quant_io", dict(in_shape=(6, 6, 3), pool=(2, 2), strides=(2, 2))),
+    ("quant_io_wide", "quant_io", dict(in_shape=(5, 5, 2), pool=(1, 1), strides=(1, 1), range=(-40.0, 7.0))),
+]
+
+# inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the
+# concatenated inputs share the output's scale
+OPNET_CASES.append(("concat_requant", "concat", dict(shapes=((3, 3, 2), (3, 3, 3)), axis=-1, ranges=((-1.0, 1.0), (-6.0, 10.0)))))
