@@ -1,0 +1,43 @@
+/*
+ * tinygen host harness: runs the generated model on the build machine.
+ * Reads raw input tensors (TG_INPUT_SIZE bytes each) from stdin until EOF and
+ * writes each output tensor (TG_OUTPUT_SIZE bytes) to stdout. Exit code 0 on
+ * success; a kernel error prints the layer to stderr and exits 2; a partial
+ * input record exits 3.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+
+void tg_profile_mark(int32_t layer) { (void)layer; }
+
+int main(void)
+{
+    static int8_t in[TG_INPUT_SIZE];
+    int32_t st = tg_model_init();
+    if (st != 0) {
+        fprintf(stderr, "tg_model_init failed: %ld (layer %ld)\n", (long)st, (long)tg_model_failed_layer());
+        return 2;
+    }
+    for (;;) {
+        size_t got = fread(in, 1, TG_INPUT_SIZE, stdin);
+        if (got == 0) {
+            break;
+        }
+        if (got != TG_INPUT_SIZE) {
+            fprintf(stderr, "partial input record: %lu of %lu bytes\n", (unsigned long)got, (unsigned long)TG_INPUT_SIZE);
+            return 3;
+        }
+        memcpy(tg_model_input(), in, TG_INPUT_SIZE);
+        st = tg_model_run();
+        if (st != 0) {
+            fprintf(stderr, "tg_model_run failed: %ld in layer %ld\n", (long)st, (long)tg_model_failed_layer());
+            return 2;
+        }
+        if (fwrite(tg_model_output(), 1, TG_OUTPUT_SIZE, stdout) != TG_OUTPUT_SIZE) {
+            return 4;
+        }
+    }
+    return 0;
+}

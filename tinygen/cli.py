@@ -1,0 +1,117 @@
+"""Command line: ``tinygen build | run | flash | bench | analyze | report | optimize``.
+
+Every user-facing failure is a :class:`tinygen.errors.TinygenError`: printed as
+one line ``tinygen: error: ...`` with a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import TinygenError
+
+DEFAULT_PROJECT = "tinygen_project"
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cmd_build(a) -> int:
+    from . import driver
+
+    if a.rewrite or a.prune or a.qat:
+        from .optimize import optimize
+
+        if not a.data:
+            from .errors import InputError
+
+            raise InputError("--rewrite/--prune/--qat need training data: --data data.npz (x_train, y_train, x_val, y_val)")
+        out_model = Path(a.out) / "optimized"
+        out_model.parent.mkdir(parents=True, exist_ok=True)
+        res = optimize(a.model, a.data, rewrite=a.rewrite, prune=a.prune, qat=a.qat, seed=a.seed,
+                       out_path=str(out_model) + ".h5", log=log)
+        model = res.tflite_path if getattr(res, "tflite_path", None) else res.model_path
+    else:
+        model = a.model
+    dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
+    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log)
+    log(driver.summary(c))
+    log(f"project written to {out}/")
+    if a.no_compile:
+        return 0
+    if a.board == "host":
+        from . import hostbuild
+
+        exe = hostbuild.build(out, c.backend)
+        got = hostbuild.run(exe, c.test_input[None], c.test_expected.shape, c.test_expected.dtype)
+        ok = got.tobytes() == c.test_expected.tobytes()
+        log(f"host program {exe}: reference test vector {'matches the TFLite reference' if ok else 'DIFFERS from the reference'}")
+        return 0 if ok else 1
+    from . import firmware_project
+
+    firmware_project.compile_and_report(c, out, a.board, log=log)
+    return 0
+
+
+def _dispatch(name: str):
+    def run(a) -> int:
+        import importlib
+
+        mod = importlib.import_module(f"tinygen.{name}")
+        return int(mod.main(a) or 0)
+
+    return run
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tinygen", description="TinyML firmware generator: Keras/TFLite -> CMSIS-NN firmware")
+    ap.add_argument("--version", action="version", version="tinygen 0.1.0")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    b = sub.add_parser("build", help="compile a model into a firmware project (and build it when the toolchain is present)")
+    b.add_argument("model", help=".h5 / .keras / SavedModel folder / int8 .tflite")
+    b.add_argument("--board", default="mps2-an505", help="target board (default mps2-an505, emulated Cortex-M33); 'host' for a host program")
+    b.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None,
+                   help="kernels: cmsis-nn (default on boards, needs CMSIS_NN_PATH) or portable C")
+    b.add_argument("-o", "--out", default=DEFAULT_PROJECT, help=f"project folder (default ./{DEFAULT_PROJECT})")
+    b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') for quantizing a float model")
+    b.add_argument("--data", help="training data .npz for --rewrite/--prune/--qat")
+    b.add_argument("--rewrite", choices=["dws"], help="depthwise-separable rewrite of k x k convolutions")
+    b.add_argument("--prune", type=float, help="structured channel pruning ratio (0..1)")
+    b.add_argument("--qat", action="store_true", help="quantization-aware training before int8 conversion")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--dump-ir", action="store_true", help="print the IR after each pass (stderr)")
+    b.add_argument("--no-compile", action="store_true", help="only write the project, do not run the compiler")
+    b.set_defaults(func=cmd_build)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tf()
+    ap = parser()
+    a = ap.parse_args(argv)
+    try:
+        return int(a.func(a) or 0)
+    except TinygenError as e:
+        print(f"tinygen: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tinygen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

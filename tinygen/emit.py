@@ -1,0 +1,204 @@
+"""Emission: lowered ops + arena plan -> C sources via Jinja2 templates.
+
+Small doctested helpers format constants; all C structure lives in
+``templates/``. Every symbol has the ``tg_`` prefix. Output is deterministic:
+same model and flags, byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import jinja2
+import numpy as np
+
+from . import TEMPLATES, __version__
+from .ir import Graph
+from .ops import Lowered
+from .plan import Plan
+
+CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint8): "uint8_t",
+          np.dtype(np.float32): "float", np.dtype(np.int16): "int16_t"}
+
+
+def c_array_body(values: np.ndarray, per_line: int = 24) -> str:
+    """Comma-separated C initializer lines.
+
+    >>> c_array_body(np.array([1, -2, 3], np.int8), per_line=2)
+    '  1, -2,\\n  3'
+    >>> c_array_body(np.array([-2147483648], np.int32))
+    '  (-2147483647 - 1)'
+    """
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype == np.float32:
+        items = [f"{float(v).hex()}f" for v in flat]
+    else:
+        items = [("(-2147483647 - 1)" if int(v) == -(1 << 31) else str(int(v))) for v in flat.tolist()]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n".join("  " + ln for ln in lines)
+
+
+def c_initializer(value) -> str:
+    """A C designated initializer from a params dict (nested dicts become nested braces).
+
+    >>> c_initializer({"n": 1, "in": {"h": 2, "w": 3}})
+    '{ .n = 1, .in = { .h = 2, .w = 3 } }'
+    """
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f".{k} = {c_initializer(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
+    return str(value)
+
+
+def c_ident(name: str) -> str:
+    """A C-safe identifier fragment.
+
+    >>> c_ident("model/conv 1:0")
+    'model_conv_1_0'
+    """
+    out = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return out if out and not out[0].isdigit() else "_" + out
+
+
+def c_string(s: str) -> str:
+    """A C string literal body with everything outside printable ASCII escaped.
+
+    >>> c_string('a"b\\\\c')
+    'a\\\\"b\\\\\\\\c'
+    """
+    return "".join(ch if (32 <= ord(ch) < 127 and ch not in '"\\?') else f"\\{ord(ch) & 0xff:03o}" for ch in s)
+
+
+@dataclass
+class Layer:
+    index: int  # layer number (calls only)
+    op_index: int
+    kind: str
+    name: str
+    call: str
+    ptype: str | None
+    pinit: str
+    scratch: int
+    scratch_fn: str | None
+    macs: int
+    out_bytes: int
+
+
+@dataclass
+class Emitted:
+    files: dict[str, str]
+    manifest: dict
+    layers: list[Layer] = field(default_factory=list)
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def render(template: str, **ctx) -> str:
+    return _env().get_template(template).render(**ctx)
+
+
+def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, name: str, backend: str,
+               macs: list[int], test_input: np.ndarray, test_expected: np.ndarray, extra_manifest: dict) -> Emitted:
+    """Render model.h, model.c, model_weights.h/.c and model_test.c; build the manifest."""
+    arrays: list[tuple[str, str, str, int]] = []  # (symbol, ctype, body, nbytes)
+
+    def tensor_expr(tid: int) -> str:
+        t = g.t(tid)
+        if t.is_const:
+            sym = f"tg_c{tid}"
+            if sym not in {a[0] for a in arrays}:
+                arrays.append((sym, CTYPES[t.data.dtype], c_array_body(t.data), t.data.nbytes))
+            return sym
+        return f"(tg_arena + {p.offsets[tid]}u)"
+
+    layers: list[Layer] = []
+    for pos, (op, low) in enumerate(zip(g.ops, lowered)):
+        if low.alias:
+            continue
+        li = len(layers)
+        names = {}
+        for an, arr in low.arrays.items():
+            sym = f"tg_w{li}_{an}"
+            arr = np.ascontiguousarray(arr)
+            arrays.append((sym, CTYPES[arr.dtype], c_array_body(arr), arr.nbytes))
+            names[an] = sym
+        subst = {"params": f"tg_p{li}"}
+        for k, tid in enumerate(op.inputs):
+            if tid >= 0:
+                subst[f"in{k}"] = tensor_expr(tid)
+        for k, tid in enumerate(op.outputs):
+            subst[f"out{k}"] = tensor_expr(tid)
+        if p.scratch.get(pos):
+            subst["scratch"] = f"(tg_arena + {p.scratch[pos][0]}u)"
+        else:
+            subst["scratch"] = "NULL"
+
+        def fill(s: str) -> str:
+            for an, sym in names.items():
+                s = s.replace("{arr:%s}" % an, sym)
+            for k, v in subst.items():
+                s = s.replace("{%s}" % k, v)
+            return s
+
+        params = {k: (fill(v) if isinstance(v, str) else v) for k, v in low.params.items()}
+        call = f"{low.func}({', '.join(fill(a) for a in low.args)})"
+        scratch_fn = {"tg_conv2d_s8": "tg_conv2d_s8_scratch", "tg_dwconv2d_s8": "tg_dwconv2d_s8_scratch",
+                      "tg_fully_connected_s8": "tg_fully_connected_s8_scratch",
+                      "tg_avgpool_s8": "tg_avgpool_s8_scratch"}.get(low.func)
+        layers.append(Layer(li, op.op_index, op.kind, op.name, call, low.ptype, c_initializer(params) if low.ptype else "",
+                            p.scratch.get(pos, (0, 0))[1], scratch_fn, macs[pos], g.t(op.outputs[0]).nbytes))
+
+    model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]
+    tin, tout = g.t(g.inputs[0]), g.t(g.outputs[0])
+    weights_bytes = sum(a[3] for a in arrays)
+    ctx = dict(
+        version=__version__, name=c_string(name), hash=model_hash, backend=backend, layers=layers, arrays=arrays,
+        arena_size=p.arena_size, input_offset=p.offsets[tin.id], output_offset=p.offsets[tout.id],
+        input_size=tin.nbytes, output_size=tout.nbytes, input_dtype=tin.dtype, output_dtype=tout.dtype,
+        input_shape=list(tin.shape), output_shape=list(tout.shape),
+        layer_names=[c_string(f"{ly.kind}:{ly.name}")[:60] for ly in layers],
+        test_input=c_array_body(np.frombuffer(test_input.tobytes(), np.int8)),
+        test_expected=c_array_body(np.frombuffer(test_expected.tobytes(), np.int8)),
+        total_macs=sum(macs),
+    )
+    files = {
+        "model.h": render("model.h.j2", **ctx),
+        "model.c": render("model.c.j2", **ctx),
+        "model_weights.h": render("model_weights.h.j2", **ctx),
+        "model_weights.c": render("model_weights.c.j2", **ctx),
+        "model_test.c": render("model_test.c.j2", **ctx),
+    }
+    manifest = {
+        "tinygen_version": __version__,
+        "model": name,
+        "model_sha256_16": model_hash,
+        "backend": backend,
+        "arena_bytes": p.arena_size,
+        "arena_strategy": p.strategy,
+        "weights_bytes": weights_bytes,
+        "macs": int(sum(macs)),
+        "input": {"shape": list(tin.shape), "dtype": tin.dtype, "scale": tin.scale.tolist(),
+                  "zero_point": tin.zero_point.tolist(), "bytes": tin.nbytes, "offset": p.offsets[tin.id]},
+        "output": {"shape": list(tout.shape), "dtype": tout.dtype, "scale": tout.scale.tolist(),
+                   "zero_point": tout.zero_point.tolist(), "bytes": tout.nbytes, "offset": p.offsets[tout.id]},
+        "layers": [{"index": ly.index, "op_index": ly.op_index, "op": ly.kind, "name": ly.name,
+                    "kernel": ly.call.split("(")[0], "macs": ly.macs, "scratch_bytes": ly.scratch,
+                    "output_bytes": ly.out_bytes} for ly in layers],
+        "tensors": [{"id": tid, "name": g.t(tid).name, "offset": off, "bytes": g.t(tid).nbytes}
+                    for tid, off in sorted(p.offsets.items())],
+        "buffers": [{"name": b.name, "offset": b.offset, "bytes": b.size, "start": b.start, "end": b.end}
+                    for b in sorted(p.buffers, key=lambda b: (b.offset, b.start, b.name))],
+        "num_ops": len(g.ops),
+    }
+    manifest.update(extra_manifest)
+    files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    return Emitted(files, manifest, layers)

@@ -1,0 +1,132 @@
+"""Frontend: read a model file and return full-int8 TFLite bytes.
+
+Accepts an int8 ``.tflite`` as is, or a Keras model (``.h5`` from tf.keras 2
+via tf_keras, ``.keras`` via Keras 3, or a SavedModel folder) which is
+quantized to full int8 (TFLite int8 spec: per-channel weights, per-tensor
+activations, int8 input and output) with a representative dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ModelError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def kind_of(path: Path) -> str:
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            return "savedmodel"
+        raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    head = path.open("rb").read(8)
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        return "tflite"
+    if head == HDF5_MAGIC:
+        return "h5"
+    if head[:2] == b"PK" and path.suffix == ".keras":
+        return "keras"
+    suffix = path.suffix.lower()
+    if suffix in (".tflite", ".h5", ".hdf5", ".keras"):
+        raise ModelError(f"{path}: the contents are not a valid {suffix} file (corrupt or truncated? first bytes {head!r})")
+    raise ModelError(f"{path}: unknown model format; give a .tflite, .h5, .keras or SavedModel folder")
+
+
+def load_calibration(path: str | None, input_shape: tuple, n_synthetic: int = 64, log=print) -> np.ndarray:
+    """Calibration inputs: ``x`` (or ``x_train``) from an .npz, or loud synthetic data."""
+    if path is None:
+        log("WARNING: no --calib data given: quantizing with SYNTHETIC calibration data (standard normal).\n"
+            "         Activation ranges may not match real inputs and int8 accuracy can suffer.\n"
+            "         Give real samples: tinygen build model.h5 --calib data.npz (array 'x' or 'x_train').")
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((n_synthetic, *input_shape[1:])).astype(np.float32)
+    try:
+        with np.load(path) as z:
+            key = next((k for k in ("x", "x_train", "x_calib") if k in z.files), None)
+            if key is None:
+                raise InputError(f"{path}: no array named 'x' or 'x_train' (has {z.files})")
+            x = np.asarray(z[key], np.float32)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read calibration data ({e})") from None
+    if x.shape[1:] != tuple(input_shape[1:]):
+        raise InputError(f"{path}: '{key}' samples are {list(x.shape[1:])}, the model input is {list(input_shape[1:])}")
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"{path}: '{key}' contains NaN or inf")
+    return x[:256]
+
+
+def load_keras(path: Path, kind: str):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if kind == "h5":
+            import tf_keras
+
+            return tf_keras.models.load_model(str(path), compile=False)
+        if kind == "keras":
+            import keras
+
+            return keras.models.load_model(str(path), compile=False)
+    except Exception as e:  # h5py/keras raise many types for damaged files
+        raise ModelError(f"{path}: cannot load the Keras model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return None
+
+
+def quantize(path: Path, kind: str, calib: str | None, log=print) -> bytes:
+    """Full-int8 post-training quantization with the TFLite converter."""
+    import tensorflow as tf
+
+    if kind == "savedmodel":
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(path))
+        model = None
+        try:
+            input_shape = tuple(tf.saved_model.load(str(path)).signatures["serving_default"].inputs[0].shape)
+        except Exception:
+            raise ModelError(f"{path}: cannot read the SavedModel's serving signature") from None
+    else:
+        model = load_keras(path, kind)
+        input_shape = tuple(model.inputs[0].shape)
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelError(f"{path}: {len(model.inputs)} inputs / {len(model.outputs)} outputs; tinygen needs one of each")
+        if kind == "keras":
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        else:
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if any(d is None for d in input_shape[1:]):
+        raise ModelError(f"{path}: input shape {list(input_shape)} is not fixed; rebuild the model with a fixed input size")
+    x = load_calibration(calib, input_shape, log=log)
+
+    def rep():
+        for i in range(len(x)):
+            yield [x[i : i + 1]]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    try:
+        return conv.convert()
+    except Exception as e:
+        raise ModelError(f"{path}: the TFLite converter could not quantize the model to int8: {str(e).splitlines()[0][:300]}") from None
+
+
+def load(path: str | os.PathLike, calib: str | None = None, log=print) -> tuple[bytes, str]:
+    """Return (full-int8 tflite bytes, model name)."""
+    p = Path(path)
+    kind = kind_of(p)
+    name = p.stem if p.is_file() else p.name
+    if kind == "tflite":
+        return p.read_bytes(), name
+    log(f"quantizing {p} to full int8 with the TFLite converter ...")
+    return quantize(p, kind, calib, log=log), name
+
+
+def stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)

@@ -1,0 +1,670 @@
+"""The op table: one :class:`OpDef` per supported TFLite op.
+
+Adding an op = one entry here (parse options, check support, count MACs, lower
+to one kernel call) + its test net in ``tests/opnets.py``. Each check's
+docstring is the user's error message; ``SUPPORTED_OPS.md`` is generated from
+this table (``python -m tinygen.ops``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import quant
+from .errors import ModelError, UnsupportedError
+from .flatbuf import Table
+from .ir import Graph, Op, Tensor
+
+ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+PADDING = {0: "SAME", 1: "VALID"}
+
+
+@dataclass
+class Lowered:
+    """One kernel call: ``func(args...)`` with a const params struct and const arrays in flash.
+
+    ``args`` are C expressions with placeholders ``{params}``, ``{in0}``, ``{in1}``.., ``{out0}``,
+    ``{scratch}`` and ``{arr:<name>}`` filled in by the emitter.
+    """
+
+    func: str
+    args: list[str]
+    ptype: str | None = None
+    params: dict = field(default_factory=dict)  # struct field -> int | str (C expression) | tuple (nested)
+    arrays: dict = field(default_factory=dict)  # name -> numpy array (int8/int32/int8 LUT)
+    scratch: int = 0  # bytes of backend scratch needed (filled per backend)
+    alias: bool = False  # output shares the input's storage: no call emitted
+
+
+@dataclass
+class OpDef:
+    kind: str
+    parse: Callable[[Table | None], dict]
+    check: Callable[[Graph, Op], None]
+    lower: Callable[[Graph, Op, str], Lowered]
+    macs: Callable[[Graph, Op], int] = lambda g, op: 0
+    inplace: bool = False  # output may overwrite input 0 (element-wise, same size)
+    doc: str = ""
+
+
+TABLE: dict[str, OpDef] = {}
+
+
+def register(kind, parse, check, lower, macs=None, inplace=False, doc=""):
+    TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), inplace, doc)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def _fail(op: Op, msg: str) -> None:
+    raise UnsupportedError(f"{op.where()}: {msg}")
+
+
+def _int8_io(g: Graph, op: Op, n_in: int = 1) -> None:
+    for i in op.inputs[:n_in] + op.outputs:
+        t = g.t(i)
+        if t.dtype != "int8":
+            _fail(op, f"tensor {t.describe()} is {t.dtype}; tinygen compiles full-int8 models (TFLite int8 spec): "
+                  "quantize with tinygen build on the float model, or re-export with inference_input_type=int8")
+        if t.scale.size != 1:
+            _fail(op, f"activation {t.describe()} must be quantized per tensor (has {t.scale.size} scales)")
+        s, z = float(t.scale[0]), int(t.zero_point[0])
+        if not np.isfinite(s) or s <= 0:
+            raise ModelError(f"{op.where()}: tensor {t.describe()} has invalid scale {s}; re-quantize the model")
+        if not -128 <= z <= 127:
+            raise ModelError(f"{op.where()}: tensor {t.describe()} has zero point {z} outside int8 [-128, 127]")
+
+
+def _const(g: Graph, op: Op, idx: int, what: str) -> Tensor:
+    if idx >= len(op.inputs) or op.inputs[idx] < 0:
+        _fail(op, f"missing {what}")
+    t = g.t(op.inputs[idx])
+    if not t.is_const:
+        _fail(op, f"{what} {t.describe()} must be constant (computed weights are not supported)")
+    return t
+
+
+def _weights(g: Graph, op: Op, idx: int, n_channels: int) -> Tensor:
+    w = _const(g, op, idx, "weights")
+    if w.dtype != "int8":
+        _fail(op, f"weights {w.describe()} are {w.dtype}; only int8 weights are supported (no float/int4/hybrid)")
+    if w.scale.size not in (1, n_channels):
+        raise ModelError(f"{op.where()}: weights {w.describe()} have {w.scale.size} scales for {n_channels} channels")
+    if np.any(w.zero_point != 0):
+        _fail(op, f"weights {w.describe()} have non-zero zero points; the int8 spec needs symmetric weights")
+    if not np.all(np.isfinite(w.scale)) or np.any(w.scale <= 0):
+        raise ModelError(f"{op.where()}: weights {w.describe()} have an invalid scale (0, negative, NaN or inf)")
+    return w
+
+
+def _bias(g: Graph, op: Op, idx: int, n: int) -> np.ndarray | None:
+    if idx >= len(op.inputs) or op.inputs[idx] < 0:
+        return None
+    b = _const(g, op, idx, "bias")
+    if b.dtype != "int32" or b.size != n:
+        _fail(op, f"bias {b.describe()} must be int32[{n}]")
+    return b.data.reshape(-1).astype(np.int32)
+
+
+def _act(g: Graph, op: Op) -> tuple[int, int]:
+    act = op.attrs.get("act", "NONE")
+    if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+        _fail(op, f"fused activation {act} is not supported")
+    s, z = g.t(op.outputs[0]).q()
+    return quant.activation_range(act, s, z)
+
+
+def _dims4(shape) -> tuple:
+    shape = tuple(shape)
+    if len(shape) > 4:
+        raise UnsupportedError(f"rank-{len(shape)} tensor; at most 4 dimensions are supported")
+    return (1,) * (4 - len(shape)) + shape
+
+
+def _same_pad(in_size, k, stride, dil, out_size) -> int:
+    eff = (k - 1) * dil + 1
+    total = max((out_size - 1) * stride + eff - in_size, 0)
+    return total // 2
+
+
+def _expected_out(padding, in_size, k, stride, dil) -> int:
+    eff = (k - 1) * dil + 1
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    return (in_size - eff + stride) // stride
+
+
+def _check_spatial(op: Op, g: Graph, kh: int, kw: int) -> None:
+    a = op.attrs
+    n, h, w, _ = g.t(op.inputs[0]).shape
+    _, oh, ow, _ = g.t(op.outputs[0]).shape
+    if min(a["stride_h"], a["stride_w"], a.get("dil_h", 1), a.get("dil_w", 1)) < 1:
+        raise ModelError(f"{op.where()}: non-positive stride or dilation {a}")
+    eh = _expected_out(a["padding"], h, kh, a["stride_h"], a.get("dil_h", 1))
+    ew = _expected_out(a["padding"], w, kw, a["stride_w"], a.get("dil_w", 1))
+    if (eh, ew) != (oh, ow):
+        raise ModelError(f"{op.where()}: output is {oh}x{ow} but input {h}x{w}, kernel {kh}x{kw} and {a} give {eh}x{ew}")
+
+
+def _pads(op: Op, g: Graph, kh: int, kw: int) -> tuple[int, int]:
+    a = op.attrs
+    if a["padding"] != "SAME":
+        return 0, 0
+    _, h, w, _ = g.t(op.inputs[0]).shape
+    _, oh, ow, _ = g.t(op.outputs[0]).shape
+    return (_same_pad(h, kh, a["stride_h"], a.get("dil_h", 1), oh), _same_pad(w, kw, a["stride_w"], a.get("dil_w", 1), ow))
+
+
+def _dims(shape) -> dict:
+    n, h, w, c = _dims4(shape)
+    return {"n": n, "h": h, "w": w, "c": c}
+
+
+def _opt(tbl: Table | None, n: int, fmt: str, default=0):
+    return tbl.scalar(n, fmt, default) if tbl is not None else default
+
+
+# ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------------------------
+
+
+def _parse_conv(t):
+    return {"padding": PADDING.get(_opt(t, 0, "b"), "?"), "stride_w": _opt(t, 1, "i"), "stride_h": _opt(t, 2, "i"),
+            "act": ACT.get(_opt(t, 3, "b"), "?"), "dil_w": _opt(t, 4, "i", 1), "dil_h": _opt(t, 5, "i", 1)}
+
+
+def _parse_dw(t):
+    return {"padding": PADDING.get(_opt(t, 0, "b"), "?"), "stride_w": _opt(t, 1, "i"), "stride_h": _opt(t, 2, "i"),
+            "depth_multiplier": _opt(t, 3, "i"), "act": ACT.get(_opt(t, 4, "b"), "?"),
+            "dil_w": _opt(t, 5, "i", 1), "dil_h": _opt(t, 6, "i", 1)}
+
+
+def _check_conv(g, op):
+    """CONV_2D: int8 NHWC input/output (per-tensor), int8 OHWI weights (per-channel or per-tensor, symmetric), int32 bias, SAME/VALID padding, any stride/dilation, fused NONE/RELU/RELU6/RELU_N1_TO_1. Grouped convolution is not supported."""
+    _int8_io(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        _fail(op, f"expects 4-D NHWC tensors, got {x.describe()} -> {y.describe()}")
+    w = _weights(g, op, 1, y.shape[3])
+    if len(w.shape) != 4 or w.shape[0] != y.shape[3]:
+        raise ModelError(f"{op.where()}: weights {w.describe()} do not match output channels {y.shape[3]}")
+    if w.shape[3] != x.shape[3]:
+        _fail(op, f"grouped convolution (weights {w.describe()} for {x.shape[3]} input channels) is not supported")
+    if op.attrs["padding"] not in ("SAME", "VALID"):
+        raise ModelError(f"{op.where()}: unknown padding")
+    _bias(g, op, 2, y.shape[3])
+    _act(g, op)
+    _check_spatial(op, g, w.shape[1], w.shape[2])
+
+
+def _check_dw(g, op):
+    """DEPTHWISE_CONV_2D: int8 input/output (per-tensor), int8 1HWO weights (per-channel or per-tensor), any depth multiplier, stride, dilation, SAME/VALID padding, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
+    _int8_io(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        _fail(op, f"expects 4-D NHWC tensors, got {x.describe()} -> {y.describe()}")
+    w = _weights(g, op, 1, y.shape[3])
+    if len(w.shape) != 4 or w.shape[0] != 1 or w.shape[3] != y.shape[3] or y.shape[3] % x.shape[3]:
+        raise ModelError(f"{op.where()}: weights {w.describe()} do not fit {x.describe()} -> {y.describe()}")
+    if op.attrs["padding"] not in ("SAME", "VALID"):
+        raise ModelError(f"{op.where()}: unknown padding")
+    _bias(g, op, 2, y.shape[3])
+    _act(g, op)
+    _check_spatial(op, g, w.shape[1], w.shape[2])
+
+
+def _conv_params(g, op, depthwise):
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    cout = y.shape[3]
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    wscales = np.broadcast_to(w.scale, (cout,))
+    mult, shift = quant.conv_multipliers(sx, wscales, sy)
+    lo, hi = _act(g, op)
+    kh, kw = w.shape[1], w.shape[2]
+    ph, pw = _pads(op, g, kh, kw)
+    a = op.attrs
+    params = {
+        "in": _dims(x.shape), "filter": _dims(w.shape), "out": _dims(y.shape),
+        "stride_h": a["stride_h"], "stride_w": a["stride_w"], "pad_h": ph, "pad_w": pw,
+        "dil_h": a["dil_h"], "dil_w": a["dil_w"], "ch_mult": cout // x.shape[3] if depthwise else 1,
+        "in_offset": -zx, "out_offset": zy, "act_min": lo, "act_max": hi,
+        "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
+    }
+    arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": w.data.reshape(-1)}
+    bias = _bias(g, op, 2, cout)
+    if bias is not None:
+        arrays["bias"] = bias
+        params["bias"] = "{arr:bias}"
+    else:
+        params["bias"] = "NULL"
+    return params, arrays
+
+
+def _lower_conv(g, op, arch):
+    params, arrays = _conv_params(g, op, False)
+    return Lowered("tg_conv2d_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_conv_params_t", params, arrays,
+                   scratch=_scratch("conv2d_scratch", params, arch))
+
+
+def _lower_dw(g, op, arch):
+    params, arrays = _conv_params(g, op, True)
+    return Lowered("tg_dwconv2d_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_conv_params_t", params, arrays,
+                   scratch=_scratch("dwconv2d_scratch", params, arch))
+
+
+def _scratch(fn: str, params: dict, arch: str) -> int:
+    """Backend scratch bytes: CMSIS-NN's *_get_buffer_size formulas for the target ('dsp'/'mve'/'none');
+    arch 'portable' needs none."""
+    if arch == "portable":
+        return 0
+    from . import cmsis_scratch
+
+    return int(getattr(cmsis_scratch, fn)(params, arch))
+
+
+def _macs_conv(g, op):
+    y, w = g.t(op.outputs[0]), g.t(op.inputs[1])
+    return y.size * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+def _macs_dw(g, op):
+    y, w = g.t(op.outputs[0]), g.t(op.inputs[1])
+    return y.size * w.shape[1] * w.shape[2]
+
+
+register("CONV_2D", _parse_conv, _check_conv, _lower_conv, _macs_conv, doc=_check_conv.__doc__)
+register("DEPTHWISE_CONV_2D", _parse_dw, _check_dw, _lower_dw, _macs_dw, doc=_check_dw.__doc__)
+
+
+# ---- FULLY_CONNECTED ---------------------------------------------------------------------------
+
+
+def _parse_fc(t):
+    return {"act": ACT.get(_opt(t, 0, "b"), "?"), "weights_format": _opt(t, 1, "b"), "keep_num_dims": bool(_opt(t, 2, "B"))}
+
+
+def _check_fc(g, op):
+    """FULLY_CONNECTED: int8 input/output (per-tensor), constant int8 [out, in] weights (per-tensor or per-channel, symmetric), optional int32 bias, fused NONE/RELU/RELU6/RELU_N1_TO_1, default weights format."""
+    _int8_io(g, op)
+    if op.attrs["weights_format"] != 0:
+        _fail(op, "shuffled weights format is not supported")
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    w = _const(g, op, 1, "weights")
+    if len(w.shape) != 2:
+        raise ModelError(f"{op.where()}: weights {w.describe()} must be 2-D [out, in]")
+    _weights(g, op, 1, w.shape[0])
+    if x.size % w.shape[1] or y.size != (x.size // w.shape[1]) * w.shape[0]:
+        raise ModelError(f"{op.where()}: input {x.describe()} and weights {w.describe()} give no output {y.describe()}")
+    _bias(g, op, 2, w.shape[0])
+    _act(g, op)
+
+
+def _lower_fc(g, op, arch):
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    out_d, in_d = w.shape
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    mult, shift = quant.conv_multipliers(sx, w.scale, sy)
+    lo, hi = _act(g, op)
+    params = {"batches": x.size // in_d, "in_depth": in_d, "out_depth": out_d, "in_offset": -zx, "out_offset": zy,
+              "act_min": lo, "act_max": hi, "per_channel": int(w.scale.size > 1),
+              "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}"}
+    arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": w.data.reshape(-1)}
+    bias = _bias(g, op, 2, out_d)
+    params["bias"] = "NULL" if bias is None else "{arr:bias}"
+    if bias is not None:
+        arrays["bias"] = bias
+    return Lowered("tg_fully_connected_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_fc_params_t", params,
+                   arrays, scratch=_scratch("fully_connected_scratch", params, arch))
+
+
+def _macs_fc(g, op):
+    x, w = g.t(op.inputs[0]), g.t(op.inputs[1])
+    return (x.size // w.shape[1]) * w.shape[0] * w.shape[1]
+
+
+register("FULLY_CONNECTED", _parse_fc, _check_fc, _lower_fc, _macs_fc, doc=_check_fc.__doc__)
+
+
+# ---- pooling -----------------------------------------------------------------------------------
+
+
+def _parse_pool(t):
+    return {"padding": PADDING.get(_opt(t, 0, "b"), "?"), "stride_w": _opt(t, 1, "i"), "stride_h": _opt(t, 2, "i"),
+            "filter_w": _opt(t, 3, "i"), "filter_h": _opt(t, 4, "i"), "act": ACT.get(_opt(t, 5, "b"), "?")}
+
+
+def _check_pool(g, op):
+    """AVERAGE_POOL_2D / MAX_POOL_2D: int8 4-D NHWC, input and output with the same scale and zero point, SAME/VALID padding, any filter and stride, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
+    _int8_io(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if len(x.shape) != 4:
+        _fail(op, f"expects a 4-D NHWC input, got {x.describe()}")
+    if x.q() != y.q():
+        _fail(op, f"input {x.describe()} and output {y.describe()} must share scale and zero point")
+    if op.attrs["filter_h"] < 1 or op.attrs["filter_w"] < 1:
+        raise ModelError(f"{op.where()}: filter size {op.attrs['filter_h']}x{op.attrs['filter_w']}")
+    _act(g, op)
+    _check_spatial(op, g, op.attrs["filter_h"], op.attrs["filter_w"])
+
+
+def _pool_params(g, op):
+    a = op.attrs
+    lo, hi = _act(g, op)
+    ph, pw = _pads(op, g, a["filter_h"], a["filter_w"])
+    return {"in": _dims(g.t(op.inputs[0]).shape), "out": _dims(g.t(op.outputs[0]).shape),
+            "filter_h": a["filter_h"], "filter_w": a["filter_w"], "stride_h": a["stride_h"], "stride_w": a["stride_w"],
+            "pad_h": ph, "pad_w": pw, "act_min": lo, "act_max": hi}
+
+
+def _lower_avgpool(g, op, arch):
+    p = _pool_params(g, op)
+    return Lowered("tg_avgpool_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_pool_params_t", p,
+                   scratch=_scratch("avgpool_scratch", p, arch))
+
+
+def _lower_maxpool(g, op, arch):
+    return Lowered("tg_maxpool_s8", ["&{params}", "{in0}", "{out0}"], "tg_pool_params_t", _pool_params(g, op))
+
+
+def _macs_pool(g, op):
+    return g.t(op.outputs[0]).size * op.attrs["filter_h"] * op.attrs["filter_w"]
+
+
+register("AVERAGE_POOL_2D", _parse_pool, _check_pool, _lower_avgpool, _macs_pool, doc=_check_pool.__doc__)
+register("MAX_POOL_2D", _parse_pool, _check_pool, _lower_maxpool, _macs_pool, doc=_check_pool.__doc__)
+
+
+# ---- element-wise binary -----------------------------------------------------------------------
+
+
+def _parse_act0(t):
+    return {"act": ACT.get(_opt(t, 0, "b"), "?")}
+
+
+def _broadcastable(a, b, out) -> bool:
+    a, b, out = _dims4(a), _dims4(b), _dims4(out)
+    return all(o == max(x, y) and x in (1, o) and y in (1, o) for x, y, o in zip(a, b, out))
+
+
+def _check_binary(g, op):
+    """ADD / MUL: two int8 inputs (constant or computed, per-tensor) broadcast over up to 4 dimensions, int8 output, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
+    if len(op.inputs) != 2:
+        _fail(op, "expects two inputs")
+    _int8_io(g, op, 2)
+    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
+    for t in (a, b, y):
+        if len(t.shape) > 4:
+            _fail(op, f"tensor {t.describe()} has more than 4 dimensions")
+    if not _broadcastable(a.shape, b.shape, y.shape):
+        raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    _act(g, op)
+
+
+def _lower_binary(g, op, arch):
+    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
+    (sa, za), (sb, zb), (sy, zy) = a.q(), b.q(), y.q()
+    fn = quant.add_params if op.kind == "ADD" else quant.mul_params
+    p = {"in1": _dims(a.shape), "in2": _dims(b.shape), "out": _dims(y.shape)}
+    p.update(fn(sa, za, sb, zb, sy, zy))
+    p["act_min"], p["act_max"] = _act(g, op)
+    func = "tg_add_s8" if op.kind == "ADD" else "tg_mul_s8"
+    return Lowered(func, ["&{params}", "{in0}", "{in1}", "{out0}"], "tg_binary_params_t", p)
+
+
+register("ADD", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, inplace=True,
+         doc=_check_binary.__doc__)
+register("MUL", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, inplace=True,
+         doc=_check_binary.__doc__)
+
+
+# ---- SOFTMAX -----------------------------------------------------------------------------------
+
+
+def _check_softmax(g, op):
+    """SOFTMAX: int8 input, int8 output with scale 1/256 and zero point -128 (TFLite int8 spec), over the last dimension, any beta."""
+    _int8_io(g, op)
+    y = g.t(op.outputs[0])
+    s, z = y.q()
+    if abs(s - 1 / 256) > 1e-8 or z != -128:
+        _fail(op, f"output {y.describe()} must have scale 1/256 and zero point -128, has {s} and {z}")
+
+
+def _lower_softmax(g, op, arch):
+    x = g.t(op.inputs[0])
+    mult, shift, diff_min = quant.softmax_params(op.attrs["beta"], x.q()[0])
+    p = {"rows": x.size // x.shape[-1], "row_size": x.shape[-1], "mult": mult, "shift": shift, "diff_min": diff_min}
+    return Lowered("tg_softmax_s8", ["&{params}", "{in0}", "{out0}"], "tg_softmax_params_t", p)
+
+
+register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 1.0)}, _check_softmax, _lower_softmax,
+         lambda g, op: g.t(op.outputs[0]).size, doc=_check_softmax.__doc__)
+
+
+# ---- element-wise unary via a 256-entry table --------------------------------------------------
+
+
+def _check_unary(g, op):
+    """LOGISTIC / RELU / RELU6 / RELU_N1_TO_1 / QUANTIZE (int8 -> int8): int8 per-tensor input and output; computed by a 256-entry table built with TFLite's exact arithmetic."""
+    _int8_io(g, op)
+
+
+def _lower_unary(g, op, arch):
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    if op.kind == "LOGISTIC":
+        lut = quant.lut_logistic(sx, zx, sy, zy)
+    elif op.kind == "QUANTIZE":
+        lut = quant.lut_requantize(sx, zx, sy, zy)
+    else:
+        lut = quant.lut_relu(sx, zx, sy, zy, op.kind)
+    return Lowered("tg_lut_s8", ["{arr:lut}", "{in0}", "{out0}", str(x.size)], arrays={"lut": np.asarray(lut, np.int8)})
+
+
+for _k in ("LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1"):
+    register(_k, lambda t: {}, _check_unary, _lower_unary, inplace=True, doc=_check_unary.__doc__)
+
+
+# ---- QUANTIZE / DEQUANTIZE at the graph edges --------------------------------------------------
+
+
+def _check_quantize(g, op):
+    """QUANTIZE: float32 -> int8 (at the graph input) or int8 -> int8 (requantize); per-tensor."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype == "int8":
+        return _check_unary(g, op)
+    if x.dtype != "float32" or y.dtype != "int8":
+        _fail(op, f"QUANTIZE {x.dtype} -> {y.dtype} is not supported (float32 -> int8 and int8 -> int8 are)")
+    _int8_io(g, Op(op.kind, [], op.outputs, {}, op.op_index, op.name))
+
+
+def _lower_quantize(g, op, arch):
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype == "int8":
+        return _lower_unary(g, op, arch)
+    s, z = y.q()
+    return Lowered("tg_quantize_f32_s8", ["(const float *){in0}", "{out0}", str(x.size), _cfloat(s), str(z)])
+
+
+def _check_dequantize(g, op):
+    """DEQUANTIZE: int8 -> float32 (at the graph output), per-tensor."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype != "int8" or y.dtype != "float32":
+        _fail(op, f"DEQUANTIZE {x.dtype} -> {y.dtype} is not supported (int8 -> float32 is)")
+    _int8_io(g, Op(op.kind, op.inputs, [], {}, op.op_index, op.name))
+
+
+def _lower_dequantize(g, op, arch):
+    x = g.t(op.inputs[0])
+    s, z = x.q()
+    return Lowered("tg_dequantize_s8_f32", ["{in0}", "(float *){out0}", str(x.size), _cfloat(s), str(z)])
+
+
+def _cfloat(v: float) -> str:
+    """An exact C float literal (hex) for a float32 value.
+
+    >>> _cfloat(0.5)
+    '0x1.0000000000000p-1f'
+    """
+    return f"{float(np.float32(v)).hex()}f" if v else "0.0f"
+
+
+register("QUANTIZE", lambda t: {}, _check_quantize, _lower_quantize, doc=_check_quantize.__doc__)
+register("DEQUANTIZE", lambda t: {}, _check_dequantize, _lower_dequantize, doc=_check_dequantize.__doc__)
+
+
+# ---- shape-only ops: aliases, no copy ----------------------------------------------------------
+
+
+def _check_alias(g, op):
+    """RESHAPE / SQUEEZE / EXPAND_DIMS: same bytes, new shape; compiled as an alias of the input (no copy, no time, no memory)."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.nbytes != y.nbytes or x.dtype != y.dtype:
+        raise ModelError(f"{op.where()}: {x.describe()} -> {y.describe()} changes the data size")
+    if x.dtype == "int8" and (x.scale.tolist(), x.zero_point.tolist()) != (y.scale.tolist(), y.zero_point.tolist()):
+        _fail(op, f"{x.describe()} -> {y.describe()} changes quantization")
+
+
+def _lower_alias(g, op, arch):
+    return Lowered("", [], alias=True)
+
+
+for _k in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
+    register(_k, lambda t: {}, _check_alias, _lower_alias, doc=_check_alias.__doc__)
+
+
+# ---- PAD / PADV2 -------------------------------------------------------------------------------
+
+
+def _check_pad(g, op):
+    """PAD / PADV2: int8 up to 4-D, constant int32/int64 paddings, non-negative; PADV2's constant value must use the output's quantization."""
+    _int8_io(g, op)
+    p = _const(g, op, 1, "paddings")
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if p.data.shape != (len(x.shape), 2) or np.any(p.data < 0):
+        _fail(op, f"paddings {p.data.tolist()} must be non-negative [rank, 2]")
+    if len(x.shape) > 4:
+        _fail(op, f"input {x.describe()} has more than 4 dimensions")
+    if tuple(int(d) + int(a) + int(b) for d, (a, b) in zip(x.shape, p.data)) != y.shape:
+        raise ModelError(f"{op.where()}: paddings {p.data.tolist()} on {x.describe()} do not give {y.describe()}")
+    if x.q() != y.q():
+        _fail(op, "input and output must share scale and zero point")
+
+
+def _lower_pad(g, op, arch):
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    pads = np.asarray(g.t(op.inputs[1]).data).reshape(-1, 2)
+    before = [0] * (4 - len(x.shape)) + [int(a) for a, _ in pads]
+    value = y.q()[1]
+    if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        value = int(np.asarray(g.t(op.inputs[2]).data).reshape(-1)[0])
+    p = {"in": _dims(x.shape), "out": _dims(y.shape),
+         "before": dict(zip("nhwc", before)), "pad_value": value}
+    return Lowered("tg_pad_s8", ["&{params}", "{in0}", "{out0}"], "tg_pad_params_t", p)
+
+
+register("PAD", lambda t: {}, _check_pad, _lower_pad, doc=_check_pad.__doc__)
+register("PADV2", lambda t: {}, _check_pad, _lower_pad, doc=_check_pad.__doc__)
+
+
+# ---- CONCATENATION -----------------------------------------------------------------------------
+
+
+def _check_concat(g, op):
+    """CONCATENATION: int8 inputs sharing the output's scale and zero point (TFLite int8 requirement), any axis, no fused activation."""
+    _int8_io(g, op, len(op.inputs))
+    y = g.t(op.outputs[0])
+    if op.attrs["act"] != "NONE":
+        _fail(op, f"fused activation {op.attrs['act']} on CONCATENATION is not supported")
+    axis = op.attrs["axis"] % len(y.shape)
+    for i in op.inputs:
+        x = g.t(i)
+        if x.q() != y.q():
+            _fail(op, f"input {x.describe()} has different quantization from the output")
+        if len(x.shape) != len(y.shape) or any(a != b for k, (a, b) in enumerate(zip(x.shape, y.shape)) if k != axis):
+            raise ModelError(f"{op.where()}: input {x.describe()} does not fit output {y.describe()} on axis {axis}")
+
+
+def _lower_concat(g, op, arch):
+    y = g.t(op.outputs[0])
+    axis = op.attrs["axis"] % len(y.shape)
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    sizes = np.array([int(np.prod(g.t(i).shape[axis:], dtype=np.int64)) for i in op.inputs], np.int32)
+    ins = "{" + ", ".join("{in%d}" % k for k in range(len(op.inputs))) + "}"
+    return Lowered("tg_concat_s8", [str(len(op.inputs)), "(const int8_t *const[])" + ins, "{arr:sizes}", str(outer),
+                                    "{out0}"], arrays={"sizes": sizes})
+
+
+register("CONCATENATION", lambda t: {"axis": _opt(t, 0, "i"), "act": ACT.get(_opt(t, 1, "b"), "?")},
+         _check_concat, _lower_concat, doc=_check_concat.__doc__)
+
+
+# ---- MEAN --------------------------------------------------------------------------------------
+
+
+def _check_mean(g, op):
+    """MEAN: int8 4-D NHWC input reduced over axes 1 and 2 (global average pooling), keep_dims either way."""
+    _int8_io(g, op)
+    x = g.t(op.inputs[0])
+    axes = sorted(int(a) % 4 for a in np.asarray(_const(g, op, 1, "axes").data).reshape(-1)) if len(x.shape) == 4 else []
+    if len(x.shape) != 4 or axes != [1, 2]:
+        _fail(op, f"only the mean over H and W of a 4-D tensor is supported (input {x.describe()}, axes {axes})")
+
+
+def _lower_mean(g, op, arch):
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    axes = np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist()
+    q = quant.mean_params(x.shape, sx, zx, sy, zy, op.attrs["keep_dims"], axes)
+    p = {"in": _dims(x.shape), "in_zp": q["in_zp"], "out_zp": q["out_zp"], "mult": q["mult"], "shift": q["shift"],
+         "num_elements": q["num_elements"], "mode": q["mode"], "scale": _cfloat(q["scale"]), "bias": _cfloat(q["bias"])}
+    return Lowered("tg_mean_s8", ["&{params}", "{in0}", "{out0}"], "tg_mean_params_t", p)
+
+
+register("MEAN", lambda t: {"keep_dims": bool(_opt(t, 0, "B"))}, _check_mean, _lower_mean,
+         lambda g, op: g.t(op.inputs[0]).size, doc=_check_mean.__doc__)
+
+
+# ---- entry points ------------------------------------------------------------------------------
+
+
+def parse(op: Op, options: Table | None, tensors) -> None:
+    """Decode the builtin options of ``op`` (called by the importer)."""
+    d = TABLE.get(op.kind)
+    if d is None:
+        raise UnsupportedError(
+            f"op #{op.op_index} {op.kind} (output '{op.name}') is not supported by tinygen; "
+            f"supported: {', '.join(sorted(TABLE))} (see SUPPORTED_OPS.md)"
+        )
+    try:
+        op.attrs = d.parse(options)
+    except ModelError:
+        raise
+    except Exception as e:  # malformed option tables
+        raise ModelError(f"op #{op.op_index} {op.kind}: cannot read its options ({e})") from None
+
+
+def check(g: Graph, op: Op) -> None:
+    TABLE[op.kind].check(g, op)
+
+
+def lower(g: Graph, op: Op, arch: str) -> Lowered:
+    return TABLE[op.kind].lower(g, op, arch)
+
+
+def macs(g: Graph, op: Op) -> int:
+    return int(TABLE[op.kind].macs(g, op))
+
+
+def supported_ops_markdown() -> str:
+    lines = ["# Supported ops", "", "Generated from `tinygen/ops.py` (`python -m tinygen.ops`).", "",
+             "| op | constraints |", "|---|---|"]
+    for k in sorted(TABLE):
+        lines.append(f"| {k} | {' '.join((TABLE[k].doc or '').split())} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(supported_ops_markdown(), end="")

@@ -1,0 +1,122 @@
+"""Graph passes: plain functions over the IR, applied in a named order by :func:`run`.
+
+Each pass returns True when it changed the graph; :func:`run` repeats the list
+until nothing changes and verifies the IR after every pass. ``--dump-ir``
+prints the graph after each named stage.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+
+from . import ops as optable
+from .errors import UnsupportedError
+from .ir import Graph, verify
+
+SHAPE_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+ACT_OPS = ("RELU", "RELU6", "RELU_N1_TO_1")
+FUSES_ACT = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+
+
+def check_supported(g: Graph) -> bool:
+    """Run every op's support check; the first failure is the user's error."""
+    for op in g.ops:
+        optable.check(g, op)
+    return False
+
+
+def fold_constant_shapes(g: Graph) -> bool:
+    """A reshape of a constant is a constant: fold it (weights stay in flash, no op)."""
+    for op in list(g.ops):
+        if op.kind in SHAPE_OPS and g.t(op.inputs[0]).is_const:
+            out = g.t(op.outputs[0])
+            out.data = g.t(op.inputs[0]).data.reshape(out.shape)
+            g.ops.remove(op)
+            return True
+    return False
+
+
+def fuse_activations(g: Graph) -> bool:
+    """RELU/RELU6/RELU_N1_TO_1 right after an op that can clamp, with unchanged quantization,
+    becomes that op's fused activation (exactly what TFLite computes: the requantized ReLU with
+    equal scales is the identity before the clamp)."""
+    for op in g.ops:
+        if op.kind not in ACT_OPS:
+            continue
+        x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+        prod = g.producer(x.id)
+        if (prod is None or prod.kind not in FUSES_ACT or prod.attrs.get("act") != "NONE"
+                or len(g.consumers(x.id)) != 1 or x.id in g.outputs or x.dtype != "int8"
+                or (x.scale.tolist(), x.zero_point.tolist()) != (y.scale.tolist(), y.zero_point.tolist())):
+            continue
+        prod.attrs["act"] = op.kind
+        prod.outputs[prod.outputs.index(x.id)] = y.id
+        g.ops.remove(op)
+        return True
+    return False
+
+
+def alias_reshapes(g: Graph) -> bool:
+    """RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's storage: no copy."""
+    changed = False
+    for op in g.ops:
+        if op.kind in SHAPE_OPS:
+            x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+            root = x.alias_of if x.alias_of is not None else x.id
+            if y.alias_of != root:
+                y.alias_of = root
+                changed = True
+    return changed
+
+
+def check_io(g: Graph) -> bool:
+    """Single input, single output, each int8 or float32 (float only through QUANTIZE/DEQUANTIZE)."""
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise UnsupportedError(
+            f"{g.source}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; tinygen compiles models with "
+            "one input and one output tensor"
+        )
+    for tid in g.inputs + g.outputs:
+        t = g.t(tid)
+        if t.dtype not in ("int8", "float32"):
+            raise UnsupportedError(f"{g.source}: graph edge {t.describe()} must be int8 (or float32 with QUANTIZE/DEQUANTIZE)")
+        if t.dtype == "float32":
+            users = g.consumers(tid) if tid in g.inputs else [g.producer(tid)]
+            if not all(u is not None and u.kind in ("QUANTIZE", "DEQUANTIZE") for u in users):
+                raise UnsupportedError(
+                    f"{g.source}: float32 graph edge {t.describe()} feeds float ops; this is a float model: "
+                    "give the Keras model (tinygen quantizes it) or a full-int8 .tflite"
+                )
+    for op in g.ops:
+        for tid in op.inputs + op.outputs:
+            t = g.t(tid) if tid >= 0 else None
+            if t is not None and t.dtype == "float32" and not t.is_const and op.kind not in ("QUANTIZE", "DEQUANTIZE"):
+                raise UnsupportedError(
+                    f"{op.where()}: computes in float32 ({t.describe()}); give a full-int8 model "
+                    "(TFLite converter with a representative dataset and TFLITE_BUILTINS_INT8)"
+                )
+    return False
+
+
+PASSES: list[tuple[str, Callable[[Graph], bool]]] = [
+    ("check_io", check_io),
+    ("fold_constant_shapes", fold_constant_shapes),
+    ("fuse_activations", fuse_activations),
+    ("alias_reshapes", alias_reshapes),
+    ("check_supported", check_supported),
+]
+
+
+def run(g: Graph, dump: Callable[[str], None] | None = None) -> Graph:
+    for name, fn in PASSES:
+        for _ in range(10_000):
+            if not fn(g):
+                break
+        verify(g, name)
+        if dump:
+            dump(f"--- after {name} ---\n{g.dump()}")
+    return g
+
+

@@ -1,0 +1,237 @@
+"""Static memory planning of the tensor arena.
+
+1. Buffers: every computed tensor gets one; reshapes alias their input's buffer;
+   in-place ops (element-wise, same size, input dead afterwards) write into
+   their input's buffer; each op's backend scratch is a buffer live only
+   during that op.
+2. Live ranges over the execution order: [first write, last read].
+3. Offsets: greedy placement of buffers into the lowest gap that fits
+   (best fit), tried over several orderings (size, start, duration, area);
+   the smallest arena wins. Every offset is 16-byte aligned.
+4. :func:`verify_plan` re-derives liveness from the graph independently and
+   raises if two live tensors overlap, so a planner bug cannot reach a device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ops as optable
+from .errors import ModelError
+from .ir import Graph
+
+ALIGN = 16
+
+
+def align(n: int, a: int = ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass
+class Buffer:
+    name: str
+    size: int
+    start: int
+    end: int
+    tensors: list[int] = field(default_factory=list)
+    offset: int = -1
+
+    def overlaps_in_time(self, o: "Buffer") -> bool:
+        return self.start <= o.end and o.start <= self.end
+
+
+@dataclass
+class Plan:
+    arena_size: int
+    buffers: list[Buffer]
+    offsets: dict[int, int]  # tensor id -> arena offset
+    scratch: dict[int, tuple[int, int]]  # op position -> (offset, size)
+    inplace: dict[int, int]  # op position -> input tensor id it overwrites
+    strategy: str = ""
+
+    def table(self, g: Graph) -> str:
+        rows = [f"{'buffer':<40} {'bytes':>8} {'offset':>8}  live"]
+        for b in sorted(self.buffers, key=lambda b: (b.offset, b.start)):
+            rows.append(f"{b.name[:40]:<40} {b.size:>8} {b.offset:>8}  [{b.start}, {b.end}]")
+        rows.append(f"arena: {self.arena_size} bytes ({self.strategy})")
+        return "\n".join(rows)
+
+
+def _root(g: Graph, tid: int) -> int:
+    t = g.t(tid)
+    return t.alias_of if t.alias_of is not None else tid
+
+
+def live_ranges(g: Graph) -> dict[int, tuple[int, int]]:
+    """Storage root -> (first step written, last step read); inputs from step 0, outputs to the end."""
+    end_step = len(g.ops)
+    rng: dict[int, list[int]] = {}
+    for tid in g.inputs:
+        rng[_root(g, tid)] = [0, 0]
+    for i, op in enumerate(g.ops):
+        for tid in op.outputs:
+            r = _root(g, tid)
+            rng.setdefault(r, [i, i])
+            rng[r][1] = max(rng[r][1], i)
+        for tid in op.inputs:
+            if tid < 0 or g.t(tid).is_const:
+                continue
+            r = _root(g, tid)
+            rng.setdefault(r, [i, i])
+            rng[r][1] = max(rng[r][1], i)
+    for tid in g.outputs:
+        r = _root(g, tid)
+        rng.setdefault(r, [end_step, end_step])
+        rng[r][1] = end_step
+    return {k: (v[0], v[1]) for k, v in rng.items()}
+
+
+def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[int, int]]:
+    rng = live_ranges(g)
+    by_root: dict[int, Buffer] = {}
+    for r, (s, e) in rng.items():
+        by_root[r] = Buffer(g.t(r).name, g.t(r).nbytes, s, e, [r])
+    for t in g.tensors:
+        if t.alias_of is not None and t.alias_of in by_root:
+            by_root[t.alias_of].tensors.append(t.id)
+    # in-place: the output takes over its input's buffer when the input dies at this op
+    owner = {r: r for r in by_root}
+    inplace: dict[int, int] = {}
+    for i, op in enumerate(g.ops):
+        if not optable.TABLE[op.kind].inplace or not op.outputs:
+            continue
+        out_root = _root(g, op.outputs[0])
+        if out_root not in by_root or owner[out_root] != out_root:
+            continue
+        for tid in op.inputs:
+            if tid < 0 or g.t(tid).is_const:
+                continue
+            src = by_root[owner[_root(g, tid)]]
+            dst = by_root[out_root]
+            if src.end == i and src.size == dst.size and tid not in g.inputs and src is not dst:
+                src.end = dst.end
+                src.tensors += dst.tensors
+                src.name = f"{src.name} > {dst.name}"
+                owner[out_root] = owner[_root(g, tid)]
+                del by_root[out_root]
+                inplace[i] = tid
+                break
+    buffers = list(by_root.values())
+    for i, size in scratch.items():
+        if size > 0:
+            buffers.append(Buffer(f"scratch #{g.ops[i].op_index} {g.ops[i].kind}", size, i, i, []))
+    return buffers, inplace
+
+
+def _place(buffers: list[Buffer], order: list[Buffer]) -> int:
+    placed: list[Buffer] = []
+    top = 0
+    for b in order:
+        busy = sorted((p for p in placed if p.overlaps_in_time(b)), key=lambda p: p.offset)
+        best, best_gap, cursor = None, None, 0
+        for p in busy:
+            gap = p.offset - cursor
+            if gap >= b.size and (best_gap is None or gap < best_gap):
+                best, best_gap = cursor, gap
+            cursor = max(cursor, align(p.offset + p.size))
+        b.offset = cursor if best is None else best
+        placed.append(b)
+        top = max(top, align(b.offset + b.size))
+    return top
+
+
+ORDERS = {
+    "size": lambda b: (-b.size, b.start, b.name),
+    "start": lambda b: (b.start, -b.size, b.name),
+    "duration": lambda b: (-(b.end - b.start), -b.size, b.name),
+    "area": lambda b: (-(b.end - b.start + 1) * b.size, b.start, b.name),
+}
+
+
+def plan(g: Graph, scratch: dict[int, int]) -> Plan:
+    """Plan the arena for ``g`` with per-op scratch sizes ``scratch`` (op position -> bytes)."""
+    best = None
+    for name, key in ORDERS.items():
+        buffers, inplace = make_buffers(g, scratch)
+        size = _place(buffers, sorted(buffers, key=key))
+        if best is None or size < best[0]:
+            best = (size, name, buffers, inplace)
+    size, name, buffers, inplace = best
+    offsets = {}
+    scratch_at = {}
+    for b in buffers:
+        for tid in b.tensors:
+            offsets[tid] = b.offset
+        if not b.tensors:
+            scratch_at[b.start] = (b.offset, b.size)
+    p = Plan(size, buffers, offsets, scratch_at, inplace, name)
+    verify_plan(g, p)
+    return p
+
+
+def verify_plan(g: Graph, p: Plan) -> None:
+    """Independent check: no two tensors live at the same step share bytes (except a reshape alias
+    and an in-place op's input/output), scratch overlaps nothing live, all offsets aligned, all in bounds."""
+    steps = len(g.ops)
+    live: dict[int, tuple[int, int]] = {}
+    for tid in g.inputs:
+        live[tid] = (0, 0)
+    for i, op in enumerate(g.ops):
+        for tid in op.outputs:
+            live.setdefault(tid, (i, i))
+        for tid in op.inputs:
+            if tid >= 0 and not g.t(tid).is_const:
+                s, _ = live.get(tid, (i, i))
+                live[tid] = (s, max(live.get(tid, (i, i))[1], i))
+    for tid in g.outputs:
+        live[tid] = (live.get(tid, (steps, steps))[0], steps)
+    # a reshape alias keeps its root's storage alive as long as the alias is read
+    for tid, (s, e) in list(live.items()):
+        r = _root(g, tid)
+        if r != tid:
+            rs, re_ = live.get(r, (s, e))
+            live[r] = (min(rs, s), max(re_, e))
+    items = []  # (name, offset, size, start, end, root, tid)
+    for tid, (s, e) in live.items():
+        if tid not in p.offsets:
+            raise ModelError(f"plan: tensor {g.t(tid).describe()} has no arena offset")
+        items.append((g.t(tid).name, p.offsets[tid], g.t(tid).nbytes, s, e, _root(g, tid), tid))
+    for i, (off, size) in p.scratch.items():
+        items.append((f"scratch of op {i}", off, size, i, i, -1 - i, None))
+    inplace_pairs = {(p.inplace[i], g.ops[i].outputs[0]) for i in p.inplace}
+    for name, off, size, s, e, root, tid in items:
+        if off % ALIGN or off < 0 or off + size > p.arena_size:
+            raise ModelError(f"plan: '{name}' at offset {off} size {size} is misaligned or outside the {p.arena_size}-byte arena")
+    items.sort(key=lambda x: x[1])
+    for a_i, a in enumerate(items):
+        for b in items[a_i + 1:]:
+            if b[1] >= a[1] + a[2]:
+                break
+            if a[5] == b[5] or not (a[3] <= b[4] and b[3] <= a[4]):
+                continue
+            pair = {(a[6], b[6]), (b[6], a[6])}
+            if pair & inplace_pairs and a[1] == b[1] and (a[4] == b[3] or b[4] == a[3]):
+                continue
+            if _chained_inplace(g, p, a[6], b[6]):
+                continue
+            raise ModelError(
+                f"plan: '{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
+                f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}"
+            )
+
+
+def _chained_inplace(g: Graph, p: Plan, a: int | None, b: int | None) -> bool:
+    """True when a and b are linked by a chain of in-place ops or aliases (same storage by design)."""
+    if a is None or b is None:
+        return False
+    link: dict[int, int] = {}
+    for i, src in p.inplace.items():
+        link[_root(g, g.ops[i].outputs[0])] = _root(g, src)
+
+    def base(t: int) -> int:
+        t = _root(g, t)
+        while t in link:
+            t = link[t]
+        return t
+
+    return base(a) == base(b) and p.offsets[a] == p.offsets[b]
