@@ -1,0 +1,397 @@
+"""CMSIS-NN backend: scratch-size formulas, bit-exactness on the host, target build.
+
+Needs CMSIS-NN v7.0.0 sources at $CMSIS_NN_PATH (skipped otherwise) and gcc.
+
+1. tinygen.cmsis_scratch vs the real CMSIS-NN *_get_buffer_size{,_dsp,_mve} functions,
+   called from a host C probe, for several hundred parameter sets.
+2. firmware/tg_backend_cmsis.c + tg_kernels_ref.c + CMSIS-NN (host build, i.e. CMSIS-NN's
+   pure-C paths) through ctypes on the single-op models of tests/opnets.py, bit-exact
+   against the TFLite reference interpreter (BUILTIN_REF).
+3. tg_backend_cmsis.c builds for Cortex-M33 with -Wall -Wextra -Werror (and Cortex-M55 /
+   Helium), and links with CMSIS-NN and the reference kernels.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+sys.path.insert(0, str(ROOT))
+
+from tinygen import cmsis_scratch  # noqa: E402
+
+SKIP_MSG = "CMSIS_NN_PATH not set: CMSIS-NN tests skipped (see README)"
+CACHE_ROOT = Path(os.environ.get("TINYGEN_CACHE_DIR", Path(tempfile.gettempdir()) / "tinygen-cache"))
+
+ARM_CC = "arm-none-eabi-gcc"
+M33_FLAGS = ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2"]
+M55_FLAGS = ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-O2"]
+WERROR = ["-Wall", "-Wextra", "-Werror"]
+
+
+# ------------------------------------------------------------------------------- build helpers
+
+def _cmsis_root() -> Path:
+    p = os.environ.get("CMSIS_NN_PATH")
+    if not p:
+        pytest.skip(SKIP_MSG)
+    root = Path(p)
+    if not (root / "Include" / "arm_nnfunctions.h").is_file():
+        pytest.fail(f"CMSIS_NN_PATH={p!r} does not contain Include/arm_nnfunctions.h")
+    return root
+
+
+def _cmsis_sources(root: Path) -> list[Path]:
+    srcs = sorted(
+        s for s in (root / "Source").rglob("*.c") if not (s.name.endswith("_f16.c") or s.name.endswith("_f32.c"))
+    )
+    if not srcs:
+        pytest.fail(f"no CMSIS-NN sources under {root / 'Source'}")
+    return srcs
+
+
+def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise AssertionError(f"{what} failed ({r.returncode}):\n$ {' '.join(map(str, cmd))}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def _need_tool(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} not found on PATH (required for the CMSIS-NN tests)")
+    return path
+
+
+def _cc_version(cc: str) -> str:
+    return subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+
+def _build_static_lib(cc: str, flags: list[str], root: Path, tag: str) -> Path:
+    """Compile every CMSIS-NN s8/s16/s4 source into one static library, cached on disk
+    (key: compiler, flags, source paths/sizes/mtimes) so a session compiles it at most once."""
+    srcs = _cmsis_sources(root)
+    h = hashlib.sha256()
+    h.update(_cc_version(cc).encode())
+    h.update(" ".join(flags).encode())
+    for s in srcs + sorted((root / "Include").rglob("*.h")):
+        st = s.stat()
+        h.update(f"{s}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    out_dir = CACHE_ROOT / f"cmsis-nn-{tag}-{h.hexdigest()[:16]}"
+    lib = out_dir / "libcmsisnn.a"
+    if lib.is_file():
+        return lib
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"cmsis-nn-{tag}-", dir=CACHE_ROOT))
+    ar = "arm-none-eabi-ar" if "arm-none-eabi" in cc else "ar"
+
+    def compile_one(i_src):
+        i, src = i_src
+        obj = work / f"{i:03d}_{src.stem}.o"
+        _run([cc, *flags, f"-I{root / 'Include'}", "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
+        return obj
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+        objs = list(ex.map(compile_one, enumerate(srcs)))
+    _run([ar, "rcs", str(work / "libcmsisnn.a"), *map(str, objs)], "ar")
+    for o in objs:
+        o.unlink()
+    try:
+        work.rename(out_dir)  # atomic publish; a concurrent session may have won the race
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+    if not lib.is_file():
+        pytest.fail(f"could not publish the CMSIS-NN library to {out_dir}")
+    return lib
+
+
+@pytest.fixture(scope="session")
+def cmsis_root() -> Path:
+    return _cmsis_root()
+
+
+@pytest.fixture(scope="session")
+def host_cmsis_lib(cmsis_root) -> Path:
+    _need_tool("gcc")
+    return _build_static_lib("gcc", ["-O2", "-fPIC"], cmsis_root, "host")
+
+
+# ------------------------------------------------------------------ 1. scratch formulas vs CMSIS-NN
+
+PROBE_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include "arm_nnfunctions.h"
+
+/* One query per stdin line, one answer line "none dsp mve" per query.
+ *   conv <in n h w c> <filter n h w c> <out n h w c> stride_h stride_w pad_h pad_w dil_h dil_w
+ *   dw   <same> ch_mult
+ *   fc   in_depth out_depth
+ *   avg  out_w in_c                                                              */
+int main(void)
+{
+    char kind[8];
+    while (scanf("%7s", kind) == 1) {
+        if (!strcmp(kind, "conv") || !strcmp(kind, "dw")) {
+            cmsis_nn_dims in, f, out;
+            int sh, sw, ph, pw, dh, dw, cm = 1;
+            if (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", &in.n, &in.h, &in.w, &in.c,
+                      &f.n, &f.h, &f.w, &f.c, &out.n, &out.h, &out.w, &out.c, &sh, &sw, &ph, &pw, &dh, &dw) != 18)
+                return 2;
+            if (!strcmp(kind, "dw") && scanf("%d", &cm) != 1)
+                return 2;
+            if (!strcmp(kind, "conv")) {
+                cmsis_nn_conv_params p;
+                memset(&p, 0, sizeof p);
+                p.stride.h = sh; p.stride.w = sw; p.padding.h = ph; p.padding.w = pw;
+                p.dilation.h = dh; p.dilation.w = dw; p.activation.min = -128; p.activation.max = 127;
+                printf("%d %d %d\n", (int)arm_convolve_wrapper_s8_get_buffer_size(&p, &in, &f, &out),
+                       (int)arm_convolve_wrapper_s8_get_buffer_size_dsp(&p, &in, &f, &out),
+                       (int)arm_convolve_wrapper_s8_get_buffer_size_mve(&p, &in, &f, &out));
+            } else {
+                cmsis_nn_dw_conv_params p;
+                memset(&p, 0, sizeof p);
+                p.ch_mult = cm;
+                p.stride.h = sh; p.stride.w = sw; p.padding.h = ph; p.padding.w = pw;
+                p.dilation.h = dh; p.dilation.w = dw; p.activation.min = -128; p.activation.max = 127;
+                printf("%d %d %d\n", (int)arm_depthwise_conv_wrapper_s8_get_buffer_size(&p, &in, &f, &out),
+                       (int)arm_depthwise_conv_wrapper_s8_get_buffer_size_dsp(&p, &in, &f, &out),
+                       (int)arm_depthwise_conv_wrapper_s8_get_buffer_size_mve(&p, &in, &f, &out));
+            }
+        } else if (!strcmp(kind, "fc")) {
+            int in_depth, out_depth;
+            if (scanf("%d %d", &in_depth, &out_depth) != 2)
+                return 2;
+            cmsis_nn_dims f = {in_depth, 1, 1, out_depth};
+            printf("%d %d %d\n", (int)arm_fully_connected_s8_get_buffer_size(&f),
+                   (int)arm_fully_connected_s8_get_buffer_size_dsp(&f),
+                   (int)arm_fully_connected_s8_get_buffer_size_mve(&f));
+        } else if (!strcmp(kind, "avg")) {
+            int out_w, in_c;
+            if (scanf("%d %d", &out_w, &in_c) != 2)
+                return 2;
+            printf("%d %d %d\n", (int)arm_avgpool_s8_get_buffer_size(out_w, in_c),
+                   (int)arm_avgpool_s8_get_buffer_size_dsp(out_w, in_c),
+                   (int)arm_avgpool_s8_get_buffer_size_mve(out_w, in_c));
+        } else {
+            return 3;
+        }
+    }
+    return 0;
+}
+"""
+
+
+def _out_size(in_: int, k: int, s: int, d: int, padding: str) -> tuple[int, int]:
+    """TFLite output extent and leading pad for SAME / VALID."""
+    eff = (k - 1) * d + 1
+    if padding == "valid":
+        return (in_ - eff) // s + 1, 0
+    out = (in_ + s - 1) // s
+    total = max((out - 1) * s + eff - in_, 0)
+    return out, total // 2
+
+
+def _conv_case(rng, *, depthwise: bool, n=1, ih=None, iw=None, ic=None, kh=None, kw=None, sh=None, sw=None,
+               dh=1, dw=1, padding=None, ch_mult=None, oc=None, explicit_pad=None):
+    ih = ih if ih is not None else rng.choice([1, 1, 2, 3, 5, 7, 8, 16, 17, 32])
+    iw = iw if iw is not None else rng.choice([1, 2, 3, 5, 7, 8, 10, 16, 31, 49])
+    ic = ic if ic is not None else rng.choice([1, 2, 3, 4, 5, 8, 12, 16, 17, 32, 64, 125, 130])
+    kh = kh if kh is not None else rng.choice([1, 1, 2, 3, 3, 5, 7])
+    kw = kw if kw is not None else rng.choice([1, 1, 2, 3, 3, 5, 7, 10])
+    sh = sh if sh is not None else rng.choice([1, 1, 2, 3])
+    sw = sw if sw is not None else rng.choice([1, 1, 2, 3, 4])
+    padding = padding or rng.choice(["same", "valid"])
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if padding == "valid":
+        ih, iw = max(ih, eh), max(iw, ew)
+    oh, ph = _out_size(ih, kh, sh, dh, padding)
+    ow, pw = _out_size(iw, kw, sw, dw, padding)
+    if explicit_pad is not None:
+        ph, pw = explicit_pad
+    if depthwise:
+        cm = ch_mult if ch_mult is not None else rng.choice([1, 1, 1, 2, 3, 8])
+        oc = ic * cm
+        flt = (1, kh, kw, oc)
+    else:
+        cm = 1
+        oc = oc if oc is not None else rng.choice([1, 3, 4, 8, 16, 33])
+        flt = (oc, kh, kw, ic)
+    return {"in": (n, ih, iw, ic), "filter": flt, "out": (n, oh, ow, oc), "stride_h": sh, "stride_w": sw,
+            "pad_h": ph, "pad_w": pw, "dil_h": dh, "dil_w": dw, "ch_mult": cm}
+
+
+def _scratch_cases() -> list[tuple[str, dict]]:
+    rng = random.Random(20240607)
+    cases: list[tuple[str, dict]] = []
+    # edge cases first: every sub-kernel branch of the two wrappers
+    for ic in (1, 3, 4, 8, 17, 64):
+        cases.append(("conv", _conv_case(rng, depthwise=False, ih=8, iw=8, ic=ic, kh=1, kw=1, sh=1, sw=1,
+                                         padding="valid")))                      # 1x1 fast
+        cases.append(("conv", _conv_case(rng, depthwise=False, ih=9, iw=9, ic=ic, kh=1, kw=1, sh=2, sw=2,
+                                         padding="valid")))                      # 1x1 strided
+        for sw in (1, 2, 3, 4):
+            for kw in (1, 2, 3, 5, 8):
+                for pad in ("same", "valid"):
+                    cases.append(("conv", _conv_case(rng, depthwise=False, ih=1, iw=rng.choice([7, 10, 16, 33]),
+                                                     ic=ic, kh=1, kw=kw, sh=1, sw=sw, padding=pad)))  # 1xN
+        cases.append(("conv", _conv_case(rng, depthwise=False, ih=1, iw=12, ic=ic, kh=1, kw=3, sh=1, sw=1,
+                                         dw=2, padding="same")))                 # 1xN dilated -> generic
+        cases.append(("conv", _conv_case(rng, depthwise=False, ih=6, iw=6, ic=ic, kh=3, kw=3, dh=2, dw=2,
+                                         padding="same")))                       # dilated generic
+        cases.append(("conv", _conv_case(rng, depthwise=False, ih=6, iw=6, ic=ic, kh=1, kw=1, sh=1, sw=1,
+                                         padding="valid", explicit_pad=(0, 1))))  # 1x1 with pad -> generic
+        for cm in (1, 2, 4):
+            for k in (1, 3, 5):
+                for pad in ("same", "valid"):
+                    cases.append(("dw", _conv_case(rng, depthwise=True, ih=7, iw=9, ic=ic, kh=k, kw=k, padding=pad,
+                                                   ch_mult=cm)))  # 3x3 / opt / generic, one-in-ch on MVE
+            cases.append(("dw", _conv_case(rng, depthwise=True, ih=10, iw=10, ic=ic, kh=3, kw=3, padding="same",
+                                           ch_mult=cm, explicit_pad=(2, 1))))   # 3x3 with pad 2 -> opt
+            cases.append(("dw", _conv_case(rng, depthwise=True, ih=8, iw=8, ic=ic, kh=3, kw=3, dh=2, dw=2,
+                                           padding="same", ch_mult=cm)))         # dilated -> generic
+            cases.append(("dw", _conv_case(rng, depthwise=True, n=2, ih=8, iw=8, ic=ic, kh=3, kw=3,
+                                           padding="same", ch_mult=cm)))         # batch 2 -> generic
+            cases.append(("dw", _conv_case(rng, depthwise=True, ih=1, iw=16, ic=ic, kh=1, kw=4, sh=1,
+                                           sw=rng.choice([1, 4]), padding="same", ch_mult=cm)))
+    # random
+    for _ in range(300):
+        n = rng.choice([1, 1, 1, 2])
+        dh = rng.choice([1, 1, 1, 2])
+        dw = rng.choice([1, 1, 1, 2, 3])
+        cases.append(("conv", _conv_case(rng, depthwise=False, n=n, dh=dh, dw=dw)))
+        cases.append(("dw", _conv_case(rng, depthwise=True, n=n, dh=dh, dw=dw)))
+    # non-canonical explicit pads (the size functions take any pad): C's truncating / and %
+    # on negative totals in the Helium 1xN formula
+    for _ in range(60):
+        ic = rng.choice([4, 8, 12, 16])
+        ep = (0, rng.randint(0, 4))
+        cases.append(("conv", _conv_case(rng, depthwise=False, ih=1, kh=1, ic=ic, padding="valid", explicit_pad=ep)))
+        cases.append(("dw", _conv_case(rng, depthwise=True, ih=1, kh=1, ic=1, ch_mult=rng.choice([2, 9, 16]),
+                                       padding="valid", explicit_pad=ep)))
+    for _ in range(40):
+        cases.append(("fc", {"batches": rng.randint(1, 4), "in_depth": rng.randint(1, 2048),
+                             "out_depth": rng.randint(1, 1000)}))
+        iw, ic = rng.randint(1, 64), rng.randint(1, 300)
+        k = rng.randint(1, 4)
+        cases.append(("avg", {"in": (1, 8, iw + k - 1, ic), "out": (1, 9 - k, iw, ic), "filter_h": k,
+                              "filter_w": k, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0}))
+    return cases
+
+
+def _probe_line(kind: str, p: dict) -> str:
+    if kind in ("conv", "dw"):
+        nums = [*p["in"], *p["filter"], *p["out"], p["stride_h"], p["stride_w"], p["pad_h"], p["pad_w"],
+                p["dil_h"], p["dil_w"]]
+        if kind == "dw":
+            nums.append(p["ch_mult"])
+    elif kind == "fc":
+        nums = [p["in_depth"], p["out_depth"]]
+    else:
+        nums = [p["out"][2], p["in"][3]]
+    return kind + " " + " ".join(str(int(x)) for x in nums)
+
+
+PY_FUNC = {
+    "conv": cmsis_scratch.conv2d_scratch,
+    "dw": cmsis_scratch.dwconv2d_scratch,
+    "fc": cmsis_scratch.fully_connected_scratch,
+    "avg": cmsis_scratch.avgpool_scratch,
+}
+
+
+def test_scratch_formulas_match_cmsis_nn(cmsis_root, host_cmsis_lib, tmp_path):
+    probe_c = tmp_path / "probe.c"
+    probe_c.write_text(PROBE_C)
+    exe = tmp_path / "probe"
+    _run(["gcc", "-O1", "-std=c99", "-Wall", f"-I{cmsis_root / 'Include'}", str(probe_c), str(host_cmsis_lib),
+          "-o", str(exe)], "building the buffer-size probe")
+    cases = _scratch_cases()
+    r = _run([str(exe)], "running the buffer-size probe", input="\n".join(_probe_line(k, p) for k, p in cases) + "\n")
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(cases), f"probe answered {len(lines)} of {len(cases)} queries"
+    mismatches = []
+    nonzero = {"none": 0, "dsp": 0, "mve": 0}
+    for (kind, params), line in zip(cases, lines):
+        c_sizes = dict(zip(("none", "dsp", "mve"), map(int, line.split())))
+        for arch, want in c_sizes.items():
+            got = PY_FUNC[kind](params, arch)
+            nonzero[arch] += want > 0
+            if got != want:
+                mismatches.append(f"{kind} {arch}: python {got} != CMSIS-NN {want} for {params}")
+    assert not mismatches, f"{len(mismatches)} of {3 * len(cases)} sizes differ:\n" + "\n".join(mismatches[:20])
+    # the case list must actually exercise non-trivial sizes on every arch
+    assert all(v > 20 for v in nonzero.values()), nonzero
+    assert len(cases) >= 600
+
+
+def test_scratch_formulas_reject_bad_input():
+    p = _conv_case(random.Random(0), depthwise=False)
+    with pytest.raises(cmsis_scratch.ScratchParamError, match="arch"):
+        cmsis_scratch.conv2d_scratch(p, "m4")
+    with pytest.raises(cmsis_scratch.ScratchParamError, match="stride_w"):
+        cmsis_scratch.conv2d_scratch({k: v for k, v in p.items() if k != "stride_w"}, "dsp")
+    with pytest.raises(cmsis_scratch.ScratchParamError, match="in"):
+        cmsis_scratch.dwconv2d_scratch({**p, "in": (1, 2, 3)}, "mve")
+    # dict-form dims are accepted and equal to tuple form
+    pd = {**p, "in": dict(zip("nhwc", p["in"])), "filter": dict(zip("nhwc", p["filter"])),
+          "out": dict(zip("nhwc", p["out"]))}
+    for arch in cmsis_scratch.ARCHS:
+        assert cmsis_scratch.conv2d_scratch(pd, arch) == cmsis_scratch.conv2d_scratch(p, arch)
+
+
+# ------------------------------------------------------------------ 3. target build (Cortex-M)
+
+TARGET_MAIN_C = r"""
+#include "tg_nn.h"
+/* Reference every tg_* entry point so the link proves all of them resolve. */
+typedef void (*fn_t)(void);
+volatile fn_t tg_all[] = {
+    (fn_t)tg_conv2d_s8, (fn_t)tg_dwconv2d_s8, (fn_t)tg_fully_connected_s8, (fn_t)tg_avgpool_s8,
+    (fn_t)tg_maxpool_s8, (fn_t)tg_add_s8, (fn_t)tg_mul_s8, (fn_t)tg_softmax_s8, (fn_t)tg_lut_s8,
+    (fn_t)tg_mean_s8, (fn_t)tg_pad_s8, (fn_t)tg_concat_s8, (fn_t)tg_quantize_f32_s8,
+    (fn_t)tg_dequantize_s8_f32, (fn_t)tg_conv2d_s8_scratch, (fn_t)tg_dwconv2d_s8_scratch,
+    (fn_t)tg_fully_connected_s8_scratch, (fn_t)tg_avgpool_s8_scratch,
+};
+int main(void) { return (int)(tg_all[0] != 0); }
+"""
+
+
+@pytest.mark.parametrize("cpu_flags", [M33_FLAGS, M55_FLAGS], ids=["cortex-m33", "cortex-m55"])
+def test_backend_builds_for_cortex_m(cmsis_root, cpu_flags, tmp_path):
+    _need_tool(ARM_CC)
+    inc = [f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}"]
+    obj = tmp_path / "tg_backend_cmsis.o"
+    # our file: warnings are errors
+    _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, "-c",
+          str(FIRMWARE / "tg_backend_cmsis.c"), "-o", str(obj)], "target build of tg_backend_cmsis.c")
+    syms = _run(["arm-none-eabi-nm", str(obj)], "nm").stdout
+    for called in ("arm_convolve_wrapper_s8", "arm_depthwise_conv_wrapper_s8", "arm_fully_connected_s8",
+                   "arm_fully_connected_per_channel_s8", "arm_vector_sum_s8", "arm_avgpool_s8", "arm_max_pool_s8",
+                   "arm_elementwise_add_s8", "arm_elementwise_mul_s8", "arm_softmax_s8", "arm_pad_s8"):
+        assert f" U {called}\n" in syms, f"tg_backend_cmsis.o does not call {called}"
+    if cpu_flags is M33_FLAGS:
+        # CMSIS-NN itself (plainer flags) + reference kernels + a main referencing every tg_* symbol
+        lib = _build_static_lib(ARM_CC, cpu_flags, cmsis_root, "m33")
+        ref_obj = tmp_path / "tg_kernels_ref.o"
+        _run([ARM_CC, *cpu_flags, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, "-c",
+              str(FIRMWARE / "tg_kernels_ref.c"), "-o", str(ref_obj)], "target build of tg_kernels_ref.c")
+        main_c = tmp_path / "main.c"
+        main_c.write_text(TARGET_MAIN_C)
+        elf = tmp_path / "probe.elf"
+        _run([ARM_CC, *cpu_flags, *WERROR, *inc, str(main_c), str(obj), str(ref_obj), str(lib),
+              "--specs=nosys.specs", "-lm", "-o", str(elf)], "target link")
+        linked = _run(["arm-none-eabi-nm", str(elf)], "nm").stdout
+        assert " T arm_convolve_wrapper_s8\n" in linked and " T tg_ref_mean_s8\n" in linked
