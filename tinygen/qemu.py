@@ -1,0 +1,224 @@
+"""Running firmware under QEMU: the self-test (parsed TG_ lines) and a pty-backed serial port.
+
+Timing under QEMU: with ``-icount shift=0`` one guest instruction takes 1 ns of virtual
+time and runs are deterministic. DWT is not emulated, so the firmware counts SysTick
+ticks at the machine's nominal clock (``Board.clock_hz``); one tick is
+``1e9 / clock_hz`` instructions. Those figures are reported as
+``"instructions (QEMU proxy, not cycles)"``: every instruction counts 1, and the
+resolution is one tick (50 instructions on mps2-an505).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .boards import Board
+from .errors import BoardError, DeviceError
+from .toolchain import find_qemu
+
+INSTRUCTIONS_LABEL = "instructions (QEMU proxy, not cycles)"
+EXIT_OK, EXIT_FAIL, EXIT_FAULT = 0, 1, 3
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    index: int
+    name: str
+    cycles: int                      # counter ticks (core clock cycles on real boards)
+    instructions: int | None         # QEMU proxy, None on real boards
+
+
+@dataclass(frozen=True)
+class SelftestResult:
+    """The parsed output of tg_main.c's self-test."""
+
+    ok: bool                         # TG_OK seen and exit code 0
+    exit_code: int | None
+    model_hash: str
+    board: str
+    clock_hz: int
+    counter: str                     # "dwt" or "systick"
+    checksum: int                    # CRC-32 of the output tensor
+    match: bool
+    cycles: int                      # counter ticks for tg_model_run
+    instructions: int | None         # QEMU proxy (see INSTRUCTIONS_LABEL), None on real boards
+    layers: tuple[LayerTiming, ...]
+    stack_used: int | None
+    output: str                      # the raw serial text
+
+    instructions_label = INSTRUCTIONS_LABEL
+
+
+def instructions_per_tick(board: Board) -> float:
+    """Guest instructions per SysTick tick under ``-icount shift=0``."""
+    return 1e9 / board.clock_hz
+
+
+def _kv(line: str) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
+
+
+def parse_selftest(text: str, board: Board | None = None, exit_code: int | None = None) -> SelftestResult:
+    """Parses the TG_ lines; raises DeviceError when the firmware faulted or said nothing useful.
+
+    >>> r = parse_selftest("TG_BOOT model=ab board=x clock=20000000\\r\\nTG_COUNTER source=systick hz=20000000\\r\\n"
+    ...                    "TG_RESULT checksum=0000002a cycles=10 match=1\\r\\nTG_LAYER 0 conv 9\\r\\nTG_OK\\r\\n")
+    >>> (r.ok, r.checksum, r.cycles, r.layers[0].name, r.instructions)
+    (True, 42, 10, 'conv', None)
+    """
+    lines = [ln.strip() for ln in text.replace("\r", "").split("\n")]
+    fault = next((ln for ln in lines if ln.startswith("TG_FAULT")), None)
+    if fault is not None:
+        raise DeviceError(f"the firmware faulted: {fault}")
+    boot = next((_kv(ln) for ln in lines if ln.startswith("TG_BOOT ")), None)
+    res = next((_kv(ln) for ln in lines if ln.startswith("TG_RESULT ")), None)
+    if boot is None or res is None:
+        err = next((ln for ln in lines if ln.startswith("TG_ERROR")), None)
+        detail = err or ("no TG_BOOT line" if boot is None else "no TG_RESULT line")
+        tail = "\n".join(ln for ln in lines if ln)[-800:]
+        raise DeviceError(f"self-test did not complete ({detail}); output:\n{tail or '(none)'}")
+    counter = next((_kv(ln).get("source", "") for ln in lines if ln.startswith("TG_COUNTER ")), "")
+    try:
+        per_tick = instructions_per_tick(board) if board is not None and board.emulated else None
+        layers = []
+        for ln in lines:
+            if ln.startswith("TG_LAYER "):
+                _, idx, name, cyc = ln.split()
+                layers.append(LayerTiming(int(idx), name, int(cyc),
+                                          round(int(cyc) * per_tick) if per_tick else None))
+        stack = next((int(_kv(ln)["used"]) for ln in lines if ln.startswith("TG_STACK ")), None)
+        cycles = int(res["cycles"])
+        status_ok = "TG_OK" in lines
+        return SelftestResult(
+            ok=status_ok and exit_code in (None, EXIT_OK),
+            exit_code=exit_code,
+            model_hash=boot["model"],
+            board=boot["board"],
+            clock_hz=int(boot["clock"]),
+            counter=counter,
+            checksum=int(res["checksum"], 16),
+            match=res["match"] == "1",
+            cycles=cycles,
+            instructions=round(cycles * per_tick) if per_tick else None,
+            layers=tuple(layers),
+            stack_used=stack,
+            output=text,
+        )
+    except (KeyError, ValueError) as e:
+        raise DeviceError(f"malformed self-test output ({e}):\n{text[-800:]}") from None
+
+
+def qemu_command(elf: Path | str, board: Board, *extra: str) -> list[str]:
+    """The qemu-system-arm command line for ``board`` (deterministic timing, semihosting on)."""
+    if not board.emulated:
+        raise BoardError(f"board '{board.name}' is real hardware, not emulated by QEMU; "
+                         "use mps2-an505, mps2-an386 or netduinoplus2")
+    return [find_qemu(), "-M", str(board.qemu_machine), "-kernel", str(elf),
+            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", *extra]
+
+
+def run_selftest(elf: Path | str, board: Board, timeout: float = 60.0) -> SelftestResult:
+    """Runs the self-test firmware under QEMU and parses its output.
+
+    Returns the result (``ok`` False on TG_FAIL / mismatch); raises DeviceError on a fault,
+    a timeout (QEMU is killed) or output without a result.
+    """
+    elf = Path(elf)
+    if not elf.is_file():
+        raise DeviceError(f"{elf} does not exist: build the firmware first")
+    cmd = qemu_command(elf, board, "-nographic", "-monitor", "none", "-serial", "stdio")
+    # -nographic would add a monitor on stdio; "-monitor none -serial stdio" keeps only the UART.
+    cmd.remove("-nographic")
+    cmd[3:3] = ["-display", "none"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        text = out.decode("utf-8", "replace")
+        raise DeviceError(f"QEMU ({board.qemu_machine}) did not finish within {timeout:.0f} s and was "
+                          f"killed; last output:\n{text[-800:] or '(none)'}") from None
+    text = out.decode("utf-8", "replace")
+    if proc.returncode not in (EXIT_OK, EXIT_FAIL, EXIT_FAULT) and "TG_" not in text:
+        raise DeviceError(f"QEMU failed (exit {proc.returncode}): {err.decode('utf-8', 'replace').strip()}")
+    return parse_selftest(text, board, proc.returncode)
+
+
+_PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label c0\)")
+
+
+class _Drain(threading.Thread):
+    """Keeps reading QEMU's stdout so that it never blocks on a full pipe."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.text, self.lock = proc, "", threading.Lock()
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            with self.lock:
+                self.text = (self.text + raw.decode("utf-8", "replace"))[-65536:]
+
+
+def start_pty(elf: Path | str, board: Board, *, paused: bool = False,
+              timeout: float = 10.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Starts QEMU with the board's UART on a pseudo-terminal: returns (process, "/dev/pts/N").
+
+    Open the port with pyserial like a board's. Bytes written before the port is opened
+    can be lost: with ``paused=True`` the CPU waits until :func:`resume` is called (QEMU
+    runs with ``-S -monitor stdio``). Stop it with :func:`stop`.
+    """
+    elf = Path(elf)
+    if not elf.is_file():
+        raise DeviceError(f"{elf} does not exist: build the firmware first")
+    monitor = ["-S", "-monitor", "stdio"] if paused else ["-monitor", "none"]
+    cmd = qemu_command(elf, board, "-display", "none", *monitor, "-chardev", "pty,id=c0", "-serial", "chardev:c0")
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    drain = _Drain(proc)
+    drain.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with drain.lock:
+            m = _PTY_RE.search(drain.text)
+        if m:
+            proc.tg_drain = drain  # type: ignore[attr-defined]
+            return proc, m.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    stop(proc)
+    with drain.lock:
+        text = drain.text
+    raise DeviceError(f"QEMU did not report its pty within {timeout:.0f} s; output:\n{text[-800:] or '(none)'}")
+
+
+def resume(proc: subprocess.Popen[bytes]) -> None:
+    """Starts the CPU of a QEMU started with ``start_pty(..., paused=True)``."""
+    if proc.stdin is None or proc.poll() is not None:
+        raise DeviceError("QEMU is not running")
+    proc.stdin.write(b"cont\n")
+    proc.stdin.flush()
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
+    """Ends a QEMU started by start_pty; returns its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdin is not None and not proc.stdin.closed:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    return proc.returncode
