@@ -17,6 +17,7 @@ import concurrent.futures
 import hashlib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -395,3 +396,295 @@ def test_backend_builds_for_cortex_m(cmsis_root, cpu_flags, tmp_path):
               "--specs=nosys.specs", "-lm", "-o", str(elf)], "target link")
         linked = _run(["arm-none-eabi-nm", str(elf)], "nm").stdout
         assert " T arm_convolve_wrapper_s8\n" in linked and " T tg_ref_mean_s8\n" in linked
+
+
+# ------------------------------------------------------------------ 2. kernels on the host vs TFLite
+#
+# tests/test_kernels.py (the portable backend's ctypes harness) did not exist when this was
+# written, so a minimal harness lives here: each opnet goes through the compiler's own
+# lowering (tinygen.ir -> passes -> ops.lower(arch="none")), the resulting tg_*_params_t
+# values are marshalled into ctypes structs and the graph is run op by op on the shared
+# library; the output must equal the TFLite BUILTIN_REF interpreter's byte for byte.
+
+import ctypes  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+I32, F32, I8 = ctypes.c_int32, ctypes.c_float, ctypes.c_int8
+P_I32, P_I8 = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int8)
+
+
+class Dims(ctypes.Structure):
+    _fields_ = [("n", I32), ("h", I32), ("w", I32), ("c", I32)]
+
+
+def _ints(*names):
+    return [(n, I32) for n in names]
+
+
+class ConvP(ctypes.Structure):
+    _fields_ = [("in", Dims), ("filter", Dims), ("out", Dims),
+                *_ints("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "ch_mult", "in_offset",
+                       "out_offset", "act_min", "act_max"),
+                ("mult", P_I32), ("shift", P_I32), ("weights", P_I8), ("bias", P_I32)]
+
+
+class FcP(ctypes.Structure):
+    _fields_ = [*_ints("batches", "in_depth", "out_depth", "in_offset", "out_offset", "act_min", "act_max",
+                       "per_channel"),
+                ("mult", P_I32), ("shift", P_I32), ("weights", P_I8), ("bias", P_I32)]
+
+
+class PoolP(ctypes.Structure):
+    _fields_ = [("in", Dims), ("out", Dims),
+                *_ints("filter_h", "filter_w", "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max")]
+
+
+class BinP(ctypes.Structure):
+    _fields_ = [("in1", Dims), ("in2", Dims), ("out", Dims),
+                *_ints("in1_offset", "in1_mult", "in1_shift", "in2_offset", "in2_mult", "in2_shift", "left_shift",
+                       "out_offset", "out_mult", "out_shift", "act_min", "act_max")]
+
+
+class SoftP(ctypes.Structure):
+    _fields_ = _ints("rows", "row_size", "mult", "shift", "diff_min")
+
+
+class MeanP(ctypes.Structure):
+    _fields_ = [("in", Dims), *_ints("in_zp", "out_zp", "mult", "shift", "num_elements", "mode"),
+                ("scale", F32), ("bias", F32)]
+
+
+class PadP(ctypes.Structure):
+    _fields_ = [("in", Dims), ("out", Dims), ("before", Dims), ("pad_value", I8)]
+
+
+STRUCTS = {"tg_conv_params_t": ConvP, "tg_fc_params_t": FcP, "tg_pool_params_t": PoolP,
+           "tg_binary_params_t": BinP, "tg_softmax_params_t": SoftP, "tg_mean_params_t": MeanP,
+           "tg_pad_params_t": PadP}
+
+REF_FUNCS = ("conv2d_s8", "dwconv2d_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8", "add_s8", "mul_s8",
+             "softmax_s8", "lut_s8", "mean_s8", "pad_s8", "concat_s8", "quantize_f32_s8", "dequantize_s8_f32")
+
+# Test-only shim linked into the shared library: struct sizes (layout check) and a counter per
+# tg_ref_* kernel, hooked with `ld --wrap`, so the tests see which calls fell back.
+SHIM_C = "#include <stddef.h>\n#include \"tg_nn.h\"\n" + "".join(
+    f"size_t shim_sizeof_{t}(void) {{ return sizeof({t}); }}\n" for t in STRUCTS) + \
+    "int32_t shim_ref_calls[%d];\n" % len(REF_FUNCS) + \
+    "void shim_reset(void) { for (int i = 0; i < %d; ++i) shim_ref_calls[i] = 0; }\n" % len(REF_FUNCS) + \
+    "#define WRAP(i, name, params, args) int32_t __real_tg_ref_##name params; \\\n" \
+    "  int32_t __wrap_tg_ref_##name params { shim_ref_calls[i]++; return __real_tg_ref_##name args; }\n" + """
+WRAP(0, conv2d_s8, (const tg_conv_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(1, dwconv2d_s8, (const tg_conv_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(2, fully_connected_s8, (const tg_fc_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(3, avgpool_s8, (const tg_pool_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(4, maxpool_s8, (const tg_pool_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(5, add_s8, (const tg_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *o), (p, a, b, o))
+WRAP(6, mul_s8, (const tg_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *o), (p, a, b, o))
+WRAP(7, softmax_s8, (const tg_softmax_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(8, lut_s8, (const int8_t *l, const int8_t *in, int8_t *out, int32_t n), (l, in, out, n))
+WRAP(9, mean_s8, (const tg_mean_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(10, pad_s8, (const tg_pad_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
+WRAP(11, concat_s8, (int32_t k, const int8_t *const *ins, const int32_t *s, int32_t o, int8_t *out),
+     (k, ins, s, o, out))
+WRAP(12, quantize_f32_s8, (const float *in, int8_t *out, int32_t n, float s, int32_t z), (in, out, n, s, z))
+WRAP(13, dequantize_s8_f32, (const int8_t *in, float *out, int32_t n, float s, int32_t z), (in, out, n, s, z))
+"""
+
+
+@pytest.fixture(scope="session")
+def cmsis_lib(cmsis_root, host_cmsis_lib, tmp_path_factory):
+    """tg_kernels_ref.c + tg_backend_cmsis.c + CMSIS-NN (host, pure-C paths) as one shared library."""
+    d = tmp_path_factory.mktemp("cmsis_backend")
+    shim = d / "shim.c"
+    shim.write_text(SHIM_C)
+    so = d / "libtg_cmsis.so"
+    wrap = ",".join(f"--wrap=tg_ref_{f}" for f in REF_FUNCS)
+    _run(["gcc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Wextra", "-DTG_BACKEND_CMSIS_NN",
+          f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", str(FIRMWARE / "tg_backend_cmsis.c"),
+          str(FIRMWARE / "tg_kernels_ref.c"), str(FIRMWARE / "tg_backend_portable.c"), str(shim),
+          f"-Wl,{wrap}", str(host_cmsis_lib), "-lm", "-o", str(so)], "host build of the CMSIS-NN backend")
+    lib = ctypes.CDLL(str(so))
+    for t, cls in STRUCTS.items():
+        fn = getattr(lib, f"shim_sizeof_{t}")
+        fn.restype = ctypes.c_size_t
+        assert fn() == ctypes.sizeof(cls), f"ctypes layout of {t} is stale: C {fn()} != ctypes {ctypes.sizeof(cls)}"
+    return lib
+
+
+def _ref_calls(lib) -> dict[str, int]:
+    arr = (I32 * len(REF_FUNCS)).in_dll(lib, "shim_ref_calls")
+    return {f: int(arr[i]) for i, f in enumerate(REF_FUNCS) if arr[i]}
+
+
+class _Keep(list):
+    """Keeps numpy buffers alive while ctypes holds pointers into them."""
+
+    def ptr(self, a: np.ndarray, ctype=ctypes.c_void_p):
+        a = np.ascontiguousarray(a)
+        self.append(a)
+        return a.ctypes.data_as(ctype)
+
+
+def _aligned(keep: _Keep, nbytes: int, guard: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A 16-byte aligned uint8 scratch of nbytes followed by `guard` canary bytes."""
+    raw = np.full(nbytes + guard + 16, 0xA5, np.uint8)
+    off = (-raw.ctypes.data) % 16
+    keep.append(raw)
+    return raw[off:off + nbytes], raw[off + nbytes:off + nbytes + guard]
+
+
+def _struct(ptype: str, params: dict, arrays: dict, keep: _Keep):
+    cls = STRUCTS[ptype]
+    s = cls()
+    for name, ctype in cls._fields_:
+        if name not in params:
+            raise AssertionError(f"lowered {ptype} lacks field {name!r}: {sorted(params)}")
+        v = params[name]
+        if isinstance(v, dict):
+            setattr(s, name, Dims(**{k: int(v[k]) for k in "nhwc"}))
+        elif isinstance(v, str) and v.startswith("{arr:"):
+            arr = arrays[v[5:-1]]
+            setattr(s, name, keep.ptr(arr, ctype))
+        elif v == "NULL":
+            setattr(s, name, None)
+        elif isinstance(v, str):  # exact hex float literal from ops._cfloat
+            setattr(s, name, float.fromhex(v.rstrip("fF")))
+        else:
+            setattr(s, name, int(v))
+    return s
+
+
+SCRATCH_FN = {"tg_conv2d_s8": "tg_conv2d_s8_scratch", "tg_dwconv2d_s8": "tg_dwconv2d_s8_scratch",
+              "tg_fully_connected_s8": "tg_fully_connected_s8_scratch", "tg_avgpool_s8": "tg_avgpool_s8_scratch"}
+
+
+def _run_graph(lib, model_bytes: bytes, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict, list[str]]:
+    """Run the lowered graph on the library; returns (outputs, tg_ref_* calls, kernel names)."""
+    from tinygen import ir, passes
+    from tinygen import ops as optable
+
+    g = ir.load(model_bytes, "opnet")
+    # the compiler's passes minus its whole-model "one input, one output" rule (multi-input opnets)
+    for name, fn in passes.PASSES:
+        if name != "check_io":
+            while fn(g):
+                pass
+        ir.verify(g, name)
+    bufs = {tid: np.ascontiguousarray(x.reshape(g.t(tid).shape)) for tid, x in zip(g.inputs, inputs)}
+    lib.shim_reset()
+    keep = _Keep()
+    kernels = []
+    for op in g.ops:
+        low = optable.lower(g, op, "none")  # the host build has neither DSP nor MVE
+        if low.alias:
+            bufs[op.outputs[0]] = bufs[op.inputs[0]].reshape(g.t(op.outputs[0]).shape)
+            continue
+        kernels.append(low.func)
+        outs = []
+        for tid in op.outputs:
+            t = g.t(tid)
+            o = np.empty(t.shape, dtype=np.dtype(t.dtype))
+            o.view(np.uint8).fill(0x5A)  # poison: every byte must be written
+            bufs[tid] = o
+            outs.append(o)
+        struct = _struct(low.ptype, low.params, low.arrays, keep) if low.ptype else None
+        scratch = guard = None
+        if low.func in SCRATCH_FN:
+            c_size = getattr(lib, SCRATCH_FN[low.func])(ctypes.byref(struct))
+            assert c_size == low.scratch, (
+                f"{low.func}: backend needs {c_size} scratch bytes, cmsis_scratch planned {low.scratch}")
+        if low.scratch:
+            scratch, guard = _aligned(keep, low.scratch)
+        args = []
+        for a in low.args:
+            if a == "&{params}":
+                args.append(ctypes.byref(struct))
+            elif a == "{scratch}":
+                args.append(scratch.ctypes.data_as(ctypes.c_void_p) if scratch is not None else None)
+            elif a.startswith("{arr:"):
+                args.append(keep.ptr(low.arrays[a[5:-1]]))
+            elif a.startswith("(const int8_t *const[])"):
+                ks = [int(k) for k in re.findall(r"\{in(\d+)\}", a)]
+                ptrs = (ctypes.c_void_p * len(ks))(*[bufs[op.inputs[k]].ctypes.data for k in ks])
+                keep.append(ptrs)
+                args.append(ptrs)
+            elif "{in" in a:
+                k = int(a[a.index("{in") + 3:a.index("}", a.index("{in"))])
+                args.append(bufs[op.inputs[k]].ctypes.data_as(ctypes.c_void_p))
+            elif "{out" in a:
+                k = int(a[a.index("{out") + 4:a.index("}", a.index("{out"))])
+                args.append(outs[k].ctypes.data_as(ctypes.c_void_p))
+            elif a.lstrip("-").isdigit():
+                args.append(I32(int(a)))
+            else:
+                args.append(F32(float.fromhex(a.rstrip("fF"))))
+        fn = getattr(lib, low.func)
+        fn.restype = I32
+        rc = fn(*args)
+        assert rc == 0, f"{low.func} returned {rc} for {op.where()}"
+        if guard is not None:
+            assert np.all(guard == 0xA5), f"{low.func} wrote past its {low.scratch}-byte scratch"
+    return [bufs[t] for t in g.outputs], _ref_calls(lib), kernels
+
+
+def _reference(model_bytes: bytes, seed: int):
+    """Random inputs (full int8 range / normal floats) and the BUILTIN_REF outputs."""
+    from tinygen import reference
+
+    it = reference.interpreter(model_bytes)
+    rng = np.random.default_rng(seed)
+    ins = []
+    for d in it.get_input_details():
+        if d["dtype"] == np.int8:
+            x = rng.integers(-128, 128, size=tuple(d["shape"]), dtype=np.int8)
+        else:
+            x = (rng.standard_normal(tuple(d["shape"])) * 4).astype(np.float32)
+        it.set_tensor(d["index"], x)
+        ins.append(x)
+    it.invoke()
+    outs = [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
+    return ins, outs
+
+
+# which tg_* calls must reach CMSIS-NN (no tg_ref_* fallback) for the default opnets
+ALWAYS_REF = {"tg_lut_s8", "tg_mean_s8", "tg_concat_s8", "tg_quantize_f32_s8", "tg_dequantize_s8_f32"}
+
+
+def _opnet_cases():
+    try:
+        from tests import opnets
+    except ImportError:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import opnets  # type: ignore
+    return opnets
+
+
+def _case_params():
+    try:
+        return [pytest.param(kind, spec, id=cid) for cid, kind, spec in _opnet_cases().OPNET_CASES]
+    except Exception as e:  # opnets.py is another engineer's file; make a missing one obvious
+        return [pytest.param(None, None, id="opnets-unavailable", marks=pytest.mark.skip(reason=f"tests/opnets.py: {e}"))]
+
+
+@pytest.mark.parametrize("kind,spec", _case_params())
+def test_cmsis_backend_bit_exact_vs_tflite(cmsis_lib, kind, spec):
+    model = _opnet_cases().make_opnet(kind, **spec)
+    for seed in (0, 1):
+        ins, want = _reference(model, seed)
+        got, ref_calls, kernels = _run_graph(cmsis_lib, model, ins)
+        assert len(got) == len(want)
+        for k, (g_, w_) in enumerate(zip(got, want)):
+            g_ = g_.reshape(w_.shape)
+            assert g_.dtype == w_.dtype, (g_.dtype, w_.dtype)
+            if not np.array_equal(g_.view(np.uint8) if g_.dtype == np.int8 else g_, w_.view(np.uint8)
+                                  if w_.dtype == np.int8 else w_):
+                bad = np.argwhere(g_ != w_)
+                raise AssertionError(f"output {k} differs from TFLite BUILTIN_REF at {len(bad)} of {w_.size} "
+                                     f"elements, first {bad[:5].tolist()}: got {g_[tuple(bad[0])]} "
+                                     f"want {w_[tuple(bad[0])]} (kernels {kernels})")
+        # routing: CMSIS-NN-capable calls must not have fallen back
+        expect_ref = sum(1 for f in kernels if f in ALWAYS_REF)
+        broadcasting = kind in ("add", "mul") and tuple(spec.get("shape1", ())) != tuple(spec.get("shape2", spec.get("shape1", ())))
+        expect_ref += sum(1 for f in kernels if f in ("tg_add_s8", "tg_mul_s8")) if broadcasting else 0
+        assert sum(ref_calls.values()) == expect_ref, f"tg_ref_* calls {ref_calls} for kernels {kernels}"
