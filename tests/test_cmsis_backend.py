@@ -688,3 +688,160 @@ def test_cmsis_backend_bit_exact_vs_tflite(cmsis_lib, kind, spec):
         broadcasting = kind in ("add", "mul") and tuple(spec.get("shape1", ())) != tuple(spec.get("shape2", spec.get("shape1", ())))
         expect_ref += sum(1 for f in kernels if f in ("tg_add_s8", "tg_mul_s8")) if broadcasting else 0
         assert sum(ref_calls.values()) == expect_ref, f"tg_ref_* calls {ref_calls} for kernels {kernels}"
+
+
+# ------------------------------------------------------- 2b. every CMSIS-NN sub-kernel vs tg_ref_*
+#
+# The opnets cover few shapes; these random cases drive each branch of the CMSIS-NN wrappers
+# (1x1 fast, 1x1 strided, 1xN, generic, dilated; depthwise 3x3, opt, generic with ch_mult > 1;
+# batches > 1) and compare with the reference kernels (themselves bit-exact with TFLite).
+
+def _geom(rng, in_, k, s, d):
+    pad_mode = rng.choice(["same", "valid"])
+    eff = (k - 1) * d + 1
+    if pad_mode == "valid" and in_ < eff:
+        pad_mode = "same"
+    return _out_size(in_, k, s, d, pad_mode)
+
+
+def _rand_conv(rng, nrng, depthwise: bool, keep: _Keep, shape_kind: str):
+    n = rng.choice([1, 1, 2])
+    if shape_kind == "1x1":
+        ih, iw, kh, kw, s, d = rng.randint(1, 9), rng.randint(1, 9), 1, 1, rng.choice([1, 1, 2, 3]), 1
+    elif shape_kind == "1xn":
+        ih, iw, kh, kw, s, d = 1, rng.randint(4, 20), 1, rng.randint(1, 6), rng.choice([1, 2, 4]), 1
+    elif shape_kind == "3x3":
+        ih, iw, kh, kw, s, d = rng.randint(3, 10), rng.randint(3, 10), 3, 3, rng.choice([1, 2]), 1
+    else:
+        ih, iw, kh, kw = rng.randint(1, 10), rng.randint(1, 10), rng.randint(1, 5), rng.randint(1, 5)
+        s, d = rng.choice([1, 2, 3]), rng.choice([1, 1, 2])
+    ic = rng.choice([1, 2, 3, 4, 8, 12, 16, 20]) if shape_kind != "1xn" else rng.choice([1, 2, 4, 8, 12])
+    oh, ph = _geom(rng, ih, kh, s, d)
+    ow, pw = _geom(rng, iw, kw, s, d)
+    if depthwise:
+        cm = rng.choice([1, 1, 2, 3])
+        oc = ic * cm
+        flt = Dims(1, kh, kw, oc)
+        w = nrng.integers(-127, 128, (kh, kw, oc), dtype=np.int8)
+    else:
+        cm = 1
+        oc = rng.choice([1, 3, 4, 8, 9])
+        flt = Dims(oc, kh, kw, ic)
+        w = nrng.integers(-127, 128, (oc, kh, kw, ic), dtype=np.int8)
+    mult = nrng.integers(1 << 30, (1 << 31) - 1, oc, dtype=np.int64).astype(np.int32)
+    shift = nrng.integers(-11, -5, oc, dtype=np.int32)
+    bias = nrng.integers(-20000, 20000, oc, dtype=np.int32)
+    lo = rng.choice([-128, -128, -20])
+    hi = rng.choice([127, 127, 60])
+    p = ConvP()
+    setattr(p, "in", Dims(n, ih, iw, ic))
+    p.filter, p.out = flt, Dims(n, oh, ow, oc)
+    p.stride_h = p.stride_w = s
+    p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.ch_mult = ph, pw, d, d, cm
+    p.in_offset, p.out_offset = rng.randint(-127, 128), rng.randint(-128, 127)
+    p.act_min, p.act_max = lo, hi
+    p.mult, p.shift = keep.ptr(mult, P_I32), keep.ptr(shift, P_I32)
+    p.weights = keep.ptr(w, P_I8)
+    p.bias = keep.ptr(bias, P_I32) if rng.random() < 0.8 else None
+    x = nrng.integers(-128, 128, (n, ih, iw, ic), dtype=np.int8)
+    return p, x, (n, oh, ow, oc)
+
+
+def _call_both(lib, name: str, scratch_fn: str | None, p, ins: list[np.ndarray], out_shape, keep: _Keep):
+    """tg_<name> (CMSIS-NN) and tg_ref_<name>; returns (cmsis_out, ref_out, fallbacks during tg_<name>)."""
+    outs = []
+    for fn_name in (f"tg_{name}", f"tg_ref_{name}"):
+        o = np.full(out_shape, 0x5A, np.uint8).view(np.int8)
+        args = [ctypes.byref(p)] if p is not None else []
+        args += [x.ctypes.data_as(ctypes.c_void_p) for x in ins] + [o.ctypes.data_as(ctypes.c_void_p)]
+        guard = None
+        if fn_name.startswith("tg_") and not fn_name.startswith("tg_ref_") and scratch_fn:
+            size = getattr(lib, scratch_fn)(ctypes.byref(p))
+            scratch, guard = _aligned(keep, max(size, 0))
+            args.append(scratch.ctypes.data_as(ctypes.c_void_p) if size > 0 else None)
+        lib.shim_reset()
+        fn = getattr(lib, fn_name)
+        fn.restype = I32
+        rc = fn(*args)
+        assert rc == 0, f"{fn_name} returned {rc}"
+        if guard is not None:
+            assert np.all(guard == 0xA5), f"{fn_name} overran its scratch"
+        if not fn_name.startswith("tg_ref_"):
+            fallbacks = _ref_calls(lib)
+        outs.append(o)
+    return outs[0], outs[1], fallbacks
+
+
+@pytest.mark.parametrize("depthwise", [False, True], ids=["conv", "dwconv"])
+def test_cmsis_conv_subkernels_match_reference(cmsis_lib, depthwise):
+    rng, nrng = random.Random(7 + depthwise), np.random.default_rng(7 + depthwise)
+    name = "dwconv2d_s8" if depthwise else "conv2d_s8"
+    kinds = ["1x1", "1xn", "3x3", "generic"]
+    for i in range(160):
+        keep = _Keep()
+        p, x, oshape = _rand_conv(rng, nrng, depthwise, keep, kinds[i % 4])
+        got, want, fb = _call_both(cmsis_lib, name, f"tg_{name}_scratch", p, [x], oshape, keep)
+        desc = {f: getattr(p, f) for f, _ in ConvP._fields_ if f not in ("mult", "shift", "weights", "bias")}
+        desc = {k: (tuple((v.n, v.h, v.w, v.c)) if isinstance(v, Dims) else v) for k, v in desc.items()}
+        assert not fb, f"case {i}: fell back to {fb} for {desc}"
+        assert np.array_equal(got, want), f"case {i}: CMSIS-NN != reference for {desc}"
+
+
+def test_cmsis_fc_pool_elementwise_pad_match_reference(cmsis_lib):
+    rng, nrng = random.Random(11), np.random.default_rng(11)
+    for i in range(60):
+        keep = _Keep()
+        # FULLY_CONNECTED, batches > 1, per-tensor and per-channel
+        b, ind, outd = rng.randint(1, 4), rng.randint(1, 70), rng.randint(1, 20)
+        per_ch = rng.random() < 0.5
+        nq = outd if per_ch else 1
+        fc = FcP(b, ind, outd, rng.randint(-127, 128), rng.randint(-128, 127), -128, rng.choice([127, 50]), int(per_ch))
+        fc.mult = keep.ptr(nrng.integers(1 << 30, (1 << 31) - 1, nq, dtype=np.int64).astype(np.int32), P_I32)
+        fc.shift = keep.ptr(nrng.integers(-11, -5, nq, dtype=np.int32), P_I32)
+        fc.weights = keep.ptr(nrng.integers(-127, 128, (outd, ind), dtype=np.int8), P_I8)
+        fc.bias = keep.ptr(nrng.integers(-9000, 9000, outd, dtype=np.int32), P_I32) if i % 3 else None
+        x = nrng.integers(-128, 128, (b, ind), dtype=np.int8)
+        got, want, fb = _call_both(cmsis_lib, "fully_connected_s8", "tg_fully_connected_s8_scratch", fc, [x],
+                                   (b, outd), keep)
+        assert not fb and np.array_equal(got, want), f"FC case {i} (b={b}, in={ind}, out={outd}, per_ch={per_ch})"
+        # pools
+        n, ih, iw, c = rng.randint(1, 2), rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 20)
+        fh, fw, s = rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 3)
+        oh, ph = _geom(rng, ih, fh, s, 1)
+        ow, pw = _geom(rng, iw, fw, s, 1)
+        pp = PoolP()
+        setattr(pp, "in", Dims(n, ih, iw, c))
+        pp.out = Dims(n, oh, ow, c)
+        pp.filter_h, pp.filter_w, pp.stride_h, pp.stride_w, pp.pad_h, pp.pad_w = fh, fw, s, s, ph, pw
+        pp.act_min, pp.act_max = rng.choice([-128, -10]), rng.choice([127, 90])
+        x = nrng.integers(-128, 128, (n, ih, iw, c), dtype=np.int8)
+        for name, sfn in (("avgpool_s8", "tg_avgpool_s8_scratch"), ("maxpool_s8", None)):
+            got, want, fb = _call_both(cmsis_lib, name, sfn, pp, [x], (n, oh, ow, c), keep)
+            assert not fb and np.array_equal(got, want), f"{name} case {i}"
+        # ADD / MUL, equal shapes (CMSIS-NN) with TFLite-style parameters
+        from tinygen import quant
+
+        shape = (1, rng.randint(1, 5), rng.randint(1, 6), rng.randint(1, 9))
+        s1, s2, so = (float(np.float32(rng.uniform(0.005, 0.1))) for _ in range(3))
+        z1, z2, zo = (rng.randint(-128, 127) for _ in range(3))
+        a = nrng.integers(-128, 128, shape, dtype=np.int8)
+        b2 = nrng.integers(-128, 128, shape, dtype=np.int8)
+        for name, qfn in (("add_s8", quant.add_params), ("mul_s8", quant.mul_params)):
+            q = qfn(s1, z1, s2, z2, so, zo)
+            bp = BinP()
+            bp.in1 = bp.in2 = bp.out = Dims(*shape)
+            for f, _ in BinP._fields_[3:]:
+                setattr(bp, f, int(q[f]))
+            got, want, fb = _call_both(cmsis_lib, name, None, bp, [a, b2], shape, keep)
+            assert not fb and np.array_equal(got, want), f"{name} case {i}: {q}"
+        # PAD on all four dims
+        pin = [rng.randint(1, 3) for _ in range(4)]
+        before = [rng.randint(0, 2) for _ in range(4)]
+        after = [rng.randint(0, 2) for _ in range(4)]
+        pout = [a_ + b_ + c_ for a_, b_, c_ in zip(pin, before, after)]
+        pd = PadP()
+        setattr(pd, "in", Dims(*pin))
+        pd.out, pd.before, pd.pad_value = Dims(*pout), Dims(*before), rng.randint(-128, 127)
+        x = nrng.integers(-128, 128, pin, dtype=np.int8)
+        got, want, fb = _call_both(cmsis_lib, "pad_s8", None, pd, [x], tuple(pout), keep)
+        assert not fb and np.array_equal(got, want), f"pad case {i}"
