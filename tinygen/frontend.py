@@ -80,7 +80,9 @@ def load_keras(path: Path, kind: str):
 
 def quantize(path: Path, kind: str, calib: str | None, log=print) -> bytes:
     """Full-int8 post-training quantization with the TFLite converter."""
-    import tensorflow as tf
+    from .reference import _tf
+
+    tf = _tf()
 
     if kind == "savedmodel":
         conv = tf.lite.TFLiteConverter.from_saved_model(str(path))

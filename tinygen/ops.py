@@ -306,7 +306,11 @@ def _lower_fc(g, op, arch):
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     out_d, in_d = w.shape
     (sx, zx), (sy, zy) = x.q(), y.q()
-    mult, shift = quant.conv_multipliers(sx, w.scale, sy)
+    if w.scale.size > 1:
+        mult, shift = quant.conv_multipliers(sx, w.scale, sy)
+    else:
+        m, s = quant.fc_per_tensor_multiplier(sx, float(w.scale[0]), sy)
+        mult, shift = [m], [s]
     lo, hi = _act(g, op)
     params = {"batches": x.size // in_d, "in_depth": in_d, "out_depth": out_d, "in_offset": -zx, "out_offset": zy,
               "act_min": lo, "act_max": hi, "per_channel": int(w.scale.size > 1),

@@ -110,6 +110,13 @@ def conv_multipliers(input_scale: float, filter_scales, output_scale: float) -> 
     return mults, shifts
 
 
+def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
+    """GetQuantizedConvolutionMultipler (per-tensor FULLY_CONNECTED): the input*filter product is
+    taken in float32 before widening to double, unlike the per-channel path."""
+    prod = float(np.float32(input_scale) * np.float32(filter_scale))
+    return quantize_multiplier(prod / float(np.float32(output_scale)))
+
+
 def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
     real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - input_integer_bits)), (1 << 31) - 1.0)

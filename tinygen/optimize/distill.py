@@ -67,6 +67,18 @@ def kd_acc(n_classes: int, labels: bool):
     return acc
 
 
+def freeze_batchnorm(model: keras.Model) -> int:
+    """Keep BatchNorm statistics and affine terms fixed (inference mode) while fine-tuning:
+    the few fine-tuning batches, or synthetic inputs, would otherwise corrupt the moving
+    statistics learned on the real data. Returns how many layers were frozen."""
+    count = 0
+    for layer in model.layers:
+        if type(getattr(layer, "layer", layer)).__name__ == "BatchNormalization":
+            layer.trainable = False
+            count += 1
+    return count
+
+
 def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: int, *,
               temperature: float = 4.0, alpha: float = 0.7, lr: float = 1e-3,
               batch_size: int = 64, log=print, what: str = "fine-tune") -> keras.Model:
@@ -82,6 +94,7 @@ def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: in
             parts.append(np.eye(n, dtype=np.float32)[y])
         return np.concatenate(parts, -1).astype(np.float32)
 
+    frozen = freeze_batchnorm(student)
     y_train = pack(data.x_train, data.y_train)
     y_val = pack(data.x_val, data.y_val if labels else None) if labels else pack(data.x_val, None)
     student.compile(
@@ -89,7 +102,7 @@ def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: in
         loss=kd_loss(n, temperature, alpha, ends_in_softmax(student), labels),
         metrics=[kd_acc(n, labels)],
     )
-    log(f"{what}: distilling for {epochs} epoch(s), T={temperature}, "
+    log(f"{what}: distilling for {epochs} epoch(s), T={temperature}, {frozen} BatchNorm layer(s) frozen, "
         + (f"alpha={alpha} (soft) + {1 - alpha:.2f} (labels)" if labels else "soft targets only (no labels)"))
     student.fit(data.x_train, y_train, validation_data=(data.x_val, y_val), epochs=epochs,
                 batch_size=batch_size, shuffle=True, verbose=1 if sys.stdout.isatty() else 2)
