@@ -47,7 +47,7 @@ def run(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
     """Run each row of ``inputs`` (shape [N, *input_shape]) through the reference; returns [N, *output_shape]."""
     it = interpreter(model_bytes)
     din, dout = it.get_input_details()[0], it.get_output_details()[0]
-    shape = tuple(din["shape"])
+    shape = tuple(int(d) for d in din["shape"])
     if inputs.shape[1:] != shape or inputs.dtype != din["dtype"]:
         raise InputError(f"inputs are {inputs.dtype}{list(inputs.shape[1:])}, the model wants {np.dtype(din['dtype'])}{list(shape)}")
     outs = []

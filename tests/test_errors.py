@@ -1,0 +1,104 @@
+"""Bad input gives one clear line (tinygen: error: ...) and a non-zero exit code, never a traceback."""
+
+import numpy as np
+import pytest
+
+from conftest import shared_model
+from tinygen import cli, frontend, reference
+from tinygen.errors import InputError
+
+
+def run_cli(capsys, *args):
+    code = cli.main(list(args))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("tinygen: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _tflite_with(layer_fn, shape=(8,)) -> bytes:
+    tf = reference._tf()
+    inp = tf.keras.Input(shape=shape)
+    model = tf.keras.Model(inp, layer_fn(inp))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32)] for i in range(8))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def test_unsupported_op(tmp_path, capsys):
+    tf = reference._tf()
+    m = tmp_path / "tanh.tflite"
+    m.write_bytes(_tflite_with(lambda x: tf.keras.layers.Activation("tanh")(tf.keras.layers.Dense(4)(x))))
+    code, err = run_cli(capsys, "build", str(m), "--board", "host", "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 3
+    assert "TANH" in line and "not supported" in line and "SUPPORTED_OPS.md" in line
+
+
+@pytest.mark.parametrize("cut", [3, 20, 200, 0.5, 0.9])
+def test_truncated_tflite(tmp_path, capsys, cut):
+    src = shared_model("kws_ref_model.tflite").read_bytes()
+    n = int(len(src) * cut) if isinstance(cut, float) else cut
+    m = tmp_path / "cut.tflite"
+    m.write_bytes(src[:n])
+    code, err = run_cli(capsys, "build", str(m), "--board", "host", "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 2
+    assert "cut.tflite" in line or "truncated" in line or "corrupt" in line
+
+
+def test_corrupt_h5(tmp_path, capsys):
+    src = shared_model("ad01.h5").read_bytes()
+    m = tmp_path / "bad.h5"
+    m.write_bytes(src[: len(src) // 3])
+    code, err = run_cli(capsys, "build", str(m), "--board", "host", "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 2 and "bad.h5" in line
+
+
+def test_wrong_file_type(tmp_path, capsys):
+    m = tmp_path / "notes.txt"
+    m.write_text("hello")
+    code, err = run_cli(capsys, "build", str(m), "--board", "host", "-o", str(tmp_path / "o"))
+    assert "unknown model format" in _one_line_error(err) and code == 2
+
+
+def test_float_only_tflite(tmp_path, capsys):
+    code, err = run_cli(capsys, "build", str(shared_model("kws_ref_model_float32.tflite")), "--board", "host",
+                        "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 3 and "float" in line and "int8" in line
+
+
+def test_wrong_calibration_shape(tmp_path, capsys):
+    np.savez(tmp_path / "calib.npz", x=np.zeros((4, 7, 7), np.float32))
+    code, err = run_cli(capsys, "build", str(shared_model("ad01.h5")), "--calib", str(tmp_path / "calib.npz"),
+                        "--board", "host", "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 4 and "[7, 7]" in line and "[640]" in line
+
+
+def test_wrong_input_shape_for_reference():
+    buf = shared_model("ad01_int8.tflite").read_bytes()
+    with pytest.raises(InputError, match="the model wants int8\\[1, 640\\]"):
+        reference.run(buf, np.zeros((2, 1, 64), np.int8))
+
+
+def test_missing_model(tmp_path, capsys):
+    code, err = run_cli(capsys, "build", str(tmp_path / "nope.h5"), "--board", "host", "-o", str(tmp_path / "o"))
+    assert "no such file" in _one_line_error(err) and code == 2
+
+
+def test_frontend_kind_rejects_directory_without_savedmodel(tmp_path):
+    from tinygen.errors import ModelError
+
+    with pytest.raises(ModelError, match="saved_model.pb"):
+        frontend.kind_of(tmp_path)
