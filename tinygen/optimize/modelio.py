@@ -59,17 +59,35 @@ def from_keras3(k3) -> keras.Model:
         raise UnsupportedError(f"model {k3.name!r}: only single-input, single-output models are supported")
     inp = k3.inputs[0]
     x = keras.Input(shape=tuple(inp.shape[1:]), name=getattr(inp, "name", "input").split(":")[0])
-    tensors = {id(inp): x}
-    for layer in k3.layers:
-        if type(layer).__name__ == "InputLayer":
+    if type(k3).__name__ == "Sequential":
+        out = x
+        for layer in k3.layers:
+            new = _tf_keras_layer(layer)
+            out = new(out)
+            new.set_weights(layer.get_weights())
+        return keras.Model(x, out, name=k3.name)
+    cfg = k3.get_config()  # the functional graph, by layer name, as Keras 3 serializes it
+    tensors = {cfg["input_layers"][0] if isinstance(cfg["input_layers"][0], str) else cfg["input_layers"][0][0]: x}
+    for lc in cfg["layers"]:
+        if lc["class_name"] == "InputLayer":
             continue
-        if len(layer._inbound_nodes) != 1:
-            raise UnsupportedError(f"layer {layer.name!r} is used {len(layer._inbound_nodes)} times (shared layer)")
-        node = layer._inbound_nodes[0]
-        ins = [tensors[id(t)] for t in node.input_tensors]
+        if len(lc["inbound_nodes"]) != 1:
+            raise UnsupportedError(f"layer {lc['name']!r} is used {len(lc['inbound_nodes'])} times (shared layer)")
+        ins = [tensors[name] for name in _history_names(lc["inbound_nodes"][0])]
+        layer = k3.get_layer(lc["name"])
         new = _tf_keras_layer(layer)
-        out = new(ins if len(ins) > 1 else ins[0])
+        tensors[lc["name"]] = new(ins if len(ins) > 1 else ins[0])
         new.set_weights(layer.get_weights())
-        for t in node.output_tensors:
-            tensors[id(t)] = out
-    return keras.Model(x, tensors[id(k3.outputs[0])], name=k3.name)
+    out = cfg["output_layers"][0] if isinstance(cfg["output_layers"][0], str) else cfg["output_layers"][0][0]
+    return keras.Model(x, tensors[out], name=k3.name)
+
+
+def _history_names(obj) -> list[str]:
+    """Names of the layers whose tensors appear in a serialized Keras-3 inbound node."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return [obj["config"]["keras_history"][0]]
+        return [n for v in obj.values() for n in _history_names(v)]
+    if isinstance(obj, (list, tuple)):
+        return [n for v in obj for n in _history_names(v)]
+    return []

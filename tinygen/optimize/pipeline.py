@@ -57,13 +57,14 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
              out_path: str, synthetic: bool = False, log=print,
              synthetic_range: tuple[float, float] = (0.0, 1.0), synthetic_samples: int = 2048,
              temperature: float = 4.0, alpha: float = 0.7, batch_size: int = 64,
-             lr: float = 1e-3, rewrite_budget: float = 0.1) -> OptimizeResult:
+             lr: float | None = None, rewrite_budget: float = 0.1) -> OptimizeResult:
     """Run the requested steps on the Keras model at ``model_path`` and save the result.
 
     ``synthetic``: no data; distil on Gaussian inputs in ``synthetic_range`` (the model's
     input scale, e.g. (0, 255) for MLPerf-Tiny ResNet-8) and report agreement with the
     original model instead of accuracy. Writes ``out_path`` (Keras) and
-    ``<out_path stem>_int8.tflite``.
+    ``<out_path stem>_int8.tflite``. ``lr`` defaults to 1e-3 with real data and 1e-4 with
+    synthetic data (soft targets on off-distribution inputs: stay near the pretrained weights).
     """
     _check_args(rewrite, prune, epochs, data_path, synthetic)
     out = Path(out_path)
@@ -80,6 +81,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     else:
         data = load_data(data_path, input_shape, n_classes)
     xv, yv, rep = data.x_val, data.y_val, data.x_train
+    lr = lr if lr is not None else (1e-4 if synthetic else 1e-3)
 
     def tune(student, what):
         return fine_tune(student, teacher, data, epochs, temperature=temperature, alpha=alpha,
