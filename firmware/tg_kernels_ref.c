@@ -74,6 +74,29 @@ static int32_t tg_mbqm(int32_t x, int32_t mult, int32_t shift)
     return tg_rdbpot(tg_srdhm(tg_shl_wrap(x, left), mult), right);
 }
 
+/* Single-rounding requantization: (x * mult + 2^(30 - shift)) >> (31 - shift), ties toward
+ * +infinity. This is what TFLite 2.21's FULLY_CONNECTED int8 produces under BUILTIN_REF (its
+ * GEMM back end applies the multiplier this way), unlike CONV/DEPTHWISE which double-round. */
+static int32_t tg_mbqm_single(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t total = 31 - shift; /* 1 .. 62 */
+    const int64_t v = (int64_t)x * (int64_t)mult + ((int64_t)1 << (total - 1));
+    int64_t r;
+    /* floor division by 2^total without relying on >> of negative values */
+    if (v >= 0) {
+        r = v >> total;
+    } else {
+        r = -((-(v + 1)) >> total) - 1;
+    }
+    if (r > INT32_MAX) {
+        return INT32_MAX;
+    }
+    if (r < INT32_MIN) {
+        return INT32_MIN;
+    }
+    return (int32_t)r;
+}
+
 /* gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0. */
 static int32_t tg_sat_shl(int32_t x, int32_t e)
 {
@@ -319,7 +342,7 @@ int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int
             if (p->bias != NULL) {
                 acc = tg_add_wrap(acc, p->bias[o]);
             }
-            acc = tg_mbqm(acc, p->mult[q], p->shift[q]) + p->out_offset;
+            acc = tg_mbqm_single(acc, p->mult[q], p->shift[q]) + p->out_offset;
             out[b * p->out_depth + o] = (int8_t)tg_clamp(acc, p->act_min, p->act_max);
         }
     }
@@ -643,56 +666,26 @@ static float tg_roundf(float x)
 int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out)
 {
     int32_t b, c, y, x;
-    int32_t n;
     if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0) {
         return TG_ERR_ARG;
     }
-    n = p->in.h * p->in.w;
-    if (p->num_elements != n || n > (1 << 23)) {
+    if (p->num_elements != p->in.h * p->in.w || p->num_elements > (1 << 23)) {
         return TG_ERR_ARG;
     }
-    if (p->mode != TG_MEAN_INT_MULT && p->mode != TG_MEAN_FLOAT && p->mode != TG_MEAN_INT_DIV) {
-        return TG_ERR_ARG;
-    }
-    if (p->in_zp < TG_I8_MIN || p->in_zp > TG_I8_MAX || p->out_zp < TG_I8_MIN || p->out_zp > TG_I8_MAX) {
-        return TG_ERR_ARG;
-    }
-    if (p->mode == TG_MEAN_INT_MULT && !tg_valid_shift(p->shift)) {
-        return TG_ERR_ARG;
-    }
-    if (p->mode == TG_MEAN_FLOAT && !(p->scale > 0.0f && p->scale < 3.0e38f && p->bias > -3.0e38f && p->bias < 3.0e38f)) {
+    if (p->in_zp < TG_I8_MIN || p->in_zp > TG_I8_MAX || p->out_zp < TG_I8_MIN || p->out_zp > TG_I8_MAX ||
+        !tg_valid_shift(p->shift)) {
         return TG_ERR_ARG;
     }
     for (b = 0; b < p->in.n; ++b) {
         for (c = 0; c < p->in.c; ++c) {
             int32_t acc = 0;
-            int32_t v;
             for (y = 0; y < p->in.h; ++y) {
                 for (x = 0; x < p->in.w; ++x) {
-                    acc += (int32_t)in[tg_off4(&p->in, b, y, x, c)] - (p->mode == TG_MEAN_INT_MULT ? p->in_zp : 0);
+                    acc += (int32_t)in[tg_off4(&p->in, b, y, x, c)] - p->in_zp;
                 }
             }
-            if (p->mode == TG_MEAN_INT_MULT) {
-                /* reference_integer_ops::Mean (keep_dims, 4-D, axes {1,2}) */
-                acc = tg_mbqm(acc, p->mult, p->shift);
-                acc = acc > 0 ? (acc + n / 2) / n : (acc - n / 2) / n;
-                v = tg_clamp(acc + p->out_zp, TG_I8_MIN, TG_I8_MAX);
-            } else if (p->mode == TG_MEAN_INT_DIV) {
-                /* same input/output quantization: integer mean, truncated */
-                v = tg_clamp(acc / n, TG_I8_MIN, TG_I8_MAX);
-            } else {
-                /* QuantizedMeanOrSum: float32 mean, rescaled, rounded. volatile keeps the
-                 * compiler from fusing the multiply-add (TFLite rounds both steps). */
-                volatile float prod;
-                float mean = (float)acc / (float)n;
-                float res;
-                prod = mean * p->scale;
-                res = tg_roundf(prod + p->bias) + (float)p->out_zp;
-                res = res < (float)TG_I8_MIN ? (float)TG_I8_MIN : res;
-                res = res > (float)TG_I8_MAX ? (float)TG_I8_MAX : res;
-                v = (int32_t)res;
-            }
-            out[b * p->in.c + c] = (int8_t)v;
+            acc = tg_mbqm(acc, p->mult, p->shift) + p->out_zp;
+            out[b * p->in.c + c] = (int8_t)tg_clamp(acc, TG_I8_MIN, TG_I8_MAX);
         }
     }
     return TG_OK;

@@ -107,25 +107,15 @@ int32_t tg_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *ou
 int32_t tg_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
 
 /* MEAN over H and W of an NHWC tensor (keep_dims or not; same memory layout).
- * TFLite's int8 reference MEAN has three paths, chosen at conversion time
- * (tinygen.quant.mean_params computes the fields):
- *   TG_MEAN_INT_MULT  keep_dims and 4-D input reduced over axes {1,2}:
- *                     acc = requant(sum(in - in_zp), mult, shift), then divided by
- *                     num_elements rounding half away from zero, + out_zp.
- *   TG_MEAN_INT_DIV   otherwise, if input and output share scale and zero point:
- *                     sum(in) / num_elements truncated toward zero.
- *   TG_MEAN_FLOAT     otherwise: round(((float)sum(in) / n) * scale + bias) + out_zp in
- *                     float32, scale = in_scale / out_scale, bias = -in_zp * scale. */
-#define TG_MEAN_INT_MULT 0
-#define TG_MEAN_FLOAT 1
-#define TG_MEAN_INT_DIV 2
+ * As TFLite's int8 reference MEAN (reduce.cc, every int8 case goes through QuantizedMeanOrSum):
+ * out = clamp(MultiplyByQuantizedMultiplier(sum(in - in_zp), mult, shift) + out_zp), where
+ * mult/shift are in_scale/out_scale with 1/num_elements folded in by integer division
+ * (tinygen.quant.mean_params computes them). */
 typedef struct {
     tg_dims_t in;               /* out is {n, 1, 1, c} */
     int32_t in_zp, out_zp;
-    int32_t mult, shift;        /* TG_MEAN_INT_MULT: in_scale / out_scale as a quantized multiplier */
+    int32_t mult, shift;        /* in_scale / (out_scale * num_elements), folded as TFLite does */
     int32_t num_elements;       /* h * w */
-    int32_t mode;               /* TG_MEAN_* */
-    float scale, bias;          /* TG_MEAN_FLOAT only */
 } tg_mean_params_t;
 
 int32_t tg_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);

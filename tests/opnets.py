@@ -22,6 +22,8 @@ logistic/relu/relu6   in_shape
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
+requantize            in_shape, ranges: one input feeding two CONCATENATIONs whose partners
+                      have different ranges, so the graph holds an int8->int8 QUANTIZE
 quant_io              in_shape: float32 input/output, so the graph is QUANTIZE -> MAX_POOL_2D
                       -> DEQUANTIZE (tests f32<->s8 conversion at the graph edges)
 ====================  =====================================================================
@@ -147,6 +149,16 @@ def _build(kind: str, spec: dict):
             y = L.Activation(act)(y)
         return K.Model([a, b], y), [(s1, tuple(ranges[0])), (s2, tuple(ranges[1]))]
 
+    if kind == "requantize":
+        # x feeds two concatenations whose other inputs have very different ranges: x can only
+        # have one scale, so the converter inserts an int8 -> int8 QUANTIZE (requantize) for one
+        shape = tuple(spec.get("in_shape", (3, 3, 2)))
+        ranges = spec.get("ranges", ((-1.0, 3.0), (-12.0, 4.0), (-0.5, 1.0)))
+        ins = [K.Input(shape, batch_size=1) for _ in range(3)]
+        y1 = L.Concatenate()([ins[0], ins[1]])
+        y2 = L.Concatenate()([ins[0], ins[2]])
+        return K.Model(ins, [y1, y2]), [(shape, tuple(r)) for r in ranges]
+
     if kind == "concat":
         shapes = [tuple(s) for s in spec.get("shapes", ((4, 4, 3), (4, 4, 5)))]
         ranges = spec.get("ranges", [_DEFAULT_RANGE] * len(shapes))
@@ -256,6 +268,8 @@ OPNET_CASES: list[tuple[str, str, dict]] = [
     ("quant_io", "quant_io", dict(in_shape=(6, 6, 3), pool=(2, 2), strides=(2, 2))),
     ("quant_io_wide", "quant_io", dict(in_shape=(5, 5, 2), pool=(1, 1), strides=(1, 1), range=(-40.0, 7.0))),
 ]
+
+OPNET_CASES.append(("requantize", "requantize", dict(in_shape=(3, 3, 2))))
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the
 # concatenated inputs share the output's scale

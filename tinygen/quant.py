@@ -135,9 +135,6 @@ def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5)
 
 _F32 = np.float32
 
-TG_MEAN_INT_MULT, TG_MEAN_FLOAT, TG_MEAN_INT_DIV = 0, 1, 2
-
-
 def add_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, act: str = "NONE") -> dict:
     """tg_binary_params_t fields (without dims) for int8 ADD, as TFLite's add.cc Prepare.
 
@@ -191,39 +188,34 @@ def mul_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, ac
 
 
 def mean_params(in_shape, in_scale: float, in_zp: int, out_scale: float, out_zp: int,
-                keep_dims: bool, axes=(1, 2)) -> dict:
-    """tg_mean_params_t fields for int8 MEAN over H,W of an NHWC tensor (TFLite reduce.cc, kReference).
+                keep_dims: bool = False, axes=(1, 2)) -> dict:
+    """tg_mean_params_t fields for int8 MEAN over H,W of an NHWC tensor (TFLite 2.21 reduce.cc).
 
-    TFLite picks one of three kernels: the integer multiplier path when ``keep_dims`` and the
-    input is 4-D reduced over axes {1, 2}; an integer division when input and output share
-    scale and zero point; otherwise a float32 path (scale = in/out in float32, bias = -in_zp*scale).
+    Every int8 MEAN under the reference kernels goes through QuantizedMeanOrSum (keep_dims or
+    not): ``in_scale / out_scale`` is quantized, then 1/num_elements is folded into it by integer
+    division: ``s = min(floor(log2 n), 32, 31 + shift)``, ``mult = (mult << s) // n``,
+    ``shift -= s``. The kernel computes ``requant(sum(in - in_zp), mult, shift) + out_zp``.
+    ``keep_dims`` does not change the arithmetic; it is accepted for call-site clarity.
 
-    >>> p = mean_params((1, 4, 4, 3), 0.5, 2, 0.25, -1, keep_dims=True)
-    >>> (p["mode"], p["mult"], p["shift"], p["num_elements"])
-    (0, 1073741824, 2, 16)
-    >>> p = mean_params((1, 4, 4, 3), 0.5, 2, 0.25, -1, keep_dims=False)
-    >>> (p["mode"], p["scale"], p["bias"])
-    (1, 2.0, -4.0)
-    >>> mean_params((1, 2, 3, 1), 0.5, 2, 0.5, 2, keep_dims=False)["mode"]
-    2
+    >>> p = mean_params((1, 4, 4, 3), 0.5, 2, 0.25, -1)
+    >>> (p["mult"], p["shift"], p["num_elements"], p["in_zp"], p["out_zp"])
+    (1073741824, -2, 16, 2, -1)
+    >>> p = mean_params((1, 5, 3, 7), 0.02, 0, 0.01, 3)  # 2/15: (2^30 << 3) // 15, shift 2 - 3
+    >>> (p["mult"], p["shift"])
+    (572662306, -1)
     """
+    del keep_dims
     n, h, w, c = (int(d) for d in in_shape)
     ax = sorted(int(a) % 4 for a in axes)
     if ax != [1, 2]:
         raise ValueError(f"MEAN over axes {tuple(axes)}: only H,W (1, 2) is supported")
+    num = h * w
     mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)))
-    scale = _F32(in_scale) / _F32(out_scale)
-    bias = _F32(-int(in_zp)) * scale
-    if keep_dims:
-        mode = TG_MEAN_INT_MULT
-    elif int(in_zp) == int(out_zp) and _F32(in_scale) == _F32(out_scale):
-        mode = TG_MEAN_INT_DIV
-    else:
-        mode = TG_MEAN_FLOAT
-    return dict(
-        in_dims=(n, h, w, c), in_zp=int(in_zp), out_zp=int(out_zp), mult=mult, shift=shift,
-        num_elements=h * w, mode=mode, scale=float(scale), bias=float(bias),
-    )
+    s = min(num.bit_length() - 1, 32, 31 + shift)
+    mult = (mult << s) // num
+    shift -= s
+    return dict(in_dims=(n, h, w, c), in_zp=int(in_zp), out_zp=int(out_zp), mult=int(mult), shift=int(shift),
+                num_elements=num)
 
 
 def _libm_expf():
