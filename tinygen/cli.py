@@ -66,6 +66,40 @@ def cmd_build(a) -> int:
     return 0
 
 
+def cmd_run(a) -> int:
+    """Boot the project's firmware on its emulated board and print the self-test result."""
+    import json
+
+    from . import boards, qemu, toolchain
+
+    proj = Path(a.project)
+    man = proj / "manifest.json"
+    if not man.exists():
+        from .errors import OutputError
+
+        raise OutputError(f"{proj} is not a tinygen project (no manifest.json); run tinygen build first")
+    m = json.loads(man.read_text())
+    board = boards.load_board(m.get("board") or a.board)
+    if not board.emulated:
+        from .errors import BoardError
+
+        raise BoardError(f"{board.name} is real hardware: use tinygen flash / tinygen bench --port; "
+                         "tinygen run boots emulated boards (mps2-an505, mps2-an386, netduinoplus2)")
+    elf = proj / "build" / "firmware.elf"
+    if not elf.exists() or a.rebuild:
+        toolchain.make_firmware(proj, m["backend"], board=board)
+    r = qemu.run_selftest(elf, board, timeout=a.timeout)
+    log(f"{m['model']} on {board.name} (QEMU {board.qemu_machine}, backend {m['backend']}):")
+    log(f"  output checksum {r.checksum:08x}, matches the TFLite reference: {'yes' if r.match else 'NO'}")
+    if r.instructions is not None:
+        log(f"  {r.instructions:,} instructions per inference (QEMU -icount proxy, not cycles); "
+            f"{m['macs'] / max(r.instructions, 1):.3f} MACs/instruction")
+    for ly in r.layers:
+        log(f"    layer {ly.index:>3} {ly.name[:50]:<50} {ly.instructions or ly.cycles:>12,}")
+    log("TG_OK" if r.ok and r.match else "TG_FAIL")
+    return 0 if r.ok and r.match else 1
+
+
 def _dispatch(name: str):
     def run(a) -> int:
         import importlib
@@ -96,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dump-ir", action="store_true", help="print the IR after each pass (stderr)")
     b.add_argument("--no-compile", action="store_true", help="only write the project, do not run the compiler")
     b.set_defaults(func=cmd_build)
+
+    r = sub.add_parser("run", help="boot a project on its emulated board (QEMU) and check the reference vector")
+    r.add_argument("project", nargs="?", default=DEFAULT_PROJECT)
+    r.add_argument("--board", default=None, help="override the board recorded in the project")
+    r.add_argument("--rebuild", action="store_true")
+    r.add_argument("--timeout", type=float, default=120.0)
+    r.set_defaults(func=cmd_run)
     return ap
 
 

@@ -34,7 +34,7 @@ class Compiled:
 
 
 def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch: str = "dsp",
-                  dump=None, test_seed: int = 0) -> Compiled:
+                  dump=None, test_seed: int = 0, board_name: str = "host") -> Compiled:
     """int8 TFLite bytes -> emitted C sources + manifest (no files written).
 
     ``arch`` is the target's CMSIS-NN feature set ('dsp', 'mve', 'none'); it sizes the scratch
@@ -52,7 +52,7 @@ def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch
     macs = [optable.macs(g, op) for op in g.ops]
     x = reference.random_inputs(model_bytes, 1, seed=test_seed)
     y = reference.run(model_bytes, x)
-    extra = {"arch": karch, "ops": sorted({op.kind for op in g.ops})}
+    extra = {"arch": karch, "ops": sorted({op.kind for op in g.ops}), "board": board_name}
     emitted = emit.emit_model(g, lowered, p, model_bytes, name, backend, macs, x[0], y[0], extra)
     return Compiled(g, p, emitted, model_bytes, name, backend, karch, x[0], y[0])
 
@@ -81,12 +81,12 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
     from . import boards
 
-    board = None if board_name == "host" else boards.get(board_name)
+    board = None if board_name == "host" else boards.load_board(board_name)
     if backend is None:
         backend = "portable" if board is None else "cmsis-nn"
     model_bytes, name = frontend.load(model_path, calib, log=log)
-    arch = "none" if board is None else board.nn_arch
-    c = compile_model(model_bytes, name, backend, arch, dump)
+    arch = "none" if board is None else board.arch_features
+    c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
     files = host_project(c) if board is None else board_project(c, board)
     out = Path(out)
     project.write(out, files)
