@@ -1,0 +1,231 @@
+"""Bare-metal firmware built with the rendered Makefile and run under QEMU.
+
+A hand-made stand-in model (model.h / model.c / model_test.c written into the test's
+temporary project, never into firmware/) exercises the runtime: startup, UART, cycle
+counter, self-test, per-layer marks and the semihosting exit. Skipped when
+arm-none-eabi-gcc, make or qemu-system-arm is missing, unless TINYGEN_REQUIRE_QEMU=1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygen import FIRMWARE
+from tinygen.boards import firmware_sources, load_board, render_board_files
+from tinygen.errors import BoardError, DeviceError
+from tinygen.qemu import INSTRUCTIONS_LABEL, run_selftest, resume, start_pty, stop
+from tinygen.toolchain import make_firmware
+
+_MISSING = [t for t in ("arm-none-eabi-gcc", "make", "qemu-system-arm") if shutil.which(t) is None]
+if _MISSING and os.environ.get("TINYGEN_REQUIRE_QEMU") != "1":
+    pytest.skip(f"{', '.join(_MISSING)} not installed (sudo apt-get install gcc-arm-none-eabi "
+                "libnewlib-arm-none-eabi qemu-system-arm make)", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+EMULATED = ["mps2-an505", "mps2-an386", "netduinoplus2"]
+N_IN, N_HID, N_OUT = 64, 32, 16
+HAVE_KERNELS = all((FIRMWARE / f).is_file() for f in ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_portable.c"))
+
+
+def _c_array(name: str, ctype: str, values: np.ndarray) -> str:
+    return f"{ctype} {name}[{values.size}] = {{{', '.join(str(int(v)) for v in values.ravel())}}};\n"
+
+
+def write_standin_model(dest: Path, *, use_kernels: bool, run_extra: str = "", wrong_expected: bool = False,
+                        extra_decl: str = "") -> dict[str, object]:
+    """Three layers: an int8 dense layer in C, a ReLU table (tg_lut_s8 when the kernel
+    library exists) and a pairwise max. Returns the expected checksum and hash."""
+    rng = np.random.default_rng(1234)
+    x = rng.integers(-128, 128, N_IN, dtype=np.int64)
+    w = rng.integers(-128, 128, (N_HID, N_IN), dtype=np.int64)
+    r = np.maximum(np.clip((w @ x) >> 10, -128, 127), 0)
+    y = np.maximum(r[0::2], r[1::2]).astype(np.int8)
+    lut = np.array([max(v - 128, 0) for v in range(256)], dtype=np.int64)
+    digest = hashlib.sha256(x.tobytes() + w.tobytes()).hexdigest()[:16]
+    (dest / "model.h").write_text(f"""/* stand-in model for tests */
+#ifndef MODEL_H
+#define MODEL_H
+#include <stdint.h>
+#define TG_MODEL_HASH "{digest}"
+#define TG_MODEL_NAME "standin"
+#define TG_INPUT_SIZE {N_IN}u
+#define TG_OUTPUT_SIZE {N_OUT}u
+#define TG_ARENA_SIZE {N_IN + N_HID + N_OUT}u
+#define TG_NUM_LAYERS 3
+extern const char *const tg_layer_names[TG_NUM_LAYERS];
+int32_t tg_model_init(void);
+int8_t *tg_model_input(void);
+int8_t *tg_model_output(void);
+int32_t tg_model_run(void);
+void tg_profile_mark(int32_t layer);
+#endif
+""")
+    if use_kernels:
+        relu = f"    rc = tg_lut_s8(relu_lut, hid, hid, {N_HID});\n    if (rc != 0) return rc;\n"
+    else:
+        relu = f"    for (int32_t i = 0; i < {N_HID}; i++) hid[i] = relu_lut[(uint8_t)(hid[i] + 128)];\n"
+    (dest / "model.c").write_text(f"""/* stand-in model for tests */
+#include "model.h"
+{'#include "tg_nn.h"' if use_kernels else ''}
+#ifdef TG_PROFILE
+#define MARK(i) tg_profile_mark(i)
+#else
+#define MARK(i) ((void)0)
+#endif
+const char *const tg_layer_names[TG_NUM_LAYERS] = {{"dense", "relu", "maxpair"}};
+static {_c_array("weights", "const int8_t", w)}static {_c_array("relu_lut", "const int8_t", lut)}{extra_decl}
+static int8_t arena[TG_ARENA_SIZE];
+static int8_t *const in = arena;
+static int8_t *const hid = arena + {N_IN};
+static int8_t *const out = arena + {N_IN + N_HID};
+static int32_t ready;
+int32_t tg_model_init(void) {{ ready = 1; return 0; }}
+int8_t *tg_model_input(void) {{ return in; }}
+int8_t *tg_model_output(void) {{ return out; }}
+int32_t tg_model_run(void)
+{{
+    int32_t rc = 0;
+    if (!ready) return -1;
+    MARK(0);
+    for (int32_t j = 0; j < {N_HID}; j++) {{
+        int32_t acc = 0;
+        for (int32_t i = 0; i < {N_IN}; i++) acc += (int32_t)weights[j * {N_IN} + i] * in[i];
+        acc >>= 10;
+        hid[j] = (int8_t)(acc < -128 ? -128 : acc > 127 ? 127 : acc);
+    }}
+    MARK(1);
+{relu}    MARK(2);
+    for (int32_t k = 0; k < {N_OUT}; k++) out[k] = hid[2 * k] > hid[2 * k + 1] ? hid[2 * k] : hid[2 * k + 1];
+{run_extra}    MARK(3);
+    return rc;
+}}
+""")
+    expected = y.copy()
+    if wrong_expected:
+        expected[3] ^= 1
+    (dest / "model_test.c").write_text(
+        '#include "model.h"\n'
+        + _c_array("tg_test_input", "const int8_t", x) + _c_array("tg_test_expected", "const int8_t", expected))
+    return {"hash": digest, "crc32": zlib.crc32(y.tobytes())}
+
+
+def make_project(root: Path, board_name: str, **model_kw: object) -> tuple[Path, dict[str, object]]:
+    board = load_board(board_name)
+    project = root / board_name
+    (project / "src").mkdir(parents=True)
+    for rel, text in render_board_files(board, backend="portable").items():
+        (project / rel).write_text(text)
+    for src in firmware_sources("portable"):
+        shutil.copy(src, project / "src" / src.name)
+    facts = write_standin_model(project / "src", use_kernels=HAVE_KERNELS, **model_kw)  # type: ignore[arg-type]
+    return project, facts
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One portable-backend build per emulated board (module-scoped: built once)."""
+    root = tmp_path_factory.mktemp("fw")
+    out = {}
+    for name in EMULATED:
+        project, facts = make_project(root, name)
+        info = make_firmware(project, "portable", board=load_board(name))
+        out[name] = (project, facts, info)
+    return out
+
+
+@pytest.mark.parametrize("name", EMULATED)
+def test_selftest_passes_under_qemu(built, name):
+    project, facts, info = built[name]
+    board = load_board(name)
+    assert info.elf.is_file() and (project / "build" / "firmware.bin").is_file()
+    assert (project / "build" / "firmware.hex").is_file()
+    assert 0 < info.flash_bytes <= board.flash_size and 0 < info.ram_bytes <= board.ram_size
+    assert info.stack_reserved == board.stack_size
+    assert info.weights_bytes >= N_HID * N_IN and info.arena_bytes >= N_IN + N_HID + N_OUT
+    assert 0 < info.max_stack_frame < board.stack_size
+    r = run_selftest(info.elf, board, timeout=30)
+    assert r.ok and r.match and r.exit_code == 0, r.output
+    assert "TG_OK" in r.output
+    assert (r.board, r.model_hash, r.clock_hz, r.counter) == (name, facts["hash"], board.clock_hz, "systick")
+    assert r.checksum == facts["crc32"]
+    assert r.cycles > 0 and r.instructions is not None and r.instructions > 0
+    assert r.instructions_label == INSTRUCTIONS_LABEL
+    assert [(ly.index, ly.name) for ly in r.layers] == [(0, "dense"), (1, "relu"), (2, "maxpair")]
+    assert sum(ly.cycles for ly in r.layers) <= r.cycles
+    assert r.layers[0].cycles > r.layers[2].cycles      # 2048 MACs vs 16 compares
+    assert r.stack_used is not None and 0 < r.stack_used < board.stack_size
+
+
+def test_instruction_proxy_agrees_across_machines(built):
+    """The same C code on three machines with different SysTick rates gives about the same
+    instruction count once ticks are converted (M33 vs M4 code differs a little)."""
+    counts = [run_selftest(built[n][2].elf, load_board(n), timeout=30).layers[0].instructions for n in EMULATED]
+    assert max(counts) < 1.2 * min(counts), counts                  # type: ignore[type-var, operator]
+
+
+def test_mismatch_reports_fail(tmp_path):
+    project, _ = make_project(tmp_path, "mps2-an505", wrong_expected=True)
+    info = make_firmware(project, "portable")
+    r = run_selftest(info.elf, load_board("mps2-an505"), timeout=30)
+    assert not r.ok and not r.match and r.exit_code == 1
+    assert "TG_FAIL" in r.output and "TG_MISMATCH index=3" in r.output
+
+
+def test_fault_prints_and_exits(tmp_path):
+    project, _ = make_project(tmp_path, "mps2-an505", run_extra='    __asm volatile("udf #0");\n')
+    info = make_firmware(project, "portable")
+    with pytest.raises(DeviceError, match="TG_FAULT exc=3"):
+        run_selftest(info.elf, load_board("mps2-an505"), timeout=30)
+    r = subprocess.run(["qemu-system-arm", "-M", "mps2-an505", "-nographic", "-kernel", str(info.elf),
+                        "-semihosting-config", "enable=on,target=native"], capture_output=True, timeout=30)
+    assert r.returncode == 3 and b"TG_FAULT" in r.stdout
+
+
+def test_hang_times_out(tmp_path):
+    project, _ = make_project(tmp_path, "mps2-an386", run_extra="    for (;;) { __asm volatile(\"nop\"); }\n")
+    info = make_firmware(project, "portable")
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match="did not finish within 2 s"):
+        run_selftest(info.elf, load_board("mps2-an386"), timeout=2)
+    assert time.monotonic() - t0 < 10
+
+
+def test_model_too_big_for_flash(tmp_path):
+    big = "static const int8_t huge[1200000] = {1, 2, 3};\n"
+    project, _ = make_project(tmp_path, "netduinoplus2", extra_decl=big,
+                              run_extra="    out[0] = (int8_t)(out[0] + huge[(uint8_t)in[0] * 4000]);\n")
+    with pytest.raises(BoardError) as e:
+        make_firmware(project, "portable", board=load_board("netduinoplus2"))
+    msg = str(e.value)
+    assert "FLASH overflowed" in msg and "netduinoplus2" in msg and "weights 12" in msg
+
+
+def test_pty_serial(built):
+    serial = pytest.importorskip("serial")
+    proc, port = start_pty(built["mps2-an505"][2].elf, load_board("mps2-an505"), paused=True)
+    try:
+        assert port.startswith("/dev/pts/")
+        s = serial.Serial(port, 115200, timeout=5)
+        resume(proc)
+        lines = []
+        try:
+            while not lines or lines[-1] not in (b"TG_OK", b"TG_FAIL"):
+                line = s.readline()
+                if not line:
+                    break
+                lines.append(line.strip())
+        except serial.SerialException:   # QEMU exits (semihosting) right after TG_OK
+            pass
+        s.close()
+        assert lines and lines[0].startswith(b"TG_BOOT ") and lines[-1] == b"TG_OK", lines
+    finally:
+        stop(proc)
