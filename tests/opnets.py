@@ -198,16 +198,20 @@ def _convert(kind: str, spec: dict) -> bytes:
     return bytes(conv.convert())
 
 
+def opnet_path(kind: str, **spec) -> Path:
+    """Path of the cached ``.tflite`` for ``kind`` and ``spec``, converting it on first use."""
+    path = cache_dir() / f"{kind}-{_key(kind, spec)}.tflite"
+    if not path.exists():
+        data = _convert(kind, spec)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # atomic: concurrent test runs never see a partial file
+    return path
+
+
 def make_opnet(kind: str, **spec) -> bytes:
     """A converted full-int8 single-op ``.tflite`` (bytes) for ``kind`` and ``spec`` (cached)."""
-    path = cache_dir() / f"{kind}-{_key(kind, spec)}.tflite"
-    if path.exists():
-        return path.read_bytes()
-    data = _convert(kind, spec)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return data
+    return opnet_path(kind, **spec).read_bytes()
 
 
 OPNET_CASES: list[tuple[str, str, dict]] = [
