@@ -22,6 +22,7 @@ import pytest
 from tinygen import FIRMWARE
 from tinygen.boards import firmware_sources, load_board, render_board_files
 from tinygen.errors import BoardError, DeviceError
+from tinygen.quant import multiply_by_quantized_multiplier, quantize_multiplier
 from tinygen.qemu import INSTRUCTIONS_LABEL, run_selftest, resume, start_pty, stop
 from tinygen.toolchain import make_firmware
 
@@ -41,13 +42,38 @@ def _c_array(name: str, ctype: str, values: np.ndarray) -> str:
 
 
 def write_standin_model(dest: Path, *, use_kernels: bool, run_extra: str = "", wrong_expected: bool = False,
-                        extra_decl: str = "") -> dict[str, object]:
-    """Three layers: an int8 dense layer in C, a ReLU table (tg_lut_s8 when the kernel
-    library exists) and a pairwise max. Returns the expected checksum and hash."""
+                        extra_decl: str = "", fc_kernel: bool = False) -> dict[str, object]:
+    """Three layers: an int8 dense layer (in C, or tg_fully_connected_s8 with ``fc_kernel``),
+    a ReLU table (tg_lut_s8 when the kernel library exists) and a pairwise max.
+    Returns the expected checksum and hash."""
     rng = np.random.default_rng(1234)
     x = rng.integers(-128, 128, N_IN, dtype=np.int64)
     w = rng.integers(-128, 128, (N_HID, N_IN), dtype=np.int64)
-    r = np.maximum(np.clip((w @ x) >> 10, -128, 127), 0)
+    if fc_kernel:
+        mult, shift = quantize_multiplier(1.0 / 1000.0)
+        acc = [int(multiply_by_quantized_multiplier(int(v), mult, shift)) for v in w @ x]
+        r = np.maximum(np.clip(np.array(acc), -128, 127), 0)
+        dense = f"""    rc = tg_fully_connected_s8(&fc, in, hid, scratch);
+    if (rc != 0) return rc;
+"""
+        fc_decl = f"""static const int32_t fc_mult[1] = {{{mult}}};
+static const int32_t fc_shift[1] = {{{shift}}};
+static const tg_fc_params_t fc = {{.batches = 1, .in_depth = {N_IN}, .out_depth = {N_HID}, .in_offset = 0,
+    .out_offset = 0, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = fc_mult, .shift = fc_shift,
+    .weights = weights, .bias = 0}};
+static int8_t scratch[1024];
+"""
+        init = "if (tg_fully_connected_s8_scratch(&fc) > (int32_t)sizeof scratch) return -2; "
+    else:
+        r = np.maximum(np.clip((w @ x) >> 10, -128, 127), 0)
+        dense = f"""    for (int32_t j = 0; j < {N_HID}; j++) {{
+        int32_t acc = 0;
+        for (int32_t i = 0; i < {N_IN}; i++) acc += (int32_t)weights[j * {N_IN} + i] * in[i];
+        acc >>= 10;
+        hid[j] = (int8_t)(acc < -128 ? -128 : acc > 127 ? 127 : acc);
+    }}
+"""
+        fc_decl = init = ""
     y = np.maximum(r[0::2], r[1::2]).astype(np.int8)
     lut = np.array([max(v - 128, 0) for v in range(256)], dtype=np.int64)
     digest = hashlib.sha256(x.tobytes() + w.tobytes()).hexdigest()[:16]
@@ -82,13 +108,13 @@ void tg_profile_mark(int32_t layer);
 #define MARK(i) ((void)0)
 #endif
 const char *const tg_layer_names[TG_NUM_LAYERS] = {{"dense", "relu", "maxpair"}};
-static {_c_array("weights", "const int8_t", w)}static {_c_array("relu_lut", "const int8_t", lut)}{extra_decl}
+static {_c_array("weights", "const int8_t", w)}static {_c_array("relu_lut", "const int8_t", lut)}{extra_decl}{fc_decl}
 static int8_t arena[TG_ARENA_SIZE];
 static int8_t *const in = arena;
 static int8_t *const hid = arena + {N_IN};
 static int8_t *const out = arena + {N_IN + N_HID};
 static int32_t ready;
-int32_t tg_model_init(void) {{ ready = 1; return 0; }}
+int32_t tg_model_init(void) {{ {init}ready = 1; return 0; }}
 int8_t *tg_model_input(void) {{ return in; }}
 int8_t *tg_model_output(void) {{ return out; }}
 int32_t tg_model_run(void)
@@ -96,13 +122,7 @@ int32_t tg_model_run(void)
     int32_t rc = 0;
     if (!ready) return -1;
     MARK(0);
-    for (int32_t j = 0; j < {N_HID}; j++) {{
-        int32_t acc = 0;
-        for (int32_t i = 0; i < {N_IN}; i++) acc += (int32_t)weights[j * {N_IN} + i] * in[i];
-        acc >>= 10;
-        hid[j] = (int8_t)(acc < -128 ? -128 : acc > 127 ? 127 : acc);
-    }}
-    MARK(1);
+{dense}    MARK(1);
 {relu}    MARK(2);
     for (int32_t k = 0; k < {N_OUT}; k++) out[k] = hid[2 * k] > hid[2 * k + 1] ? hid[2 * k] : hid[2 * k + 1];
 {run_extra}    MARK(3);
@@ -118,13 +138,14 @@ int32_t tg_model_run(void)
     return {"hash": digest, "crc32": zlib.crc32(y.tobytes())}
 
 
-def make_project(root: Path, board_name: str, **model_kw: object) -> tuple[Path, dict[str, object]]:
+def make_project(root: Path, board_name: str, backend: str = "portable",
+                 **model_kw: object) -> tuple[Path, dict[str, object]]:
     board = load_board(board_name)
     project = root / board_name
     (project / "src").mkdir(parents=True)
-    for rel, text in render_board_files(board, backend="portable").items():
+    for rel, text in render_board_files(board, backend=backend).items():
         (project / rel).write_text(text)
-    for src in firmware_sources("portable"):
+    for src in firmware_sources(backend):
         shutil.copy(src, project / "src" / src.name)
     facts = write_standin_model(project / "src", use_kernels=HAVE_KERNELS, **model_kw)  # type: ignore[arg-type]
     return project, facts
@@ -229,3 +250,27 @@ def test_pty_serial(built):
         assert lines and lines[0].startswith(b"TG_BOOT ") and lines[-1] == b"TG_OK", lines
     finally:
         stop(proc)
+
+
+@pytest.mark.skipif(not HAVE_KERNELS, reason="firmware/tg_kernels_ref.c or tg_backend_portable.c not there yet")
+def test_portable_kernel_fc_matches(tmp_path):
+    project, facts = make_project(tmp_path, "mps2-an386", fc_kernel=True)
+    info = make_firmware(project, "portable")
+    r = run_selftest(info.elf, load_board("mps2-an386"), timeout=30)
+    assert r.ok and r.match and r.checksum == facts["crc32"], r.output
+
+
+def _cmsis_nn_path() -> Path | None:
+    p = os.environ.get("CMSIS_NN_PATH")
+    return Path(p) if p and (Path(p) / "Include" / "arm_nnfunctions.h").is_file() else None
+
+
+@pytest.mark.skipif(_cmsis_nn_path() is None or not (FIRMWARE / "tg_backend_cmsis.c").is_file(),
+                    reason="CMSIS_NN_PATH (CMSIS-NN v7.0.0) not set, or no firmware/tg_backend_cmsis.c")
+def test_cmsis_nn_backend_under_qemu(tmp_path):
+    """The Makefile's cmsis-nn path: CMSIS-NN Source/ (no f16/f32) built for the M33 with DSP."""
+    project, facts = make_project(tmp_path, "mps2-an505", backend="cmsis-nn", fc_kernel=True)
+    info = make_firmware(project, "cmsis-nn", board=load_board("mps2-an505"), cmsis_nn_path=_cmsis_nn_path())
+    assert any((project / "build" / "obj-cmsis-nn" / "cmsis-nn").rglob("arm_fully_connected_s8.o"))
+    r = run_selftest(info.elf, load_board("mps2-an505"), timeout=60)
+    assert r.ok and r.match and r.checksum == facts["crc32"], r.output
