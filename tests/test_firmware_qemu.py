@@ -101,6 +101,7 @@ void tg_profile_mark(int32_t layer);
         relu = f"    for (int32_t i = 0; i < {N_HID}; i++) hid[i] = relu_lut[(uint8_t)(hid[i] + 128)];\n"
     (dest / "model.c").write_text(f"""/* stand-in model for tests */
 #include "model.h"
+#include "tg_uart.h"
 {'#include "tg_nn.h"' if use_kernels else ''}
 #ifdef TG_PROFILE
 #define MARK(i) tg_profile_mark(i)
@@ -274,3 +275,36 @@ def test_cmsis_nn_backend_under_qemu(tmp_path):
     assert any((project / "build" / "obj-cmsis-nn" / "cmsis-nn").rglob("arm_fully_connected_s8.o"))
     r = run_selftest(info.elf, load_board("mps2-an505"), timeout=60)
     assert r.ok and r.match and r.checksum == facts["crc32"], r.output
+
+
+def test_uart_getc_timeout_over_pty(tmp_path):
+    """tg_uart_getc_timeout: a byte sent by the host arrives; with nothing sent it times out."""
+    serial = pytest.importorskip("serial")
+    extra = """    {
+        int32_t ch = -1, got = tg_uart_getc_timeout(&ch, 20000u);
+        tg_uart_print("TG_GETC "); tg_uart_print_i32(got); tg_uart_print(" "); tg_uart_print_i32(ch);
+        got = tg_uart_getc_timeout(&ch, 5u);
+        tg_uart_print(" "); tg_uart_print_i32(got); tg_uart_print("\\r\\n");
+    }
+"""
+    project, _ = make_project(tmp_path, "netduinoplus2", run_extra=extra)
+    info = make_firmware(project, "portable")
+    proc, port = start_pty(info.elf, load_board("netduinoplus2"), paused=True)
+    try:
+        s = serial.Serial(port, 115200, timeout=10)
+        resume(proc)
+        assert s.readline().startswith(b"TG_BOOT ")
+        s.write(b"x")
+        lines = []
+        try:
+            while not lines or lines[-1] not in (b"TG_OK", b"TG_FAIL"):
+                line = s.readline()
+                if not line:
+                    break
+                lines.append(line.strip())
+        except serial.SerialException:
+            pass
+        s.close()
+        assert b"TG_GETC 0 120 -1" in lines, lines
+    finally:
+        stop(proc)

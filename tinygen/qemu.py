@@ -131,10 +131,8 @@ def run_selftest(elf: Path | str, board: Board, timeout: float = 60.0) -> Selfte
     elf = Path(elf)
     if not elf.is_file():
         raise DeviceError(f"{elf} does not exist: build the firmware first")
-    cmd = qemu_command(elf, board, "-nographic", "-monitor", "none", "-serial", "stdio")
-    # -nographic would add a monitor on stdio; "-monitor none -serial stdio" keeps only the UART.
-    cmd.remove("-nographic")
-    cmd[3:3] = ["-display", "none"]
+    # As -nographic, but with the monitor off so that stdout carries only the UART.
+    cmd = qemu_command(elf, board, "-display", "none", "-monitor", "none", "-serial", "stdio")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
