@@ -85,8 +85,8 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
 def activation_range(act: str, scale: float, zero_point: int, qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
     """CalculateActivationRangeQuantized: a fused activation as int8 clamp bounds."""
 
-    def q(v: float) -> int:
-        return zero_point + int(tflite_round(v / scale))
+    def q(v: float) -> int:  # TFLite divides in float32
+        return zero_point + int(tflite_round(float(np.float32(v) / np.float32(scale))))
 
     if act == "NONE":
         return qmin, qmax
