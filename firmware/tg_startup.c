@@ -104,7 +104,7 @@ void tg_fault_report(const uint32_t *frame, uint32_t exc_return)
 #define FLASH_ACR 0x40022000u
 void tg_clock_init(void)
 {
-    TG_REG(RCC + 0x094u) |= 1u << 2;                        /* AHB3ENR.PWREN (11.8.33) */
+    TG_REG(RCC + 0x094u) |= 1u << 2;                        /* AHB3ENR.PWREN (11.8.32) */
     (void)TG_REG(RCC + 0x094u);
     /* PLL1 source MSIS, input 4 MHz (range 4-8 MHz), M = 1, EPOD prescaler 1 (11.8.10);
      * must precede BOOSTEN (10.5.4 "EPOD boost"). */
