@@ -21,10 +21,7 @@ _EPS = 1e-7
 
 
 def ends_in_softmax(model: keras.Model) -> bool:
-    out = {n.name: n for n in nodes(model)}[output_name(model)]
-    layer = out.layer
-    # a tfmot QuantizeWrapper keeps the wrapped layer in .layer
-    layer = getattr(layer, "layer", layer)
+    layer = {n.name: n for n in nodes(model)}[output_name(model)].layer
     if type(layer).__name__ == "Softmax":
         return True
     act = layer.get_config().get("activation")
@@ -96,10 +93,11 @@ def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: in
 
     frozen = freeze_batchnorm(student)
     y_train = pack(data.x_train, data.y_train)
-    y_val = pack(data.x_val, data.y_val if labels else None) if labels else pack(data.x_val, None)
+    y_val = pack(data.x_val, data.y_val)
     student.compile(
         optimizer=keras.optimizers.Adam(lr),
-        loss=kd_loss(n, temperature, alpha, ends_in_softmax(student), labels),
+        # the student has the teacher's head; a tfmot-wrapped student hides its activation
+        loss=kd_loss(n, temperature, alpha, ends_in_softmax(teacher), labels),
         metrics=[kd_acc(n, labels)],
     )
     log(f"{what}: distilling for {epochs} epoch(s), T={temperature}, {frozen} BatchNorm layer(s) frozen, "

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinygen.errors import InputError
+
 from ._tf import keras
 from .graph import Node, call, clone_layer, nodes, output_name, rebuild
 from .metrics import accuracy, predict
@@ -169,8 +171,6 @@ def plan_and_prune(model: keras.Model, target: float, x_val, y_val, *, log=print
     """Sensitivity scan per channel space, greedy allocation to ``target`` (fraction of the
     prunable channels to remove), and the pruned (not yet fine-tuned) model."""
     if not 0.0 < target < 1.0:
-        from tinygen.errors import InputError
-
         raise InputError(f"--prune {target}: the pruning ratio must be between 0 and 1 (e.g. 0.3)")
     _, spaces = channel_spaces(model)
     base = accuracy(predict(model, x_val), y_val)
@@ -195,8 +195,8 @@ def plan_and_prune(model: keras.Model, target: float, x_val, y_val, *, log=print
                 continue
             r = nxt[0]
             gain = int(np.floor(r * sp.width)) - int(np.floor(sp.ratio * sp.width))
-            if gain <= 0 or sp.width - int(np.floor(r * sp.width)) < 1:
-                sp.ratio = r  # no channel removed at this step for a narrow space; move on
+            if gain <= 0:  # a narrow space loses no channel at this step: move on for free
+                sp.ratio = r
                 continue
             cost = (sp.drops[r] - sp.drops.get(sp.ratio, 0.0)) / gain
             if best is None or cost < best[0]:
