@@ -7,11 +7,12 @@
  *
  *   op                      CMSIS-NN                              falls back to tg_ref_* when
  *   CONV_2D                 arm_convolve_wrapper_s8               geometry is not TFLite SAME/VALID,
- *                           (1x1 fast / 1x1 / 1xN / generic)      filter.c != in.c (grouped)
+ *                           (1x1 fast / 1x1 / 1xN / generic);     filter.c != in.c (grouped)
+ *                           Helium 1xN -> arm_convolve_s8 (*)
  *   DEPTHWISE_CONV_2D       arm_depthwise_conv_wrapper_s8         geometry is not TFLite SAME/VALID
- *                           (3x3 / opt / generic)
- *   FULLY_CONNECTED         arm_fully_connected_s8 (per tensor)   never (valid args)
- *                           arm_fully_connected_per_channel_s8
+ *                           (3x3 / opt / generic / to-conv) (*)
+ *   FULLY_CONNECTED         arm_nn_mat_mult_nt_t_s8_s32 + single- shift outside [-31, 30] (invalid)
+ *                           rounding requantization here (**)
  *   AVERAGE_POOL_2D         arm_avgpool_s8                        geometry is not TFLite SAME/VALID
  *   MAX_POOL_2D             arm_max_pool_s8                       geometry is not TFLite SAME/VALID
  *   ADD / MUL               arm_elementwise_{add,mul}_s8          any broadcasting (shapes differ)
@@ -20,19 +21,22 @@
  *   LUT, MEAN, CONCAT,      -                                     always (CMSIS-NN has no bit-exact
  *   QUANTIZE, DEQUANTIZE                                          equivalent / nothing to gain)
  *
- * Scratch: tg_*_scratch() return CMSIS-NN's *_get_buffer_size() as compiled for this
- * target (ARM_MATH_DSP / ARM_MATH_MVEI); tinygen/cmsis_scratch.py mirrors them for the
- * build-time planner. The scratch region must be 4-byte aligned (kernels use it as
- * int16_t / int32_t arrays); a misaligned or NULL-but-needed scratch is TG_ERR_SCRATCH.
+ * (*) CMSIS-NN v7.0.0's Helium arm_convolve_1_x_n_s8 is wrong for some TFLite paddings (VALID
+ *     with a negative total pad: ARM_CMSIS_NN_FAILURE or a mis-padded last window; SAME with
+ *     a right pad wider than one column), so on MVE builds those convs, and one-input-channel
+ *     depthwise convs the wrapper would convert into them, use arm_convolve_s8 /
+ *     arm_depthwise_conv_s8 directly.
+ * (**) TFLite 2.21's reference FULLY_CONNECTED rounds once, arm_fully_connected_s8 twice (1 LSB
+ *     apart on ~1/1000 outputs); see tg_fully_connected_s8 below. Because arm_fully_connected_s8
+ *     is not used, CMSIS-NN v7's Helium kernel-sum buffer (ksum[o] = bias[o] + in_offset *
+ *     sum_i w[o][i], filled by arm_vector_sum_s8, which the caller would have had to recompute
+ *     every call since tg_fc_params_t has no field for precomputed sums) is not needed.
  *
- * FULLY_CONNECTED kernel sums: on Helium (MVE) CMSIS-NN v7 reads a per-output-row
- * "kernel sum" vector  ksum[o] = bias[o] + in_offset * sum_i w[o][i]  from ctx->buf
- * (arm_fully_connected_s8_get_buffer_size() = out_depth * 4 there, 0 elsewhere), which the
- * caller must fill with arm_vector_sum_s8(). tg_fc_params_t carries no precomputed sums,
- * so tg_fully_connected_s8 recomputes them into the scratch on every call when the size
- * is > 0: cost out_depth * in_depth int8 loads/adds (about one extra batch row of the
- * FC's own work, done with 16-lane VADDVA), plus out_depth multiplies. On DSP/no-DSP
- * targets the size is 0 and the kernels ignore ctx->buf: no extra cost.
+ * Scratch: tg_*_scratch() return the *_get_buffer_size() of the CMSIS-NN function actually
+ * called, as compiled for this target (ARM_MATH_DSP / ARM_MATH_MVEI); tinygen/cmsis_scratch.py
+ * computes the same at build time. FULLY_CONNECTED needs out_depth * 4 bytes (int32 row).
+ * The scratch region must be 4-byte aligned (kernels use it as int16_t / int32_t arrays); a
+ * misaligned or NULL-but-needed scratch is TG_ERR_SCRATCH.
  */
 #if defined(TG_BACKEND_CMSIS_NN)
 
@@ -41,6 +45,7 @@
 #include <string.h>
 
 #include "arm_nnfunctions.h"
+#include "arm_nnsupportfunctions.h"
 
 /* ------------------------------------------------------------------ validation */
 
@@ -167,6 +172,24 @@ static cmsis_nn_dw_conv_params dw_cparams(const tg_conv_params_t *p)
     return c;
 }
 
+/* CMSIS-NN v7.0.0's Helium arm_convolve_1_x_n_s8 is not bit-exact for every TFLite padding:
+ * VALID with a negative total pad returns ARM_CMSIS_NN_FAILURE or mis-pads the last window,
+ * SAME with a right pad > 1 column reads past the row (found on QEMU mps3-an547, see
+ * tests/test_cmsis_backend.py). On MVE builds such convs go to arm_convolve_s8 directly. */
+static int mve_1xn_bypass(const cmsis_nn_conv_params *cp, const cmsis_nn_dims *in, const cmsis_nn_dims *f)
+{
+#if defined(ARM_MATH_MVEI)
+    const int is_1x1 = cp->padding.w == 0 && cp->padding.h == 0 && f->w == 1 && f->h == 1 && cp->dilation.w == 1 &&
+                       cp->dilation.h == 1;
+    return !is_1x1 && in->h == 1 && cp->dilation.w == 1 && f->h == 1 && (cp->stride.w * in->c) % 4 == 0;
+#else
+    (void)cp;
+    (void)in;
+    (void)f;
+    return 0;
+#endif
+}
+
 int32_t tg_conv2d_s8_scratch(const tg_conv_params_t *p)
 {
     if (p == NULL) {
@@ -176,6 +199,9 @@ int32_t tg_conv2d_s8_scratch(const tg_conv_params_t *p)
     const cmsis_nn_dims in = cdims(&p->in);
     const cmsis_nn_dims filter = cdims(&p->filter);
     const cmsis_nn_dims out = cdims(&p->out);
+    if (mve_1xn_bypass(&cp, &in, &filter)) {
+        return arm_convolve_s8_get_buffer_size(&in, &filter);
+    }
     return arm_convolve_wrapper_s8_get_buffer_size(&cp, &in, &filter, &out);
 }
 
@@ -204,13 +230,36 @@ int32_t tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, i
     const cmsis_nn_dims fd = cdims(&p->filter);
     const cmsis_nn_dims bd = cdims4(1, 1, 1, p->out.c);
     const cmsis_nn_dims od = cdims(&p->out);
+    if (mve_1xn_bypass(&cp, &ind, &fd)) {
+        return status_to_tg(
+            arm_convolve_s8(&ctx, &cp, &q, &ind, in, &fd, p->weights, &bd, p->bias, NULL, &od, out));
+    }
     return status_to_tg(arm_convolve_wrapper_s8(&ctx, &cp, &q, &ind, in, &fd, p->weights, &bd, p->bias, &od, out));
+}
+
+/* On Helium the wrapper turns a depthwise conv with one input channel into a conv, which can
+ * reach the same arm_convolve_1_x_n_s8 (see mve_1xn_bypass): use arm_depthwise_conv_s8 then. */
+static int mve_dw_bypass(const tg_conv_params_t *p)
+{
+#if defined(ARM_MATH_MVEI)
+    const cmsis_nn_conv_params cp = conv_cparams(p);
+    const cmsis_nn_dims in = cdims(&p->in);
+    const cmsis_nn_dims f = cdims4(p->filter.c, p->filter.h, p->filter.w, p->filter.n);
+    return p->in.c == 1 && p->out.c > CONVERT_DW_CONV_WITH_ONE_INPUT_CH_AND_OUTPUT_CH_ABOVE_THRESHOLD &&
+           mve_1xn_bypass(&cp, &in, &f);
+#else
+    (void)p;
+    return 0;
+#endif
 }
 
 int32_t tg_dwconv2d_s8_scratch(const tg_conv_params_t *p)
 {
     if (p == NULL) {
         return 0;
+    }
+    if (mve_dw_bypass(p)) {
+        return 0; /* arm_depthwise_conv_s8 needs no buffer */
     }
     const cmsis_nn_dw_conv_params cp = dw_cparams(p);
     const cmsis_nn_dims in = cdims(&p->in);
@@ -244,75 +293,95 @@ int32_t tg_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out,
     const cmsis_nn_dims fd = cdims(&p->filter);
     const cmsis_nn_dims bd = cdims4(1, 1, 1, p->out.c);
     const cmsis_nn_dims od = cdims(&p->out);
+    if (mve_dw_bypass(p)) {
+        return status_to_tg(arm_depthwise_conv_s8(&ctx, &cp, &q, &ind, in, &fd, p->weights, &bd, p->bias, &od, out));
+    }
     return status_to_tg(
         arm_depthwise_conv_wrapper_s8(&ctx, &cp, &q, &ind, in, &fd, p->weights, &bd, p->bias, &od, out));
 }
 
 /* ------------------------------------------------------------------ fully connected */
 
-static cmsis_nn_dims fc_filter_dims(const tg_fc_params_t *p)
+/* TFLite 2.21's reference FULLY_CONNECTED requantizes with *single* rounding
+ * (MultiplyByQuantizedMultiplier built with TFLITE_SINGLE_ROUNDING semantics, see
+ * tg_ref_fully_connected_s8), while CMSIS-NN's arm_fully_connected_s8 /
+ * _per_channel_s8 use double rounding unless the whole library is built with
+ * CMSIS_NN_USE_SINGLE_ROUNDING (which would break CONV_2D etc., double rounding in
+ * TFLite). They differ by 1 LSB on ~1 in 1000 outputs. So FULLY_CONNECTED runs the
+ * CMSIS-NN int8 x int8 -> int32 matrix kernel arm_nn_mat_mult_nt_t_s8_s32 (DSP / Helium
+ * optimised, input offset applied inside; its rhs_rows is the accumulation depth and
+ * rhs_cols the output depth) into an int32 row in the scratch, then adds
+ * the bias and requantizes with single rounding here: scratch = out_depth * 4 bytes on
+ * every architecture, and no kernel-sum vector (arm_vector_sum_s8) is needed. */
+static int32_t requant_single(int32_t x, int32_t mult, int32_t shift)
 {
-    /* CMSIS-NN FC filter dims: n = accumulation depth, c = output depth */
-    return cdims4(p->in_depth, 1, 1, p->out_depth);
+    const int32_t total = 31 - shift; /* 1 .. 62 for shift in [-31, 30] */
+    const int64_t v = (int64_t)x * (int64_t)mult + ((int64_t)1 << (total - 1));
+    int64_t r;
+    if (v >= 0) {
+        r = v >> total;
+    } else {
+        r = -((-(v + 1)) >> total) - 1; /* floor without right-shifting a negative value */
+    }
+    if (r > INT32_MAX) {
+        return INT32_MAX;
+    }
+    if (r < INT32_MIN) {
+        return INT32_MIN;
+    }
+    return (int32_t)r;
 }
 
 int32_t tg_fully_connected_s8_scratch(const tg_fc_params_t *p)
 {
-    if (p == NULL) {
+    if (p == NULL || p->out_depth <= 0 || p->out_depth > INT32_MAX / (int32_t)sizeof(int32_t)) {
         return 0;
     }
-    const cmsis_nn_dims fd = fc_filter_dims(p);
-    return arm_fully_connected_s8_get_buffer_size(&fd);
+    return p->out_depth * (int32_t)sizeof(int32_t);
 }
 
 int32_t tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
 {
     if (p == NULL || in == NULL || out == NULL || p->weights == NULL || p->mult == NULL || p->shift == NULL ||
         p->batches <= 0 || p->in_depth <= 0 || p->out_depth <= 0 || !act_ok(p->act_min, p->act_max) ||
-        p->in_offset < -127 || p->in_offset > 128 || p->out_offset < -128 || p->out_offset > 127) {
+        p->in_offset < -127 || p->in_offset > 128 || p->out_offset < -128 || p->out_offset > 127 ||
+        (p->per_channel != 0 && p->per_channel != 1) ||
+        (int64_t)p->batches * p->in_depth > INT32_MAX || (int64_t)p->batches * p->out_depth > INT32_MAX ||
+        (int64_t)p->out_depth * p->in_depth > INT32_MAX) {
         return tg_ref_fully_connected_s8(p, in, out); /* the reference kernel reports the error */
+    }
+    const int32_t n_q = p->per_channel ? p->out_depth : 1;
+    for (int32_t o = 0; o < n_q; ++o) {
+        if (p->shift[o] < -31 || p->shift[o] > 30 || p->mult[o] < 0) {
+            return tg_ref_fully_connected_s8(p, in, out);
+        }
     }
     const int32_t need = tg_fully_connected_s8_scratch(p);
     if (!scratch_ok(scratch, need)) {
         return TG_ERR_SCRATCH;
     }
-    if (need > 0) {
-        /* Helium: kernel sums (bias folded in) must be in ctx->buf, see the file header. */
-        if (need < p->out_depth * (int32_t)sizeof(int32_t)) {
-            return TG_ERR_SCRATCH;
-        }
-        const arm_cmsis_nn_status s = arm_vector_sum_s8(
-            (int32_t *)(void *)scratch, p->in_depth, p->out_depth, p->weights, p->in_offset, 0, p->bias);
+    int32_t *acc = (int32_t *)(void *)scratch;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        memset(acc, 0, (size_t)p->out_depth * sizeof(int32_t)); /* the kernel accumulates into dst */
+        const arm_cmsis_nn_status s = arm_nn_mat_mult_nt_t_s8_s32(in + b * p->in_depth, p->weights, acc, 1,
+                                                                  p->in_depth, p->out_depth, p->in_offset, 1);
         if (s != ARM_CMSIS_NN_SUCCESS) {
             return TG_ERR_ARG;
         }
+        int8_t *o_row = out + b * p->out_depth;
+        for (int32_t o = 0; o < p->out_depth; ++o) {
+            const int32_t q = p->per_channel ? o : 0;
+            /* wrap-around add, as the reference (int32 overflow is impossible for int8 FC < 2^16 deep) */
+            int32_t v = p->bias != NULL ? (int32_t)((uint32_t)acc[o] + (uint32_t)p->bias[o]) : acc[o];
+            v = requant_single(v, p->mult[q], p->shift[q]);
+            v = v > INT32_MAX - 128 ? INT32_MAX - 128 : v; /* keep + out_offset in range */
+            v += p->out_offset;
+            v = v < p->act_min ? p->act_min : v;
+            v = v > p->act_max ? p->act_max : v;
+            o_row[o] = (int8_t)v;
+        }
     }
-    cmsis_nn_context ctx;
-    ctx.buf = scratch;
-    ctx.size = need;
-    cmsis_nn_fc_params fp;
-    fp.input_offset = p->in_offset;
-    fp.filter_offset = 0; /* TFLite int8 weights are symmetric */
-    fp.output_offset = p->out_offset;
-    fp.activation.min = p->act_min;
-    fp.activation.max = p->act_max;
-    const cmsis_nn_dims ind = cdims4(p->batches, 1, 1, p->in_depth);
-    const cmsis_nn_dims fd = fc_filter_dims(p);
-    const cmsis_nn_dims bd = cdims4(1, 1, 1, p->out_depth);
-    const cmsis_nn_dims od = cdims4(p->batches, 1, 1, p->out_depth);
-    arm_cmsis_nn_status s;
-    if (p->per_channel) {
-        cmsis_nn_per_channel_quant_params q;
-        q.multiplier = (int32_t *)p->mult;
-        q.shift = (int32_t *)p->shift;
-        s = arm_fully_connected_per_channel_s8(&ctx, &fp, &q, &ind, in, &fd, p->weights, &bd, p->bias, &od, out);
-    } else {
-        cmsis_nn_per_tensor_quant_params q;
-        q.multiplier = p->mult[0];
-        q.shift = p->shift[0];
-        s = arm_fully_connected_s8(&ctx, &fp, &q, &ind, in, &fd, p->weights, &bd, p->bias, &od, out);
-    }
-    return status_to_tg(s);
+    return TG_OK;
 }
 
 /* ------------------------------------------------------------------ pooling */

@@ -305,11 +305,11 @@ def _probe_line(kind: str, p: dict) -> str:
     return kind + " " + " ".join(str(int(x)) for x in nums)
 
 
-PY_FUNC = {
-    "conv": cmsis_scratch.conv2d_scratch,
-    "dw": cmsis_scratch.dwconv2d_scratch,
-    "fc": cmsis_scratch.fully_connected_scratch,
-    "avg": cmsis_scratch.avgpool_scratch,
+PY_FUNC = {  # the pure mirrors of CMSIS-NN's functions
+    "conv": cmsis_scratch.convolve_wrapper_s8_get_buffer_size,
+    "dw": cmsis_scratch.depthwise_conv_wrapper_s8_get_buffer_size,
+    "fc": cmsis_scratch.fully_connected_s8_get_buffer_size,
+    "avg": cmsis_scratch.avgpool_s8_get_buffer_size,
 }
 
 
@@ -379,8 +379,8 @@ def test_backend_builds_for_cortex_m(cmsis_root, cpu_flags, tmp_path):
     _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, "-c",
           str(FIRMWARE / "tg_backend_cmsis.c"), "-o", str(obj)], "target build of tg_backend_cmsis.c")
     syms = _run(["arm-none-eabi-nm", str(obj)], "nm").stdout
-    for called in ("arm_convolve_wrapper_s8", "arm_depthwise_conv_wrapper_s8", "arm_fully_connected_s8",
-                   "arm_fully_connected_per_channel_s8", "arm_vector_sum_s8", "arm_avgpool_s8", "arm_max_pool_s8",
+    for called in ("arm_convolve_wrapper_s8", "arm_depthwise_conv_wrapper_s8", "arm_nn_mat_mult_nt_t_s8_s32",
+                   "arm_avgpool_s8", "arm_max_pool_s8",
                    "arm_elementwise_add_s8", "arm_elementwise_mul_s8", "arm_softmax_s8", "arm_pad_s8"):
         assert f" U {called}\n" in syms, f"tg_backend_cmsis.o does not call {called}"
     if cpu_flags is M33_FLAGS:
@@ -400,9 +400,9 @@ def test_backend_builds_for_cortex_m(cmsis_root, cpu_flags, tmp_path):
 
 # ------------------------------------------------------------------ 2. kernels on the host vs TFLite
 #
-# tests/test_kernels.py (the portable backend's ctypes harness) did not exist when this was
-# written, so a minimal harness lives here: each opnet goes through the compiler's own
-# lowering (tinygen.ir -> passes -> ops.lower(arch="none")), the resulting tg_*_params_t
+# tests/test_kernels.py re-runs each op with parameters it derives from the model itself; this
+# harness instead runs the compiler's own lowering (so it also checks what tinygen emits for the
+# cmsis-nn backend, scratch sizes included): each opnet goes through (tinygen.ir -> passes -> ops.lower(arch="none")), the resulting tg_*_params_t
 # values are marshalled into ctypes structs and the graph is run op by op on the shared
 # library; the output must equal the TFLite BUILTIN_REF interpreter's byte for byte.
 
@@ -451,8 +451,7 @@ class SoftP(ctypes.Structure):
 
 
 class MeanP(ctypes.Structure):
-    _fields_ = [("in", Dims), *_ints("in_zp", "out_zp", "mult", "shift", "num_elements", "mode"),
-                ("scale", F32), ("bias", F32)]
+    _fields_ = [("in", Dims), *_ints("in_zp", "out_zp", "mult", "shift", "num_elements")]
 
 
 class PadP(ctypes.Structure):
@@ -845,3 +844,259 @@ def test_cmsis_fc_pool_elementwise_pad_match_reference(cmsis_lib):
         x = nrng.integers(-128, 128, pin, dtype=np.int8)
         got, want, fb = _call_both(cmsis_lib, "pad_s8", None, pd, [x], tuple(pout), keep)
         assert not fb and np.array_equal(got, want), f"pad case {i}"
+
+
+# ------------------------------------------------ 4. real target builds under QEMU (DSP and Helium)
+#
+# The host build is neither DSP nor MVE: there the DSP/Helium kernels and their scratch sizes
+# are not exercised. Build the backend + CMSIS-NN for Cortex-M33 (DSP,
+# QEMU mps2-an505) and Cortex-M55 (Helium, mps3-an547), run with semihosting, and check
+#   - tg_*_scratch() (the real arm_*_get_buffer_size of that build) == cmsis_scratch(arch)
+#   - tg_conv2d/dwconv2d/fully_connected/avgpool (CMSIS-NN DSP / MVE kernels) == tg_ref_* on
+#     random data, bit-exact. (This is how the Helium 1xN conv bug and the FC rounding
+#     mismatch of CMSIS-NN v7.0.0 were found.)
+
+QEMU_TARGETS = {
+    "cortex-m33-dsp": dict(arch="dsp", machine="mps2-an505", flags=M33_FLAGS, text=0x10000000, ram=0x38000000),
+    "cortex-m55-mve": dict(arch="mve", machine="mps3-an547", flags=M55_FLAGS, text=0x00000000, ram=0x01000000),
+}
+
+QEMU_START_C = r"""
+#include <stdint.h>
+extern uint32_t __stack_top;
+extern void _start(void);
+void _init(void) {}
+void _fini(void) {}
+static void reset_handler(void)
+{
+    *(volatile uint32_t *)0xE000ED88 |= (0xFu << 20); /* CPACR: CP10/CP11 full access (FPU, MVE) */
+    __asm volatile("dsb\n isb");
+    _start();
+    for (;;) {}
+}
+static void fault_handler(void) { for (;;) {} }
+__attribute__((section(".vectors"), used)) const void *const tg_vectors[16] = {
+    &__stack_top, (const void *)reset_handler, (const void *)fault_handler, (const void *)fault_handler,
+    (const void *)fault_handler, (const void *)fault_handler, (const void *)fault_handler, 0, 0, 0, 0,
+    (const void *)fault_handler, (const void *)fault_handler, 0, (const void *)fault_handler,
+    (const void *)fault_handler};
+"""
+
+QEMU_LD = """
+MEMORY {{ TEXT (rx) : ORIGIN = {text:#x}, LENGTH = 2M
+         RAM (rwx) : ORIGIN = {ram:#x}, LENGTH = 2M }}
+ENTRY(_start)
+SECTIONS {{
+  .text : {{ KEEP(*(.vectors)) *(.text*) *(.rodata*) . = ALIGN(4); }} > TEXT
+  .ARM.exidx : {{ *(.ARM.exidx*) }} > TEXT
+  .data : {{ *(.data*) . = ALIGN(4); }} > RAM
+  .bss (NOLOAD) : {{ __bss_start__ = .; *(.bss*) *(COMMON) . = ALIGN(4); __bss_end__ = .; }} > RAM
+  end = .; _end = .; __end__ = .;
+  __stack_top = ORIGIN(RAM) + LENGTH(RAM);
+}}
+"""
+
+QEMU_MAIN_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include "tg_nn.h"
+#include "cases.h"
+
+static uint32_t rng_state = 12345u;
+static int32_t rnd(int32_t lo, int32_t hi) /* inclusive */
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return lo + (int32_t)((rng_state >> 8) % (uint32_t)(hi - lo + 1));
+}
+static int8_t in_buf[4096], w_buf[8192], out_a[4096], out_b[4096];
+static int32_t mult[256], shift[256], bias[256];
+static int8_t scratch[16384] __attribute__((aligned(16)));
+
+static void fill(int8_t *p, int32_t n, int32_t lo) { for (int32_t i = 0; i < n; ++i) p[i] = (int8_t)rnd(lo, 127); }
+static void fill_q(int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        mult[i] = rnd(1 << 30, 0x7fffffff);
+        shift[i] = rnd(-11, -6);
+        bias[i] = rnd(-20000, 20000);
+    }
+}
+static int32_t diff(int32_t n) { int32_t d = 0; for (int32_t i = 0; i < n; ++i) d += out_a[i] != out_b[i]; return d; }
+
+int main(void)
+{
+    for (int i = 0; i < (int)(sizeof conv_cases / sizeof conv_cases[0]); ++i) {
+        const int32_t *c = conv_cases[i];
+        tg_conv_params_t p;
+        memset(&p, 0, sizeof p);
+        p.in = (tg_dims_t){c[1], c[2], c[3], c[4]};
+        p.filter = (tg_dims_t){c[5], c[6], c[7], c[8]};
+        p.out = (tg_dims_t){c[9], c[10], c[11], c[12]};
+        p.stride_h = c[13]; p.stride_w = c[14]; p.pad_h = c[15]; p.pad_w = c[16];
+        p.dil_h = c[17]; p.dil_w = c[18]; p.ch_mult = c[19];
+        p.in_offset = rnd(-127, 128); p.out_offset = rnd(-128, 127); p.act_min = -128; p.act_max = 127;
+        const int32_t oc = p.out.c;
+        fill_q(oc);
+        p.mult = mult; p.shift = shift; p.bias = (i % 5) ? bias : NULL; p.weights = w_buf;
+        fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
+        fill(w_buf, p.filter.n * p.filter.h * p.filter.w * p.filter.c, -127);
+        const int32_t sz = c[0] ? tg_dwconv2d_s8_scratch(&p) : tg_conv2d_s8_scratch(&p);
+        memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
+        const int32_t n_out = p.out.n * p.out.h * p.out.w * p.out.c;
+        int32_t ra, rb;
+        if (sz > (int32_t)sizeof scratch) { printf("conv %d %ld toolarge\n", i, (long)sz); continue; }
+        if (c[0]) { ra = tg_dwconv2d_s8(&p, in_buf, out_a, scratch); rb = tg_ref_dwconv2d_s8(&p, in_buf, out_b); }
+        else      { ra = tg_conv2d_s8(&p, in_buf, out_a, scratch);   rb = tg_ref_conv2d_s8(&p, in_buf, out_b); }
+        printf("conv %d %ld %ld %ld %ld\n", i, (long)sz, (long)ra, (long)rb, (long)diff(n_out));
+    }
+    for (int i = 0; i < (int)(sizeof fc_cases / sizeof fc_cases[0]); ++i) {
+        const int32_t *c = fc_cases[i];
+        tg_fc_params_t p;
+        memset(&p, 0, sizeof p);
+        p.batches = c[0]; p.in_depth = c[1]; p.out_depth = c[2]; p.per_channel = c[3];
+        p.in_offset = rnd(-127, 128); p.out_offset = rnd(-128, 127); p.act_min = -128; p.act_max = 127;
+        fill_q(p.out_depth);
+        p.mult = mult; p.shift = shift; p.bias = (i % 3) ? bias : NULL; p.weights = w_buf;
+        fill(in_buf, p.batches * p.in_depth, -128);
+        fill(w_buf, p.in_depth * p.out_depth, -127);
+        const int32_t sz = tg_fully_connected_s8_scratch(&p);
+        memset(scratch, 0x77, sizeof scratch); /* stale garbage: the accumulators must be reset */
+        memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
+        const int32_t ra = tg_fully_connected_s8(&p, in_buf, out_a, scratch);
+        const int32_t rb = tg_ref_fully_connected_s8(&p, in_buf, out_b);
+        printf("fc %d %ld %ld %ld %ld\n", i, (long)sz, (long)ra, (long)rb, (long)diff(p.batches * p.out_depth));
+    }
+    for (int i = 0; i < (int)(sizeof pool_cases / sizeof pool_cases[0]); ++i) {
+        const int32_t *c = pool_cases[i];
+        tg_pool_params_t p;
+        memset(&p, 0, sizeof p);
+        p.in = (tg_dims_t){c[0], c[1], c[2], c[3]};
+        p.out = (tg_dims_t){c[4], c[5], c[6], c[7]};
+        p.filter_h = c[8]; p.filter_w = c[9]; p.stride_h = c[10]; p.stride_w = c[11]; p.pad_h = c[12]; p.pad_w = c[13];
+        p.act_min = -128; p.act_max = 127;
+        fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
+        const int32_t sz = tg_avgpool_s8_scratch(&p);
+        memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
+        const int32_t ra = tg_avgpool_s8(&p, in_buf, out_a, scratch);
+        const int32_t rb = tg_ref_avgpool_s8(&p, in_buf, out_b);
+        printf("pool %d %ld %ld %ld %ld\n", i, (long)sz, (long)ra, (long)rb,
+               (long)diff(p.out.n * p.out.h * p.out.w * p.out.c));
+    }
+    printf("done\n");
+    return 0;
+}
+"""
+
+
+def _qemu_cases(seed: int):
+    rng = random.Random(seed)
+    conv, fc, pool = [], [], []
+    kinds = ["1x1", "1xn", "3x3", "generic"]
+    while len(conv) < 120:
+        depthwise = len(conv) % 2 == 1
+        k = kinds[(len(conv) // 2) % 4]
+        if k == "1x1":
+            c = _conv_case(rng, depthwise=depthwise, kh=1, kw=1, sh=rng.choice([1, 2]), sw=None, padding="valid",
+                           ih=rng.randint(1, 8), iw=rng.randint(1, 8), ic=rng.choice([1, 3, 4, 8, 16, 20]))
+            c["stride_w"] = c["stride_h"]
+            c = _conv_case(rng, depthwise=depthwise, kh=1, kw=1, sh=c["stride_h"], sw=c["stride_h"],
+                           padding="valid", ih=c["in"][1], iw=c["in"][2], ic=c["in"][3])
+        elif k == "1xn":
+            c = _conv_case(rng, depthwise=depthwise, ih=1, kh=1, iw=rng.randint(4, 20), kw=rng.randint(1, 5),
+                           sh=1, sw=rng.choice([1, 2, 4]), ic=rng.choice([1, 4, 8, 12]),
+                           ch_mult=rng.choice([1, 2]) if depthwise else None)
+        elif k == "3x3":
+            c = _conv_case(rng, depthwise=depthwise, kh=3, kw=3, ih=rng.randint(3, 9), iw=rng.randint(3, 9),
+                           ic=rng.choice([1, 3, 8, 16]), ch_mult=1 if depthwise else None)
+        else:
+            c = _conv_case(rng, depthwise=depthwise, ih=rng.randint(2, 9), iw=rng.randint(2, 9),
+                           kh=rng.randint(1, 4), kw=rng.randint(1, 4), ic=rng.choice([1, 2, 5, 8]),
+                           dh=rng.choice([1, 2]), dw=rng.choice([1, 2]), ch_mult=rng.choice([1, 2, 16]) if depthwise else None)
+        if depthwise and c["in"][3] == 1 and rng.random() < 0.5:  # Helium: 1 input channel -> converted to conv
+            c = _conv_case(rng, depthwise=True, ic=1, ch_mult=rng.choice([4, 9, 16]), ih=rng.randint(2, 9),
+                           iw=rng.randint(2, 9), kh=rng.choice([1, 3]), kw=rng.choice([1, 3]))
+        n_in = np.prod(c["in"])
+        n_w = np.prod(c["filter"])
+        n_out = np.prod(c["out"])
+        if max(n_in, n_out) <= 4096 and n_w <= 8192 and c["out"][3] <= 256 and min(c["out"][1:3]) >= 1:
+            conv.append((int(depthwise), c))
+    for i in range(40):
+        outd = rng.choice([1, 3, 4, 5, 16, 17, 40, 100, 256])
+        ind = rng.randint(1, max(1, min(300, 8192 // outd)))
+        fc.append({"batches": rng.randint(1, 3), "in_depth": ind, "out_depth": outd, "per_channel": i % 2})
+    while len(pool) < 30:
+        n, ih, iw, c_ = rng.randint(1, 2), rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 40)
+        fh, fw, s = rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 3)
+        oh, ph = _geom(rng, ih, fh, s, 1)
+        ow, pw = _geom(rng, iw, fw, s, 1)
+        if n * ih * iw * c_ <= 4096:
+            pool.append({"in": (n, ih, iw, c_), "out": (n, oh, ow, c_), "filter_h": fh, "filter_w": fw,
+                         "stride_h": s, "stride_w": s, "pad_h": ph, "pad_w": pw})
+    return conv, fc, pool
+
+
+def _c_rows(name: str, rows: list[list[int]]) -> str:
+    body = ",\n".join("    {" + ", ".join(str(int(v)) for v in r) + "}" for r in rows)
+    return f"static const int32_t {name}[][{len(rows[0])}] = {{\n{body}\n}};\n"
+
+
+@pytest.mark.parametrize("target", sorted(QEMU_TARGETS))
+def test_cmsis_backend_on_qemu(cmsis_root, target, tmp_path):
+    t = QEMU_TARGETS[target]
+    _need_tool(ARM_CC)
+    qemu = shutil.which("qemu-system-arm")
+    if qemu is None:
+        pytest.skip("qemu-system-arm not installed: target-run CMSIS-NN tests skipped")
+    flags = t["flags"]
+    lib = _build_static_lib(ARM_CC, flags, cmsis_root, target)
+    conv, fc, pool = _qemu_cases(sum(map(ord, target)))
+    (tmp_path / "cases.h").write_text(
+        _c_rows("conv_cases", [[dw, *c["in"], *c["filter"], *c["out"], c["stride_h"], c["stride_w"], c["pad_h"],
+                                c["pad_w"], c["dil_h"], c["dil_w"], c["ch_mult"]] for dw, c in conv])
+        + _c_rows("fc_cases", [[f["batches"], f["in_depth"], f["out_depth"], f["per_channel"]] for f in fc])
+        + _c_rows("pool_cases", [[*p["in"], *p["out"], p["filter_h"], p["filter_w"], p["stride_h"], p["stride_w"],
+                                  p["pad_h"], p["pad_w"]] for p in pool]))
+    (tmp_path / "start.c").write_text(QEMU_START_C)
+    (tmp_path / "main.c").write_text(QEMU_MAIN_C)
+    (tmp_path / "link.ld").write_text(QEMU_LD.format(text=t["text"], ram=t["ram"]))
+    crt0 = _run([ARM_CC, *flags, "-print-file-name=rdimon-crt0.o"], "locating rdimon-crt0.o").stdout.strip()
+    elf = tmp_path / "test.elf"
+    inc = [f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", f"-I{tmp_path}"]
+    _run([ARM_CC, *flags, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, crt0, str(tmp_path / "start.c"),
+          str(tmp_path / "main.c"), str(FIRMWARE / "tg_backend_cmsis.c"), str(FIRMWARE / "tg_kernels_ref.c"),
+          str(lib), "-T", str(tmp_path / "link.ld"), "--specs=rdimon.specs", "-nostartfiles", "-lm", "-o", str(elf)],
+         f"{target} link")
+    r = subprocess.run([qemu, "-M", t["machine"], "-nographic", "-monitor", "none", "-serial", "none",
+                        "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
+                       capture_output=True, text=True, timeout=120)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines and lines[-1] == "done", f"qemu run failed ({r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
+    arch = t["arch"]
+    problems = []
+    seen = {"conv": 0, "fc": 0, "pool": 0}
+    nonzero = 0
+    for line in lines[:-1]:
+        kind, idx, *vals = line.split()
+        idx = int(idx)
+        if vals == ["toolarge"]:
+            problems.append(f"{line}: scratch exceeds the test's buffer")
+            continue
+        size, ra, rb, ndiff = map(int, vals)
+        seen[kind] += 1
+        if kind == "conv":
+            dw, params = conv[idx]
+            want = (cmsis_scratch.dwconv2d_scratch if dw else cmsis_scratch.conv2d_scratch)(params, arch)
+        elif kind == "fc":
+            params = fc[idx]
+            want = cmsis_scratch.fully_connected_scratch(params, arch)
+        else:
+            params = pool[idx]
+            want = cmsis_scratch.avgpool_scratch(params, arch)
+        nonzero += size > 0
+        if size != want:
+            problems.append(f"{kind} {idx}: target scratch {size} != cmsis_scratch {want} for {params}")
+        if ra != 0 or rb != 0 or ndiff:
+            problems.append(f"{kind} {idx}: rc {ra}/{rb}, {ndiff} outputs differ from tg_ref_* for {params}")
+    assert seen == {"conv": len(conv), "fc": len(fc), "pool": len(pool)}, seen
+    assert not problems, f"{len(problems)} problems on {target}:\n" + "\n".join(problems[:20])
+    assert nonzero > 20, "too few cases with a non-zero scratch: the sizes are not exercised"

@@ -24,8 +24,12 @@ tensors ``in``/``filter``/``out`` are dicts ``{"n","h","w","c"}`` or 4-tuples
 ``dil_w`` (dilation defaults to 1); FC fields ``batches``, ``in_depth``, ``out_depth``;
 pool fields ``in``, ``out``, ``filter_h``, ``filter_w``, ...
 
-The result is validated against the real CMSIS-NN functions by
-tests/test_cmsis_backend.py.
+Two layers: ``*_get_buffer_size`` functions mirror CMSIS-NN exactly; ``conv2d_scratch``,
+``dwconv2d_scratch``, ``fully_connected_scratch`` and ``avgpool_scratch`` return what the
+backend's ``tg_*_scratch()`` return, i.e. the buffer of the CMSIS-NN function the backend
+actually calls (it bypasses the Helium 1xN conv kernel and the double-rounding FC kernels,
+see firmware/tg_backend_cmsis.c). tests/test_cmsis_backend.py checks the mirrors against
+the real CMSIS-NN functions on the host and the backend sizes on Cortex-M33 / M55 builds.
 """
 
 from __future__ import annotations
@@ -206,10 +210,8 @@ def _convolve_wrapper_s8(cp: _Conv, inp: _Dims, flt: _Dims, out: _Dims, arch: st
     return _convolve_s8(inp, flt, arch)
 
 
-def conv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
-    """Scratch bytes of tg_conv2d_s8 on the CMSIS-NN backend.
-
-    Mirrors CMSIS-NN v7.0.0 ``arm_convolve_wrapper_s8_get_buffer_size()`` (arch "none"),
+def convolve_wrapper_s8_get_buffer_size(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Mirrors CMSIS-NN v7.0.0 ``arm_convolve_wrapper_s8_get_buffer_size()`` (arch "none"),
     ``arm_convolve_wrapper_s8_get_buffer_size_dsp()`` (arch "dsp") and
     ``arm_convolve_wrapper_s8_get_buffer_size_mve()`` (arch "mve"), from
     Source/ConvolutionFunctions/arm_convolve_get_buffer_sizes_s8.c, including the
@@ -221,6 +223,22 @@ def conv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") 
     _check_target(arch, compiler)
     cp = _Conv(params)
     return _convolve_wrapper_s8(cp, _dims(params, "in"), _dims(params, "filter"), _dims(params, "out"), arch, compiler)
+
+
+def conv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Scratch bytes of tg_conv2d_s8 on the CMSIS-NN backend (= tg_conv2d_s8_scratch()).
+
+    :func:`convolve_wrapper_s8_get_buffer_size`, except on Helium ("mve") for the convs the
+    wrapper would send to arm_convolve_1_x_n_s8 (not bit-exact in CMSIS-NN v7.0.0 for some
+    TFLite paddings): the backend calls arm_convolve_s8 for those, so the size is
+    ``arm_convolve_s8_get_buffer_size()`` (MVE: 4 * ceil(in_c*kh*kw / 16) * 16).
+    """
+    _check_target(arch, compiler)
+    cp = _Conv(params)
+    inp, flt, out = _dims(params, "in"), _dims(params, "filter"), _dims(params, "out")
+    if arch == "mve" and not _is_1x1(cp, flt) and _is_1_x_n(cp, inp, flt):
+        return _convolve_s8_mve(inp, flt)
+    return _convolve_wrapper_s8(cp, inp, flt, out, arch, compiler)
 
 
 # ---------------------------------------- Source/ConvolutionFunctions/arm_depthwise_conv_get_buffer_sizes_s8.c
@@ -246,10 +264,8 @@ def _dw_opt(inp: _Dims, flt: _Dims, arch: str) -> int:
     return 0
 
 
-def dwconv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
-    """Scratch bytes of tg_dwconv2d_s8 on the CMSIS-NN backend.
-
-    Mirrors CMSIS-NN v7.0.0 ``arm_depthwise_conv_wrapper_s8_get_buffer_size()`` (arch
+def depthwise_conv_wrapper_s8_get_buffer_size(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Mirrors CMSIS-NN v7.0.0 ``arm_depthwise_conv_wrapper_s8_get_buffer_size()`` (arch
     "none": always 0), ``..._get_buffer_size_dsp()`` (arch "dsp": 0 for the 3x3 kernel with
     pad <= 1, in_c*kh*kw*2 for arm_depthwise_conv_s8_opt, 0 for the generic
     arm_depthwise_conv_s8 used when ch_mult > 1, batches > 1 or dilated) and
@@ -277,12 +293,28 @@ def dwconv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc"
     return 0
 
 
+def dwconv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Scratch bytes of tg_dwconv2d_s8 on the CMSIS-NN backend (= tg_dwconv2d_s8_scratch()).
+
+    :func:`depthwise_conv_wrapper_s8_get_buffer_size`, except on Helium when the wrapper
+    would convert a one-input-channel depthwise conv into a conv that reaches
+    arm_convolve_1_x_n_s8 (see :func:`conv2d_scratch`): the backend runs
+    arm_depthwise_conv_s8 instead, which needs no buffer (0).
+    """
+    _check_target(arch, compiler)
+    cp = _Conv(params)
+    inp, flt, out = _dims(params, "in"), _dims(params, "filter"), _dims(params, "out")
+    if arch == "mve" and inp.c == 1 and out.c > _dw_to_conv_threshold(compiler):
+        filter_conv = _Dims(flt.c, flt.h, flt.w, flt.n)
+        if not _is_1x1(cp, filter_conv) and _is_1_x_n(cp, inp, filter_conv):
+            return 0
+    return depthwise_conv_wrapper_s8_get_buffer_size(params, arch, compiler)
+
+
 # --------------------------------------- Source/FullyConnectedFunctions/arm_fully_connected_get_buffer_sizes_s8.c
 
-def fully_connected_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
-    """Scratch bytes of tg_fully_connected_s8 on the CMSIS-NN backend.
-
-    Mirrors CMSIS-NN v7.0.0 ``arm_fully_connected_s8_get_buffer_size()`` (arch "none",
+def fully_connected_s8_get_buffer_size(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Mirrors CMSIS-NN v7.0.0 ``arm_fully_connected_s8_get_buffer_size()`` (arch "none",
     = the _dsp variant), ``..._get_buffer_size_dsp()`` (0) and ``..._get_buffer_size_mve()``
     (filter_dims->c * sizeof(int32_t) = out_depth * 4: the kernel-sum vector that
     arm_vector_sum_s8 fills and the Helium matrix-vector kernels read instead of the bias).
@@ -292,6 +324,21 @@ def fully_connected_scratch(params: Mapping[str, Any], arch: str, compiler: str 
     if arch == "mve":
         return out_depth * SIZEOF_INT32
     return 0
+
+
+def fully_connected_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Scratch bytes of tg_fully_connected_s8 on the CMSIS-NN backend (= tg_fully_connected_s8_scratch()).
+
+    ``out_depth * 4`` on every architecture: TFLite's reference FULLY_CONNECTED rounds once,
+    CMSIS-NN's FC kernels twice, so the backend computes the int32 row with CMSIS-NN's
+    arm_nn_mat_mult_nt_t_s8_s32 into this buffer and requantizes it itself (see
+    firmware/tg_backend_cmsis.c). arm_fully_connected_s8 is not used, hence no kernel sums.
+    """
+    _check_target(arch, compiler)
+    out_depth = _field(params, "out_depth")
+    if out_depth <= 0:
+        raise ScratchParamError(f"out_depth must be > 0, got {out_depth}")
+    return out_depth * SIZEOF_INT32
 
 
 # ------------------------------------------------- Source/PoolingFunctions/arm_avgpool_get_buffer_sizes_s8.c
@@ -310,11 +357,26 @@ def avgpool_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc")
     return 0
 
 
+def avgpool_s8_get_buffer_size(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
+    """Mirrors CMSIS-NN v7.0.0 ``arm_avgpool_s8_get_buffer_size{,_dsp,_mve}(out.w, in.c)``
+    (the backend uses arm_avgpool_s8 unchanged: same as :func:`avgpool_scratch`)."""
+    return avgpool_scratch(params, arch, compiler)
+
+
+# What the backend's tg_*_scratch() return (the compiler plans these) ...
 SCRATCH_FUNCS = {
     "conv2d": conv2d_scratch,
     "dwconv2d": dwconv2d_scratch,
     "fully_connected": fully_connected_scratch,
     "avgpool": avgpool_scratch,
+}
+
+# ... and the plain mirrors of CMSIS-NN's *_get_buffer_size functions (validated by the tests).
+CMSIS_GET_BUFFER_SIZE = {
+    "arm_convolve_wrapper_s8_get_buffer_size": convolve_wrapper_s8_get_buffer_size,
+    "arm_depthwise_conv_wrapper_s8_get_buffer_size": depthwise_conv_wrapper_s8_get_buffer_size,
+    "arm_fully_connected_s8_get_buffer_size": fully_connected_s8_get_buffer_size,
+    "arm_avgpool_s8_get_buffer_size": avgpool_s8_get_buffer_size,
 }
 
 # Scratch pointers are cast to int16_t*/int32_t* by the kernels: plan them 4-byte aligned.
