@@ -29,8 +29,8 @@ def test_model_bit_exact_on_host(model, backend, tmp_path):
     project.write(tmp_path / "p", driver.host_project(c))
     exe = hostbuild.build(tmp_path / "p", backend)
     x = reference.random_inputs(buf, N_INPUTS, seed=7)
-    want = reference.run(buf, x)
-    got = hostbuild.run(exe, x, want.shape[1:], want.dtype)
+    want = reference.pack(reference.run(buf, x))
+    got = hostbuild.run(exe, reference.pack(x))
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{model}/{backend}: {len(bad)} bytes differ, first at {bad[0].tolist()}"
 

@@ -91,6 +91,8 @@ extern const char *const tg_layer_names[TG_NUM_LAYERS];
 int32_t tg_model_init(void);
 int8_t *tg_model_input(void);
 int8_t *tg_model_output(void);
+void tg_model_set_input(const int8_t *in);
+void tg_model_get_output(int8_t *out);
 int32_t tg_model_run(void);
 void tg_profile_mark(int32_t layer);
 #endif
@@ -118,6 +120,8 @@ static int32_t ready;
 int32_t tg_model_init(void) {{ {init}ready = 1; return 0; }}
 int8_t *tg_model_input(void) {{ return in; }}
 int8_t *tg_model_output(void) {{ return out; }}
+void tg_model_set_input(const int8_t *src) {{ for (uint32_t i = 0; i < TG_INPUT_SIZE; i++) in[i] = src[i]; }}
+void tg_model_get_output(int8_t *dst) {{ for (uint32_t i = 0; i < TG_OUTPUT_SIZE; i++) dst[i] = out[i]; }}
 int32_t tg_model_run(void)
 {{
     int32_t rc = 0;

@@ -56,7 +56,7 @@ def cmd_build(a) -> int:
         from . import hostbuild
 
         exe = hostbuild.build(out, c.backend)
-        got = hostbuild.run(exe, c.test_input[None], c.test_expected.shape, c.test_expected.dtype)
+        got = hostbuild.run(exe, c.test_input[None])
         ok = got.tobytes() == c.test_expected.tobytes()
         log(f"host program {exe}: reference test vector {'matches the TFLite reference' if ok else 'DIFFERS from the reference'}")
         return 0 if ok else 1

@@ -158,12 +158,14 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
                             p.scratch.get(pos, (0, 0))[1], scratch_fn, macs[pos], g.t(op.outputs[0]).nbytes))
 
     model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]
-    tin, tout = g.t(g.inputs[0]), g.t(g.outputs[0])
+    tins, touts = [g.t(i) for i in g.inputs], [g.t(i) for i in g.outputs]
+    tin, tout = tins[0], touts[0]
     weights_bytes = sum(a[3] for a in arrays)
     ctx = dict(
         version=__version__, name=c_string(name), hash=model_hash, backend=backend, layers=layers, arrays=arrays,
         arena_size=p.arena_size, input_offset=p.offsets[tin.id], output_offset=p.offsets[tout.id],
-        input_size=tin.nbytes, output_size=tout.nbytes, input_dtype=tin.dtype, output_dtype=tout.dtype,
+        input_size=sum(t.nbytes for t in tins), output_size=sum(t.nbytes for t in touts),
+        inputs=[(p.offsets[t.id], t.nbytes) for t in tins], outputs=[(p.offsets[t.id], t.nbytes) for t in touts], input_dtype=tin.dtype, output_dtype=tout.dtype,
         input_shape=list(tin.shape), output_shape=list(tout.shape),
         layer_names=[c_string(f"{ly.kind}:{ly.name}")[:60] for ly in layers],
         test_input=c_array_body(np.frombuffer(test_input.tobytes(), np.int8)),
@@ -186,10 +188,9 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
         "arena_strategy": p.strategy,
         "weights_bytes": weights_bytes,
         "macs": int(sum(macs)),
-        "input": {"shape": list(tin.shape), "dtype": tin.dtype, "scale": tin.scale.tolist(),
-                  "zero_point": tin.zero_point.tolist(), "bytes": tin.nbytes, "offset": p.offsets[tin.id]},
-        "output": {"shape": list(tout.shape), "dtype": tout.dtype, "scale": tout.scale.tolist(),
-                   "zero_point": tout.zero_point.tolist(), "bytes": tout.nbytes, "offset": p.offsets[tout.id]},
+        "input": _io(tin, p), "output": _io(tout, p),
+        "inputs": [_io(t, p) for t in tins], "outputs": [_io(t, p) for t in touts],
+        "input_bytes": sum(t.nbytes for t in tins), "output_bytes": sum(t.nbytes for t in touts),
         "layers": [{"index": ly.index, "op_index": ly.op_index, "op": ly.kind, "name": ly.name,
                     "kernel": ly.call.split("(")[0], "macs": ly.macs, "scratch_bytes": ly.scratch,
                     "output_bytes": ly.out_bytes} for ly in layers],
@@ -202,3 +203,8 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
     manifest.update(extra_manifest)
     files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     return Emitted(files, manifest, layers)
+
+
+def _io(t, p: Plan) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.scale.tolist(),
+            "zero_point": t.zero_point.tolist(), "bytes": t.nbytes, "offset": p.offsets[t.id]}

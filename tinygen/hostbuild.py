@@ -90,9 +90,9 @@ def build(project: Path, backend: str, extra_cflags: str = "", cflags: str = "-O
     return exe
 
 
-def run(exe: Path, inputs: np.ndarray, out_shape: tuple, out_dtype) -> np.ndarray:
-    """Feed [N, ...] inputs through the host program; returns [N, *out_shape]."""
-    r = subprocess.run([str(exe)], input=np.ascontiguousarray(inputs).tobytes(), capture_output=True, timeout=600)
+def run(exe: Path, packed: np.ndarray) -> np.ndarray:
+    """Feed packed input records [N, TG_INPUT_SIZE] through the host program; returns [N, TG_OUTPUT_SIZE] int8."""
+    r = subprocess.run([str(exe)], input=np.ascontiguousarray(packed).tobytes(), capture_output=True, timeout=600)
     if r.returncode != 0:
         raise ToolchainError(f"{exe} exited {r.returncode}: {r.stderr.decode(errors='replace').strip()[:500]}")
-    return np.frombuffer(r.stdout, dtype=out_dtype).reshape((len(inputs), *out_shape))
+    return np.frombuffer(r.stdout, dtype=np.int8).reshape((len(packed), -1))

@@ -72,12 +72,12 @@ def alias_reshapes(g: Graph) -> bool:
 
 
 def check_io(g: Graph) -> bool:
-    """Single input, single output, each int8 or float32 (float only through QUANTIZE/DEQUANTIZE)."""
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise UnsupportedError(
-            f"{g.source}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; tinygen compiles models with "
-            "one input and one output tensor"
-        )
+    """Graph inputs and outputs are int8 or float32 (float only through QUANTIZE/DEQUANTIZE)."""
+    if len(set(g.inputs)) != len(g.inputs) or len(set(g.outputs)) != len(g.outputs):
+        raise UnsupportedError(f"{g.source}: a tensor appears twice among the graph inputs or outputs")
+    for tid in g.outputs:
+        if tid in g.inputs or g.t(tid).is_const:
+            raise UnsupportedError(f"{g.source}: output {g.t(tid).describe()} is an input or a constant; nothing to compute")
     for tid in g.inputs + g.outputs:
         t = g.t(tid)
         if t.dtype not in ("int8", "float32"):

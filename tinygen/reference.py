@@ -43,33 +43,57 @@ def interpreter(model_bytes: bytes):
     return it
 
 
-def run(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
-    """Run each row of ``inputs`` (shape [N, *input_shape]) through the reference; returns [N, *output_shape]."""
+def _as_list(x) -> list[np.ndarray]:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def run(model_bytes: bytes, inputs):
+    """Run N samples through the reference. ``inputs``: an array [N, *shape] (one-input models) or a
+    list of such arrays, one per graph input. Returns an array [N, *shape] for one-output models,
+    else a list, one per graph output."""
     it = interpreter(model_bytes)
-    din, dout = it.get_input_details()[0], it.get_output_details()[0]
-    shape = tuple(int(d) for d in din["shape"])
-    if inputs.shape[1:] != shape or inputs.dtype != din["dtype"]:
-        raise InputError(f"inputs are {inputs.dtype}{list(inputs.shape[1:])}, the model wants {np.dtype(din['dtype'])}{list(shape)}")
-    outs = []
-    for x in inputs:
-        it.set_tensor(din["index"], x)
+    dins, douts = it.get_input_details(), it.get_output_details()
+    xs = _as_list(inputs)
+    if len(xs) != len(dins):
+        raise InputError(f"{len(xs)} input arrays given, the model has {len(dins)} inputs")
+    for x, d in zip(xs, dins):
+        shape = tuple(int(v) for v in d["shape"])
+        if x.shape[1:] != shape or x.dtype != d["dtype"]:
+            raise InputError(f"inputs are {x.dtype}{list(x.shape[1:])}, the model wants {np.dtype(d['dtype'])}{list(shape)}")
+    outs: list[list[np.ndarray]] = [[] for _ in douts]
+    for n in range(len(xs[0])):
+        for x, d in zip(xs, dins):
+            it.set_tensor(d["index"], x[n])
         it.invoke()
-        outs.append(it.get_tensor(dout["index"]).copy())
-    return np.stack(outs)
+        for k, d in enumerate(douts):
+            outs[k].append(it.get_tensor(d["index"]).copy())
+    res = [np.stack(o) for o in outs]
+    return res[0] if len(res) == 1 else res
+
+
+def pack(arrays) -> np.ndarray:
+    """Per-sample concatenation of every tensor's bytes: [N, total bytes] int8 (the host harness format)."""
+    xs = _as_list(arrays)
+    n = len(xs[0])
+    return np.concatenate([np.ascontiguousarray(x).reshape(n, -1).view(np.int8) for x in xs], axis=1)
 
 
 def random_inputs(model_bytes: bytes, n: int, seed: int = 0) -> np.ndarray:
-    """Deterministic random inputs covering the input type's full range."""
+    """Deterministic random inputs covering the input type's full range (array, or list for several inputs)."""
     from .flatbuf import read_model
     from .ir import DTYPES
 
     fb = read_model(model_bytes)
     sg = fb.subgraphs[0]
-    t = sg.tensors[sg.inputs[0]]
     rng = np.random.default_rng(seed)
-    shape = (n, *t.shape)
-    if DTYPES[t.type] == "int8":
-        return rng.integers(-128, 128, size=shape, dtype=np.int8)
-    if DTYPES[t.type] == "float32":
-        return rng.standard_normal(size=shape).astype(np.float32)
-    raise InputError(f"cannot make random inputs of type {DTYPES[t.type]}")
+    xs = []
+    for tid in sg.inputs:
+        t = sg.tensors[tid]
+        shape = (n, *t.shape)
+        if DTYPES[t.type] == "int8":
+            xs.append(rng.integers(-128, 128, size=shape, dtype=np.int8))
+        elif DTYPES[t.type] == "float32":
+            xs.append(rng.standard_normal(size=shape).astype(np.float32))
+        else:
+            raise InputError(f"cannot make random inputs of type {DTYPES[t.type]}")
+    return xs[0] if len(xs) == 1 else xs
