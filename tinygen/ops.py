@@ -623,7 +623,7 @@ def _lower_mean(g, op, arch):
     axes = np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist()
     q = quant.mean_params(x.shape, sx, zx, sy, zy, op.attrs["keep_dims"], axes)
     p = {"in": _dims(x.shape), "in_zp": q["in_zp"], "out_zp": q["out_zp"], "mult": q["mult"], "shift": q["shift"],
-         "num_elements": q["num_elements"], "mode": q["mode"], "scale": _cfloat(q["scale"]), "bias": _cfloat(q["bias"])}
+         "num_elements": q["num_elements"]}
     return Lowered("tg_mean_s8", ["&{params}", "{in0}", "{out0}"], "tg_mean_params_t", p)
 
 
