@@ -15,7 +15,7 @@ from .data import Data, load_data, synthetic_data
 from .distill import fine_tune
 from .metrics import predict, StepRow, format_table, measure, to_int8_tflite
 from .modelio import load_model
-from .prune import Space, plan_and_prune
+from .prune import Space, check_ratio, plan_and_prune
 from .qat import quantize_aware
 from .rewrite import Candidate, plan_and_rewrite
 
@@ -41,8 +41,8 @@ class OptimizeResult:
 def _check_args(rewrite, prune, epochs, data_path, synthetic):
     if rewrite not in (None, *REWRITES):
         raise InputError(f"--rewrite {rewrite!r}: unknown rewrite; choose one of {', '.join(REWRITES)}")
-    if prune is not None and not 0.0 < prune < 1.0:
-        raise InputError(f"--prune {prune}: the pruning ratio must be between 0 and 1 (e.g. 0.3)")
+    if prune is not None:
+        check_ratio(prune)
     if epochs < 0:
         raise InputError(f"--epochs {epochs}: must be 0 or more")
     if data_path is None and not synthetic:

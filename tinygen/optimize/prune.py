@@ -167,11 +167,15 @@ def prune_model(model: keras.Model, keep: dict[str, np.ndarray]) -> keras.Model:
     return rebuild(model, replace)
 
 
+def check_ratio(target: float) -> None:
+    if not 0.0 < target < 1.0:
+        raise InputError(f"--prune {target}: the pruning ratio must be between 0 and 1 (e.g. 0.3)")
+
+
 def plan_and_prune(model: keras.Model, target: float, x_val, y_val, *, log=print) -> tuple[keras.Model, list[Space]]:
     """Sensitivity scan per channel space, greedy allocation to ``target`` (fraction of the
     prunable channels to remove), and the pruned (not yet fine-tuned) model."""
-    if not 0.0 < target < 1.0:
-        raise InputError(f"--prune {target}: the pruning ratio must be between 0 and 1 (e.g. 0.3)")
+    check_ratio(target)
     _, spaces = channel_spaces(model)
     base = accuracy(predict(model, x_val), y_val)
     live = []
