@@ -100,16 +100,6 @@ def cmd_run(a) -> int:
     return 0 if r.ok and r.match else 1
 
 
-def _dispatch(name: str):
-    def run(a) -> int:
-        import importlib
-
-        mod = importlib.import_module(f"tinygen.{name}")
-        return int(mod.main(a) or 0)
-
-    return run
-
-
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tinygen", description="TinyML firmware generator: Keras/TFLite -> CMSIS-NN firmware")
     ap.add_argument("--version", action="version", version="tinygen 0.1.0")
@@ -137,7 +127,32 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--rebuild", action="store_true")
     r.add_argument("--timeout", type=float, default=120.0)
     r.set_defaults(func=cmd_run)
+
+    for mod in PLUGINS:
+        _load(mod).add_commands(sub)
     return ap
+
+
+# Modules that add their own subcommands: each defines add_commands(subparsers), whose parsers
+# set_defaults(func=handler); handlers take the argparse namespace and return an exit code.
+PLUGINS = ("tinygen.device.commands", "tinygen.analyze", "tinygen.report", "tinygen.optimize.commands")
+
+
+def _load(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not name.startswith(e.name):
+            raise
+
+        class _Missing:
+            @staticmethod
+            def add_commands(sub) -> None:
+                return None
+
+        return _Missing
 
 
 def main(argv: list[str] | None = None) -> int:
