@@ -7,6 +7,7 @@ one line ``tinygen: error: ...`` with a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -32,22 +33,17 @@ def log(msg: str) -> None:
 def cmd_build(a) -> int:
     from . import driver
 
-    if a.rewrite or a.prune or a.qat:
-        from .optimize import optimize
+    from .optimize.commands import history, run_optimize, wants_optimize
 
-        if not a.data:
-            from .errors import InputError
-
-            raise InputError("--rewrite/--prune/--qat need training data: --data data.npz (x_train, y_train, x_val, y_val)")
-        out_model = Path(a.out) / "optimized"
-        out_model.parent.mkdir(parents=True, exist_ok=True)
-        res = optimize(a.model, a.data, rewrite=a.rewrite, prune=a.prune, qat=a.qat, seed=a.seed,
-                       out_path=str(out_model) + ".h5", log=log)
-        model = res.tflite_path if getattr(res, "tflite_path", None) else res.model_path
-    else:
-        model = a.model
+    model, opt = a.model, None
+    if wants_optimize(a):
+        work = Path(a.out + ".optimize")
+        work.mkdir(parents=True, exist_ok=True)
+        opt = run_optimize(a, str(work / "optimized.h5"), log=log)
+        model = str(opt.tflite_path)
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
-    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log)
+    extra = {"optimize.json": json.dumps(history(opt), indent=2, sort_keys=True) + "\n"} if opt else None
+    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra)
     log(driver.summary(c))
     log(f"project written to {out}/")
     if a.no_compile:
@@ -109,13 +105,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("model", help=".h5 / .keras / SavedModel folder / int8 .tflite")
     b.add_argument("--board", default="mps2-an505", help="target board (default mps2-an505, emulated Cortex-M33); 'host' for a host program")
     b.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None,
-                   help="kernels: cmsis-nn (default on boards, needs CMSIS_NN_PATH) or portable C")
+                   help="kernels: cmsis-nn (default on boards when CMSIS_NN_PATH is set) or portable C")
     b.add_argument("-o", "--out", default=DEFAULT_PROJECT, help=f"project folder (default ./{DEFAULT_PROJECT})")
     b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') for quantizing a float model")
-    b.add_argument("--data", help="training data .npz for --rewrite/--prune/--qat")
-    b.add_argument("--rewrite", choices=["dws"], help="depthwise-separable rewrite of k x k convolutions")
-    b.add_argument("--prune", type=float, help="structured channel pruning ratio (0..1)")
-    b.add_argument("--qat", action="store_true", help="quantization-aware training before int8 conversion")
+    from .optimize.commands import add_optimize_flags
+
+    add_optimize_flags(b)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--dump-ir", action="store_true", help="print the IR after each pass (stderr)")
     b.add_argument("--no-compile", action="store_true", help="only write the project, do not run the compiler")

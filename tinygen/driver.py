@@ -76,18 +76,29 @@ def board_project(c: Compiled, board) -> dict[str, str]:
     return firmware_project.render(c, board)
 
 
+def default_backend(board) -> str:
+    """cmsis-nn on boards when CMSIS-NN is installed ($CMSIS_NN_PATH), else portable."""
+    import os
+
+    return "cmsis-nn" if board is not None and os.environ.get("CMSIS_NN_PATH") else "portable"
+
+
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
-          dump=None, log=print) -> tuple[Compiled, Path, dict[str, str]]:
+          dump=None, log=print, extra_files: dict[str, str] | None = None) -> tuple[Compiled, Path, dict[str, str]]:
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
     from . import boards
 
     board = None if board_name == "host" else boards.load_board(board_name)
     if backend is None:
-        backend = "portable" if board is None else "cmsis-nn"
+        backend = default_backend(board)
+        if board is not None and backend == "portable":
+            log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
+                "for the optimized cmsis-nn backend)")
     model_bytes, name = frontend.load(model_path, calib, log=log)
     arch = "none" if board is None else board.arch_features
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
     files = host_project(c) if board is None else board_project(c, board)
+    files.update(extra_files or {})
     out = Path(out)
     project.write(out, files)
     return c, out, files

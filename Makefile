@@ -1,0 +1,51 @@
+# tinygen developer entry points.
+#   make demo    set up, build the KWS model for the emulated default board and run it under QEMU
+#   make test    the test suite (what CI runs)
+#   make bench   benchmarks: arena vs TFLM, scoreboard
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang chromium make
+MODEL ?= ../shared/models/mlperf-tiny/kws_ref_model.tflite
+BOARD ?= mps2-an505
+PROJECT ?= tinygen_project
+
+.PHONY: setup apt venv demo test test-fast bench fuzz sanitize supported-ops clean
+
+setup: apt venv
+
+# System packages (Debian): cross compiler, newlib, QEMU, clang (libFuzzer), chromium (report test).
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[tf,dev]"
+	touch $@
+
+demo: setup
+	.venv/bin/tinygen build $(MODEL) --board $(BOARD) -o $(PROJECT)
+	.venv/bin/tinygen run $(PROJECT)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -x -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/arena_vs_tflm.py
+	@if [ -f benchmarks/scoreboard.py ]; then $(PY) benchmarks/scoreboard.py; fi
+
+supported-ops: venv
+	$(PY) -m tinygen.ops > SUPPORTED_OPS.md
+
+clean:
+	rm -rf $(PROJECT) .pytest_cache build
