@@ -131,9 +131,10 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
             arr = np.ascontiguousarray(arr)
             arrays.append((sym, CTYPES[arr.dtype], c_array_body(arr), arr.nbytes))
             names[an] = sym
+        used = " ".join(low.args) + " ".join(v for v in low.params.values() if isinstance(v, str))
         subst = {"params": f"tg_p{li}"}
         for k, tid in enumerate(op.inputs):
-            if tid >= 0:
+            if tid >= 0 and "{in%d}" % k in used:  # constant operands become arrays only when referenced
                 subst[f"in{k}"] = tensor_expr(tid)
         for k, tid in enumerate(op.outputs):
             subst[f"out{k}"] = tensor_expr(tid)

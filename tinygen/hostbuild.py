@@ -46,14 +46,19 @@ def _run(cmd: list[str], cwd: Path | None = None, what: str = "") -> None:
 
 def cmsis_host_lib(cflags: str = "-O2") -> Path:
     """CMSIS-NN compiled for the host once per (path, flags), cached as a static library."""
-    root = cmsis_nn_path()
-    cc = need("gcc", "sudo apt-get install gcc")
+    return cmsis_lib("gcc", cflags, "sudo apt-get install gcc", "ar")
+
+
+def cmsis_lib(compiler: str, cflags: str, install: str, ar: str, root: Path | None = None) -> Path:
+    """CMSIS-NN compiled once per (compiler, flags, sources), cached as a static library."""
+    root = root or cmsis_nn_path()
+    cc = need(compiler, install)
     srcs = sorted(p for p in (root / "Source").glob("*/*.c") if not p.name.endswith(("_f16.c", "_f32.c")))
-    key = hashlib.sha256((str(root) + cflags + "".join(f"{p}:{p.stat().st_mtime_ns}" for p in srcs)).encode()).hexdigest()[:16]
-    lib = CACHE / f"cmsis-nn-host-{key}.a"
+    key = hashlib.sha256((compiler + str(root) + cflags + "".join(f"{p}:{p.stat().st_mtime_ns}" for p in srcs)).encode()).hexdigest()[:16]
+    lib = CACHE / f"cmsis-nn-{Path(compiler).name}-{key}.a"
     if lib.exists():
         return lib
-    obj_dir = CACHE / f"cmsis-nn-host-{key}"
+    obj_dir = CACHE / f"cmsis-nn-{Path(compiler).name}-{key}"
     obj_dir.mkdir(parents=True, exist_ok=True)
     objs = []
     procs = []
@@ -71,7 +76,7 @@ def cmsis_host_lib(cflags: str = "-O2") -> Path:
         if p.wait():
             raise ToolchainError(f"building CMSIS-NN for the host failed: {p.stderr.read().decode()[:500]}")
     tmp = lib.with_suffix(".tmp.a")
-    _run(["ar", "rcs", str(tmp), *map(str, objs)], what="ar")
+    _run([need(ar, install), "rcs", str(tmp), *map(str, objs)], what=ar)
     tmp.replace(lib)
     return lib
 

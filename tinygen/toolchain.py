@@ -162,6 +162,14 @@ def _too_big(board: Board | None, what: str, weights: int, arena: int, code: int
     )
 
 
+def cmsis_target_lib(board: Board, root: Path) -> Path:
+    """CMSIS-NN for the board's core, built once and cached (same flags as the project Makefile)."""
+    from . import hostbuild
+
+    flags = " ".join([*board.cpu_flags, "-std=c99", "-O2", "-g", "-ffunction-sections", "-fdata-sections"])
+    return hostbuild.cmsis_lib("arm-none-eabi-gcc", flags, INSTALL["arm-none-eabi-gcc"], "arm-none-eabi-ar", root)
+
+
 def make_firmware(
     project_dir: Path | str,
     backend: str = "portable",
@@ -170,6 +178,7 @@ def make_firmware(
     cmsis_nn_path: Path | str | None = None,
     jobs: int = 2,
     timeout: float = 900.0,
+    cache_nn: bool = True,
 ) -> FirmwareInfo:
     """Builds ``<project_dir>/build/firmware.elf`` with the rendered Makefile and returns its sizes.
 
@@ -192,6 +201,8 @@ def make_firmware(
                 "the cmsis-nn backend needs CMSIS-NN v7.0.0: set CMSIS_NN_PATH (git clone --branch v7.0.0 "
                 "https://github.com/ARM-software/CMSIS-NN.git) or use the portable backend")
         cmd.append(f"CMSIS_NN_PATH={Path(nn).resolve()}")
+        if board is not None and cache_nn:
+            cmd.append(f"NN_LIB={cmsis_target_lib(board, Path(nn))}")
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
