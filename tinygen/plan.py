@@ -123,6 +123,16 @@ def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[
     return buffers, inplace
 
 
+def lower_bound(buffers: list[Buffer]) -> int:
+    """Bytes simultaneously live at the worst step (each buffer aligned): no placement can beat it.
+
+    >>> lower_bound([Buffer("a", 100, 0, 1), Buffer("b", 100, 1, 2), Buffer("c", 10, 2, 2)])
+    224
+    """
+    steps = sorted({b.start for b in buffers})
+    return max((sum(align(b.size) for b in buffers if b.start <= s <= b.end) for s in steps), default=0)
+
+
 def _place(buffers: list[Buffer], order: list[Buffer]) -> int:
     placed: list[Buffer] = []
     top = 0

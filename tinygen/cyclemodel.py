@@ -1,0 +1,120 @@
+"""Latency and code-size estimates from QEMU measurements (``tinygen/cyclemodel.json``).
+
+``benchmarks/calibrate_cyclemodel.py`` builds the shared models and a set of op nets for
+the emulated Cortex-M33 (mps2-an505) and Cortex-M4 (mps2-an386), runs them under QEMU
+(``-icount shift=0``: instruction counts, not cycles) and fits, per backend, core and
+kernel, ``instructions = a * MACs + b * output bytes + c`` (non-negative least squares),
+plus code bytes per kernel from the linker maps. Kernels without enough samples fall
+back to their op kind, then to the backend's average instructions per MAC.
+
+Estimates are instructions; ``est_ms`` in :mod:`tinygen.analyze` divides them by the
+board clock, i.e. assumes one instruction per cycle. Cortex-M7 boards use the Cortex-M4
+figures (same ISA and DSP extension; the M7's dual issue makes the estimate pessimistic).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).with_name("cyclemodel.json")
+CORES = ("cortex-m33", "cortex-m4")
+CORE_MAP = {"cortex-m33": "cortex-m33", "cortex-m4": "cortex-m4", "cortex-m7": "cortex-m4"}
+
+
+def core_of(core: str) -> str:
+    """The calibrated core whose figures stand in for ``core``."""
+    return CORE_MAP.get(core, "cortex-m4")
+
+
+def features(macs: int, out_bytes: int) -> np.ndarray:
+    return np.array([float(macs), float(out_bytes), 1.0])
+
+
+def fit(samples: list[tuple[int, int, int]]) -> dict:
+    """Non-negative least squares of instructions on (MACs, output bytes, 1).
+
+    ``samples``: (macs, out_bytes, instructions). Minimises *relative* error (rows weighted by
+    1/instructions) so that small layers count as much as big ones.
+
+    >>> f = fit([(100, 10, 1000 + 300), (200, 20, 2000 + 300), (400, 10, 4000 + 300)])
+    >>> [round(f[k], 3) for k in ("a", "b", "c")]
+    [10.0, 0.0, 300.0]
+    """
+    X = np.array([features(m, o) for m, o, _ in samples])
+    y = np.array([float(i) for _, _, i in samples])
+    w = 1.0 / np.maximum(y, 1.0)
+    coef = _nnls(X * w[:, None], y * w)
+    return {"a": float(coef[0]), "b": float(coef[1]), "c": float(coef[2]), "n": len(samples)}
+
+
+def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Non-negative least squares by exhaustive active sets (3 unknowns: 7 subsets)."""
+    n = A.shape[1]
+    best, best_err = np.zeros(n), float(np.sum(b * b))
+    for mask in range(1, 1 << n):
+        cols = [j for j in range(n) if mask >> j & 1]
+        x, *_ = np.linalg.lstsq(A[:, cols], b, rcond=None)
+        if np.any(x < 0):
+            continue
+        full = np.zeros(n)
+        full[cols] = x
+        err = float(np.sum((A @ full - b) ** 2))
+        if err < best_err - 1e-12:
+            best, best_err = full, err
+    return best
+
+
+def predict(f: dict, macs: int, out_bytes: int) -> float:
+    return f["a"] * macs + f["b"] * out_bytes + f["c"]
+
+
+@dataclass
+class CycleModel:
+    data: dict = field(default_factory=dict)
+
+    @property
+    def note(self) -> str:
+        if not self.data:
+            return "no calibration data (tinygen/cyclemodel.json missing): latency not estimated"
+        return self.data.get("note", "")
+
+    def _table(self, backend: str, core: str) -> dict:
+        return self.data.get("instructions", {}).get(backend, {}).get(core, {})
+
+    def instructions(self, backend: str, core: str, kernel: str, op: str, macs: int, out_bytes: int) -> int:
+        """Estimated instructions of one kernel call (0 when uncalibrated)."""
+        t = self._table(backend, core_of(core))
+        f = t.get(kernel) or t.get(f"op:{op}") or t.get("all")
+        if f is None:
+            return 0
+        return int(round(predict(f, macs, out_bytes)))
+
+    def code_bytes(self, backend: str, core: str, kernels: list[str]) -> int:
+        c = self.data.get("code", {}).get(backend, {}).get(core_of(core))
+        if not c:
+            return 0
+        known = c["kernels"]
+        default = float(np.median(list(known.values()))) if known else 0.0
+        return int(round(c["base"] + sum(known.get(k, default) for k in kernels)))
+
+    def flash_other(self, backend: str, core: str, n_layers: int) -> int:
+        c = self.data.get("flash_other", {}).get(backend, {}).get(core_of(core))
+        return int(round(c["base"] + c["per_layer"] * n_layers)) if c else 0
+
+    def ram_other(self, backend: str, core: str) -> int:
+        return int(self.data.get("ram_other", {}).get(backend, {}).get(core_of(core), 0))
+
+
+_CACHE: dict[str, CycleModel] = {}
+
+
+def load(path: Path | str = DATA) -> CycleModel:
+    key = str(path)
+    if key not in _CACHE:
+        p = Path(path)
+        _CACHE[key] = CycleModel(json.loads(p.read_text()) if p.is_file() else {})
+    return _CACHE[key]
