@@ -7,7 +7,11 @@
  *   TG_LAYER <i> <name> <cycles>           (built with -DTG_PROFILE)
  *   TG_STACK used=<bytes> size=<bytes>
  *   TG_OK | TG_FAIL
- * Under QEMU the firmware then exits through semihosting with 0 (TG_OK) or 1. */
+ * Then the bench command loop (tg_bench.c, docs/bench.md) starts with its TG_BENCH banner.
+ * Under QEMU the firmware instead exits through semihosting with 0 (TG_OK) or 1 (what
+ * `tinygen run` expects), unless the semihosting command line holds "tg-bench" (QEMU
+ * -append tg-bench, as `tinygen bench --sim` / `tinygen flash` start it).
+ * -DTG_SELFTEST_EXIT=1 always exits after the self-test, =0 always enters the loop. */
 #include <stdint.h>
 #include <string.h>
 #include "board_config.h"
@@ -15,6 +19,19 @@
 #include "tg_cycles.h"
 #include "tg_semihost.h"
 #include "tg_uart.h"
+#include "tg_bench.h"
+#if defined(__has_include)
+#if __has_include("tg_bench_model.h")
+#include "tg_bench_model.h" /* generated: output scale / zero point, MLPerf model id */
+#endif
+#endif
+#ifndef TG_BENCH_OUT_SCALE
+#define TG_BENCH_OUT_SCALE 1.0f
+#define TG_BENCH_OUT_ZP 0
+#endif
+#ifndef TG_BENCH_MLPERF_MODEL
+#define TG_BENCH_MLPERF_MODEL "unknown"
+#endif
 
 extern const int8_t tg_test_input[TG_INPUT_SIZE];
 extern const int8_t tg_test_expected[TG_OUTPUT_SIZE];
@@ -40,15 +57,7 @@ void tg_profile_mark(int32_t layer)
 /* CRC-32 (IEEE 802.3, reflected 0xEDB88320, as zlib.crc32). */
 uint32_t tg_crc32(const void *data, uint32_t n)
 {
-    const uint8_t *p = (const uint8_t *)data;
-    uint32_t crc = 0xFFFFFFFFu;
-    for (uint32_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++) {
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-        }
-    }
-    return ~crc;
+    return tg_bench_crc32(0u, data, n);
 }
 
 void tg_print_banner(void)
@@ -150,10 +159,140 @@ int32_t tg_selftest(void)
     return match ? 0 : 1;
 }
 
+/* ---- bench command loop (tg_bench.c) ---- */
+
+static int8_t bench_input[TG_INPUT_SIZE];
+static int8_t bench_output[TG_OUTPUT_SIZE];
+static uint8_t bench_profiled;
+
+static void bench_write(void *ctx, const char *s, uint32_t n)
+{
+    (void)ctx;
+    tg_uart_write(s, n);
+}
+
+static int32_t bench_infer(void *ctx, uint32_t *cycles)
+{
+    (void)ctx;
+    tg_model_set_input(bench_input);
+    profile_marks = 0;
+    const uint32_t t0 = tg_cycles_now();
+    const int32_t rc = tg_model_run();
+    const uint32_t t1 = tg_cycles_now();
+    *cycles = t1 - t0;
+    bench_profiled = profile_marks >= (uint32_t)TG_NUM_LAYERS + 1u;
+    tg_model_get_output(bench_output);
+    return rc;
+}
+
+static int32_t bench_layer(void *ctx, uint32_t layer, uint32_t *cycles)
+{
+    (void)ctx;
+    if (!bench_profiled || layer >= (uint32_t)TG_NUM_LAYERS) {
+        return -1;
+    }
+    *cycles = profile_at[layer + 1u] - profile_at[layer];
+    return 0;
+}
+
+/* Microseconds since boot from the 32-bit counter, extended to 64 bits (call at least once
+ * per counter wrap: 25 s at 168 MHz). */
+static uint32_t bench_time_us(void *ctx)
+{
+    static uint64_t ticks;
+    static uint32_t last;
+    (void)ctx;
+    const uint32_t now = tg_cycles_now();
+    ticks += (uint32_t)(now - last);
+    last = now;
+    return (uint32_t)(ticks / (TG_CLOCK_HZ / 1000000u ? TG_CLOCK_HZ / 1000000u : 1u));
+}
+
+#if TG_EMULATED
+/* SYS_GET_CMDLINE (0x15): QEMU passes the -kernel file name and -append text. */
+static int semihost_cmdline_has(const char *word)
+{
+    static char buf[1024];
+    volatile uint32_t block[2] = {(uint32_t)(uintptr_t)buf, sizeof buf - 1u};
+    register uint32_t r0 __asm("r0") = 0x15u;
+    register volatile uint32_t *r1 __asm("r1") = block;
+    __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    if (r0 != 0u) {
+        return 0;
+    }
+    buf[sizeof buf - 1u] = 0;
+    for (const char *p = buf; *p; p++) {
+        const char *a = p, *w = word;
+        while (*w && *a == *w) {
+            a++;
+            w++;
+        }
+        if (!*w) {
+            return 1;
+        }
+    }
+    return 0;
+}
+#endif
+
+static int selftest_exits(void)
+{
+#if defined(TG_SELFTEST_EXIT)
+    return TG_SELFTEST_EXIT;
+#elif TG_EMULATED
+    return !semihost_cmdline_has("tg-bench");
+#else
+    return 0;
+#endif
+}
+
+static void bench_loop(void) __attribute__((noreturn));
+static void bench_loop(void)
+{
+    static tg_bench_t bench;
+    static const tg_bench_config_t cfg = {
+        .ctx = 0,
+        .write = bench_write,
+        .infer = bench_infer,
+        .layer_cycles = bench_layer,
+        .time_us = bench_time_us,
+        .model_hash = TG_MODEL_HASH,
+        .board = TG_BOARD_NAME,
+        .counter = "",
+        .mlperf_model = TG_BENCH_MLPERF_MODEL,
+        .clock_hz = TG_CLOCK_HZ,
+        .in_size = TG_INPUT_SIZE,
+        .out_size = TG_OUTPUT_SIZE,
+        .num_layers = TG_NUM_LAYERS,
+        .input = bench_input,
+        .output = bench_output,
+        .out_scale = TG_BENCH_OUT_SCALE,
+        .out_zp = TG_BENCH_OUT_ZP,
+    };
+    static tg_bench_config_t live;
+    live = cfg;
+    live.counter = tg_cycles_source();
+    (void)tg_model_init();
+    memcpy(bench_input, tg_test_input, TG_INPUT_SIZE);
+    tg_bench_init(&bench, &live);
+    (void)bench_time_us(0);
+    tg_bench_boot(&bench);
+    for (;;) {
+        int32_t c;
+        if (tg_uart_getc_timeout(&c, 1000u) == 0) {
+            tg_bench_feed(&bench, (char)c);
+        }
+    }
+}
+
 int main(void)
 {
     tg_uart_init();
     tg_cycles_init();
     tg_print_banner();
-    tg_exit(tg_selftest());
+    const int32_t rc = tg_selftest();
+    if (selftest_exits()) {
+        tg_exit(rc);
+    }
+    bench_loop();
 }

@@ -1,0 +1,90 @@
+/* tinygen bench protocol: the device side of `tinygen bench` and of MLPerf Tiny's runner.
+ *
+ * Pure C99, no hardware access: the platform (tg_main.c on the device, fuzz/ on the host)
+ * passes a tg_bench_config_t with callbacks, then feeds every received byte to
+ * tg_bench_feed(). See docs/bench.md for the full protocol.
+ *
+ * Native protocol v1 (lines end with '\n' or '\r'):
+ *   hello [token]                 -> TG_BENCH v1 model=.. board=.. clock=.. counter=.. in=.. out=.. layers=.. maxline=..
+ *                                    OK hello [token]
+ *   load <offset> <hex> *<crc>    -> OK load <offset> <bytes>       (the line CRC is required)
+ *   run <n> [warmup] [in-crc]     -> W <i> <cycles> (warm-ups), T <i> <cycles> (timed),
+ *                                    OK run <n> <warmup> total=.. min=.. max=.. out=<crc>
+ *   layers                        -> L <i> <cycles> ..., OK layers <n>
+ *   out | in                      -> D <offset> <hex, 64 bytes a line> ..., OK out|in <bytes> crc=<crc>
+ *   help                          -> H <text> ..., OK help
+ * Any command may end with " *XXXXXXXX", the CRC-32 of the text before " *"; the device
+ * rejects the line on mismatch. Every line of a native reply ends with " *XXXXXXXX" too.
+ * Errors: "ERR <code> <reason>" (TG_BENCH_E_* below); nothing is ever written out of bounds.
+ *
+ * MLPerf Tiny (EEMBC runner) commands end with '%': name% profile% timestamp% help%
+ * db load N% db HEX% db print% infer N [W]% results%; replies start with "m-" ("e-" on
+ * error) and every command ends with "m-ready".
+ */
+#ifndef TG_BENCH_H
+#define TG_BENCH_H
+
+#include <stdint.h>
+
+#define TG_BENCH_VERSION 1
+#define TG_BENCH_LINE_MAX 600u     /* bytes of one command, terminator excluded */
+#define TG_BENCH_OUT_MAX 256u      /* bytes of one reply line */
+#define TG_BENCH_HEX_PER_LINE 64u  /* tensor bytes per D line */
+#define TG_BENCH_MAX_RUNS 100000u
+#define TG_BENCH_MAX_WARMUP 10000u
+
+#define TG_BENCH_E_LINE 1      /* line too long */
+#define TG_BENCH_E_COMMAND 2   /* unknown command */
+#define TG_BENCH_E_ARGS 3      /* missing, extra or malformed argument */
+#define TG_BENCH_E_HEX 4       /* bad hex data */
+#define TG_BENCH_E_RANGE 5     /* offset, length or count out of range */
+#define TG_BENCH_E_CRC 6       /* line or input CRC mismatch */
+#define TG_BENCH_E_NODATA 7    /* nothing to report yet (no run, no profile) */
+#define TG_BENCH_E_MODEL 8     /* the model failed (init/run error) */
+
+typedef struct {
+    void *ctx;
+    /* Sends n bytes to the host. */
+    void (*write)(void *ctx, const char *s, uint32_t n);
+    /* Runs the model once on `input` and leaves the result in `output`; *cycles = counter
+     * ticks of the inference. Returns 0 or a negative error. */
+    int32_t (*infer)(void *ctx, uint32_t *cycles);
+    /* Counter ticks of layer i in the last inference: 0, or -1 when not available. May be NULL. */
+    int32_t (*layer_cycles)(void *ctx, uint32_t layer, uint32_t *cycles);
+    /* Microseconds since boot (MLPerf m-lap-us). May be NULL (reads 0). */
+    uint32_t (*time_us)(void *ctx);
+    const char *model_hash;
+    const char *board;
+    const char *counter;           /* "dwt" / "systick" */
+    const char *mlperf_model;      /* "kws01", "ad01", ... for MLPerf's profile% */
+    uint32_t clock_hz;
+    uint32_t in_size;
+    uint32_t out_size;
+    uint32_t num_layers;
+    int8_t *input;                 /* in_size bytes: the staging input written by load / db */
+    const int8_t *output;          /* out_size bytes: the output of the last inference */
+    float out_scale;               /* MLPerf results: (q - out_zp) * out_scale */
+    int32_t out_zp;
+} tg_bench_config_t;
+
+typedef struct {
+    const tg_bench_config_t *cfg;
+    char line[TG_BENCH_LINE_MAX + 1];
+    uint32_t len;
+    uint8_t overflow;
+    uint8_t have_run;
+    uint32_t db_size;              /* MLPerf db load N */
+    uint32_t db_pos;
+    char out[TG_BENCH_OUT_MAX];
+    uint32_t olen;
+} tg_bench_t;
+
+void tg_bench_init(tg_bench_t *b, const tg_bench_config_t *cfg);
+/* Boot announcement: the TG_BENCH banner, then MLPerf's m-init-done / m-ready. */
+void tg_bench_boot(tg_bench_t *b);
+/* One received byte. */
+void tg_bench_feed(tg_bench_t *b, char c);
+/* CRC-32 (IEEE 802.3, as zlib.crc32); start with crc = 0. */
+uint32_t tg_bench_crc32(uint32_t crc, const void *data, uint32_t n);
+
+#endif /* TG_BENCH_H */
