@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pytest
 
@@ -262,3 +264,37 @@ def test_resnet8_rewrite_and_prune_on_synthetic_data(tmp_path, capsys):
     assert interp.get_output_details()[0]["dtype"] == np.int8
     assert Path(res.tflite_path).is_file()
     assert "MACs" in capsys.readouterr().out
+    _int8_build_is_bit_exact_and_fits(res.tflite, tmp_path)
+
+
+def _int8_build_is_bit_exact_and_fits(tflite: bytes, tmp_path):
+    """The optimized int8 model compiles, its host build equals the TFLite reference on random
+    inputs, and it fits every board (planned arena + stack in RAM, weights in flash)."""
+    from tinygen import boards, driver, hostbuild, project, reference
+
+    c = driver.compile_model(tflite, "optimized", "portable", "none")
+    project.write(tmp_path / "host", driver.host_project(c))
+    exe = hostbuild.build(tmp_path / "host", "portable")
+    x = reference.random_inputs(tflite, 30, seed=5)
+    assert (hostbuild.run(exe, reference.pack(x)) == reference.pack(reference.run(tflite, x))).all()
+    m = c.emitted.manifest
+    for b in boards.all_boards():
+        assert m["arena_bytes"] + b.stack_size < b.ram_size, b.name
+        assert m["weights_bytes"] < b.flash_size, b.name
+
+
+def test_build_cli_runs_optimize_then_compiles(tmp_path, capsys):
+    """`tinygen build --rewrite dws --prune 0.3 --qat` optimizes, quantizes, compiles, and the host
+    program reproduces the reference on the test vector (exit code 0); the history is kept."""
+    from tinygen import cli
+
+    npz = digits_npz(tmp_path / "digits.npz")
+    h5 = train_baseline(npz, tmp_path / "digits.h5", epochs=3)
+    out = tmp_path / "proj"
+    code = cli.main(["build", str(h5), "--data", str(npz), "--rewrite", "dws", "--prune", "0.3", "--qat",
+                     "--epochs", "1", "--board", "host", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "matches the TFLite reference" in text
+    hist = json.loads((out / "optimize.json").read_text())
+    assert [r["step"] for r in hist["steps"]][0] == "baseline" and len(hist["steps"]) == 4
