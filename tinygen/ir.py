@@ -20,6 +20,12 @@ DTYPES = {0: "float32", 2: "int32", 9: "int8", 7: "int16", 3: "uint8", 1: "float
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int8": np.int8, "int16": np.int16, "uint8": np.uint8, "int64": np.int64}
 ITEMSIZE = {"float32": 4, "int32": 4, "int8": 1, "int16": 2, "uint8": 1, "int64": 8, "float16": 2, "bool": 1, "float64": 8}
 MAX_TENSOR_BYTES = 64 << 20  # nothing that fits a microcontroller is larger
+ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+# inputs an op cannot run without (later ones, such as a bias, are optional); every op needs one output
+REQUIRED_INPUTS = {"CONV_2D": ("input", "weights"), "DEPTHWISE_CONV_2D": ("input", "weights"),
+                   "FULLY_CONNECTED": ("input", "weights"), "ADD": ("input 1", "input 2"),
+                   "MUL": ("input 1", "input 2"), "PAD": ("input", "paddings"), "PADV2": ("input", "paddings"),
+                   "MEAN": ("input", "axes")}
 
 
 @dataclass
@@ -102,6 +108,22 @@ class Graph:
         return "\n".join(lines)
 
 
+def safe_name(name: str, limit: int = 120) -> str:
+    """A model-supplied name made safe for one-line messages and generated C (comments, string literals).
+
+    Keeps printable ASCII except the characters C escapes (backslash, quote, question mark), breaks
+    comment terminators and caps the length.
+
+    >>> safe_name('conv/Relu;x:0')
+    'conv/Relu;x:0'
+    >>> safe_name('a*/ evil() "?')
+    'a*_/ evil() __'
+    """
+    out = "".join(ch if 32 <= ord(ch) < 127 and ch not in '\\"?' else "_" for ch in name)
+    out = out.replace("*/", "*_/").replace("/*", "/_*")
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 def from_tflite(buf: bytes, source: str = "model") -> Graph:
     """Parse int8 TFLite bytes into a :class:`Graph`; unsupported constructs raise with their location."""
     from . import ops as optable  # the op table parses options
@@ -115,6 +137,7 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
     sg = fb.subgraphs[0]
     tensors = []
     for ti, ft in enumerate(sg.tensors):
+        ft.name = safe_name(ft.name)
         where = f"{source}: tensor {ti} '{ft.name}'"
         if ft.type not in DTYPES:
             raise UnsupportedError(f"{where}: unknown tensor type {ft.type}")
@@ -136,6 +159,17 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             raise ModelError(f"{where}: {scale.size} scales but {zp.size} zero points")
         if zp.size == 0 and scale.size:
             zp = np.zeros(scale.size, np.int64)
+        if scale.size and (not np.all(np.isfinite(scale)) or np.any(scale < 0)):
+            bad = scale[~np.isfinite(scale) | (scale < 0)][0]
+            raise ModelError(f"{where}: quantization scale {bad} is not a finite non-negative number; the file is "
+                             "corrupt or was quantized wrongly: re-export it")
+        lo, hi = ZERO_POINT_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
+        if zp.size and (zp.min() < lo or zp.max() > hi):
+            bad = zp[(zp < lo) | (zp > hi)][0]
+            raise ModelError(f"{where}: zero point {bad} is outside the {dtype} range [{lo}, {hi}]; re-export the model")
+        if scale.size > 1 and not 0 <= ft.quant.quantized_dimension < max(len(ft.shape), 1):
+            raise ModelError(f"{where}: quantized dimension {ft.quant.quantized_dimension} does not exist in shape "
+                             f"{list(ft.shape)}")
         data = None
         if ft.buffer >= len(fb.buffers) and ft.buffer != 0:
             raise ModelError(f"{where}: refers to buffer {ft.buffer} but the model has {len(fb.buffers)}")
@@ -159,17 +193,33 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
         out_name = tensors[fo.outputs[0]].name if fo.outputs else ""
         if code.builtin == 32:  # CUSTOM
             raise UnsupportedError(
-                f"{source}: op #{oi} is the custom op '{code.custom}' (output '{out_name}'); "
+                f"{source}: op #{oi} is the custom op '{safe_name(code.custom)}' (output '{out_name}'); "
                 "tinygen compiles TFLite builtin ops only: see SUPPORTED_OPS.md"
             )
         kind = BUILTIN_OPS.get(code.builtin, f"BUILTIN_{code.builtin}")
         op = Op(kind, list(fo.inputs), list(fo.outputs), {}, oi, out_name)
         optable.parse(op, fo.options, tensors)
+        _check_arity(op, source)
         ops.append(op)
     g = Graph(tensors, ops, list(sg.inputs), list(sg.outputs), source)
     if not g.inputs or not g.outputs:
         raise ModelError(f"{source}: the model has no inputs or no outputs")
+    for what, ids in (("input", g.inputs), ("output", g.outputs)):
+        for t in ids:
+            if not 0 <= t < len(tensors):
+                raise ModelError(f"{source}: graph {what} refers to tensor {t} but the model has {len(tensors)} tensors; "
+                                 "the file is corrupt: re-export it")
     return g
+
+
+def _check_arity(op: Op, source: str) -> None:
+    """Every op has one output and all the inputs it cannot run without (index -1 means 'absent')."""
+    if len(op.outputs) != 1 or op.outputs[0] < 0:
+        raise ModelError(f"{source}: {op.where()} has outputs {op.outputs}; it needs exactly one output tensor")
+    need = REQUIRED_INPUTS.get(op.kind, ("input",))
+    for k, what in enumerate(need):
+        if k >= len(op.inputs) or op.inputs[k] < 0:
+            raise ModelError(f"{source}: {op.where()} has no {what} (inputs {op.inputs}); the file is corrupt: re-export it")
 
 
 def verify(g: Graph, stage: str) -> None:

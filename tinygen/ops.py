@@ -79,6 +79,22 @@ def _int8_io(g: Graph, op: Op, n_in: int = 1) -> None:
             raise ModelError(f"{op.where()}: tensor {t.describe()} has zero point {z} outside int8 [-128, 127]")
 
 
+def _same_size(g: Graph, op: Op) -> None:
+    """Element-wise ops write as many elements as they read: a smaller output would overflow its buffer."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.size != y.size:
+        raise ModelError(f"{op.where()}: input {x.describe()} and output {y.describe()} differ in size")
+
+
+def _params_in_range(op: Op, fn, *args):
+    """Quantization parameters the int8 kernels cannot represent (extreme scale ratios) are unsupported."""
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            return fn(*args)
+    except (ValueError, ArithmeticError) as e:
+        _fail(op, f"its scales give int8 kernel parameters out of range ({e}); re-quantize the model")
+
+
 def _const(g: Graph, op: Op, idx: int, what: str) -> Tensor:
     if idx >= len(op.inputs) or op.inputs[idx] < 0:
         _fail(op, f"missing {what}")
@@ -146,6 +162,8 @@ def _check_spatial(op: Op, g: Graph, kh: int, kw: int) -> None:
         raise ModelError(f"{op.where()}: non-positive stride or dilation {a}")
     eh = _expected_out(a["padding"], h, kh, a["stride_h"], a.get("dil_h", 1))
     ew = _expected_out(a["padding"], w, kw, a["stride_w"], a.get("dil_w", 1))
+    if g.t(op.outputs[0]).shape[0] != n:
+        raise ModelError(f"{op.where()}: batch {n} in, {g.t(op.outputs[0]).shape[0]} out")
     if (eh, ew) != (oh, ow):
         raise ModelError(f"{op.where()}: output is {oh}x{ow} but input {h}x{w}, kernel {kh}x{kw} and {a} give {eh}x{ew}")
 
@@ -344,8 +362,8 @@ def _check_pool(g, op):
     """AVERAGE_POOL_2D / MAX_POOL_2D: int8 4-D NHWC, input and output with the same scale and zero point, SAME/VALID padding, any filter and stride, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
     _int8_io(g, op)
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    if len(x.shape) != 4:
-        _fail(op, f"expects a 4-D NHWC input, got {x.describe()}")
+    if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[3] != y.shape[3]:
+        _fail(op, f"expects 4-D NHWC input and output with the same channels, got {x.describe()} -> {y.describe()}")
     if x.q() != y.q():
         _fail(op, f"input {x.describe()} and output {y.describe()} must share scale and zero point")
     if op.attrs["filter_h"] < 1 or op.attrs["filter_w"] < 1:
@@ -405,6 +423,8 @@ def _check_binary(g, op):
     if not _broadcastable(a.shape, b.shape, y.shape):
         raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
     _act(g, op)
+    (sa, za), (sb, zb), (sy, zy) = a.q(), b.q(), y.q()
+    _params_in_range(op, quant.add_params if op.kind == "ADD" else quant.mul_params, sa, za, sb, zb, sy, zy)
 
 
 def _lower_binary(g, op, arch):
@@ -434,6 +454,10 @@ def _check_softmax(g, op):
     s, z = y.q()
     if abs(s - 1 / 256) > 1e-8 or z != -128:
         _fail(op, f"output {y.describe()} must have scale 1/256 and zero point -128, has {s} and {z}")
+    x = g.t(op.inputs[0])
+    if x.shape != y.shape or not x.shape:
+        raise ModelError(f"{op.where()}: input {x.describe()} and output {y.describe()} must have the same shape, rank >= 1")
+    _params_in_range(op, quant.softmax_params, op.attrs["beta"], x.q()[0])
 
 
 def _lower_softmax(g, op, arch):
@@ -453,6 +477,8 @@ register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 1.0)}, _check_softmax, _l
 def _check_unary(g, op):
     """LOGISTIC / RELU / RELU6 / RELU_N1_TO_1 / QUANTIZE (int8 -> int8): int8 per-tensor input and output; computed by a 256-entry table built with TFLite's exact arithmetic."""
     _int8_io(g, op)
+    _same_size(g, op)
+    _params_in_range(op, _lower_unary, g, op, "portable")
 
 
 def _lower_unary(g, op, arch):
@@ -482,6 +508,7 @@ def _check_quantize(g, op):
     if x.dtype != "float32" or y.dtype != "int8":
         _fail(op, f"QUANTIZE {x.dtype} -> {y.dtype} is not supported (float32 -> int8 and int8 -> int8 are)")
     _int8_io(g, Op(op.kind, [], op.outputs, {}, op.op_index, op.name))
+    _same_size(g, op)
 
 
 def _lower_quantize(g, op, arch):
@@ -498,6 +525,7 @@ def _check_dequantize(g, op):
     if x.dtype != "int8" or y.dtype != "float32":
         _fail(op, f"DEQUANTIZE {x.dtype} -> {y.dtype} is not supported (int8 -> float32 is)")
     _int8_io(g, Op(op.kind, op.inputs, [], {}, op.op_index, op.name))
+    _same_size(g, op)
 
 
 def _lower_dequantize(g, op, arch):
@@ -555,6 +583,10 @@ def _check_pad(g, op):
         raise ModelError(f"{op.where()}: paddings {p.data.tolist()} on {x.describe()} do not give {y.describe()}")
     if x.q() != y.q():
         _fail(op, "input and output must share scale and zero point")
+    if op.kind == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        v = _const(g, op, 2, "constant value")
+        if v.dtype != "int8" or v.size != 1:
+            _fail(op, f"constant value {v.describe()} must be one int8")
 
 
 def _lower_pad(g, op, arch):
@@ -582,7 +614,13 @@ def _check_concat(g, op):
     y = g.t(op.outputs[0])
     if op.attrs["act"] != "NONE":
         _fail(op, f"fused activation {op.attrs['act']} on CONCATENATION is not supported")
+    if not y.shape or not -len(y.shape) <= op.attrs["axis"] < len(y.shape):
+        raise ModelError(f"{op.where()}: axis {op.attrs['axis']} does not exist in output {y.describe()}")
     axis = op.attrs["axis"] % len(y.shape)
+    if any(i < 0 for i in op.inputs):
+        raise ModelError(f"{op.where()}: an input is missing (inputs {op.inputs})")
+    if sum(g.t(i).shape[axis] if len(g.t(i).shape) == len(y.shape) else -1 for i in op.inputs) != y.shape[axis]:
+        raise ModelError(f"{op.where()}: the inputs' sizes on axis {axis} do not add up to output {y.describe()}")
     for i in op.inputs:
         x = g.t(i)
         if x.q() != y.q():
@@ -615,6 +653,12 @@ def _check_mean(g, op):
     axes = sorted(int(a) % 4 for a in np.asarray(_const(g, op, 1, "axes").data).reshape(-1)) if len(x.shape) == 4 else []
     if len(x.shape) != 4 or axes != [1, 2]:
         _fail(op, f"only the mean over H and W of a 4-D tensor is supported (input {x.describe()}, axes {axes})")
+    y = g.t(op.outputs[0])
+    if y.size != x.shape[0] * x.shape[3]:
+        raise ModelError(f"{op.where()}: the mean over H, W of {x.describe()} does not give {y.describe()}")
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    _params_in_range(op, quant.mean_params, x.shape, sx, zx, sy, zy, op.attrs["keep_dims"],
+                     np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist())
 
 
 def _lower_mean(g, op, arch):
