@@ -1,0 +1,178 @@
+"""``tinygen flash``: put a project's firmware on its board.
+
+Real boards, in order: PlatformIO (``pio run -t upload``; offline it cannot download the
+ST platform: that failure is detected and the next uploader is tried), then ``st-flash``,
+``openocd`` or ``pyocd``, whichever is installed. Emulated boards: the firmware is built
+if needed and QEMU starts with the board's UART on a pseudo-terminal, in bench mode
+(``-append tg-bench``: the firmware stays in its command loop after the self-test).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import qemu
+from ..boards import Board, load_board
+from ..errors import DeviceError, OutputError, ToolchainError
+
+BENCH_ARG = "tg-bench"      # on the semihosting command line: tg_main.c stays in the bench loop
+INSTALL = {
+    "pio": "pip install platformio (needs internet once to download the ST platform)",
+    "st-flash": "sudo apt-get install stlink-tools",
+    "openocd": "sudo apt-get install openocd",
+    "pyocd": "pip install pyocd",
+}
+# PlatformIO messages when it cannot fetch a platform/tool package (offline).
+_PIO_OFFLINE = re.compile(r"HTTPClientError|Could not resolve|Name or service not known|Max retries exceeded|"
+                          r"ConnectionError|Temporary failure in name resolution|UnknownPackageError|"
+                          r"Network is unreachable|InternetConnectionError|PackageException", re.I)
+_OPENOCD_TARGET = {"STM32F4": "stm32f4x", "STM32H7": "stm32h7x", "STM32L4": "stm32l4x", "STM32U5": "stm32u5x",
+                   "STM32F7": "stm32f7x"}
+
+
+def project_board(project: Path) -> tuple[dict, Board]:
+    man = project / "manifest.json"
+    if not man.is_file():
+        raise OutputError(f"{project} is not a tinygen project (no manifest.json); run tinygen build first")
+    m = json.loads(man.read_text())
+    return m, load_board(m.get("board") or None)
+
+
+def ensure_built(project: Path, m: dict, board: Board, rebuild: bool = False, log: Callable[[str], None] = print) -> Path:
+    elf = project / "build" / "firmware.elf"
+    if rebuild or not elf.is_file() or _stale(project, elf):
+        from ..toolchain import make_firmware
+
+        log(f"building {elf} ...")
+        make_firmware(project, m["backend"], board=board)
+    return elf
+
+
+def _stale(project: Path, elf: Path) -> bool:
+    t = elf.stat().st_mtime
+    return any(p.stat().st_mtime > t for p in (project / "src").glob("*") if p.is_file())
+
+
+# -- emulated boards ------------------------------------------------------------------------
+
+def start_emulator(elf: Path, board: Board, *, paused: bool = True, timeout: float = 10.0
+                   ) -> tuple[subprocess.Popen[bytes], str]:
+    """QEMU in bench mode with the UART on a pty: (process, "/dev/pts/N").
+
+    The monitor is on stdin: :func:`tinygen.qemu.resume` starts a paused CPU, ``system_reset``
+    resets the board; stop it with :func:`tinygen.qemu.stop`.
+    """
+    if not Path(elf).is_file():
+        raise DeviceError(f"{elf} does not exist: build the firmware first")
+    cmd = qemu.qemu_command(elf, board, "-append", BENCH_ARG, "-display", "none",
+                            *(["-S"] if paused else []), "-monitor", "stdio",
+                            "-chardev", "pty,id=c0", "-serial", "chardev:c0")
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    drain = qemu._Drain(proc)
+    drain.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with drain.lock:
+            mt = qemu._PTY_RE.search(drain.text)
+        if mt:
+            proc.tg_drain = drain  # type: ignore[attr-defined]
+            return proc, mt.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    qemu.stop(proc)
+    with drain.lock:
+        text = drain.text
+    raise DeviceError(f"QEMU did not report its pty within {timeout:.0f} s; output:\n{text[-800:] or '(none)'}")
+
+
+def reset_emulator(proc: subprocess.Popen[bytes]) -> None:
+    """Resets the emulated board (QEMU monitor ``system_reset``), as a reset button would."""
+    if proc.stdin is None or proc.poll() is not None:
+        raise DeviceError("QEMU is not running")
+    proc.stdin.write(b"system_reset\n")
+    proc.stdin.flush()
+
+
+def start_detached(elf: Path, board: Board, log_path: Path, timeout: float = 10.0) -> tuple[int, str]:
+    """QEMU left running after tinygen exits: (pid, pty). Its output goes to ``log_path``."""
+    cmd = qemu.qemu_command(elf, board, "-append", BENCH_ARG, "-display", "none", "-monitor", "none",
+                            "-chardev", "pty,id=c0", "-serial", "chardev:c0")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mt = qemu._PTY_RE.search(log_path.read_text(errors="replace"))
+        if mt:
+            return proc.pid, mt.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    qemu.stop(proc)
+    raise DeviceError(f"QEMU did not report its pty within {timeout:.0f} s; see {log_path}")
+
+
+# -- real boards ----------------------------------------------------------------------------
+
+def uploaders(project: Path, board: Board, elf: Path) -> list[tuple[str, list[str]]]:
+    """(tool, command) candidates for ``board``, in order of preference."""
+    out: list[tuple[str, list[str]]] = []
+    if (project / "platformio.ini").is_file():
+        out.append(("pio", ["pio", "run", "-d", str(project), "-t", "upload"]))
+    binf = elf.with_suffix(".bin")
+    family = next((v for k, v in _OPENOCD_TARGET.items() if board.mcu.upper().startswith(k)), None)
+    if "stlink" in board.upload_protocols or not board.upload_protocols:
+        out.append(("st-flash", ["st-flash", "--reset", "write", str(binf), f"0x{board.flash_origin:08x}"]))
+        if family:
+            out.append(("openocd", ["openocd", "-f", "interface/stlink.cfg", "-f", f"target/{family}.cfg",
+                                    "-c", f"program {elf} verify reset exit"]))
+        out.append(("pyocd", ["pyocd", "flash", "-t", re.sub(r"\d(q?)$", r"x\1", board.mcu.lower()), str(elf)]))
+    return out
+
+
+def flash_real(project: Path, board: Board, elf: Path, tool: str | None = None, timeout: float = 300.0,
+               log: Callable[[str], None] = print, build: Callable[[], object] | None = None) -> str:
+    """Uploads with the first tool that works; returns its name. ToolchainError names what is missing."""
+    cands = uploaders(project, board, elf)
+    if tool:
+        cands = [c for c in cands if c[0] == tool]
+        if not cands:
+            raise ToolchainError(f"--tool {tool} cannot flash {board.name}; choose one of "
+                                 f"{', '.join(n for n, _ in uploaders(project, board, elf))}")
+    missing, failures = [], []
+    for name, cmd in cands:
+        exe = shutil.which(cmd[0]) or (shutil.which("platformio") if name == "pio" else None)
+        if exe is None:
+            missing.append(name)
+            continue
+        if name != "pio" and build is not None:
+            build()                          # st-flash/openocd/pyocd take the ELF/.bin from make
+            build = None
+        log(f"flashing {board.name} with {name}: {' '.join(cmd)}")
+        try:
+            r = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            failures.append(f"{name} timed out after {timeout:.0f} s")
+            continue
+        text = (r.stdout + r.stderr).strip()
+        if r.returncode == 0:
+            return name
+        if name == "pio" and _PIO_OFFLINE.search(text):
+            log("PlatformIO cannot download the platform packages (offline?): trying the next uploader")
+            failures.append("pio: offline, cannot download the ST platform")
+            continue
+        tail = text.splitlines()[-1] if text else f"exit {r.returncode}"
+        failures.append(f"{name}: {tail}")
+    if failures:
+        raise ToolchainError(f"flashing {board.name} failed: {'; '.join(failures)}"
+                             + (f"; not installed: {', '.join(missing)}" if missing else ""))
+    hints = "; ".join(f"{n}: {INSTALL[n]}" for n in missing)
+    raise ToolchainError(f"no uploader for {board.name} is installed ({', '.join(missing)}); install one: {hints}")
