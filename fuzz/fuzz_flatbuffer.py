@@ -1,0 +1,101 @@
+"""Fuzz the TFLite flatbuffer loader and the compiler front half with atheris.
+
+Bytes go through :func:`tinygen.ir.load` (flatbuffer reader + importer + verify), the graph
+passes, lowering for both backends and the arena planner (+ ``verify_plan``). A
+:class:`tinygen.errors.TinygenError` is the expected answer to bad bytes; any other exception is
+a crash: atheris stops and writes ``crash-<sha1>`` (copy it to ``tests/fuzz_corpus/`` as a
+regression input; ``tests/test_robustness.py`` replays that folder).
+
+    .venv/bin/python fuzz/fuzz_flatbuffer.py                      # 60 s, seeds from shared models + opnets
+    .venv/bin/python fuzz/fuzz_flatbuffer.py -max_total_time=600  # longer
+    .venv/bin/python fuzz/fuzz_flatbuffer.py -runs=0 tests/fuzz_corpus   # replay a folder
+
+Extra arguments are passed to libFuzzer. The seed corpus is written to ``fuzz/corpus/``
+(git-ignored work folder) unless a corpus folder is given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+MAX_INPUT = 1 << 20  # bigger inputs only slow the fuzzer down
+
+
+def compile_front(data: bytes) -> None:
+    """Everything the compiler does with model bytes before emitting C (no TFLite interpreter)."""
+    from tinygen import ir, passes, plan
+    from tinygen import ops as optable
+
+    g = ir.load(data, "fuzz")
+    passes.run(g)
+    for arch in ("portable", "dsp", "mve"):
+        lowered = [optable.lower(g, op, arch) for op in g.ops]
+        ir.verify(g, "lower")
+    scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
+    p = plan.plan(g, scratch)
+    plan.verify_plan(g, p)
+    for op in g.ops:
+        optable.macs(g, op)
+
+
+def one_input(data: bytes) -> None:
+    """The fuzz target: TinygenError is fine, anything else propagates (a crash)."""
+    from tinygen.errors import TinygenError
+
+    try:
+        compile_front(data)
+    except TinygenError:
+        pass
+
+
+def seed_corpus(folder: Path) -> Path:
+    """Shared MLPerf Tiny models (when ../shared exists) + a few opnets (cached, converted once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shared = ROOT.parent / "shared" / "models" / "mlperf-tiny"
+    for p in sorted(shared.glob("*.tflite")) if shared.exists() else []:
+        if p.stat().st_size <= MAX_INPUT and "float" not in p.name:
+            (folder / p.name).write_bytes(p.read_bytes())
+    try:
+        from opnets import OPNET_CASES, make_opnet
+
+        for case_id, kind, spec in OPNET_CASES:
+            (folder / f"opnet-{case_id}.tflite").write_bytes(make_opnet(kind, **spec))
+    except Exception as e:  # noqa: BLE001 - the fuzzer still runs on the shared models
+        print(f"fuzz: no opnet seeds ({type(e).__name__}: {e})", file=sys.stderr)
+    for p in sorted((ROOT / "tests" / "fuzz_corpus").glob("*")) if (ROOT / "tests" / "fuzz_corpus").exists() else []:
+        if p.is_file() and not p.name.endswith((".md", ".txt")):
+            (folder / f"regress-{p.name}").write_bytes(p.read_bytes())
+    return folder
+
+
+def main(argv: list[str]) -> None:
+    import atheris
+
+    with atheris.instrument_imports(include=["tinygen"]):
+        import tinygen.flatbuf  # noqa: F401
+        import tinygen.ir  # noqa: F401
+        import tinygen.ops  # noqa: F401
+        import tinygen.passes  # noqa: F401
+        import tinygen.plan  # noqa: F401
+        import tinygen.quant  # noqa: F401
+
+    args = list(argv)
+    if not any(a.startswith("-max_total_time") or a.startswith("-runs") for a in args[1:]):
+        args.append("-max_total_time=60")
+    if not any(a.startswith("-max_len") for a in args[1:]):
+        args.append(f"-max_len={MAX_INPUT}")
+    if not any(not a.startswith("-") for a in args[1:]):
+        args.append(str(seed_corpus(ROOT / "fuzz" / "corpus")))
+    atheris.Setup(args, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
