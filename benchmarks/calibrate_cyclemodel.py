@@ -92,6 +92,19 @@ def measure(buf: bytes, name: str, backend: str, board, work: Path) -> dict:
             "analysis_weights": a.weights_bytes + a.params_bytes, "build_s": build_s}
 
 
+def _measure_retry(buf, name, backend, board, work, tries: int = 3):
+    """measure(); a failed build is retried (the checkout may be mid-edit) and then skipped."""
+    from tinygen.errors import TinygenError
+
+    for k in range(tries):
+        try:
+            return measure(buf, name, backend, board, work)
+        except TinygenError as e:
+            print(f"  {name} {backend} {board.name}: {str(e).splitlines()[0]} (try {k + 1}/{tries})", flush=True)
+            time.sleep(15)
+    return None
+
+
 def fit_instructions(runs: list[dict]) -> dict:
     groups: dict = defaultdict(list)
     for r in runs:
@@ -183,7 +196,9 @@ def main(argv=None) -> int:
             board = boards.load_board(board_name)
             for backend in backends:
                 for name, buf, _ in items:
-                    r = measure(buf, name, backend, board, Path(tmp))
+                    r = _measure_retry(buf, name, backend, board, Path(tmp))
+                    if r is None:
+                        continue
                     r["shared"] = name in SHARED
                     runs.append(r)
                     print(f"{time.time() - t0:6.0f}s {board_name:<11} {backend:<9} {name:<24} "

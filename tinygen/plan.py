@@ -35,9 +35,15 @@ class Buffer:
     end: int
     tensors: list[int] = field(default_factory=list)
     offset: int = -1
+    head: int = 0  # bytes at step `start` when larger than `size` (an op's scratch under its output)
+    scratch_of: int | None = None  # op position whose scratch starts at this buffer's offset
 
     def overlaps_in_time(self, o: "Buffer") -> bool:
         return self.start <= o.end and o.start <= self.end
+
+    def height_against(self, o: "Buffer") -> int:
+        """Bytes this buffer occupies over the steps it shares with ``o``."""
+        return max(self.size, self.head) if o.start <= self.start <= o.end else self.size
 
 
 @dataclass
@@ -117,10 +123,33 @@ def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[
                 inplace[i] = tid
                 break
     buffers = list(by_root.values())
-    for i, size in scratch.items():
-        if size > 0:
-            buffers.append(Buffer(f"scratch #{g.ops[i].op_index} {g.ops[i].kind}", size, i, i, []))
+    for i, size in sorted(scratch.items()):
+        if size <= 0:
+            continue
+        op = g.ops[i]
+        rule = SCRATCH_HOLDS_OUTPUT.get(op.kind)
+        out = by_root.get(owner.get(_root(g, op.outputs[0]), -1)) if op.outputs else None
+        if rule is not None and rule(g, op, size) and out is not None and out.start == i and out.head == 0:
+            out.head, out.scratch_of = size, i
+            out.name = f"{out.name} (+scratch)"
+            continue
+        buffers.append(Buffer(f"scratch #{op.op_index} {op.kind}", size, i, i, []))
     return buffers, inplace
+
+
+def _fc_single_row(g: Graph, op, scratch: int) -> bool:
+    """FULLY_CONNECTED with one row on the cmsis-nn backend: tg_fully_connected_s8
+    (firmware/tg_backend_cmsis.c) fills the int32 row acc[0..out) in the scratch, then writes
+    out[o] = requant(acc[o]) for o = 0, 1, ...: byte o of the output lies in acc[o / 4], already
+    read. So the int8 output can start at the scratch's first byte. Batched FCs (memset of acc
+    per row) cannot."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    w = g.t(op.inputs[1])
+    return len(w.shape) == 2 and x.size == w.shape[1] and scratch >= 4 * y.size
+
+
+# op kind -> rule: may the op's output share the first bytes of its own scratch?
+SCRATCH_HOLDS_OUTPUT = {"FULLY_CONNECTED": _fc_single_row}
 
 
 def lower_bound(buffers: list[Buffer]) -> int:
@@ -130,24 +159,57 @@ def lower_bound(buffers: list[Buffer]) -> int:
     224
     """
     steps = sorted({b.start for b in buffers})
-    return max((sum(align(b.size) for b in buffers if b.start <= s <= b.end) for s in steps), default=0)
+    return max((sum(align(max(b.size, b.head) if b.start == s else b.size) for b in buffers if b.start <= s <= b.end)
+                for s in steps), default=0)
 
 
 def _place(buffers: list[Buffer], order: list[Buffer]) -> int:
+    """Greedy best fit in ``order``: each buffer goes into the tightest hole among the buffers
+    already placed that overlap it in time (or on top of them). Returns the arena size."""
     placed: list[Buffer] = []
     top = 0
     for b in order:
-        busy = sorted((p for p in placed if p.overlaps_in_time(b)), key=lambda p: p.offset)
-        best, best_gap, cursor = None, None, 0
-        for p in busy:
-            gap = p.offset - cursor
-            if gap >= b.size and (best_gap is None or gap < best_gap):
-                best, best_gap = cursor, gap
-            cursor = max(cursor, align(p.offset + p.size))
-        b.offset = cursor if best is None else best
+        busy = [(p.offset, p.offset + p.height_against(b), b.height_against(p)) for p in placed if p.overlaps_in_time(b)]
+        best, best_gap, lowest = None, None, None
+        for x in sorted({0, *(align(hi) for _, hi, _ in busy)}):
+            if any(x < hi and lo < x + need for lo, hi, need in busy):
+                continue
+            above = [lo - x for lo, _, _ in busy if lo >= x]
+            if lowest is None and not above:
+                lowest = x
+            if above and (best_gap is None or min(above) < best_gap):
+                best, best_gap = x, min(above)
+        b.offset = best if best is not None else lowest
         placed.append(b)
-        top = max(top, align(b.offset + b.size))
+        top = max(top, align(b.offset + max(b.size, b.head)))
     return top
+
+
+def _hill_climb(buffers: list[Buffer], order: list[Buffer], size: int, bound: int, budget_s: float) -> tuple[int, list[Buffer]]:
+    """Improve a placement order (as Vela's hill-climb allocator): repeatedly move a buffer that
+    reaches the top of the arena, or a random one, earlier in the order; keep changes that do
+    not grow the arena. Stops at the lower bound, after ``budget_s`` seconds or 400 tries."""
+    import random
+    import time
+
+    rng = random.Random(0)
+    best, best_order = size, list(order)
+    deadline = time.perf_counter() + budget_s
+    tries = 0
+    while best > bound and tries < 400 and time.perf_counter() < deadline:
+        tries += 1
+        cand = list(best_order)
+        _place(buffers, cand)
+        tops = [i for i, b in enumerate(cand) if align(b.offset + max(b.size, b.head)) >= best]
+        i = rng.choice(tops) if tops and rng.random() < 0.7 else rng.randrange(len(cand))
+        j = rng.randrange(0, i + 1) if i else 0
+        if i == j:
+            j = rng.randrange(len(cand))
+        cand.insert(j, cand.pop(i))
+        got = _place(buffers, cand)
+        if got <= best:
+            best, best_order = got, cand
+    return best, best_order
 
 
 ORDERS = {
@@ -158,15 +220,27 @@ ORDERS = {
 }
 
 
-def plan(g: Graph, scratch: dict[int, int]) -> Plan:
-    """Plan the arena for ``g`` with per-op scratch sizes ``scratch`` (op position -> bytes)."""
+def plan(g: Graph, scratch: dict[int, int], search_budget_s: float = 0.3) -> Plan:
+    """Plan the arena for ``g`` with per-op scratch sizes ``scratch`` (op position -> bytes).
+
+    Greedy best fit over the orderings of ORDERS; unless that meets the live-set lower bound,
+    a hill-climb over the placement order (deterministic, at most ``search_budget_s``)."""
+    buffers, inplace = make_buffers(g, scratch)
+    bound = lower_bound(buffers)
     best = None
     for name, key in ORDERS.items():
-        buffers, inplace = make_buffers(g, scratch)
-        size = _place(buffers, sorted(buffers, key=key))
+        order = sorted(buffers, key=key)
+        size = _place(buffers, order)
         if best is None or size < best[0]:
-            best = (size, name, buffers, inplace)
-    size, name, buffers, inplace = best
+            best = (size, name, order)
+        if size == bound:
+            break
+    size, name, order = best
+    if size > bound and search_budget_s > 0:
+        got, climbed = _hill_climb(buffers, order, size, bound, search_budget_s)
+        if got < size:
+            size, name, order = got, f"{name}+search", climbed
+    size = _place(buffers, order)
     offsets = {}
     scratch_at = {}
     for b in buffers:
@@ -174,7 +248,9 @@ def plan(g: Graph, scratch: dict[int, int]) -> Plan:
             offsets[tid] = b.offset
         if not b.tensors:
             scratch_at[b.start] = (b.offset, b.size)
-    p = Plan(size, buffers, offsets, scratch_at, inplace, name)
+        if b.scratch_of is not None:
+            scratch_at[b.scratch_of] = (b.offset, b.head)
+    p = Plan(size, buffers, offsets, scratch_at, inplace, name + (" (optimal)" if size == bound else ""))
     verify_plan(g, p)
     return p
 
@@ -224,10 +300,24 @@ def verify_plan(g: Graph, p: Plan) -> None:
                 continue
             if _chained_inplace(g, p, a[6], b[6]):
                 continue
+            if _scratch_holds_output(g, p, a, b) or _scratch_holds_output(g, p, b, a):
+                continue
             raise ModelError(
                 f"plan: '{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
                 f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}"
             )
+
+
+def _scratch_holds_output(g: Graph, p: Plan, s: tuple, o: tuple) -> bool:
+    """True when ``s`` is op i's scratch and ``o`` op i's output placed at the scratch's first byte,
+    inside it, for an op whose kernel allows that (SCRATCH_HOLDS_OUTPUT)."""
+    if s[6] is not None or s[5] >= 0 or o[6] is None:
+        return False
+    i = -1 - s[5]
+    op = g.ops[i]
+    rule = SCRATCH_HOLDS_OUTPUT.get(op.kind)
+    return (rule is not None and o[6] == op.outputs[0] and o[1] == s[1] and o[2] <= s[2]
+            and rule(g, op, s[2]) and o[3] == i)
 
 
 def _chained_inplace(g: Graph, p: Plan, a: int | None, b: int | None) -> bool:
