@@ -10,14 +10,16 @@ regression input; ``tests/test_robustness.py`` replays that folder).
     .venv/bin/python fuzz/fuzz_flatbuffer.py -max_total_time=600  # longer
     .venv/bin/python fuzz/fuzz_flatbuffer.py -runs=0 tests/fuzz_corpus   # replay a folder
 
-Extra arguments are passed to libFuzzer. The seed corpus is written to ``fuzz/corpus/``
-(git-ignored work folder) unless a corpus folder is given.
+Extra arguments are passed to libFuzzer. Unless a corpus folder is given, the seed corpus (and
+what the fuzzer adds to it) lives in ``$TMPDIR/tinygen-fuzz/corpus``; crashing inputs are written
+to ``$TMPDIR/tinygen-fuzz/crash-*`` (``-artifact_prefix=`` overrides).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MAX_INPUT = 1 << 20  # bigger inputs only slow the fuzzer down
+WORK = Path(tempfile.gettempdir()) / "tinygen-fuzz"
 
 
 def compile_front(data: bytes) -> None:
@@ -91,8 +94,11 @@ def main(argv: list[str]) -> None:
         args.append("-max_total_time=60")
     if not any(a.startswith("-max_len") for a in args[1:]):
         args.append(f"-max_len={MAX_INPUT}")
+    if not any(a.startswith("-artifact_prefix") for a in args[1:]):
+        WORK.mkdir(parents=True, exist_ok=True)
+        args.append(f"-artifact_prefix={WORK}/")
     if not any(not a.startswith("-") for a in args[1:]):
-        args.append(str(seed_corpus(ROOT / "fuzz" / "corpus")))
+        args.append(str(seed_corpus(WORK / "corpus")))
     atheris.Setup(args, one_input)
     atheris.Fuzz()
 
