@@ -44,12 +44,12 @@ class Table:
         _check(self.buf, self.pos + o, size, self.what)
         return struct.unpack_from("<" + fmt, self.buf, self.pos + o)[0]
 
-    def _indirect(self, n: int) -> int:
+    def _indirect(self, n: int, what: str = "") -> int:
         o = self._field(n)
         if not o:
             return 0
         p = self.pos + o
-        return p + _u32(self.buf, p, self.what)
+        return p + _u32(self.buf, p, what or self.what)
 
     def table(self, n: int, what: str) -> Table | None:
         p = self._indirect(n)
@@ -78,14 +78,14 @@ class Table:
         return memoryview(self.buf)[p + 4 : p + 4 + length]
 
     def tables(self, n: int, what: str) -> list[Table]:
-        p = self._indirect(n)
+        p = self._indirect(n, f"{self.what}.{what}")
         if not p:
             return []
-        length = _vec_len(self.buf, p, 4, self.what)
+        length = _vec_len(self.buf, p, 4, f"{self.what}.{what}")
         out = []
         for i in range(length):
             q = p + 4 + 4 * i
-            out.append(Table(self.buf, q + _u32(self.buf, q, what), f"{what}[{i}]"))
+            out.append(Table(self.buf, q + _u32(self.buf, q, f"{what}[{i}]"), f"{what}[{i}]"))
         return out
 
 

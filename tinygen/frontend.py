@@ -26,7 +26,13 @@ def kind_of(path: Path) -> str:
         raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
     if not path.exists():
         raise ModelError(f"{path}: no such file")
-    head = path.open("rb").read(8)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the model file ({e.strerror or e})") from None
+    if not head:
+        raise ModelError(f"{path}: the file is empty (0 bytes); give a .tflite, .h5, .keras or SavedModel folder")
     if len(head) >= 8 and head[4:8] == b"TFL3":
         return "tflite"
     if head == HDF5_MAGIC:

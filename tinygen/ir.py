@@ -176,7 +176,8 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
         raw = fb.buffers[ft.buffer] if ft.buffer < len(fb.buffers) else b""
         if raw:
             if dtype not in NP_DTYPES:
-                raise UnsupportedError(f"{where}: constant of type {TENSOR_TYPES.get(ft.type, ft.type)} is not supported")
+                raise UnsupportedError(f"{where}: constant of type {TENSOR_TYPES.get(ft.type, ft.type)} is not supported; "
+                                       "tinygen compiles full-int8 models (int8 weights, int32 biases)")
             if len(raw) != size * ITEMSIZE[dtype]:
                 raise ModelError(f"{where}: constant data is {len(raw)} bytes, shape {list(ft.shape)} {dtype} needs {size * ITEMSIZE[dtype]}")
             data = np.frombuffer(raw, dtype=NP_DTYPES[dtype]).reshape(ft.shape).copy()
