@@ -34,7 +34,7 @@
  *
  * Scratch: tg_*_scratch() return the *_get_buffer_size() of the CMSIS-NN function actually
  * called, as compiled for this target (ARM_MATH_DSP / ARM_MATH_MVEI); tinygen/cmsis_scratch.py
- * computes the same at build time. FULLY_CONNECTED needs out_depth * 4 bytes (int32 row).
+ * computes the same at build time. FULLY_CONNECTED needs min(out_depth, 32) * 4 bytes (int32 chunk).
  * The scratch region must be 4-byte aligned (kernels use it as int16_t / int32_t arrays); a
  * misaligned or NULL-but-needed scratch is TG_ERR_SCRATCH.
  */
@@ -311,8 +311,11 @@ int32_t tg_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out,
  * CMSIS-NN int8 x int8 -> int32 matrix kernel arm_nn_mat_mult_nt_t_s8_s32 (DSP / Helium
  * optimised, input offset applied inside; its rhs_rows is the accumulation depth and
  * rhs_cols the output depth) into an int32 row in the scratch, then adds
- * the bias and requantizes with single rounding here: scratch = out_depth * 4 bytes on
- * every architecture, and no kernel-sum vector (arm_vector_sum_s8) is needed. */
+ * the bias and requantizes with single rounding here, TG_FC_CHUNK outputs at a time:
+ * scratch = min(out_depth, TG_FC_CHUNK) * 4 bytes on every architecture, and no kernel-sum vector (arm_vector_sum_s8) is needed. */
+/* Outputs computed per call of the matrix kernel: the int32 scratch row holds this many. */
+#define TG_FC_CHUNK 32
+
 static int32_t requant_single(int32_t x, int32_t mult, int32_t shift)
 {
     const int32_t total = 31 - shift; /* 1 .. 62 for shift in [-31, 30] */
@@ -337,7 +340,7 @@ int32_t tg_fully_connected_s8_scratch(const tg_fc_params_t *p)
     if (p == NULL || p->out_depth <= 0 || p->out_depth > INT32_MAX / (int32_t)sizeof(int32_t)) {
         return 0;
     }
-    return p->out_depth * (int32_t)sizeof(int32_t);
+    return (p->out_depth < TG_FC_CHUNK ? p->out_depth : TG_FC_CHUNK) * (int32_t)sizeof(int32_t);
 }
 
 int32_t tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
@@ -362,24 +365,28 @@ int32_t tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t 
     }
     int32_t *acc = (int32_t *)(void *)scratch;
     for (int32_t b = 0; b < p->batches; ++b) {
-        memset(acc, 0, (size_t)p->out_depth * sizeof(int32_t)); /* the kernel accumulates into dst */
-        const arm_cmsis_nn_status s = arm_nn_mat_mult_nt_t_s8_s32(in + b * p->in_depth, p->weights, acc, 1,
-                                                                  p->in_depth, p->out_depth, p->in_offset, 1);
+      for (int32_t o0 = 0; o0 < p->out_depth; o0 += TG_FC_CHUNK) {
+        const int32_t n = p->out_depth - o0 < TG_FC_CHUNK ? p->out_depth - o0 : TG_FC_CHUNK;
+        memset(acc, 0, (size_t)n * sizeof(int32_t)); /* the kernel accumulates into dst */
+        const arm_cmsis_nn_status s = arm_nn_mat_mult_nt_t_s8_s32(in + b * p->in_depth, p->weights + o0 * p->in_depth,
+                                                                  acc, 1, p->in_depth, n, p->in_offset, 1);
         if (s != ARM_CMSIS_NN_SUCCESS) {
             return TG_ERR_ARG;
         }
-        int8_t *o_row = out + b * p->out_depth;
-        for (int32_t o = 0; o < p->out_depth; ++o) {
+        int8_t *o_row = out + b * p->out_depth + o0;
+        for (int32_t k = 0; k < n; ++k) {
+            const int32_t o = o0 + k;
             const int32_t q = p->per_channel ? o : 0;
             /* wrap-around add, as the reference (int32 overflow is impossible for int8 FC < 2^16 deep) */
-            int32_t v = p->bias != NULL ? (int32_t)((uint32_t)acc[o] + (uint32_t)p->bias[o]) : acc[o];
+            int32_t v = p->bias != NULL ? (int32_t)((uint32_t)acc[k] + (uint32_t)p->bias[o]) : acc[k];
             v = requant_single(v, p->mult[q], p->shift[q]);
             v = v > INT32_MAX - 128 ? INT32_MAX - 128 : v; /* keep + out_offset in range */
             v += p->out_offset;
             v = v < p->act_min ? p->act_min : v;
             v = v > p->act_max ? p->act_max : v;
-            o_row[o] = (int8_t)v;
+            o_row[k] = (int8_t)v;
         }
+      }
     }
     return TG_OK;
 }

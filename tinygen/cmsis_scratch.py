@@ -326,19 +326,22 @@ def fully_connected_s8_get_buffer_size(params: Mapping[str, Any], arch: str, com
     return 0
 
 
+FC_CHUNK = 32  # TG_FC_CHUNK in firmware/tg_backend_cmsis.c
+
+
 def fully_connected_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
     """Scratch bytes of tg_fully_connected_s8 on the CMSIS-NN backend (= tg_fully_connected_s8_scratch()).
 
-    ``out_depth * 4`` on every architecture: TFLite's reference FULLY_CONNECTED rounds once,
-    CMSIS-NN's FC kernels twice, so the backend computes the int32 row with CMSIS-NN's
-    arm_nn_mat_mult_nt_t_s8_s32 into this buffer and requantizes it itself (see
+    ``min(out_depth, 32) * 4`` on every architecture: TFLite's reference FULLY_CONNECTED rounds
+    once, CMSIS-NN's FC kernels twice, so the backend computes int32 outputs 32 at a time with
+    CMSIS-NN's arm_nn_mat_mult_nt_t_s8_s32 into this buffer and requantizes them itself (see
     firmware/tg_backend_cmsis.c). arm_fully_connected_s8 is not used, hence no kernel sums.
     """
     _check_target(arch, compiler)
     out_depth = _field(params, "out_depth")
     if out_depth <= 0:
         raise ScratchParamError(f"out_depth must be > 0, got {out_depth}")
-    return out_depth * SIZEOF_INT32
+    return min(out_depth, FC_CHUNK) * SIZEOF_INT32
 
 
 # ------------------------------------------------- Source/PoolingFunctions/arm_avgpool_get_buffer_sizes_s8.c
