@@ -1,0 +1,141 @@
+"""tinygen analyze: MAC totals against an independent count, kernels against the linked firmware,
+arena against the compiler and TFLite Micro, the CLI, and the cycle model against QEMU."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import shared_model
+from tinygen import analyze, boards, cyclemodel, driver, frontend, plan, project, toolchain
+
+MODELS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def independent_macs(path: Path) -> int:
+    """MACs counted from the TFLite interpreter's own op/tensor tables (not tinygen's IR):
+    conv = out elements x kh*kw*cin, depthwise = out x kh*kw, FC = out x in depth, pools over
+    non-overlapping windows = input elements, element-wise and softmax = output elements."""
+    import tensorflow as tf
+
+    it = tf.lite.Interpreter(model_path=str(path))
+    shapes = {t["index"]: tuple(t["shape"]) for t in it.get_tensor_details()}
+    total = 0
+    for op in it._get_ops_details():
+        name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
+        out = int(np.prod(shapes[outs[0]]))
+        if name == "CONV_2D":
+            total += out * int(np.prod(shapes[ins[1]][1:]))
+        elif name == "DEPTHWISE_CONV_2D":
+            total += out * int(np.prod(shapes[ins[1]][1:3]))
+        elif name == "FULLY_CONNECTED":
+            total += out * int(shapes[ins[1]][1])
+        elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN"):
+            total += int(np.prod(shapes[ins[0]]))
+        elif name in ("ADD", "MUL", "SOFTMAX"):
+            total += out
+    return total
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mac_totals_match_independent_count(model):
+    path = shared_model(model)
+    a = analyze.analyze_path(path, with_tflm=False, boards=[])
+    assert a.macs == independent_macs(path)
+    assert sum(ly.macs for ly in a.layers) == a.macs
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("backend, arch", [("portable", "none"), ("cmsis-nn", "dsp")])
+def test_arena_and_memory_agree_with_the_compiler(model, backend, arch):
+    path = shared_model(model)
+    buf, name = frontend.load(path, log=lambda m: None)
+    a = analyze.analyze_bytes(buf, name, backend, arch, boards=boards.all_boards())
+    c = driver.compile_model(buf, name, backend, arch)
+    assert a.arena_bytes == c.plan.arena_size
+    assert a.weights_bytes == c.emitted.manifest["weights_bytes"]
+    assert a.arena_lower_bound <= a.arena_bytes
+    assert [ly.scratch_bytes for ly in a.layers if ly.kernel] == [ly.scratch for ly in c.emitted.layers]
+    # TFLM's whole arena (tensors + persistent structures) is larger than tinygen's on every shared model
+    assert a.tflm["total"] > a.arena_bytes, a.tflm
+    for b in a.boards:
+        assert b["fits"] == (b["flash_bytes"] <= b["flash_size"] and b["ram_bytes"] <= b["ram_size"])
+        assert b["ram_bytes"] >= a.arena_bytes and b["flash_bytes"] >= a.weights_bytes
+
+
+def test_cli_table_and_json_in_seconds():
+    path = shared_model("kws_ref_model.tflite")
+    exe = [sys.executable, "-m", "tinygen.cli"]
+    t0 = time.time()
+    r = subprocess.run(exe + ["analyze", str(path)], capture_output=True, text=True, timeout=120)
+    took = time.time() - t0
+    assert r.returncode == 0, r.stderr
+    assert "arm_convolve_1x1_s8_fast" in r.stdout and "nucleo-u575" in r.stdout
+    assert took < 30, f"tinygen analyze took {took:.1f} s"
+    r = subprocess.run(exe + ["analyze", str(path), "--json", "--backend", "portable", "--board", "nucleo-u575",
+                              "--no-tflm"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["backend"] == "portable" and [b["board"] for b in d["boards"]] == ["nucleo-u575"]
+    assert all(ly["kernel"].startswith("tg_ref_") for ly in d["layers"] if ly["kernel"])
+
+
+def test_cli_error_is_one_line(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    r = subprocess.run([sys.executable, "-m", "tinygen.cli", "analyze", str(bad)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert r.stderr.strip().startswith("tinygen: error:") and "Traceback" not in r.stderr
+
+
+def test_live_set_lower_bound_table():
+    bs = [plan.Buffer("a", 100, 0, 1), plan.Buffer("b", 100, 1, 2), plan.Buffer("c", 10, 2, 2)]
+    assert plan.lower_bound(bs) == 224  # step 1: 112 + 112
+    bs[2].head = 500  # a 500-byte head at step 2 (scratch under the output)
+    assert plan.lower_bound(bs) == 112 + 512
+
+
+def test_cycle_model_fit_recovers_coefficients():
+    rng = np.random.default_rng(0)
+    samples = [(int(m), int(o), int(3 * m + 2 * o + 700)) for m, o in rng.integers(1000, 100000, (8, 2))]
+    f = cyclemodel.fit(samples)
+    assert abs(f["a"] - 3) < 1e-6 and abs(f["b"] - 2) < 1e-6 and abs(f["c"] - 700) < 1e-3
+
+
+needs_fw = pytest.mark.skipif(not (toolchain.have_tool("arm-none-eabi-gcc") and toolchain.have_tool("qemu-system-arm")
+                                   and os.environ.get("CMSIS_NN_PATH")),
+                              reason="needs arm-none-eabi-gcc, qemu-system-arm and CMSIS_NN_PATH")
+
+
+@needs_fw
+def test_kernels_are_linked_and_latency_estimate_is_close(tmp_path):
+    """The CMSIS-NN sub-kernels analyze names are in the linked firmware (map file), and the cycle
+    model's estimate is within 25% of QEMU's count on the emulated Cortex-M33."""
+    from tinygen import qemu
+
+    path = shared_model("kws_ref_model.tflite")
+    buf, name = frontend.load(path, log=lambda m: None)
+    board = boards.load_board("mps2-an505")
+    c = driver.compile_model(buf, name, "cmsis-nn", board.arch_features, board_name=board.name)
+    project.write(tmp_path / "p", driver.board_project(c, board))
+    info = toolchain.make_firmware(tmp_path / "p", "cmsis-nn", board=board)
+    objs = toolchain.parse_map_objects((tmp_path / "p" / "build" / "firmware.map").read_text())
+    a = analyze.analyze_bytes(buf, name, "cmsis-nn", board.arch_features, with_tflm=False, boards=[board])
+    # objects of the cached CMSIS-NN library are named <Folder>_<file>.o
+    linked = {"arm_" + o.removesuffix(".o").split("_arm_", 1)[1] for o in objs if "_arm_" in o}
+    for k in a.kernels:
+        if k.startswith("arm_"):
+            assert k in linked, f"{k} not linked; linked CMSIS-NN objects: {sorted(linked)}"
+    r = qemu.run_selftest(info.elf, board)
+    assert r.match
+    est = a.boards[0]["est_instructions"]
+    if not cyclemodel.load().data:
+        pytest.skip("tinygen/cyclemodel.json missing: run benchmarks/calibrate_cyclemodel.py")
+    assert abs(est / r.instructions - 1) < 0.25, (est, r.instructions)
