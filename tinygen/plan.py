@@ -335,3 +335,103 @@ def _chained_inplace(g: Graph, p: Plan, a: int | None, b: int | None) -> bool:
         return t
 
     return base(a) == base(b) and p.offsets[a] == p.offsets[b]
+
+
+def peak_live(g: Graph, order: list[int], scratch: dict[int, int] | None = None) -> int:
+    """Peak of aligned live activation bytes (+ the running op's scratch) when ``g.ops`` run in
+    ``order`` (positions into g.ops); reshape aliases share their root's bytes."""
+    scratch = scratch or {}
+    need = _remaining_uses(g)
+    live = {_root(g, t) for t in g.inputs}
+    peak = 0
+    for pos in order:
+        op = g.ops[pos]
+        new = {_root(g, t) for t in op.outputs} - live
+        live |= new
+        peak = max(peak, sum(align(g.t(r).nbytes) for r in live) + scratch.get(pos, 0))
+        for t in op.inputs:
+            if t >= 0 and not g.t(t).is_const:
+                need[_root(g, t)] -= 1
+        live = {r for r in live if need.get(r, 0) > 0 or r in {_root(g, o) for o in g.outputs}}
+    return peak
+
+
+def _remaining_uses(g: Graph) -> dict[int, int]:
+    uses: dict[int, int] = {}
+    for op in g.ops:
+        for t in op.inputs:
+            if t >= 0 and not g.t(t).is_const:
+                uses[_root(g, t)] = uses.get(_root(g, t), 0) + 1
+    return uses
+
+
+def schedule(g: Graph, scratch: dict[int, int] | None = None, max_states: int = 50_000) -> list[int]:
+    """Execution order (positions into g.ops) minimising :func:`peak_live`: exact search over the
+    sets of executed ops (memoised; a chain has n states, a ResNet block a few more). Keeps the
+    source order on ties, and when the graph has more than ``max_states`` reachable states."""
+    scratch = scratch or {}
+    n = len(g.ops)
+    producer = {t: i for i, op in enumerate(g.ops) for t in op.outputs}
+    deps = [{producer[t] for t in op.inputs if t in producer} for op in g.ops]
+    outs = {_root(g, o) for o in g.outputs}
+    uses = _remaining_uses(g)
+    consumers: dict[int, list[int]] = {}
+    for i, op in enumerate(g.ops):
+        for t in op.inputs:
+            if t >= 0 and not g.t(t).is_const:
+                consumers.setdefault(_root(g, t), []).append(i)
+    roots_made = [{_root(g, t) for t in op.outputs} for op in g.ops]
+    size = {r: align(g.t(r).nbytes) for r in set(uses) | outs | {r for s in roots_made for r in s}}
+    inputs = {_root(g, t) for t in g.inputs}
+    memo: dict[int, tuple[int, int]] = {}
+
+    def live_bytes(done: int) -> int:
+        have = set(inputs)
+        for i in range(n):
+            if done >> i & 1:
+                have |= roots_made[i]
+        return sum(size[r] for r in have
+                   if r in outs or any(not (done >> c & 1) for c in consumers.get(r, [])))
+
+    def best(done: int) -> tuple[int, int]:
+        if done == (1 << n) - 1:
+            return 0, -1
+        if done in memo:
+            return memo[done]
+        if len(memo) > max_states:
+            raise _TooMany
+        base = live_bytes(done)
+        res = None
+        for i in range(n):
+            if done >> i & 1 or any(not (done >> d & 1) for d in deps[i]):
+                continue
+            new = sum(size[r] for r in roots_made[i] if r not in inputs and not any(
+                done >> j & 1 for j in range(n) if r in roots_made[j]))
+            step = base + new + scratch.get(i, 0)
+            cand = max(step, best(done | 1 << i)[0])
+            if res is None or cand < res[0]:
+                res = (cand, i)
+        memo[done] = res
+        return res
+
+    try:
+        order, done = [], 0
+        while done != (1 << n) - 1:
+            i = best(done)[1]
+            order.append(i)
+            done |= 1 << i
+    except (_TooMany, RecursionError):
+        return list(range(n))
+    return order
+
+
+class _TooMany(Exception):
+    pass
+
+
+def reorder(g: Graph, order: list[int]) -> None:
+    """Run g.ops in ``order`` (from :func:`schedule`); call before lowering (emit zips g.ops with the
+    lowered list, and scratch is keyed by position)."""
+    if sorted(order) != list(range(len(g.ops))):
+        raise ModelError(f"reorder: {order} is not a permutation of the {len(g.ops)} ops")
+    g.ops = [g.ops[i] for i in order]
