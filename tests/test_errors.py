@@ -102,3 +102,15 @@ def test_frontend_kind_rejects_directory_without_savedmodel(tmp_path):
 
     with pytest.raises(ModelError, match="saved_model.pb"):
         frontend.kind_of(tmp_path)
+
+
+def test_model_too_big_for_board(tmp_path, capsys):
+    from opnets import make_opnet
+
+    m = tmp_path / "big.tflite"
+    m.write_bytes(make_opnet("conv2d", in_shape=(128, 128, 8), filters=8, kernel=(3, 3), padding="same"))
+    code, err = run_cli(capsys, "build", str(m), "--board", "netduinoplus2", "--backend", "portable",
+                        "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 5
+    assert "does not fit netduinoplus2" in line and "131,072 B RAM" in line and "arena 262,144 B" in line

@@ -97,11 +97,27 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     model_bytes, name = frontend.load(model_path, calib, log=log)
     arch = "none" if board is None else board.arch_features
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
+    if board is not None:
+        check_fits(c, board)
     files = host_project(c) if board is None else board_project(c, board)
     files.update(extra_files or {})
     out = Path(out)
     project.write(out, files)
     return c, out, files
+
+
+def check_fits(c: Compiled, board) -> None:
+    """Before any toolchain runs: planned arena + stack must fit the board's RAM, weights its flash."""
+    from .errors import BoardError
+
+    m = c.emitted.manifest
+    ram = m["arena_bytes"] + board.stack_size
+    if ram > board.ram_size or m["weights_bytes"] > board.flash_size:
+        raise BoardError(
+            f"{c.name} does not fit {board.name}: arena {m['arena_bytes']:,} B + stack {board.stack_size:,} B = "
+            f"{ram:,} B of {board.ram_size:,} B RAM; weights {m['weights_bytes']:,} B of {board.flash_size:,} B flash; "
+            "use a smaller model (tinygen optimize --prune) or a board with more memory"
+        )
 
 
 def summary(c: Compiled) -> str:
