@@ -87,7 +87,8 @@ def build(project: Path, backend: str, extra_cflags: str = "", cflags: str = "-O
     need("gcc", "sudo apt-get install gcc")
     args = ["make", "-s", "-C", str(project), f"BACKEND={backend}", f"CFLAGS={cflags}", f"EXTRA_CFLAGS={extra_cflags}"]
     if backend == "cmsis-nn":
-        args.append(f"NN_LIB={cmsis_host_lib()}")
+        # instrumented builds (sanitizers, guards) need CMSIS-NN compiled with the same flags
+        args.append(f"NN_LIB={cmsis_host_lib(f'{cflags} {extra_cflags}') if extra_cflags else cmsis_host_lib()}")
     exe = project / "build" / "model_host"
     if exe.exists():
         exe.unlink()
