@@ -133,7 +133,7 @@ class Session:
                 line = self.port.readline(max(0.01, deadline - time.monotonic()))
                 if line is None:
                     break
-                heard = heard or bool(line.strip())
+                heard = heard or bool(line.strip() and not line.startswith(("TG_", "m-", "e-")))
                 text = P.check(line)
                 if text is None:
                     continue
