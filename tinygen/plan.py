@@ -5,9 +5,14 @@
    their input's buffer; each op's backend scratch is a buffer live only
    during that op.
 2. Live ranges over the execution order: [first write, last read].
-3. Offsets: greedy placement of buffers into the lowest gap that fits
+3. Offsets: greedy placement of buffers into the tightest gap that fits
    (best fit), tried over several orderings (size, start, duration, area);
-   the smallest arena wins. Every offset is 16-byte aligned.
+   the smallest arena wins; when it misses the live-set lower bound, a
+   hill-climb over the placement order (Vela-style, < 0.3 s). An op's
+   scratch may sit under its own output when the kernel allows it
+   (SCRATCH_HOLDS_OUTPUT). Every offset is 16-byte aligned.
+   :func:`schedule` searches execution orders for the lowest peak of live
+   bytes (apply with :func:`reorder` before lowering).
 4. :func:`verify_plan` re-derives liveness from the graph independently and
    raises if two live tensors overlap, so a planner bug cannot reach a device.
 """
@@ -138,11 +143,12 @@ def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[
 
 
 def _fc_single_row(g: Graph, op, scratch: int) -> bool:
-    """FULLY_CONNECTED with one row on the cmsis-nn backend: tg_fully_connected_s8
-    (firmware/tg_backend_cmsis.c) fills the int32 row acc[0..out) in the scratch, then writes
-    out[o] = requant(acc[o]) for o = 0, 1, ...: byte o of the output lies in acc[o / 4], already
-    read. So the int8 output can start at the scratch's first byte. Batched FCs (memset of acc
-    per row) cannot."""
+    """FULLY_CONNECTED with one row and one output chunk on the cmsis-nn backend:
+    tg_fully_connected_s8 (firmware/tg_backend_cmsis.c) fills the int32 row acc[0..n) in the
+    scratch, then writes out[k] = requant(acc[k]) for k = 0, 1, ...: byte k of the output lies in
+    acc[k / 4], already read. So the int8 output can start at the scratch's first byte. Not when
+    the scratch holds less than the whole row (TG_FC_CHUNK chunks: the next chunk's accumulators
+    would overwrite outputs already written) nor for batched FCs (acc reset per row)."""
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     w = g.t(op.inputs[1])
     return len(w.shape) == 2 and x.size == w.shape[1] and scratch >= 4 * y.size
