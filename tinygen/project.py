@@ -44,7 +44,11 @@ def check_writable(out: Path) -> None:
                 "tinygen never deletes them: move them away or choose another output folder with -o"
             )
     parent = out.parent if out.parent != Path("") else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {parent} for {out}: {e.strerror or e} "
+                          "(is part of the path a file?); choose another output folder with -o") from None
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise OutputError(f"cannot write to {out}: permission denied; choose another output folder with -o")
 
@@ -53,7 +57,11 @@ def write(out: Path, files: dict[str, str | bytes]) -> None:
     """Atomically replace ``out`` with exactly ``files`` (relative path -> content)."""
     out = Path(out)
     check_writable(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"cannot write the project to {out}: {e.strerror or e} in {out.parent}; "
+                          "choose another output folder with -o") from None
     try:
         for rel, content in sorted(files.items()):
             p = tmp / rel
