@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinygen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `tinygen run | head`: the reader went away, not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
