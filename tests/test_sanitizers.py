@@ -48,6 +48,7 @@ def _corrupt_arena(case_id: str, shrink_past_end: int, tmp_path: Path, guard: bo
     files["src/model.h"] = header.replace(f"#define TG_ARENA_SIZE {c.plan.arena_size}u", f"#define TG_ARENA_SIZE {new_size}u")
     project.write(tmp_path / "p", files)
     flags = san.SAN_CFLAGS if guard else san.SAN_CFLAGS.replace("-DTG_ARENA_GUARD", "")
+    flags += " -Wno-array-bounds -Wno-stringop-overflow"  # gcc may see the constant overflow at compile time
     exe = hostbuild.build(tmp_path / "p", "portable", extra_cflags=flags, cflags="-O1 -g")
     x = reference.pack(reference.random_inputs(buf, 2, seed=1))
     with pytest.raises(ToolchainError) as e:
@@ -66,6 +67,19 @@ def test_asan_catches_overflow_past_the_arena(tmp_path):
     """Without guard words an arena 64 bytes too small is an ASan global-buffer-overflow."""
     msg = _corrupt_arena("conv_3x3_same", 64, tmp_path, guard=False)
     assert re.search(r"AddressSanitizer: global-buffer-overflow|runtime error", msg), msg
+
+
+def test_gcc_sees_a_constant_overflow(tmp_path):
+    """With the default warnings (-Werror), a memcpy past the shrunk arena does not even compile."""
+    _, kind, spec = CASES["conv_3x3_same"]
+    c = driver.compile_model(make_opnet(kind, **spec), "conv_3x3_same", "portable", arch="none")
+    top = max(b.offset + b.size for b in c.plan.buffers)
+    files = driver.host_project(c)
+    files["src/model.h"] = files["src/model.h"].replace(f"#define TG_ARENA_SIZE {c.plan.arena_size}u",
+                                                        f"#define TG_ARENA_SIZE {top - 64}u")
+    project.write(tmp_path / "p", files)
+    with pytest.raises(ToolchainError, match="array-bounds|stringop-overflow"):
+        hostbuild.build(tmp_path / "p", "portable")
 
 
 def test_correct_plan_passes_the_guard(tmp_path):
