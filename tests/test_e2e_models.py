@@ -36,9 +36,9 @@ def test_model_bit_exact_on_host(model, backend, tmp_path):
 
 
 @pytest.mark.parametrize("board", ["host", "mps2-an505", "nucleo-u575"])
-@pytest.mark.parametrize("backend", ["portable", "cmsis-nn"])
+@pytest.mark.parametrize("backend", backends())
 def test_two_builds_are_byte_identical(tmp_path, board, backend):
-    """Same model and flags, byte-identical project (rendering only: no CMSIS-NN needed)."""
+    """Same model and flags, byte-identical project (rendering only, no compiler run)."""
     src = shared_model("pretrainedResnet_quant.tflite")
     trees = []
     for k in range(2):

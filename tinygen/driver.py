@@ -44,6 +44,8 @@ def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch
 
     g = ir.load(model_bytes, name)
     passes.run(g, dump)
+    plan.reorder(g, plan.schedule(g))  # execution order with the lowest peak memory (ties keep source order)
+    ir.verify(g, "schedule")
     karch = arch if backend == "cmsis-nn" else "portable"
     lowered = [optable.lower(g, op, karch) for op in g.ops]
     ir.verify(g, "lower")
@@ -89,6 +91,10 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     from . import boards
 
     board = None if board_name == "host" else boards.load_board(board_name)
+    if backend == "cmsis-nn" and board is not None:
+        from .hostbuild import cmsis_nn_path
+
+        cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make
     if backend is None:
         backend = default_backend(board)
         if board is not None and backend == "portable":

@@ -168,7 +168,7 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
         input_size=sum(t.nbytes for t in tins), output_size=sum(t.nbytes for t in touts),
         inputs=[(p.offsets[t.id], t.nbytes) for t in tins], outputs=[(p.offsets[t.id], t.nbytes) for t in touts], input_dtype=tin.dtype, output_dtype=tout.dtype,
         input_shape=list(tin.shape), output_shape=list(tout.shape),
-        layer_names=[c_string(f"{ly.kind}:{ly.name}")[:60] for ly in layers],
+        layer_names=[c_string(f"{ly.kind}:{ly.name}"[:60]) for ly in layers],
         test_input=c_array_body(np.frombuffer(test_input.tobytes(), np.int8)),
         test_expected=c_array_body(np.frombuffer(test_expected.tobytes(), np.int8)),
         total_macs=sum(macs),
