@@ -2,6 +2,7 @@
 #   make demo    set up, build the KWS model for the emulated default board and run it under QEMU
 #   make test    the test suite (what CI runs)
 #   make bench   benchmarks: arena vs TFLM, scoreboard
+#   make fuzz / sanitize / soak   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang chromium make
@@ -9,7 +10,9 @@ MODEL ?= ../shared/models/mlperf-tiny/kws_ref_model.tflite
 BOARD ?= mps2-an505
 PROJECT ?= tinygen_project
 
-.PHONY: setup apt venv demo test test-fast bench fuzz sanitize supported-ops clean
+FUZZ_TIME ?= 60
+
+.PHONY: setup apt venv demo test test-fast bench fuzz sanitize soak report supported-ops clean
 
 setup: apt venv
 
@@ -43,6 +46,20 @@ test-fast: venv
 bench: setup
 	$(PY) benchmarks/arena_vs_tflm.py
 	@if [ -f benchmarks/scoreboard.py ]; then $(PY) benchmarks/scoreboard.py; fi
+
+# Bounded fuzzing: the TFLite loader (atheris) and the device's bench protocol parser (libFuzzer).
+fuzz: setup
+	$(PY) fuzz/fuzz_flatbuffer.py -max_total_time=$(FUZZ_TIME)
+	$(PY) -m pytest -q tests/test_robustness.py
+	$(MAKE) -C fuzz fuzz-bench FUZZ_TIME=$(FUZZ_TIME)
+
+# Generated C of every test model under ASan + UBSan with arena guard words (~4 min).
+sanitize: setup
+	$(PY) fuzz/run_sanitizers.py
+
+# 1,000 bench iterations over the emulated board's serial port with 1% of frames corrupted.
+soak: setup
+	$(PY) benchmarks/soak.py
 
 supported-ops: venv
 	$(PY) -m tinygen.ops > SUPPORTED_OPS.md
