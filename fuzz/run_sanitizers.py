@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = f"FAIL {type(e).__name__}: {' '.join(str(e).split())[:300]}"
                 rows.append((name, backend, result, time.time() - t))
                 print(f"{name:<32} {backend:<9} {rows[-1][3]:6.1f}s  {result}", flush=True)
-    print(f"\n| model | backend | result |\n|---|---|---|")
+    print("\n| model | backend | result |\n|---|---|---|")
     for name, backend, result, _ in rows:
         print(f"| {name} | {backend} | {result} |")
     print(f"\n{len(rows) - failed}/{len(rows)} clean under {SAN_CFLAGS} ({time.time() - t0:.0f} s)")

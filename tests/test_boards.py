@@ -13,7 +13,6 @@ from tinygen.boards import (
     DEFAULT_BOARD,
     all_boards,
     firmware_sources,
-    known_boards,
     load_board,
     render_board_files,
 )

@@ -53,7 +53,7 @@ def write_standin_model(dest: Path, *, use_kernels: bool, run_extra: str = "", w
         mult, shift = quantize_multiplier(1.0 / 1000.0)
         acc = [int(multiply_by_quantized_multiplier(int(v), mult, shift)) for v in w @ x]
         r = np.maximum(np.clip(np.array(acc), -128, 127), 0)
-        dense = f"""    rc = tg_fully_connected_s8(&fc, in, hid, scratch);
+        dense = """    rc = tg_fully_connected_s8(&fc, in, hid, scratch);
     if (rc != 0) return rc;
 """
         fc_decl = f"""static const int32_t fc_mult[1] = {{{mult}}};

@@ -21,7 +21,7 @@ RESNET8 = SHARED / "models" / "mlperf-tiny" / "pretrainedResnet.h5"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.optimize_digits import digits_npz, train_baseline  # noqa: E402
-from tinygen.errors import InputError, UnsupportedError  # noqa: E402
+from tinygen.errors import InputError  # noqa: E402
 from tinygen.optimize import format_table, load_data, optimize  # noqa: E402
 from tinygen.optimize._tf import keras, tf  # noqa: E402
 from tinygen.optimize.graph import nodes  # noqa: E402

@@ -165,19 +165,20 @@ class _Drain(threading.Thread):
                 self.text = (self.text + raw.decode("utf-8", "replace"))[-65536:]
 
 
-def start_pty(elf: Path | str, board: Board, *, paused: bool = False,
-              timeout: float = 10.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_pty(elf: Path | str, board: Board, *, paused: bool = False, monitor: bool = False,
+              extra: tuple[str, ...] = (), timeout: float = 10.0) -> tuple[subprocess.Popen[bytes], str]:
     """Starts QEMU with the board's UART on a pseudo-terminal: returns (process, "/dev/pts/N").
 
     Open the port with pyserial like a board's. Bytes written before the port is opened
     can be lost: with ``paused=True`` the CPU waits until :func:`resume` is called (QEMU
-    runs with ``-S -monitor stdio``). Stop it with :func:`stop`.
+    runs with ``-S -monitor stdio``); ``monitor=True`` keeps the monitor on stdin while running
+    (``system_reset``). ``extra``: more QEMU arguments. Stop it with :func:`stop`.
     """
     elf = Path(elf)
     if not elf.is_file():
         raise DeviceError(f"{elf} does not exist: build the firmware first")
-    monitor = ["-S", "-monitor", "stdio"] if paused else ["-monitor", "none"]
-    cmd = qemu_command(elf, board, "-display", "none", *monitor, "-chardev", "pty,id=c0", "-serial", "chardev:c0")
+    mon = (["-S"] if paused else []) + ["-monitor", "stdio" if paused or monitor else "none"]
+    cmd = qemu_command(elf, board, *extra, "-display", "none", *mon, "-chardev", "pty,id=c0", "-serial", "chardev:c0")
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     drain = _Drain(proc)
     drain.start()

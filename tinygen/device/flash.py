@@ -68,28 +68,7 @@ def start_emulator(elf: Path, board: Board, *, paused: bool = True, timeout: flo
     The monitor is on stdin: :func:`tinygen.qemu.resume` starts a paused CPU, ``system_reset``
     resets the board; stop it with :func:`tinygen.qemu.stop`.
     """
-    if not Path(elf).is_file():
-        raise DeviceError(f"{elf} does not exist: build the firmware first")
-    cmd = qemu.qemu_command(elf, board, "-append", BENCH_ARG, "-display", "none",
-                            *(["-S"] if paused else []), "-monitor", "stdio",
-                            "-chardev", "pty,id=c0", "-serial", "chardev:c0")
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    drain = qemu._Drain(proc)
-    drain.start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with drain.lock:
-            mt = qemu._PTY_RE.search(drain.text)
-        if mt:
-            proc.tg_drain = drain  # type: ignore[attr-defined]
-            return proc, mt.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    qemu.stop(proc)
-    with drain.lock:
-        text = drain.text
-    raise DeviceError(f"QEMU did not report its pty within {timeout:.0f} s; output:\n{text[-800:] or '(none)'}")
+    return qemu.start_pty(elf, board, paused=paused, monitor=True, extra=("-append", BENCH_ARG), timeout=timeout)
 
 
 def reset_emulator(proc: subprocess.Popen[bytes]) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 
 from tinygen.errors import InputError
 
-from ._tf import keras, seed_everything
-from .data import Data, load_data, synthetic_data
+from ._tf import seed_everything
+from .data import load_data, synthetic_data
 from .distill import fine_tune
 from .metrics import predict, StepRow, format_table, measure, to_int8_tflite
 from .modelio import load_model
