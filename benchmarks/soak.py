@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinygen.device import protocol as P  # noqa: E402
-from tinygen.device.bench import Session  # noqa: E402
+from tinygen.device.bench import Session, Stats  # noqa: E402
 from tinygen.device.serialport import Port  # noqa: E402
 from tinygen.errors import DeviceError  # noqa: E402
 
@@ -327,7 +327,9 @@ def account(injections: list[Injection], host_lines: list[tuple[str, str]]) -> N
             first = inj.replies[0]
             if first[2].startswith("ERR "):
                 code, reason = (first[2].split(" ", 2) + ["", ""])[1:3]
-                inj.outcome = f"{DETECTED}: device ERR {code} ({' '.join(reason.split()[:3]).rstrip(':')})"
+                reason = reason.split("(")[0]
+                label = " ".join(reason.split()[:2]) if reason.startswith("usage:") else reason.split(":")[0].strip()
+                inj.outcome = f"{DETECTED}: device ERR {code} ({label})"
             elif first[3].startswith("e-[Unknown command"):
                 inj.outcome = f"{DETECTED}: device MLPerf parser, unknown command (no effect)"
             else:
@@ -382,8 +384,12 @@ def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 
     try:
         port = RecordingPort(proxy.path)
         qemu.resume(proc)
-        s = Session(port, timeout=timeout, retries=retries)
+        # The first handshake waits for QEMU's boot and the firmware's self-test: a longer
+        # timeout, and the host counters restart afterwards (they cover the iterations only).
+        s = Session(port, timeout=max(timeout, 10.0), retries=retries)
         banner = s.handshake()
+        startup = s.stats
+        s.stats, s.timeout = Stats(), timeout
         if banner.model != man["model_sha256_16"] or (banner.in_size, banner.out_size) != (ins.shape[1], want.shape[1]):
             raise DeviceError(f"the emulated board runs {banner} , not {project}")
         for i in range(iterations):
@@ -418,7 +424,7 @@ def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 
     st = s.stats
     return {
         "model": man.get("model"), "board": man["board"], "backend": man.get("backend"),
-        "iterations": iterations, "rate": rate, "seed": seed, "timeout_s": timeout, "retries": retries,
+        "iterations": iterations, "rate": rate, "seed": seed, "timeout_s": timeout, "max_retries": retries,
         "frames": dict(proxy.frames), "frames_total": sum(proxy.frames.values()),
         "injected": len(proxy.injections),
         "injected_by_way": dict(Counter(i.way for i in proxy.injections)),
@@ -429,6 +435,7 @@ def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 
         "host": {"corrupt_replies": st.corrupt, "timeouts": st.timeouts, "resyncs": st.resyncs,
                  "resets": st.resets, "device_errors": len(st.device_errors),
                  "device_errors_by_code": dict(Counter(e.split(" ", 2)[1] for e in st.device_errors))},
+        "startup": {"timeouts": startup.timeouts, "corrupt_replies": startup.corrupt},
         "retries": st.resyncs,
         "accepted": sum(o is not None for o in outputs),
         "failed": len(failed), "failures": failed,
@@ -443,14 +450,14 @@ def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 
 
 
 def report_lines(r: dict) -> list[str]:
-    out = [f"soak: {r['iterations']} iterations (load + run 1 + out, a new random input each) of {r['model']} "
-           f"on {r['board']} ({r['backend']}), {100 * r['rate']:g}% of frames corrupted, seed {r['seed']}, "
-           f"host timeout {r['timeout_s']:g} s, {r['retries']} retries",
+    out = [(f"soak: {r['iterations']} iterations (load + run 1 + out, a new random input each) of {r['model']} "
+            f"on {r['board']} ({r['backend']}), {100 * r['rate']:g}% of frames corrupted, seed {r['seed']}, "
+            f"host timeout {r['timeout_s']:g} s, at most {r['max_retries']} retries per operation"),
            "",
            "| iterations | frames | injected | detected | harmless | retries | failed | wrong accepted | wall time |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-           f"| {r['iterations']:,} | {r['frames_total']:,} | {r['injected']} | {r['detected']} | {r['harmless']} "
-           f"| {r['retries']} | {r['failed']} | {r['wrong_accepted']} | {r['wall_s']:.0f} s |",
+           (f"| {r['iterations']:,} | {r['frames_total']:,} | {r['injected']} | {r['detected']} | {r['harmless']} "
+            f"| {r['retries']} | {r['failed']} | {r['wrong_accepted']} | {r['wall_s']:.0f} s |"),
            "",
            f"frames: {r['frames'][TO_HOST]:,} device->host, {r['frames'][TO_DEV]:,} host->device; injected "
            + ", ".join(f"{v} {k}" for k, v in sorted(r["injected_by_way"].items()))
@@ -460,7 +467,8 @@ def report_lines(r: dict) -> list[str]:
     h = r["host"]
     out.append(f"host (tinygen.device.bench.Session): {h['corrupt_replies']} corrupted replies, "
                f"{h['device_errors']} ERR replies {h['device_errors_by_code']}, {h['timeouts']} timeouts, "
-               f"{h['resyncs']} resyncs (= retries), {h['resets']} resets")
+               f"{h['resyncs']} resyncs (= retries), {h['resets']} resets; first handshake (boot): "
+               f"{r['startup']['timeouts']} timeouts, {r['startup']['corrupt_replies']} corrupted replies")
     if r["unsafe"] or r["pending"] or r["orphan_replies"] or r["clean_errors"]:
         out.append(f"ATTENTION: {r['unsafe']} unsafe, {r['pending']} pending, orphan replies {r['orphan_replies'][:3]}, "
                    f"ERR to clean commands {r['clean_errors'][:3]}")
