@@ -145,7 +145,7 @@ class CorruptingProxy(threading.Thread):
     corrupting each frame with probability ``rate`` (see :func:`mangle`), and attributes the
     device's final reply lines to the command pieces they answer (see :func:`device_pieces`)."""
 
-    def __init__(self, dev: str, rate: float, seed: int, flush_after: float = 0.3) -> None:
+    def __init__(self, dev: str, rate: float, seed: int, flush_after: float = 0.3, mangler=None) -> None:
         super().__init__(daemon=True)
         self.dev = os.open(dev, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self.dev)
@@ -153,6 +153,8 @@ class CorruptingProxy(threading.Thread):
         tty.setraw(self.slave)
         self.path = os.ttyname(self.slave)
         self.rate, self.rng, self.flush_after = rate, random.Random(seed), flush_after
+        # mangler(frame, rng, way) -> (frame, kind, pos); kind "" leaves the frame alone
+        self.mangler = mangler or (lambda frame, rng, way: mangle(frame, rng))
         self.iteration = -1
         self.frames = {TO_HOST: 0, TO_DEV: 0}
         self.injections: list[Injection] = []
@@ -217,7 +219,7 @@ class CorruptingProxy(threading.Thread):
         self.frames[way] += 1
         inj, out = None, frame
         if self.rate > 0 and self.rng.random() < self.rate:
-            out, kind, pos = mangle(frame, self.rng)
+            out, kind, pos = self.mangler(frame, self.rng, way)
             if kind:
                 inj = Injection(len(self.injections), way, self.frames[way] - 1, self.iteration, kind, pos, frame, out)
                 self.injections.append(inj)
@@ -361,8 +363,9 @@ def build_project(model: Path, out: Path) -> Path:
 
 
 def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 1, timeout: float = 1.0,
-         retries: int = 3, log=print) -> dict:
-    """Runs the soak on ``project`` (an mps2-an505 project with model.tflite); returns the record."""
+         retries: int = 3, log=print, mangler=None) -> dict:
+    """Runs the soak on ``project`` (an mps2-an505 project with model.tflite); returns the record.
+    ``mangler``: another corruption than :func:`mangle` (see :class:`CorruptingProxy`)."""
     from tinygen import qemu, reference
     from tinygen.boards import load_board
     from tinygen.device import flash
@@ -375,7 +378,7 @@ def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 
     want = reference.pack(reference.run(mb, xs))
     t0 = time.monotonic()
     proc, dev = flash.start_emulator(project / "build" / "firmware.elf", load_board(man["board"]), paused=True)
-    proxy = CorruptingProxy(dev, rate, seed)
+    proxy = CorruptingProxy(dev, rate, seed, mangler=mangler)
     proxy.start()
     port = None
     outputs: list[bytes | None] = [None] * iterations

@@ -146,6 +146,54 @@ def test_clean_link_needs_no_retries(ad01):
     assert r["frames"][S.TO_DEV] == 1 + 30 * 7
 
 
+def _line_ends_into_commands(frame: bytes, rng: random.Random, way: str):
+    """Host->device only: one byte of the command (before its line end) becomes \n, \r or %."""
+    if way != S.TO_DEV or len(frame) < 2:
+        return frame, "", -1
+    pos = rng.randrange(len(frame) - 1)
+    return frame[:pos] + bytes([rng.choice(b"\n\r%")]) + frame[pos + 1:], "replace", pos
+
+
+def _crc_split_off(frame: bytes, rng: random.Random, way: str):
+    """Host->device only: the space before the line CRC (or before run's input-CRC argument)
+    becomes \n, so the device runs the command without that CRC and refuses the rest."""
+    if way != S.TO_DEV or b" *" not in frame or frame.startswith(b"load "):   # loads: ERR 3, as above
+        return frame, "", -1
+    cut = frame.rindex(b" *")
+    if frame.startswith(b"run ") and rng.random() < 0.5:
+        cut = frame.rindex(b" ", 0, cut)
+    return frame[:cut] + b"\n" + frame[cut + 1:], "replace", cut
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mangler", [_line_ends_into_commands, _crc_split_off])
+def test_commands_split_by_injected_line_ends(ad01, mangler):
+    """The rare case of the soak, forced: a command cut in two by an injected \n, \r or % (the
+    firmware then runs two commands, one without its line CRC, or one through the MLPerf parser).
+    The reply attribution must stay in step with the real firmware, a piece the device executed
+    must be the intended command, and every accepted output must still match the reference."""
+    n = 25
+    r = S.soak(ad01, iterations=n, rate=0.08 if mangler is _line_ends_into_commands else 0.2, seed=4, log=None,
+               mangler=mangler)
+    want = _reference(ad01, n, 4)
+    assert r["injected"] >= 5 and set(r["injected_by_way"]) == {S.TO_DEV}
+    accepted = [(i, bytes.fromhex(o)) for i, o in enumerate(r["outputs"]) if o is not None]
+    assert [o for _, o in accepted] == [want[i].tobytes() for i, _ in accepted] and r["wrong_accepted"] == 0
+    # At these rates an iteration may run out of retries: the CRC fragment of a split command
+    # (notably of a split `hello`, whose OK ends the resync) draws an ERR 2 that the host takes
+    # for the reply to its next command (ERR lines do not name the command they answer).
+    assert len(accepted) + r["failed"] == n and r["failed"] <= 2, r["failures"]
+    assert all("failed on" in msg for _, msg in r["failures"])
+    assert r["unsafe"] == 0 and r["pending"] == 0 and r["detected"] + r["harmless"] == r["injected"], r["outcomes"]
+    assert r["orphan_replies"] == [] and not any("line crc" in e for e in r["clean_errors"])
+    assert len([i for i in r["injections"] if len(i["replies"]) > 1]) >= 1   # a line became two commands
+    kinds = " ".join(r["outcomes"])
+    if mangler is _line_ends_into_commands:
+        assert "MLPerf parser" in kinds                             # a '%' went through the MLPerf parser
+    else:                                                           # executed, but the intended command
+        assert r["harmless"] >= 3 and "the intended command ran" in kinds and "input-CRC" in kinds, kinds
+
+
 @pytest.mark.slow
 def test_soak_one_percent_corruption(ad01):
     n, rate, seed = ITERATIONS, 0.01, 1
