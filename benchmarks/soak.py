@@ -414,10 +414,12 @@ def soak(project: Path, iterations: int = 1000, rate: float = 0.01, seed: int = 
                     f"{len(failed)} failed, {len(wrong)} wrong accepted, {time.monotonic() - t0:.0f} s")
         time.sleep(2 * timeout)                    # let the last replies cross the proxy
     finally:
-        proxy.shutdown()
-        if port is not None:
-            port.close()
-        qemu.stop(proc)
+        try:
+            proxy.shutdown()
+            if port is not None:
+                port.close()
+        finally:
+            qemu.stop(proc)                        # whatever happened above
     wall = time.monotonic() - t0
     if proxy.error is not None:
         raise RuntimeError(f"the proxy failed: {proxy.error}")
