@@ -129,6 +129,6 @@ def check_fits(c: Compiled, board) -> None:
 def summary(c: Compiled) -> str:
     m = c.emitted.manifest
     return (f"{c.name}: {len(c.emitted.layers)} layers, {m['macs']:,} MACs, weights {m['weights_bytes']:,} B, "
-            f"arena {m['arena_bytes']:,} B ({c.plan.strategy}), backend {c.backend}")
+            f"arena {m['arena_bytes']:,} B (plan: {c.plan.strategy}), backend {c.backend}")
 
 
