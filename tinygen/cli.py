@@ -75,7 +75,7 @@ def cmd_run(a) -> int:
 
         raise OutputError(f"{proj} is not a tinygen project (no manifest.json); run tinygen build first")
     m = json.loads(man.read_text())
-    board = boards.load_board(m.get("board") or a.board)
+    board = boards.load_board(a.board or m.get("board"))
     if not board.emulated:
         from .errors import BoardError
 
