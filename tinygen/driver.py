@@ -52,8 +52,8 @@ def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch
     scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
     p = plan.plan(g, scratch)
     macs = [optable.macs(g, op) for op in g.ops]
-    x = reference.pack(reference.random_inputs(model_bytes, 1, seed=test_seed))
-    y = reference.pack(reference.run(model_bytes, reference.random_inputs(model_bytes, 1, seed=test_seed)))
+    xs = reference.random_inputs(model_bytes, 1, seed=test_seed)
+    x, y = reference.pack(xs), reference.pack(reference.run(model_bytes, xs))
     extra = {"arch": karch, "ops": sorted({op.kind for op in g.ops}), "board": board_name}
     emitted = emit.emit_model(g, lowered, p, model_bytes, name, backend, macs, x[0], y[0], extra)
     return Compiled(g, p, emitted, model_bytes, name, backend, karch, x[0], y[0])

@@ -126,6 +126,13 @@ def _bias(g: Graph, op: Op, idx: int, n: int) -> np.ndarray | None:
     return b.data.reshape(-1).astype(np.int32)
 
 
+def _add_bias(params: dict, arrays: dict, bias: np.ndarray | None) -> None:
+    """The optional int32 bias: a const array in flash, or NULL in the params struct."""
+    params["bias"] = "NULL" if bias is None else "{arr:bias}"
+    if bias is not None:
+        arrays["bias"] = bias
+
+
 def _act(g: Graph, op: Op) -> tuple[int, int]:
     act = op.attrs.get("act", "NONE")
     if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
@@ -252,12 +259,7 @@ def _conv_params(g, op, depthwise):
         "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
     }
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": w.data.reshape(-1)}
-    bias = _bias(g, op, 2, cout)
-    if bias is not None:
-        arrays["bias"] = bias
-        params["bias"] = "{arr:bias}"
-    else:
-        params["bias"] = "NULL"
+    _add_bias(params, arrays, _bias(g, op, 2, cout))
     return params, arrays
 
 
@@ -334,10 +336,7 @@ def _lower_fc(g, op, arch):
               "act_min": lo, "act_max": hi, "per_channel": int(w.scale.size > 1),
               "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}"}
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": w.data.reshape(-1)}
-    bias = _bias(g, op, 2, out_d)
-    params["bias"] = "NULL" if bias is None else "{arr:bias}"
-    if bias is not None:
-        arrays["bias"] = bias
+    _add_bias(params, arrays, _bias(g, op, 2, out_d))
     return Lowered("tg_fully_connected_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_fc_params_t", params,
                    arrays, scratch=_scratch("fully_connected_scratch", params, arch))
 
