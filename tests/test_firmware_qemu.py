@@ -22,8 +22,8 @@ import pytest
 from tinygen import FIRMWARE
 from tinygen.boards import firmware_sources, load_board, render_board_files
 from tinygen.errors import BoardError, DeviceError
+from tinygen.qemu import INSTRUCTIONS_LABEL, resume, run_selftest, start_pty, stop
 from tinygen.quant import multiply_by_quantized_multiplier, quantize_multiplier
-from tinygen.qemu import INSTRUCTIONS_LABEL, run_selftest, resume, start_pty, stop
 from tinygen.toolchain import make_firmware
 
 _MISSING = [t for t in ("arm-none-eabi-gcc", "make", "qemu-system-arm") if shutil.which(t) is None]

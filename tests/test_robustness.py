@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_model
 from opnets import make_opnet
+
 from tinygen import cli, ir
 from tinygen.errors import ModelError, TinygenError, UnsupportedError
 

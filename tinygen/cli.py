@@ -32,7 +32,6 @@ def log(msg: str) -> None:
 
 def cmd_build(a) -> int:
     from . import driver
-
     from .optimize.commands import history, run_optimize, wants_optimize
 
     model, opt = a.model, None
