@@ -151,3 +151,10 @@ def test_no_import_cycle_in_tinygen():
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+def test_generated_docs_are_current():
+    assert (ROOT / "docs" / "kernels.md").read_text().split("\n", 4)[4] == kernels.kernels_markdown(), \
+        "docs/kernels.md is stale: run make supported-ops"
+    assert (ROOT / "SUPPORTED_OPS.md").read_text() == ops.supported_ops_markdown(), \
+        "SUPPORTED_OPS.md is stale: run make supported-ops"

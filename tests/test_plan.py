@@ -9,6 +9,8 @@ from tinygen.errors import CompilerBug
 from tinygen.ir import Graph, Op, Tensor
 from tinygen.plan import Buffer, _place
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "bufs, peak",

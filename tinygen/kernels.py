@@ -299,3 +299,9 @@ def kernels_markdown() -> str:
     for k in REGISTRY:
         rows.append(f"| {k.kset} | {k.name} | `{k.symbol}` | {', '.join(k.ops)} | {'yes' if k.scratch_fn else '-'} |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print("# Kernels\n\nGenerated from `tinygen/kernels.py` (`python -m tinygen.kernels`): every kernel the "
+          "compiler can choose for a layer, in priority order within its set.\n")
+    print(kernels_markdown(), end="")
