@@ -158,3 +158,16 @@ def test_generated_docs_are_current():
         "docs/kernels.md is stale: run make supported-ops"
     assert (ROOT / "SUPPORTED_OPS.md").read_text() == ops.supported_ops_markdown(), \
         "SUPPORTED_OPS.md is stale: run make supported-ops"
+
+
+def test_ir_verify_blames_the_model_at_import_and_tinygen_after():
+    from tinygen.errors import ModelError
+    from tinygen.ir import Graph, Op, Tensor, verify
+
+    ts = [Tensor(i, f"t{i}", (4,), "int8") for i in range(3)]
+    g = Graph(ts, [Op("RELU", [1], [2], {}, 0), Op("RELU", [0], [1], {}, 1)], [0], [2])  # t1 read before written
+    with pytest.raises(ModelError, match="before it is computed") as e:
+        verify(g, "import")
+    assert not isinstance(e.value, CompilerBug)
+    with pytest.raises(CompilerBug, match="stage 'passes'.*before it is computed"):
+        verify(g, "passes")

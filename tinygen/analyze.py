@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import driver
+from . import kernels as registry
 from . import plan as planner
 
 
@@ -37,6 +38,7 @@ class LayerInfo:
     scratch_bytes: int
     kernel: str             # the C function that does the work ("" for aliases)
     est_instructions: dict = field(default_factory=dict)  # core -> estimated instructions
+    alternatives: dict = field(default_factory=dict)  # other kernels that apply -> estimated instructions (M33)
 
 
 @dataclass
@@ -89,6 +91,8 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
         if kernel:
             for core in cyclemodel.CORES:
                 ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out.nbytes)
+            for alt in call.alternatives:
+                ly.alternatives[alt] = registry.estimate(registry.by_name(alt), op.kind, macs, out.nbytes)
         layers.append(ly)
     bufs, _ = planner.make_buffers(g, c.calls)
     kernels = sorted({ly.kernel for ly in layers if ly.kernel})
@@ -169,7 +173,8 @@ def format_table(a: Analysis) -> str:
     for ly in a.layers:
         io = f"{','.join(_shape(s) for s in ly.inputs)}->{_shape(ly.output)}"
         rows.append(f"{ly.index:>3} {ly.op[:18]:<18} {io[:26]:<26} {ly.macs:>11,} {ly.params:>8,} {ly.weight_bytes:>8,} "
-                    f"{ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  {ly.kernel or '(alias, no call)'}")
+                    f"{ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  {ly.kernel or '(alias, no call)'}"
+                    + (f"  (also: {', '.join(f'{k} ~{v:,}' for k, v in ly.alternatives.items())})" if ly.alternatives else ""))
     rows.append("")
     rows.append(f"arena    {a.arena_bytes:>9,} B planned ({a.arena_strategy}); live-set lower bound {a.arena_lower_bound:,} B"
                 + (" (optimal)" if a.arena_bytes == a.arena_lower_bound else ""))

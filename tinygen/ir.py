@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ModelError, UnsupportedError
+from .errors import CompilerBug, ModelError, UnsupportedError
 
 DTYPES = {0: "float32", 2: "int32", 9: "int8", 7: "int16", 3: "uint8", 1: "float16", 4: "int64", 6: "bool", 10: "float64"}
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int8": np.int8, "int16": np.int16, "uint8": np.uint8, "int64": np.int64}
@@ -124,21 +124,25 @@ def safe_name(name: str, limit: int = 120) -> str:
 
 
 def verify(g: Graph, stage: str) -> None:
-    """IR invariants, checked after every stage: defined-before-use, one producer, const weights."""
+    """IR invariants, checked after every stage: defined-before-use, one producer, const weights.
+
+    After ``import`` a violation is the model's fault (:class:`ModelError`); after any later stage
+    it is tinygen's (:class:`CompilerBug`: a pass broke the graph)."""
+    err = ModelError if stage == "import" else (lambda msg: CompilerBug(stage, msg))
     defined = set(g.inputs) | {t.id for t in g.tensors if t.is_const}
     seen_out: set[int] = set()
     for op in g.ops:
         for i in op.inputs:
             if i >= 0 and i not in defined:
-                raise ModelError(f"after {stage}: {op.where()} reads tensor {g.t(i).describe()} before it is computed")
+                raise err(f"after {stage}: {op.where()} reads tensor {g.t(i).describe()} before it is computed")
         for o in op.outputs:
             if o in seen_out or g.t(o).is_const:
-                raise ModelError(f"after {stage}: tensor {g.t(o).describe()} is written twice")
+                raise err(f"after {stage}: tensor {g.t(o).describe()} is written twice")
             seen_out.add(o)
             defined.add(o)
     for o in g.outputs:
         if o not in defined:
-            raise ModelError(f"after {stage}: graph output {g.t(o).describe()} is never computed")
+            raise err(f"after {stage}: graph output {g.t(o).describe()} is never computed")
     for t in g.tensors:
         if t.alias_of is not None and g.t(t.alias_of).nbytes != t.nbytes:
-            raise ModelError(f"after {stage}: alias {t.describe()} differs in size from {g.t(t.alias_of).describe()}")
+            raise err(f"after {stage}: alias {t.describe()} differs in size from {g.t(t.alias_of).describe()}")

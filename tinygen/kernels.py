@@ -287,6 +287,14 @@ def select(kind: str, low: Lowered, kset: str, arch: str) -> Call:
     return Call(chosen, low, int(chosen.scratch(low, arch)), others)
 
 
+def estimate(kernel: Kernel, kind: str, macs: int, out_bytes: int, core: str = "cortex-m33") -> int:
+    """Estimated instructions of one call of ``kernel`` (the cycle model fitted on QEMU counts,
+    :mod:`tinygen.cyclemodel`; 0 where uncalibrated): the cost the choice and `analyze` use."""
+    from . import cyclemodel
+
+    return cyclemodel.cached().instructions(kernel.kset, core, kernel.name, kind, macs, out_bytes)
+
+
 def by_name(name: str) -> Kernel:
     for k in REGISTRY:
         if k.name == name:
