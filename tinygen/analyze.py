@@ -221,7 +221,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("analyze", help="per-layer MACs, memory, kernels, arena vs TFLM, fit and latency estimate per board")
     p.add_argument("model", help="int8 .tflite (or a Keras model, quantized with synthetic data)")
     p.add_argument("--board", help="only this board (default: every board); sets the CMSIS-NN arch")
-    p.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None, help="kernels (default cmsis-nn)")
+    p.add_argument("--backend", choices=["generated", "cmsis-nn", "portable"], default=None,
+                   help="kernel set (default cmsis-nn)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-tflm", action="store_true", help="skip TFLite Micro's arena")
     p.set_defaults(func=cmd_analyze)

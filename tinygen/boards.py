@@ -241,11 +241,12 @@ FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c"),
 CMSIS_NN_GIT = "https://github.com/ARM-software/CMSIS-NN.git#v7.0.0"
 
 
-def firmware_sources(backend: str, firmware_dir: Path = FIRMWARE) -> list[Path]:
-    """The firmware/ files a project for ``backend`` needs (those that exist), sorted by name."""
+def firmware_sources(backend: str, firmware_dir: Path = FIRMWARE, generated: bool = False) -> list[Path]:
+    """The firmware/ files a project for ``backend`` needs (those that exist), sorted by name;
+    ``generated``: a layer runs a generated kernel (it needs tg_dsp.h)."""
     if backend not in BACKENDS:
         raise BoardError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
-    names = sorted(set(FIRMWARE_RUNTIME) | set(FIRMWARE_KERNELS[backend]))
+    names = sorted(set(FIRMWARE_RUNTIME) | set(FIRMWARE_KERNELS[backend]) | ({"tg_dsp.h"} if generated else set()))
     return [firmware_dir / n for n in names if (firmware_dir / n).is_file()]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import FIRMWARE, __version__, emit, frontend, importer, ir, kernels, passes, plan, project
 from . import ops as optable
 
-KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_cmsis.c")
+KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_cmsis.c", "tg_dsp.h")
 BACKENDS = kernels.KERNEL_SETS
 
 
@@ -38,6 +38,22 @@ class Compiled:
     test_input: np.ndarray | None = None
     test_expected: np.ndarray | None = None
     emitted: emit.Emitted | None = None
+    with_cmsis: bool = False  # the generated set may fall back to CMSIS-NN kernels (the build links CMSIS-NN)
+
+    @property
+    def link(self) -> str:
+        """What the build compiles in: 'cmsis-nn' when a layer calls a CMSIS-NN kernel, else 'portable'."""
+        return "cmsis-nn" if any(k is not None and k.kernel.kset == "cmsis-nn" for k in self.calls) else "portable"
+
+    @property
+    def gen_arch(self) -> str:
+        """The generated kernels' target: DSP code on every board with the DSP extension and on the
+        host (where tg_dsp.h emulates the intrinsics, so host tests run the board's code), else plain C."""
+        return "none" if self.arch == "none" and self.board_name != "host" else "dsp"
+
+    @property
+    def generated(self) -> bool:
+        return any(k is not None and k.generated is not None for k in self.calls)
 
 
 def _import(c: Compiled, dump) -> None:
@@ -55,10 +71,13 @@ def _schedule(c: Compiled, dump) -> None:
 def _lower(c: Compiled, dump) -> None:
     g = c.graph
     c.calls = []
-    for op in g.ops:
-        low = optable.lower(g, op)
-        c.calls.append(None if low.alias else kernels.select(op.kind, low, c.backend, c.arch))
     c.macs = [optable.macs(g, op) for op in g.ops]
+    fallback = ("cmsis-nn", "portable") if c.with_cmsis else ("portable",)
+    for pos, op in enumerate(g.ops):
+        low = optable.lower(g, op)
+        c.calls.append(None if low.alias else kernels.select(
+            op.kind, low, c.backend, c.arch, symbol=f"tg_gen_{pos}", fallback=fallback, macs=c.macs[pos],
+            out_bytes=g.t(op.outputs[0]).nbytes, gen_arch=c.gen_arch))
 
 
 def _plan(c: Compiled, dump) -> None:
@@ -75,7 +94,7 @@ def _reference(c: Compiled, dump) -> None:
 
 def _emit(c: Compiled, dump) -> None:
     g = c.graph
-    extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name}
+    extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name, "link": c.link}
     c.emitted = emit.emit_model(g, c.calls, c.plan, c.model_bytes, c.name, c.backend, c.macs, c.test_input,
                                 c.test_expected, extra)
 
@@ -87,15 +106,23 @@ STAGES: list[tuple[str, Callable[[Compiled, Callable | None], None]]] = [
 
 
 def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch: str = "dsp",
-                  dump=None, test_seed: int = 0, board_name: str = "host", stop_after: str | None = None) -> Compiled:
+                  dump=None, test_seed: int = 0, board_name: str = "host", stop_after: str | None = None,
+                  with_cmsis: bool | None = None) -> Compiled:
     """int8 TFLite bytes -> emitted C sources + manifest (no files written).
 
-    ``backend`` is the kernel set the registry picks from ('cmsis-nn' or 'portable'); ``arch`` the
-    target's CMSIS-NN feature set ('dsp', 'mve', 'none'), which sizes CMSIS-NN scratch.
+    ``backend`` is the kernel set the registry picks from ('generated', 'cmsis-nn' or 'portable');
+    ``arch`` the target's feature set ('dsp', 'mve', 'none'), which sizes CMSIS-NN scratch and
+    picks the generated kernels' DSP code. The generated set falls back to CMSIS-NN kernels when
+    ``with_cmsis`` (default: CMSIS_NN_PATH is set), else to the portable ones.
     """
+    import os
+
+    if with_cmsis is None:
+        with_cmsis = bool(os.environ.get("CMSIS_NN_PATH"))
     if stop_after is not None and stop_after not in {n for n, _ in STAGES}:
         raise ValueError(f"unknown stage {stop_after!r}")
-    c = Compiled(bytes(model_bytes), name, backend, arch if backend == "cmsis-nn" else "portable", board_name, test_seed)
+    c = Compiled(bytes(model_bytes), name, backend, arch if backend != "portable" else "portable", board_name, test_seed,
+                 with_cmsis=bool(with_cmsis) and backend == "generated")
     for stage, fn in STAGES:
         fn(c, dump)
         if c.graph is not None:
@@ -105,17 +132,19 @@ def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch
     return c
 
 
-def kernel_sources(backend: str = "cmsis-nn") -> dict[str, str]:
-    """The firmware/ kernel files a project of ``backend`` compiles (the CMSIS-NN adapters only for cmsis-nn)."""
-    files = [f for f in KERNEL_FILES if backend == "cmsis-nn" or f != "tg_backend_cmsis.c"]
+def kernel_sources(link: str = "cmsis-nn", generated: bool = False) -> dict[str, str]:
+    """The firmware/ kernel files a project compiles: the CMSIS-NN adapters only when it links
+    CMSIS-NN, tg_dsp.h only when a layer runs a generated kernel."""
+    files = [f for f in KERNEL_FILES if (link == "cmsis-nn" or f != "tg_backend_cmsis.c")
+             and (generated or f != "tg_dsp.h")]
     return {f"src/{f}": (FIRMWARE / f).read_text() for f in files if (FIRMWARE / f).exists()}
 
 
 def host_project(c: Compiled) -> dict[str, str]:
     files = {f"src/{k}": v for k, v in c.emitted.files.items() if k != "manifest.json"}
-    files.update(kernel_sources(c.backend))
+    files.update(kernel_sources(c.link, c.generated))
     files["src/tg_host_main.c"] = (FIRMWARE / "tg_host_main.c").read_text()
-    files["Makefile"] = emit.render("Makefile.host.j2", version=__version__, name=emit.c_string(c.name), backend=c.backend)
+    files["Makefile"] = emit.render("Makefile.host.j2", version=__version__, name=emit.c_string(c.name), backend=c.link)
     files["manifest.json"] = c.emitted.files["manifest.json"]
     return files
 

@@ -113,6 +113,20 @@ def c_operand(o: Operand, tensor: dict, arrays: dict, scratch: str, params: str,
     return f"({o.cast}){expr}" if o.cast else expr
 
 
+_PARAM_TYPES = {"in": "const int8_t *", "out": "int8_t *", "scratch": "int8_t *"}
+
+
+def c_prototype(symbol: str, operands) -> str:
+    """The C declaration of a generated kernel from its operands.
+
+    >>> from tinygen.kernels import IN0, OUT0, SCRATCH
+    >>> c_prototype("tg_gen_3", (IN0, OUT0, SCRATCH))
+    'int32_t tg_gen_3(const int8_t *in0, int8_t *out0, int8_t *scratch);'
+    """
+    args = ", ".join(f"{_PARAM_TYPES[o.kind]}{o.kind}{o.index if o.kind != 'scratch' else ''}" for o in operands)
+    return f"int32_t {symbol}({args});"
+
+
 @dataclass
 class Layer:
     index: int  # layer number (calls only)
@@ -164,12 +178,19 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         return f"(tg_arena + {p.offsets[tid]}u)"
 
     layers: list[Layer] = []
+    generated: list[dict] = []  # per generated kernel: symbol, file, prototype, source, notes
     for pos, (op, call) in enumerate(zip(g.ops, calls)):
         if call is None:
             continue
         li, low, k = len(layers), call.low, call.kernel
         names = {}
-        for an, a in low.arrays.items():
+        gen = call.generated
+        if gen is not None:  # its constants are inside its own source; it takes no params struct
+            generated.append({"symbol": gen.symbol, "file": f"{gen.symbol}.c", "layer": li, "kind": op.kind,
+                              "name": op.name, "prototype": c_prototype(gen.symbol, k.operands),
+                              "source": gen.source, "const_bytes": int(gen.const_bytes),
+                              "variant": str(gen.notes.get("variant", ""))})
+        for an, a in ({} if gen is not None else low.arrays).items():
             sym = f"tg_w{li}_{an}"
             a = np.ascontiguousarray(a)
             arrays.append((sym, CTYPES[a.dtype], c_array_body(a), a.nbytes))
@@ -181,16 +202,17 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         ins = [tensor_expr(t) for t in op.inputs] if any(o.kind == "ins" for o in k.operands) else []
         scratch = f"(tg_arena + {p.scratch[pos][0]}u)" if p.scratch.get(pos) else "NULL"
         args = [c_operand(o, tensor, names, scratch, f"&tg_p{li}", ins, low.imm) for o in k.operands]
-        params = {f: (names[v.name] if isinstance(v, Arr) else v) for f, v in low.params.items()}
-        layers.append(Layer(li, op.op_index, op.kind, op.name, k.symbol, args, k.name, low.ptype,
-                            c_initializer(params) if low.ptype else "", p.scratch.get(pos, (0, 0))[1],
+        ptype = None if gen is not None else low.ptype
+        params = {f: (names[v.name] if isinstance(v, Arr) else v) for f, v in low.params.items()} if ptype else {}
+        layers.append(Layer(li, op.op_index, op.kind, op.name, k.symbol, args, k.name, ptype,
+                            c_initializer(params) if ptype else "", p.scratch.get(pos, (0, 0))[1],
                             k.scratch_fn if p.scratch.get(pos) else None, macs[pos], g.t(op.outputs[0]).nbytes,
                             list(call.alternatives)))
 
     model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]
     tins, touts = [g.t(i) for i in g.inputs], [g.t(i) for i in g.outputs]
     tin, tout = tins[0], touts[0]
-    weights_bytes = sum(a[3] for a in arrays)
+    weights_bytes = sum(a[3] for a in arrays) + sum(k["const_bytes"] for k in generated)
     ctx = dict(
         version=__version__, name=c_string(name), hash=model_hash, backend=backend, layers=layers, arrays=arrays,
         arena_size=p.arena_size, input_offset=p.offsets[tin.id], output_offset=p.offsets[tout.id],
@@ -200,7 +222,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         layer_names=[c_string(f"{ly.kind}:{ly.name}"[:60]) for ly in layers],
         test_input=c_array_body(np.frombuffer(test_input.tobytes(), np.int8)),
         test_expected=c_array_body(np.frombuffer(test_expected.tobytes(), np.int8)),
-        total_macs=sum(macs),
+        total_macs=sum(macs), generated=generated,
     )
     files = {
         "model.h": render("model.h.j2", **ctx),
@@ -209,6 +231,10 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         "model_weights.c": render("model_weights.c.j2", **ctx),
         "model_test.c": render("model_test.c.j2", **ctx),
     }
+    if generated:
+        files["model_kernels.h"] = render("model_kernels.h.j2", **ctx)
+        for k in generated:
+            files[k["file"]] = render("model_kernel.c.j2", kernel=k, **ctx)
     manifest = {
         "tinygen_version": __version__,
         "model": name,
@@ -222,7 +248,8 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         "inputs": [_io(t, p) for t in tins], "outputs": [_io(t, p) for t in touts],
         "input_bytes": sum(t.nbytes for t in tins), "output_bytes": sum(t.nbytes for t in touts),
         "layers": [{"index": ly.index, "op_index": ly.op_index, "op": ly.kind, "name": ly.name,
-                    "kernel": ly.kernel, "symbol": ly.symbol, "macs": ly.macs, "scratch_bytes": ly.scratch,
+                    "kernel": ly.kernel, "symbol": ly.symbol, "alternatives": ly.alternatives, "macs": ly.macs,
+                    "scratch_bytes": ly.scratch,
                     "output_bytes": ly.out_bytes} for ly in layers],
         "tensors": [{"id": tid, "name": g.t(tid).name, "offset": off, "bytes": g.t(tid).nbytes}
                     for tid, off in sorted(p.offsets.items())],

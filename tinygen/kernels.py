@@ -27,7 +27,11 @@ from . import cmsis_scratch as cs
 from .errors import CompilerBug
 from .ops import Lowered
 
-KERNEL_SETS = ("cmsis-nn", "portable")
+KERNEL_SETS = ("generated", "cmsis-nn", "portable")
+# op -> the tinygen.kernelgen family modules that may generate a specialized kernel for it
+GENERATED_FAMILIES = {"CONV_2D": ("conv",), "FULLY_CONNECTED": ("fc",), "DEPTHWISE_CONV_2D": ("dwconv",),
+                      "AVERAGE_POOL_2D": ("pool",), "MEAN": ("pool",), "MAX_POOL_2D": ("pool",),
+                      "ADD": ("eltwise",), "MUL": ("eltwise",)}
 FC_CHUNK = 32  # outputs per call of the CMSIS-NN matrix kernel (tg_cmsis_fully_connected_s8's int32 row)
 
 
@@ -77,12 +81,17 @@ class Kernel:
 
 @dataclass
 class Call:
-    """A layer's kernel call as data: the chosen kernel, the op's parameters and the scratch size."""
+    """A layer's kernel call as data: the chosen kernel, the op's parameters and the scratch size.
+
+    For a generated kernel, ``generated`` holds its C source (rendered by tinygen.kernelgen with the
+    layer's constants baked in); ``kernel`` is then the layer's own entry (symbol ``tg_gen_<pos>``)."""
 
     kernel: Kernel
     low: Lowered
     scratch: int = 0
     alternatives: list[str] = field(default_factory=list)  # other kernels that apply (analyze shows them)
+    generated: object = None  # tinygen.kernelgen.Generated
+    cost: float = 0.0  # estimated instructions of the chosen kernel (0: unknown)
 
     @property
     def symbol(self) -> str:
@@ -266,15 +275,63 @@ register("arm_pad_s8", "tg_cmsis_pad_s8", ["PAD", "PADV2"], _C, _STD)
 
 
 def candidates(kind: str, kset: str) -> list[Kernel]:
-    """The entries of ``kset`` for op ``kind``, in priority order, then the portable ones."""
+    """The registry entries of ``kset`` for op ``kind``, in priority order, then the portable ones
+    (the generated set's own kernels are made per layer: :func:`_generate`)."""
     own = [k for k in REGISTRY if kind in k.ops and k.kset == kset]
     return own + ([k for k in REGISTRY if kind in k.ops and k.kset == "portable"] if kset != "portable" else [])
 
 
-def select(kind: str, low: Lowered, kset: str, arch: str) -> Call:
-    """The kernel that runs a layer: the first of :func:`candidates` that applies (compile time)."""
+def _families(kind: str):
+    import importlib
+
+    for name in GENERATED_FAMILIES.get(kind, ()):
+        try:
+            yield name, importlib.import_module(f"tinygen.kernelgen.{name}")
+        except ImportError:
+            continue
+
+
+_GEN_OPERANDS = {"in0": IN0, "in1": IN1, "out0": OUT0, "scratch": SCRATCH}
+
+
+def _generate(kind: str, low: Lowered, arch: str, symbol: str) -> list[tuple[float, Call]]:
+    """Generated candidates for a layer: (estimated instructions, call) per family that applies."""
+    out = []
+    for name, fam in _families(kind):
+        if fam.applies(kind, low.params, low.arrays, arch) is not None:
+            continue
+        gen = fam.generate(kind, low.params, low.arrays, arch, symbol)
+        k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
+                   doc=str(gen.notes.get("variant", "")))
+        cost = float(fam.cost(kind, low.params, low.arrays, arch))
+        out.append((cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost)))
+    return out
+
+
+def select(kind: str, low: Lowered, kset: str, arch: str, symbol: str = "tg_gen", fallback=("portable",),
+           macs: int = 0, out_bytes: int = 0, gen_arch: str | None = None) -> Call:
+    """The kernel that runs a layer, chosen at compile time.
+
+    ``portable`` / ``cmsis-nn``: the first entry of :func:`candidates` that applies (the CMSIS-NN
+    entries are ordered as CMSIS-NN's wrappers choose). ``generated``: the cheapest by estimated
+    instructions among the kernels generated for this layer and the ``fallback`` sets' choices
+    (``cmsis-nn`` only when the build has CMSIS-NN); ``symbol`` names a generated kernel;
+    ``macs`` / ``out_bytes`` feed the cycle model's estimate of the fallback kernels; ``gen_arch`` is
+    what the generated code targets ('dsp': ACLE intrinsics, emulated in C by tg_dsp.h on the host;
+    'none': plain C), default ``arch``.
+    """
     if kset not in KERNEL_SETS:
         raise CompilerBug("kernels", f"unknown kernel set {kset!r}")
+    if kset == "generated":
+        options = _generate(kind, low, gen_arch or arch, symbol)
+        for fb in fallback:
+            c = select(kind, low, fb, arch)
+            c.cost = float(estimate(c.kernel, kind, macs, out_bytes))
+            options.append((c.cost if c.cost > 0 else float("inf"), c))
+        options.sort(key=lambda o: o[0])  # stable: ties keep generated first, then the fallback order
+        best = options[0][1]
+        best.alternatives = [c.kernel.name for _, c in options[1:]]
+        return best
     chosen, others = None, []
     for k in candidates(kind, kset):
         if k.applies(low, arch) is None:
