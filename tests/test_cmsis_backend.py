@@ -937,7 +937,8 @@ def test_cmsis_fc_pool_elementwise_softmax_pad_match_reference(cmsis_lib):
 # ------------------------------------------------ 5. real target builds under QEMU (DSP and Helium)
 #
 # The host build is neither DSP nor MVE: there the DSP/Helium kernels and their scratch sizes are
-# not exercised. Python picks each case's kernel with kernels.select(..., arch) for the target
+# not exercised. For random convolutions, depthwise, FC, pools, ADD/SUB/MUL, softmax and pad cases,
+# Python picks each case's kernel with kernels.select(..., arch) for the target
 # (as the compiler would for a board with that arch) and puts its id, the portable kernel's id and
 # the planned scratch in the case table; the harness (a switch generated from the registry) runs
 # that tg_cmsis_* adapter with a scratch of exactly the planned size (NULL when 0, as model.c)
@@ -949,7 +950,8 @@ QEMU_TARGETS = {
     "cortex-m33-dsp": dict(cpu="cortex-m33", arch="dsp", machine="mps2-an505", text=0x10000000, ram=0x38000000),
     "cortex-m55-mve": dict(cpu="cortex-m55", arch="mve", machine="mps3-an547", text=0x00000000, ram=0x01000000),
 }
-QEMU_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+QEMU_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "SUB", "MUL",
+            "SOFTMAX", "PAD")
 QEMU_KERNELS = [k for k in kernels.REGISTRY if set(k.ops) & set(QEMU_OPS)]
 SCRATCH_BYTES = 16384
 
@@ -991,15 +993,16 @@ SECTIONS {{
 
 def _dispatch_c() -> str:
     """run_kernel(id, ...) and kernel_scratch(id, p) over QEMU_KERNELS, from their operands."""
-    arg = {"params": "p", "in": "in", "out": "out", "scratch": "scratch"}
+    arg = {("params", 0): "p", ("in", 0): "in", ("in", 1): "in2", ("out", 0): "out", ("scratch", 0): "scratch"}
     run, scr = [], []
     for i, k in enumerate(QEMU_KERNELS):
-        assert all(o.kind in arg and o.index == 0 and not o.cast for o in k.operands), k
-        run.append(f"    case {i}: return {k.symbol}({', '.join(arg[o.kind] for o in k.operands)});")
+        assert all((o.kind, o.index) in arg and not o.cast for o in k.operands), k
+        run.append(f"    case {i}: return {k.symbol}({', '.join(arg[o.kind, o.index] for o in k.operands)});")
         if k.scratch_fn:
             scr.append(f"    case {i}: return {k.scratch_fn}(p);")
-    return ("static int32_t run_kernel(int32_t id, const void *p, const int8_t *in, int8_t *out, int8_t *scratch)\n{\n"
-            "    (void)scratch;\n    switch (id) {\n" + "\n".join(run) + "\n    default: return -100;\n    }\n}\n"
+    return ("static int32_t run_kernel(int32_t id, const void *p, const int8_t *in, const int8_t *in2, int8_t *out,\n"
+            "                          int8_t *scratch)\n{\n    (void)in2;\n    (void)scratch;\n    switch (id) {\n"
+            + "\n".join(run) + "\n    default: return -100;\n    }\n}\n"
             "/* the kernel's scratch-size function, -1 when it has none */\n"
             "static int32_t kernel_scratch(int32_t id, const void *p)\n{\n    (void)p;\n    switch (id) {\n"
             + "\n".join(scr) + "\n    default: return -1;\n    }\n}\n")
@@ -1018,7 +1021,7 @@ static int32_t rnd(int32_t lo, int32_t hi) /* inclusive */
     rng_state = rng_state * 1664525u + 1013904223u;
     return lo + (int32_t)((rng_state >> 8) % (uint32_t)(hi - lo + 1));
 }
-static int8_t in_buf[4096], w_buf[8192], out_a[4096], out_b[4096];
+static int8_t in_buf[4096], in2_buf[4096], w_buf[8192], out_a[4096], out_b[4096];
 static int32_t mult[256], shift[256], bias[256];
 static int8_t scratch[SCRATCH_BYTES + GUARD] __attribute__((aligned(16)));
 
@@ -1043,10 +1046,10 @@ static void run_case(const char *kind, int i, const int32_t *c, const void *p, i
     memset(scratch, 0x77, sizeof scratch); /* stale garbage: accumulators must be reset */
     memset(scratch + planned, 0xA5, GUARD);
     memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
-    const int32_t ra = run_kernel(kid, p, in_buf, out_a, planned ? scratch : NULL);
+    const int32_t ra = run_kernel(kid, p, in_buf, in2_buf, out_a, planned ? scratch : NULL);
     int32_t guard = 0;
     for (int32_t j = 0; j < GUARD; ++j) guard += scratch[planned + j] != (int8_t)0xA5;
-    const int32_t rb = run_kernel(rid, p, in_buf, out_b, NULL);
+    const int32_t rb = run_kernel(rid, p, in_buf, in2_buf, out_b, NULL);
     printf("%s %d %ld %ld %ld %ld %ld\n", kind, i, (long)sz, (long)ra, (long)rb, (long)diff(n_out), (long)guard);
 }
 
@@ -1072,7 +1075,7 @@ int main(void)
         const int32_t *c = fc_cases[i];
         tg_fc_params_t p;
         memset(&p, 0, sizeof p);
-        p.batches = c[3]; p.in_depth = c[4]; p.out_depth = c[5]; p.per_channel = c[6];
+        p.batches = c[3]; p.in_depth = c[4]; p.out_depth = c[5]; p.per_channel = c[10];
         p.in_offset = rnd(-127, 128); p.out_offset = rnd(-128, 127); p.act_min = -128; p.act_max = 127;
         fill_q(p.out_depth);
         p.mult = mult; p.shift = shift; p.bias = (i % 3) ? bias : NULL; p.weights = w_buf;
@@ -1090,6 +1093,38 @@ int main(void)
         p.act_min = -128; p.act_max = 127;
         fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
         run_case("pool", i, c, &p, p.out.n * p.out.h * p.out.w * p.out.c);
+    }
+    for (int i = 0; i < (int)(sizeof bin_cases / sizeof bin_cases[0]); ++i) { /* equal shapes */
+        const int32_t *c = bin_cases[i];
+        tg_binary_params_t p;
+        p.in1 = (tg_dims_t){c[3], c[4], c[5], c[6]};
+        p.in2 = (tg_dims_t){c[7], c[8], c[9], c[10]};
+        p.out = (tg_dims_t){c[11], c[12], c[13], c[14]};
+        p.in1_offset = c[15]; p.in1_mult = c[16]; p.in1_shift = c[17];
+        p.in2_offset = c[18]; p.in2_mult = c[19]; p.in2_shift = c[20]; p.left_shift = c[21];
+        p.out_offset = c[22]; p.out_mult = c[23]; p.out_shift = c[24]; p.act_min = c[25]; p.act_max = c[26];
+        const int32_t n = p.out.n * p.out.h * p.out.w * p.out.c;
+        fill(in_buf, n, -128);
+        fill(in2_buf, n, -128);
+        run_case("bin", i, c, &p, n);
+    }
+    for (int i = 0; i < (int)(sizeof softmax_cases / sizeof softmax_cases[0]); ++i) {
+        const int32_t *c = softmax_cases[i];
+        tg_softmax_params_t p;
+        p.rows = c[3]; p.row_size = c[4]; p.mult = c[5]; p.shift = c[6]; p.diff_min = c[7];
+        fill(in_buf, p.rows * p.row_size, -128);
+        run_case("softmax", i, c, &p, p.rows * p.row_size);
+    }
+    for (int i = 0; i < (int)(sizeof pad_cases / sizeof pad_cases[0]); ++i) {
+        const int32_t *c = pad_cases[i];
+        tg_pad_params_t p;
+        memset(&p, 0, sizeof p);
+        p.in = (tg_dims_t){c[3], c[4], c[5], c[6]};
+        p.out = (tg_dims_t){c[7], c[8], c[9], c[10]};
+        p.before = (tg_dims_t){c[11], c[12], c[13], c[14]};
+        p.pad_value = (int8_t)c[15];
+        fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
+        run_case("pad", i, c, &p, p.out.n * p.out.h * p.out.w * p.out.c);
     }
     printf("done\n");
     return 0;
@@ -1139,7 +1174,29 @@ def _qemu_cases(seed: int):
         if n * ih * iw * c_ <= 4096:
             pool.append({"in": (n, ih, iw, c_), "out": (n, oh, ow, c_), "filter_h": fh, "filter_w": fw,
                          "stride_h": s, "stride_w": s, "pad_h": ph, "pad_w": pw})
-    return conv, fc, pool
+    other = []  # (op kind, Lowered) of the struct-only kernels: element-wise, softmax, pad
+    from tinygen import quant
+
+    for i in range(30):
+        shape = (rng.randint(1, 2), rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 24))
+        s1, s2, so = (float(np.float32(rng.uniform(0.005, 0.1))) for _ in range(3))
+        z1, z2, zo = (rng.randint(-128, 127) for _ in range(3))
+        act = rng.choice(["NONE", "RELU"])
+        for kind, qfn in (("ADD", quant.add_params), ("SUB", quant.sub_params), ("MUL", quant.mul_params)):
+            p = {"in1": _nhwc(shape), "in2": _nhwc(shape), "out": _nhwc(shape), **qfn(s1, z1, s2, z2, so, zo, act=act)}
+            other.append((kind, Lowered(p, {}, "tg_binary_params_t")))
+        rows, row_size = rng.randint(1, 4), rng.choice([1, 2, 5, 10, 16, 33, 100, 255])
+        mult, shift, diff_min = quant.softmax_params(1.0, float(np.float32(rng.uniform(0.01, 0.25))))
+        other.append(("SOFTMAX", Lowered({"rows": rows, "row_size": row_size, "mult": mult, "shift": shift,
+                                          "diff_min": diff_min}, {}, "tg_softmax_params_t")))
+        pout = [9999]
+        while np.prod(pout) > 4096:  # the harness's buffers
+            pin = [rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6), rng.randint(1, 20)]
+            before = [rng.randint(0, 1), rng.randint(0, 2), rng.randint(0, 2), rng.randint(0, 3)]
+            pout = [a + b + rng.randint(0, 2) for a, b in zip(pin, before)]
+        other.append(("PAD", Lowered({"in": _nhwc(pin), "out": _nhwc(pout), "before": _nhwc(before),
+                                      "pad_value": rng.randint(-128, 127)}, {}, "tg_pad_params_t")))
+    return conv, fc, pool, other
 
 
 def _q_arrays(n: int) -> dict:
@@ -1147,7 +1204,7 @@ def _q_arrays(n: int) -> dict:
     return {"mult": np.full(n, 1 << 30, np.int32), "shift": np.full(n, -8, np.int32), "weights": np.zeros(1, np.int8)}
 
 
-def _qemu_plan(conv, fc, pool, arch: str):
+def _qemu_plan(conv, fc, pool, other, arch: str):
     """Per case: (table, label, op kind, Lowered, chosen Call, portable Call)."""
     rows = []
     for dw, c in conv:
@@ -1157,6 +1214,8 @@ def _qemu_plan(conv, fc, pool, arch: str):
     for p in pool:
         for kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             rows.append(("pool", kind, _pool_lowered(p)))
+    table = {"ADD": "bin", "SUB": "bin", "MUL": "bin", "SOFTMAX": "softmax", "PAD": "pad"}
+    rows += [(table[kind], kind, low) for kind, low in other]
     return [(t, kind, low, kernels.select(kind, low, "cmsis-nn", arch), kernels.select(kind, low, "portable", arch))
             for t, kind, low in rows]
 
@@ -1166,21 +1225,31 @@ def _c_rows(name: str, rows: list[list[int]]) -> str:
     return f"static const int32_t {name}[][{len(rows[0])}] = {{\n{body}\n}};\n"
 
 
+QEMU_TABLES = ("conv", "fc", "pool", "bin", "softmax", "pad")
+
+
+def _flat(low: Lowered) -> list[int]:
+    """The params' scalar fields in struct order (dims as n, h, w, c; pointers left out): the harness's columns 3..."""
+    out: list[int] = []
+    for f, _ in STRUCTS[low.ptype]._fields_:
+        v = low.params[f]
+        if isinstance(v, dict):
+            out += [int(v[d]) for d in "nhwc"]
+        elif v is not None and not isinstance(v, Arr):
+            out.append(int(v))
+    return out
+
+
 def _cases_h(plan) -> str:
+    """Case tables: kernel id, portable kernel id, planned scratch bytes, then the struct's scalar fields."""
     ids = {k.symbol: i for i, k in enumerate(QEMU_KERNELS)}
-    tables: dict[str, list[list[int]]] = {"conv": [], "fc": [], "pool": []}
+    tables: dict[str, list[list[int]]] = {t: [] for t in QEMU_TABLES}
     for t, _kind, low, call, ref in plan:
         p = low.params
-        head = [ids[call.symbol], ids[ref.symbol], call.scratch]
-        if t == "conv":
-            body = [*p["in"].values(), *p["filter"].values(), *p["out"].values(),
-                    *(p[f] for f in ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "ch_mult"))]
-        elif t == "fc":
-            body = [p[f] for f in ("batches", "in_depth", "out_depth", "per_channel")]
-        else:
-            body = [*p["in"].values(), *p["out"].values(),
-                    *(p[f] for f in ("filter_h", "filter_w", "stride_h", "stride_w", "pad_h", "pad_w"))]
-        tables[t].append(head + body)
+        n_out = (p["rows"] * p["row_size"] if t == "softmax" else p["batches"] * p["out_depth"] if t == "fc"
+                 else int(np.prod(list(p["out"].values()))))
+        assert n_out <= 4096, f"{t} case too large for the harness's buffers: {_desc(low)}"
+        tables[t].append([ids[call.symbol], ids[ref.symbol], call.scratch, *_flat(low)])
     return (f"#define SCRATCH_BYTES {SCRATCH_BYTES}\n" + "".join(_c_rows(f"{t}_cases", r) for t, r in tables.items())
             + _dispatch_c())
 
@@ -1211,11 +1280,11 @@ def test_cmsis_backend_on_qemu(cmsis_root, target, tmp_path):
                        capture_output=True, text=True, timeout=180)
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and lines and lines[-1] == "done", f"qemu run failed ({r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
-    by_table: dict[str, list] = {"conv": [], "fc": [], "pool": []}
+    by_table: dict[str, list] = {tb: [] for tb in QEMU_TABLES}
     for row in plan:
         by_table[row[0]].append(row)
     problems, seen = [], {}
-    results = {"conv": 0, "fc": 0, "pool": 0}
+    results = dict.fromkeys(QEMU_TABLES, 0)
     nonzero = 0
     for line in lines[:-1]:
         table, idx, *vals = line.split()
