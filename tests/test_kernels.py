@@ -271,25 +271,21 @@ def run_maxpool(lib, m, op, vals):
     return _pool(lib, m, op, vals, True)
 
 
-def _binary(lib, m, op, vals, is_mul):
+def run_binary(lib, m, op, vals):
+    """ADD / SUB / MUL ...: tinygen.quant.<op>_params and the registry's portable kernel for the op."""
+    from tinygen import kernels
+
+    kind = m.opname(op)
     a, b = vals[op.inputs[0]], vals[op.inputs[1]]
     out_shape = m.t(op.outputs[0]).shape
     act = ACT[op.options.scalar(0, "b")] if op.options is not None else "NONE"
     args = (*m.qp(op.inputs[0]), *m.qp(op.inputs[1]), *m.qp(op.outputs[0]))
-    q = quant.mul_params(*args, act=act) if is_mul else quant.add_params(*args, act=act)
+    q = getattr(quant, f"{kind.lower()}_params")(*args, act=act)
     p = BinaryParams(dims4(m.t(op.inputs[0]).shape), dims4(m.t(op.inputs[1]).shape), dims4(out_shape), **q)
     out = np.zeros(out_shape, np.int8)
-    fn = lib.tg_ref_mul_s8 if is_mul else lib.tg_ref_add_s8
+    fn = getattr(lib, kernels.candidates(kind, "portable")[0].symbol)
     assert fn(C.byref(p), p8(a), p8(b), p8(out)) == TG_OK
     return out
-
-
-def run_add(lib, m, op, vals):
-    return _binary(lib, m, op, vals, False)
-
-
-def run_mul(lib, m, op, vals):
-    return _binary(lib, m, op, vals, True)
 
 
 def run_softmax(lib, m, op, vals):
@@ -383,7 +379,7 @@ def run_concat(lib, m, op, vals):
 
 RUNNERS = {
     "CONV_2D": run_conv, "DEPTHWISE_CONV_2D": run_dwconv, "FULLY_CONNECTED": run_fc,
-    "AVERAGE_POOL_2D": run_avgpool, "MAX_POOL_2D": run_maxpool, "ADD": run_add, "MUL": run_mul,
+    "AVERAGE_POOL_2D": run_avgpool, "MAX_POOL_2D": run_maxpool, "ADD": run_binary, "SUB": run_binary, "MUL": run_binary,
     "SOFTMAX": run_softmax, "LOGISTIC": run_logistic, "RELU": run_relu, "RELU6": run_relu6,
     "QUANTIZE": run_quantize, "DEQUANTIZE": run_dequantize, "MEAN": run_mean, "PAD": run_pad,
     "PADV2": run_pad, "CONCATENATION": run_concat,
