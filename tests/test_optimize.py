@@ -1,5 +1,8 @@
-"""Tests for ``tinygen optimize``: data validation, the depthwise-separable split, structured
-pruning across residual Adds, Keras-3 import, and end-to-end runs on digits and ResNet-8."""
+"""Tests for ``tinygen optimize``: data validation and the test split, budgets, task metrics,
+the depthwise-separable split, structured pruning (residual Adds, 2-D BatchNorm, Concatenate,
+SeparableConv2D), Keras-3 import, the compile check before optimizing, and end-to-end runs on
+digits (to a latency budget, PTQ vs QAT), an autoencoder (AUC), a degenerate synthetic case
+and ResNet-8. Training is tiny (digits, a few epochs); QEMU and ResNet-8 runs are marked slow."""
 
 from __future__ import annotations
 
@@ -21,13 +24,17 @@ RESNET8 = SHARED / "models" / "mlperf-tiny" / "pretrainedResnet.h5"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.optimize_digits import digits_npz, train_baseline  # noqa: E402
-from tinygen.errors import InputError  # noqa: E402
+from tinygen.errors import InputError, UnsupportedError  # noqa: E402
 from tinygen.optimize import format_table, load_data, optimize  # noqa: E402
 from tinygen.optimize._tf import keras, tf  # noqa: E402
+from tinygen.optimize.budget import Budget, parse_bytes, parse_ms  # noqa: E402
+from tinygen.optimize.data import Data  # noqa: E402
+from tinygen.optimize.evaluate import Judge  # noqa: E402
 from tinygen.optimize.graph import nodes  # noqa: E402
 from tinygen.optimize.metrics import model_macs, tflite_predict  # noqa: E402
 from tinygen.optimize.prune import channel_spaces, prune_model  # noqa: E402
-from tinygen.optimize.rewrite import rank1_split, rewrite_model  # noqa: E402
+from tinygen.optimize.rewrite import plan_and_rewrite, rank1_split, rewrite_model  # noqa: E402
+from tinygen.optimize.task import Task, auc, degenerate, infer_task  # noqa: E402
 
 
 # ---------------------------------------------------------------- data.npz validation
@@ -45,7 +52,31 @@ def _npz(tmp_path, **over):
 def test_load_data_accepts_good_file(tmp_path):
     d = load_data(_npz(tmp_path), (8, 8, 1), 10)
     assert d.x_train.shape == (20, 8, 8, 1) and d.x_train.dtype == np.float32
-    assert d.y_val.shape == (6,)
+    # no x_test: half of the validation split is held out as the test split, disjoint from val
+    assert d.y_val.shape == (3,) and d.x_test.shape == (3, 8, 8, 1) and d.y_test.shape == (3,)
+    z = np.load(_npz(tmp_path))
+    rows = {r.tobytes() for r in z["x_val"]}
+    assert {r.tobytes() for r in d.x_val} | {r.tobytes() for r in d.x_test} == rows
+    assert not {r.tobytes() for r in d.x_val} & {r.tobytes() for r in d.x_test}
+    assert "half of x_val" in d.test_source
+
+
+def test_load_data_test_split_unlabeled_and_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    p = _npz(tmp_path, x_test=rng.random((4, 8, 8, 1), np.float32), y_test=rng.integers(0, 10, 4))
+    d = load_data(p, (8, 8, 1), 10)
+    assert len(d.x_val) == 6 and len(d.x_test) == 4 and d.test_source == "x_test"
+    with pytest.raises(InputError, match="missing key.*y_test"):
+        load_data(_npz(tmp_path, x_test=rng.random((4, 8, 8, 1), np.float32)), (8, 8, 1), 10)
+    # unlabeled inputs (no y_* at all): accepted for distillation, judged by fidelity
+    d = load_data(_npz(tmp_path, y_train=None, y_val=None), (8, 8, 1), 10)
+    assert d.y_train is None and d.y_val is None and not d.labeled
+    assert infer_task((8, 8, 1), (10,), True, None, False).metric == "agree"
+    # float targets of the output's shape: a regression model
+    p = _npz(tmp_path, y_train=rng.random((20, 3), np.float32), y_val=rng.random((6, 3), np.float32))
+    d = load_data(p, (8, 8, 1), 3, (3,))
+    assert d.y_train.dtype.kind == "f"
+    assert infer_task((8, 8, 1), (3,), False, d.y_train, False).metric == "mse"
 
 
 @pytest.mark.parametrize("over, words", [
@@ -147,13 +178,16 @@ def test_rewrite_skips_1x1_and_reports_macs():
 
     x = np.random.default_rng(0).random((32, 8, 8, 3), np.float32)
     y = np.argmax(m(x).numpy(), -1)
-    new, cands = plan_and_rewrite(m, x, y, x, budget=1.0, min_saving=0.0, log=logs.append)
+    judge = Judge(Task("classify", "acc"), m, Data(x, y, x, y, x, y))
+    new, cands = plan_and_rewrite(m, judge, x, budget=1.0, min_saving=0.0, log=logs.append)
     assert {c.name for c in cands} == {"a", "b", "c"}
     assert all(c.macs_after < c.macs_before and c.sensitivity is not None for c in cands)
     assert any("a_dw" == n.name for n in nodes(new)) and model_macs(new) < model_macs(m)
     one = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1, name="pw"),
                             keras.layers.Flatten(), keras.layers.Dense(2)])
-    _, c1 = plan_and_rewrite(one, x[:4, :4, :4, :2], np.zeros(4, int), log=logs.append)
+    xs = x[:4, :4, :4, :2]
+    _, c1 = plan_and_rewrite(one, Judge(Task("classify", "acc"), one, Data(xs, np.zeros(4, int), xs, np.zeros(4, int),
+                                                                              xs, np.zeros(4, int))), log=logs.append)
     assert c1 == [] and any("pw" in s and "1x1" in s for s in logs)
 
 
@@ -193,50 +227,116 @@ def test_format_table_ratios():
             dict(step="prune", float_acc=0.88, int8_acc=None, macs=250, params=50, conv_macs=200,
                  arena=5, flash=10)]
     text = format_table(rows)
-    assert "4.00x" in text and "2.00x" in text and "prune" in text
+    assert "4.00x" in text and "1.00x" in text and "prune" in text
+    assert format_table([]) == "(no steps)"
 
 
 # ---------------------------------------------------------------- end to end on digits
+BOARD, BACKEND = "mps2-an505", "cmsis-nn"  # costed for; building needs no CMSIS-NN
+
+
+def _cost(tflite):
+    from tinygen.optimize.cost import compiler_cost, target_for
+
+    return compiler_cost(tflite, "check", target_for(BOARD, BACKEND))
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
+    """A digits CNN pruned to half its estimated latency on mps2-an505, PTQ vs QAT at 3
+    epochs each, losing at most 2 points (180 validation samples)."""
+    from tinygen.optimize.metrics import to_int8_tflite
+
     work = tmp_path_factory.mktemp("digits")
     npz = digits_npz(work / "digits.npz")
     base = train_baseline(npz, work / "digits_cnn.h5")
-    res = optimize(str(base), str(npz), rewrite="dws", prune=0.3, qat=True, epochs=4, seed=0,
-                   out_path=str(work / "digits_opt.h5"))
-    return work, npz, res
+    x_rep = np.load(npz)["x_train"]
+    full = _cost(to_int8_tflite(keras.models.load_model(base, compile=False), x_rep))
+    logs = []
+    res = optimize(str(base), str(npz), qat=True, epochs=3, seed=0, board=BOARD, backend=BACKEND,
+                   budget=Budget(latency_ms=full.est_ms / 2, max_drop=0.02), out_path=str(work / "digits_opt.h5"),
+                   log=logs.append)
+    return work, npz, res, full, logs
 
 
-def test_digits_rewrite_prune_qat(digits, capsys):
-    work, npz, res = digits
-    steps = {r.step: r for r in res.rows}
-    assert list(steps) == ["baseline", "rewrite (dws)", "prune (0.3)", "qat"]
-    base, rw = steps["baseline"], steps["rewrite (dws)"]
+def _shipped_row(res):
+    rows = [r for r in res.rows if r.note == "shipped"]
+    assert len(rows) == 1, format_table(res.rows)
+    return rows[0]
+
+
+def test_digits_budget_is_met_in_the_compilers_numbers(digits):
+    work, npz, res, full, logs = digits
+    base = res.rows[0]
     assert base.float_acc > 0.9, "the baseline CNN did not train"
-    assert rw.conv_macs * 2 <= base.conv_macs, format_table(res.rows)
-    assert steps["prune (0.3)"].params < rw.params and steps["prune (0.3)"].macs < rw.macs
-    # rewrite + prune + QAT in int8 within 2 points of the float baseline
-    assert res.qat_int8_acc >= base.float_acc - 0.02, format_table(res.rows)
-    # QAT at least as good as PTQ of the same final model
-    assert res.qat_int8_acc >= res.ptq_int8_acc, format_table(res.rows)
-    assert any(c.chosen for c in res.rewrite_report)
+    assert base.est_ms == pytest.approx(full.est_ms)
+    assert res.budget_misses == [], "\n".join(logs)
+    again = _cost(res.tflite)  # the compiler, asked again about the shipped flatbuffer
+    assert again.est_ms <= full.est_ms / 2 and again == res.cost
+    row = _shipped_row(res)
+    assert base.val_int8 - row.val_int8 <= 0.02, format_table(res.rows)
+    assert any("prune: search state" in line for line in logs), "the pruning search ran on compiler costs"
+    assert any("budget: met" in line for line in logs)
+
+
+def test_digits_cost_columns_equal_the_compiler(digits):
+    """arena, weights, MACs, params and latency of a row are what build/analyze say about its model."""
+    from tinygen import analyze, boards, driver
+
+    work, npz, res, full, logs = digits
+    row = _shipped_row(res)
+    board = boards.load_board(BOARD)
+    man = driver.compile_model(res.tflite, "x", BACKEND, board.arch_features).emitted.manifest
+    a = analyze.analyze_bytes(res.tflite, "x", BACKEND, board.arch_features, with_tflm=False, boards=[board])
+    assert (row.arena, row.flash, row.macs) == (man["arena_bytes"], man["weights_bytes"], man["macs"])
+    assert row.params == a.params and row.est_ms == pytest.approx(a.boards[0]["est_ms"])
+    assert row.conv_macs == sum(ly.macs for ly in a.layers if ly.op in ("CONV_2D", "DEPTHWISE_CONV_2D"))
+
+
+def test_digits_test_split_only_reports(digits):
+    work, npz, res, full, logs = digits
+    d = load_data(npz, (8, 8, 1), 10, (10,))
+    assert len(d.x_test) == 180 and len(d.x_val) == 180
+    row = _shipped_row(res)
+    got_test = np.mean(np.argmax(tflite_predict(res.tflite, d.x_test), -1) == d.y_test)
+    got_val = np.mean(np.argmax(tflite_predict(res.tflite, d.x_val), -1) == d.y_val)
+    assert row.int8_acc == pytest.approx(got_test) and row.val_int8 == pytest.approx(got_val)
+    assert any("test: half of x_val" in line for line in logs)
+
+
+def test_digits_ptq_and_qat_at_equal_epochs_better_one_shipped(digits):
+    work, npz, res, full, logs = digits
+    steps = [r.step for r in res.rows]
+    assert "ptq (+3 ep)" in steps and "qat (3 ep)" in steps, steps
+    ptq = next(r for r in res.rows if r.step == "ptq (+3 ep)")
+    qat = next(r for r in res.rows if r.step == "qat (3 ep)")
+    want = "qat" if qat.val_int8 > ptq.val_int8 else "ptq"
+    assert res.shipped == want, format_table(res.rows)
+    assert any("QAT is not better than PTQ" in w for w in res.warnings) == (want == "ptq")
+    assert res.ptq_int8_acc == ptq.int8_acc and res.qat_int8_acc == qat.int8_acc
+    # -o is the model the shipped int8 model comes from
+    import tensorflow_model_optimization as tfmot
+
+    with tfmot.quantization.keras.quantize_scope():
+        saved = keras.models.load_model(res.model_path, compile=False)
+    assert any("quant" in type(l).__name__.lower() for l in saved.layers) == (want == "qat")
+    x = load_data(npz, (8, 8, 1), 10, (10,)).x_val
+    agree = np.mean(np.argmax(saved(x).numpy(), -1) == np.argmax(tflite_predict(res.tflite, x), -1))
+    assert agree > 0.95
 
 
 def test_digits_outputs_are_valid(digits):
-    work, npz, res = digits
-    saved = keras.models.load_model(res.model_path, compile=False)
-    assert any(type(l).__name__ == "DepthwiseConv2D" for l in saved.layers)
+    work, npz, res, full, logs = digits
     interp = tf.lite.Interpreter(model_content=res.tflite)
     assert interp.get_input_details()[0]["dtype"] == np.int8
     assert interp.get_output_details()[0]["dtype"] == np.int8
     assert Path(res.tflite_path).read_bytes() == res.tflite
-    z = np.load(npz)
-    acc = np.mean(np.argmax(tflite_predict(res.tflite, z["x_val"]), -1) == z["y_val"])
-    assert acc == pytest.approx(res.qat_int8_acc)
+    assert sum("val f32" in line for line in logs) == 1, "the final table is printed once"
+    _int8_build_is_bit_exact_and_fits(res.tflite, work)
 
 
 def test_digits_data_shape_mismatch_is_reported(digits, tmp_path):
-    work, npz, res = digits
+    work, npz, res, full, logs = digits
     z = dict(np.load(npz))
     z["x_train"] = z["x_train"].reshape(len(z["x_train"]), 64)
     np.savez(tmp_path / "flat.npz", **z)
@@ -246,6 +346,7 @@ def test_digits_data_shape_mismatch_is_reported(digits, tmp_path):
 
 
 # ---------------------------------------------------------------- ResNet-8 (shared model)
+@pytest.mark.slow
 @pytest.mark.skipif(not RESNET8.is_file(), reason=f"shared ResNet-8 model not found at {RESNET8}")
 def test_resnet8_rewrite_and_prune_on_synthetic_data(tmp_path, capsys):
     out = tmp_path / "resnet8_opt.h5"
@@ -283,7 +384,7 @@ def _int8_build_is_bit_exact_and_fits(tflite: bytes, tmp_path):
         assert m["weights_bytes"] < b.flash_size, b.name
 
 
-def test_build_cli_runs_optimize_then_compiles(tmp_path, capsys):
+def test_build_cli_runs_optimize_then_compiles(tmp_path, capfd):
     """`tinygen build --rewrite dws --prune 0.3 --qat` optimizes, quantizes, compiles, and the host
     program reproduces the reference on the test vector (exit code 0); the history is kept."""
     from tinygen import cli
@@ -293,8 +394,14 @@ def test_build_cli_runs_optimize_then_compiles(tmp_path, capsys):
     out = tmp_path / "proj"
     code = cli.main(["build", str(h5), "--data", str(npz), "--rewrite", "dws", "--prune", "0.3", "--qat",
                      "--epochs", "1", "--board", "host", "-o", str(out)])
-    text = capsys.readouterr().out
+    out_err = capfd.readouterr()
+    text = out_err.out
     assert code == 0, text
+    assert "fully_quantize" not in out_err.err, "the converter's chatter is swallowed"
     assert "matches the TFLite reference" in text
     hist = json.loads((out / "optimize.json").read_text())
-    assert [r["step"] for r in hist["steps"]][0] == "baseline" and len(hist["steps"]) == 4
+    steps = [r["step"] for r in hist["steps"]]
+    assert steps[0] == "baseline" and len(steps) == 5 and steps[-2:] == ["ptq (+1 ep)", "qat (1 ep)"], steps
+    assert hist["flags"]["rewrite"] == "dws" and hist["data"] == str(npz) and hist["seed"] == 0
+    assert hist["shipped"] in ("ptq", "qat") and hist["sensitivity"]["prune"] and hist["sensitivity"]["rewrite"]
+    assert text.count("val f32") == 1, "the final table is printed once"

@@ -18,6 +18,8 @@ class Judge:
     def __init__(self, task: Task, teacher, data: Data):
         self.task, self.data = task, data
         self.ref = {s: predict(teacher, self.x(s)) for s in ("val", "test")}
+        if task.metric == "mse_ref":
+            task.scale = float(np.var(self.ref["val"]))
 
     def x(self, split: str) -> np.ndarray:
         return getattr(self.data, f"x_{split}")

@@ -159,7 +159,7 @@ def row_for(step: str, cost, val_float, val_int8, test_float, test_int8, metric:
 def _f(v, metric) -> str:
     if v is None:
         return f"{'-':>9}"
-    return f"{v:9.4f}" if metric != "mse" else f"{v:9.3g}"
+    return f"{v:9.3g}" if metric.startswith("mse") else f"{v:9.4f}"
 
 
 def format_table(rows, baseline: StepRow | None = None) -> str:

@@ -104,7 +104,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         data = load_data(data_path, in_shape, int(out_shape[-1]), out_shape, seed=seed)
     res = OptimizeResult([], str(out), "", b"", synthetic=synthetic)
     task = infer_task(in_shape, out_shape, ends_in_softmax(teacher), data.y_train, synthetic or data.y_train is None)
-    if task.kind == "fidelity":
+    if task.metric == "agree":
         bad, cls, share = degenerate(Judge(task, teacher, data).ref["val"])
         if bad:
             w = (f"WARNING: the original model predicts class {cls} for {share:.0%} of the "
@@ -175,7 +175,8 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         model, tflite, cost = _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res,
                                           exclude=exclude, fixed=prune_layers, log=log) or (model, tflite, cost)
     if qat:
-        model, tflite, cost = _ptq_or_qat(model, judge, measure, tune, res, epochs, rep, log)
+        model, tflite, cost = _ptq_or_qat(model, judge, measure, tune, accept, res, epochs, rep, log) \
+            or (model, tflite, cost)
     else:
         res.ptq_int8_acc = res.rows[-1].int8_acc
     res.cost = cost
@@ -249,9 +250,10 @@ def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res
     return None
 
 
-def _ptq_or_qat(model, judge, measure, tune, res, epochs, rep, log):
+def _ptq_or_qat(model, judge, measure, tune, accept, res, epochs, rep, log):
     """Fine-tune the final float model for ``epochs`` more epochs and post-training quantize it,
-    or run QAT for the same ``epochs``: ship the better on the validation split, say so."""
+    or run QAT for the same ``epochs``: ship the better on the validation split, say so.
+    Returns None (keep the previous step) when even the better one breaks ``max_drop``."""
     ptq_model = keras.models.clone_model(model)
     ptq_model.set_weights(model.get_weights())
     ptq_row, ptq_tfl, ptq_cost = measure(f"ptq (+{epochs} ep)", tune(ptq_model, "ptq"))
@@ -266,6 +268,9 @@ def _ptq_or_qat(model, judge, measure, tune, res, epochs, rep, log):
         qat_row.note, ptq_row.note = "shipped", "not shipped"
         log(f"QAT ({judge.task.fmt(qat_row.val_int8)}) beats PTQ ({judge.task.fmt(ptq_row.val_int8)}) on the "
             f"validation split at {epochs} epochs each: shipping QAT")
+        if not accept(qat_row):
+            res.shipped = "previous step (PTQ)"
+            return None
         return qmodel, qat_tfl, qat_cost
     res.shipped = "ptq"
     ptq_row.note, qat_row.note = "shipped", "not shipped"
@@ -274,4 +279,7 @@ def _ptq_or_qat(model, judge, measure, tune, res, epochs, rep, log):
          "shipping the PTQ model")
     log(w)
     res.warnings.append(w)
+    if not accept(ptq_row):
+        res.shipped = "previous step (PTQ)"
+        return None
     return ptq_model, ptq_tfl, ptq_cost

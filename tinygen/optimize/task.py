@@ -8,6 +8,7 @@
 | ``regression`` | float targets of the output's shape | MSE | relative increase |
 | ``fidelity`` | synthetic or unlabeled inputs, classifier | top-1 agreement with the original | points lost |
 | ``divergence`` | synthetic inputs on which the original is degenerate | mean KL(original || model) | KL increase (nats) |
+| ``fidelity`` | synthetic or unlabeled inputs, autoencoder/regression | MSE to the original's outputs (``mse_ref``) | increase / variance of the original's outputs |
 
 The reference for ``drop`` is always the original model's value on the same split.
 """
@@ -59,6 +60,7 @@ class Task:
     kind: str          # classify | autoencoder | regression | fidelity | divergence
     metric: str        # acc | auc | mse | agree | kl
     probs: bool = False  # the head ends in softmax (outputs are probabilities)
+    scale: float = 1.0   # mse_ref: variance of the original's outputs (set by the Judge)
 
     @property
     def higher_is_better(self) -> bool:
@@ -67,7 +69,7 @@ class Task:
     @property
     def soft_classes(self) -> bool:
         """Distil temperature-softened class probabilities (else: MSE on the outputs)."""
-        return self.kind in ("classify", "fidelity", "divergence")
+        return self.kind in ("classify", "divergence") or self.metric == "agree"
 
     def value(self, pred: np.ndarray, x: np.ndarray, y, ref: np.ndarray | None = None) -> float:
         """The metric of outputs ``pred`` for inputs ``x`` and labels/targets ``y``;
@@ -78,7 +80,8 @@ class Task:
         if self.metric == "kl":
             p, q = as_probs(ref, self.probs), as_probs(pred, self.probs)
             return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), -1)))
-        err = np.mean(((pred - (x if self.kind == "autoencoder" else y)) ** 2).reshape(len(pred), -1), -1)
+        target = ref if self.metric == "mse_ref" else (x if self.kind == "autoencoder" else y)
+        err = np.mean(((pred - target) ** 2).reshape(len(pred), -1), -1)
         if self.metric == "auc":
             return auc(err, y)
         return float(np.mean(err))
@@ -89,24 +92,29 @@ class Task:
             return base - value
         if self.metric == "kl":
             return value - base
+        if self.metric == "mse_ref":
+            return (value - base) / max(self.scale, 1e-12)
         return (value - base) / max(abs(base), 1e-12)
 
     def fmt(self, v: float | None) -> str:
         if v is None:
             return "-"
-        return f"{v:.4f}" if self.metric != "mse" else f"{v:.4g}"
+        return f"{v:.4g}" if self.metric.startswith("mse") else f"{v:.4f}"
 
     @property
     def label(self) -> str:
         return {"acc": "accuracy", "auc": "AUC (reconstruction error)", "mse": "MSE",
                 "agree": "fidelity: top-1 agreement with the original",
-                "kl": "fidelity: KL divergence from the original"}[self.metric]
+                "kl": "fidelity: KL divergence from the original",
+                "mse_ref": "fidelity: MSE to the original's outputs"}[self.metric]
 
 
 def infer_task(input_shape: tuple, output_shape: tuple, probs: bool, y, synthetic: bool) -> Task:
     """The task of a model from its shapes, its head and the labels (``y``: any labels
     array of the data, or None)."""
     autoenc = tuple(output_shape) == tuple(input_shape)
+    if not probs and (synthetic or (y is None and not autoenc)):
+        return Task("fidelity", "mse_ref", probs)
     if autoenc:
         labelled = y is not None and not synthetic and y.dtype.kind in "iub" and set(np.unique(y)) <= {0, 1} \
             and len(np.unique(y)) == 2
