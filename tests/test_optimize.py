@@ -231,6 +231,247 @@ def test_format_table_ratios():
     assert format_table([]) == "(no steps)"
 
 
+# ---------------------------------------------------------------- coverage: 2-D BatchNorm, Concatenate, SeparableConv2D
+def _kill(layer, channels):
+    """Make output ``channels`` of a Conv2D/Dense/SeparableConv2D dead (zero kernel and bias)."""
+    w = layer.get_weights()
+    k = 1 if isinstance(layer, keras.layers.SeparableConv2D) else 0
+    w[k][..., channels] = 0
+    w[-1][channels] = 0
+    layer.set_weights(w)
+
+
+def _exact_after_pruning(m, keep, x, atol=1e-5):
+    pruned = prune_model(m, keep)
+    np.testing.assert_allclose(pruned(x).numpy(), m(x).numpy(), atol=atol)
+    assert pruned.count_params() < m.count_params()
+    return pruned
+
+
+def test_prune_dense_batchnorm_on_2d_tensors_like_ad():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((16,))
+    h = keras.layers.Activation("relu")(keras.layers.BatchNormalization(name="bn1")(keras.layers.Dense(8, name="d1")(i)))
+    h = keras.layers.Activation("relu")(keras.layers.BatchNormalization(name="bn2")(keras.layers.Dense(6, name="d2")(h)))
+    m = keras.Model(i, keras.layers.Dense(16, name="out")(h))
+    roots, spaces = channel_spaces(m)
+    assert not spaces[roots["d1"]].blocked and not spaces[roots["d2"]].blocked, "Dense+BatchNorm(2-D) must be prunable"
+    # a dead channel after BN is the BN's own output relu(beta - ...): zero the next layer's rows instead
+    out_w = m.get_layer("d2").get_weights()
+    out_w[0][[2, 5], :] = 0
+    m.get_layer("d2").set_weights(out_w)
+    pruned = _exact_after_pruning(m, {roots["d1"]: np.array([0, 1, 3, 4, 6, 7])},
+                                  np.random.default_rng(0).random((4, 16), np.float32))
+    assert pruned.get_layer("bn1").get_weights()[0].shape == (6,) and pruned.get_layer("d2").get_weights()[0].shape == (6, 6)
+
+
+def test_prune_through_concatenate_keeps_offsets():
+    keras.utils.set_random_seed(1)
+    i = keras.Input((6, 6, 2))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(i)
+    b = keras.layers.Conv2D(3, 1, activation="relu", name="b")(i)
+    c = keras.layers.Concatenate(name="cat")([a, b])
+    c = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="c")(c)
+    m = keras.Model(i, keras.layers.Dense(3, name="out")(keras.layers.Flatten()(c)))
+    roots, spaces = channel_spaces(m)
+    assert not spaces[roots["a"]].blocked and not spaces[roots["b"]].blocked, "Concatenate must not block its inputs"
+    _kill(m.get_layer("a"), [1])
+    _kill(m.get_layer("b"), [0, 2])
+    pruned = _exact_after_pruning(m, {roots["a"]: np.array([0, 2, 3]), roots["b"]: np.array([1])},
+                                  np.random.default_rng(0).random((3, 6, 6, 2), np.float32))
+    assert pruned.get_layer("c").get_weights()[0].shape == (3, 3, 4, 5)
+
+
+def test_prune_separable_conv2d_as_producer_and_consumer():
+    keras.utils.set_random_seed(2)
+    i = keras.Input((6, 6, 3))
+    a = keras.layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2, activation="relu", name="s1")(i)
+    b = keras.layers.SeparableConv2D(4, 3, padding="same", activation="relu", name="s2")(a)
+    m = keras.Model(i, keras.layers.Dense(2, name="out")(keras.layers.Flatten()(b)))
+    roots, spaces = channel_spaces(m)
+    assert spaces[roots["s1"]].producers == ["s1"] and spaces[roots["s1"]].width == 6
+    _kill(m.get_layer("s1"), [0, 4])
+    _kill(m.get_layer("s2"), [3])
+    pruned = _exact_after_pruning(m, {roots["s1"]: np.array([1, 2, 3, 5]), roots["s2"]: np.array([0, 1, 2])},
+                                  np.random.default_rng(0).random((3, 6, 6, 3), np.float32))
+    dw, pw, bias = pruned.get_layer("s2").get_weights()
+    assert dw.shape == (3, 3, 4, 1) and pw.shape == (1, 1, 4, 3) and bias.shape == (3,)
+
+
+def test_prune_exclude_and_per_layer_ratio():
+    m = _residual_model()
+    x = np.random.default_rng(0).random((16, 8, 8, 3), np.float32)
+    y = np.argmax(m(x).numpy(), -1)
+    from tinygen.optimize.prune import plan_and_prune
+
+    judge = Judge(Task("classify", "acc"), m, Data(x, y, x, y, x, y))
+    new, spaces = plan_and_prune(m, 0.5, judge, exclude=["c"], fixed={"a": 0.25}, log=lambda s: None)
+    assert new.get_layer("c").filters == 6, "excluded layer kept all channels"
+    assert new.get_layer("a").filters == 6 and new.get_layer("b").filters == 6, "a (and b, tied by the Add) at 0.25"
+    with pytest.raises(InputError, match="'nope'.*not a Conv2D/Dense"):
+        plan_and_prune(m, 0.5, judge, exclude=["nope"], log=lambda s: None)
+
+
+# ---------------------------------------------------------------- honest numbers: units
+class _FixedJudge:
+    """Base model scores 1.0, every rewritten trial 0.8: each candidate's sensitivity is 0.2."""
+
+    def model(self, model, split="val"):
+        return 1.0 if not any(l.name.endswith("_dw") for l in model.layers) else 0.8
+
+    def drop(self, base, value):
+        return base - value
+
+
+def test_rewrite_budget_is_enforced_for_the_first_pick():
+    m = _residual_model()
+    logs = []
+    new, cands = plan_and_rewrite(m, _FixedJudge(), None, budget=0.1, min_saving=0.0, log=logs.append)
+    assert cands and not any(c.chosen for c in cands), "a 0.2 drop must not be chosen against a 0.1 budget"
+    assert new is m and all("exceed the rewrite budget" in c.reason for c in cands)
+    _, cands = plan_and_rewrite(m, _FixedJudge(), None, budget=0.45, min_saving=0.0, log=logs.append)
+    assert sum(c.chosen for c in cands) == 2, "two picks fit 0.45, a third would not"
+
+
+def test_budget_parsing_and_misses():
+    assert parse_bytes("64KB") == 65536 and parse_bytes("2048") == 2048 and parse_ms("0.05s") == 50.0
+    for bad in ("-1", "12 parsecs", ""):
+        with pytest.raises(InputError, match="--target-ram"):
+            parse_bytes(bad)
+    from tinygen.optimize.cost import Cost
+
+    c = Cost(1000, 800, 50, 4000, 3000, 900_000, 45.0, None, None, "mps2-an505", "cmsis-nn")
+    b = Budget(latency_ms=22.5, ram=4096, max_drop=0.01)
+    assert b.misses(c) == ["latency 45.00 ms > 22.50 ms (2.00x)"] and not b.met(c) and b.excess(c) == 2.0
+    assert Budget(ram=2048).misses(c) == ["RAM (arena) 3,000 B > 2,048 B (1.46x)"]
+    with pytest.raises(InputError, match="--target-latency needs --board"):
+        Budget(latency_ms=5).check(needs_board=True)
+
+
+def test_task_metrics_auc_mse_and_degenerate():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(200), rng.integers(0, 2, 200)
+    scores[:20] = 0.5  # ties
+    assert auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+    x = rng.random((50, 8), np.float32)
+    pred = x + rng.normal(0, 0.1, x.shape).astype(np.float32)
+    lab = (np.arange(50) % 2).astype(np.int64)
+    t = infer_task((8,), (8,), False, lab, False)
+    assert (t.kind, t.metric) == ("autoencoder", "auc")
+    err = ((pred - x) ** 2).mean(-1)
+    assert t.value(pred, x, lab) == pytest.approx(roc_auc_score(lab, err))
+    t = infer_task((8,), (8,), False, None, False)
+    assert t.metric == "mse" and t.value(pred, x, None) == pytest.approx(float(err.mean()))
+    assert t.drop(0.010, 0.011) == pytest.approx(0.1), "MSE drop is the relative increase"
+    assert infer_task((8,), (8,), False, None, True).metric == "mse_ref", "synthetic: fidelity to the original"
+    ref = np.tile(np.eye(4)[2], (100, 1)) + rng.random((100, 4)) * 0.1
+    assert degenerate(ref) == (True, 2, 1.0)
+    assert degenerate(rng.random((100, 4)))[0] is False
+
+
+def _tiny_npz(tmp_path, shape=(8, 8, 1), classes=10):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "tiny.npz"
+    np.savez(p, x_train=rng.random((32, *shape), np.float32), y_train=rng.integers(0, classes, 32),
+             x_val=rng.random((16, *shape), np.float32), y_val=rng.integers(0, classes, 16))
+    return p
+
+
+def test_model_the_compiler_cannot_build_is_refused_before_optimizing(tmp_path):
+    """tanh (TFLite TANH) is not among the supported ops: refused after one PTQ + compile, no fine-tune."""
+    import time
+
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="tanh"),
+                          keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    m.save(tmp_path / "tanh.h5")
+    logs = []
+    t0 = time.time()
+    with pytest.raises(UnsupportedError, match="TANH.*checked before optimizing") as e:
+        optimize(str(tmp_path / "tanh.h5"), str(_tiny_npz(tmp_path)), prune=0.5, qat=True, epochs=5,
+                 out_path=str(tmp_path / "o.h5"), log=logs.append)
+    assert not any("distilling" in line or "scanned" in line for line in logs), logs
+    assert time.time() - t0 < 60 and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv, words, code", [
+    (["m.tflite", "--data", "d.npz", "--prune", "0.3"], ["needs the float Keras model", "m.tflite"], 4),
+    (["m.h5", "--synthetic", "--synthetic-range", "1", "0", "--prune", "0.3"], ["--synthetic-range 1 0", "LO must be below HI"], 4),
+    (["m.h5", "--data", "d.npz", "--target-ram", "lots"], ["--target-ram lots"], 4),
+    (["m.h5", "--data", "d.npz", "--prune-layer", "conv"], ["--prune-layer conv", "NAME=RATIO"], 4),
+])
+def test_optimize_cli_bad_flags_are_one_line_errors(tmp_path, capsys, argv, words, code):
+    from tinygen import cli
+
+    rc = cli.main(["optimize", *argv, "-o", str(tmp_path / "o.h5")])
+    err = capsys.readouterr().err.strip()
+    assert rc == code and err.startswith("tinygen: error: ") and "\n" not in err and "Traceback" not in err, err
+    for w in words:
+        assert w in err
+
+
+def test_degenerate_synthetic_case_warns_and_judges_by_divergence(tmp_path):
+    """The original predicts class 3 on every synthetic input: agreement would read 1.0 whatever
+    is pruned; the run warns and its sensitivities come from the KL divergence."""
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+                          keras.layers.Conv2D(8, 3, activation="relu", name="c2"), keras.layers.Flatten(),
+                          keras.layers.Dense(5, activation="softmax", name="out")])
+    w = m.get_layer("out").get_weights()
+    w[1][3] = 8.0
+    m.get_layer("out").set_weights(w)
+    m.save(tmp_path / "deg.h5")
+    logs = []
+    res = optimize(str(tmp_path / "deg.h5"), None, synthetic=True, synthetic_samples=128, prune=0.5, epochs=1,
+                   board="host", out_path=str(tmp_path / "o.h5"), log=logs.append)
+    assert any("predicts class 3 for 100%" in w for w in res.warnings), res.warnings
+    assert res.task.metric == "kl" and res.synthetic
+    drops = [d for sp in res.prune_report for d in sp.drops.values()]
+    assert drops and max(drops) > 0, "sensitivities must not all be zero"
+    assert res.rows[0].val_int8 >= 0 and res.info["data"] == "synthetic"
+
+
+def test_autoencoder_prunes_and_is_scored_by_reconstruction_auc(tmp_path):
+    """An AD-like Dense+BatchNorm autoencoder on low-rank data; anomalies are off the subspace.
+    It prunes, and its rows are AUC of the reconstruction error (checked independently)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(4, 32)).astype(np.float32)
+
+    def normal(n):
+        return (rng.normal(size=(n, 4)) @ basis / 2 + rng.normal(0, 0.05, (n, 32))).astype(np.float32)
+
+    def mixed(n):
+        x, y = normal(n), (np.arange(n) % 2).astype(np.int64)
+        x[y == 1] = rng.normal(0, 1.0, (int(y.sum()), 32)).astype(np.float32)
+        return x, y
+
+    keras.utils.set_random_seed(0)
+    i = keras.Input((32,))
+    h = i
+    for k, width in enumerate((24, 6, 24)):
+        h = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(keras.layers.Dense(width, name=f"d{k}")(h)))
+    m = keras.Model(i, keras.layers.Dense(32, name="out")(h))
+    m.compile("adam", "mse")
+    xt = normal(512)
+    m.fit(xt, xt, epochs=15, batch_size=32, verbose=0)
+    m.save(tmp_path / "ae.h5")
+    (xv, yv), (xs, ys) = mixed(128), mixed(128)
+    np.savez(tmp_path / "ae.npz", x_train=xt, y_train=np.zeros(len(xt), np.int64), x_val=xv, y_val=yv, x_test=xs, y_test=ys)
+    res = optimize(str(tmp_path / "ae.h5"), str(tmp_path / "ae.npz"), prune=0.5, epochs=2, board="mps2-an505",
+                   backend="portable", out_path=str(tmp_path / "ae_opt.h5"), log=lambda s: None)
+    assert (res.task.kind, res.task.metric) == ("autoencoder", "auc")
+    base, last = res.rows[0], res.rows[-1]
+    assert last.macs < base.macs and last.arena <= base.arena
+    saved = keras.models.load_model(res.model_path, compile=False)
+    assert saved.get_layer("d0").units < 24
+    err = ((tflite_predict(res.tflite, xs) - xs) ** 2).mean(-1)
+    assert last.int8_acc == pytest.approx(roc_auc_score(ys, err))
+    assert base.int8_acc > 0.8 and last.int8_acc > 0.8, format_table(res.rows)
+
+
 # ---------------------------------------------------------------- end to end on digits
 BOARD, BACKEND = "mps2-an505", "cmsis-nn"  # costed for; building needs no CMSIS-NN
 

@@ -103,7 +103,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     else:
         data = load_data(data_path, in_shape, int(out_shape[-1]), out_shape, seed=seed)
     res = OptimizeResult([], str(out), "", b"", synthetic=synthetic)
-    task = infer_task(in_shape, out_shape, ends_in_softmax(teacher), data.y_train, synthetic or data.y_train is None)
+    task = infer_task(in_shape, out_shape, ends_in_softmax(teacher), data.y_val, synthetic)
     if task.metric == "agree":
         bad, cls, share = degenerate(Judge(task, teacher, data).ref["val"])
         if bad:
