@@ -25,16 +25,23 @@ from tinygen.optimize import format_table, optimize  # noqa: E402
 from tinygen.optimize._tf import keras, seed_everything  # noqa: E402
 
 
-def digits_npz(path: Path, seed: int = 0) -> Path:
-    """data.npz from sklearn's load_digits: pixels scaled to [0, 1], 80/20 stratified split."""
+def digits_npz(path: Path, seed: int = 0, test: bool = False) -> Path:
+    """data.npz from sklearn's load_digits: pixels scaled to [0, 1], 80/20 stratified split
+    (optimize then holds half of the 20% out as its test split); with ``test`` 60/20/20
+    train/val/test, all stratified (359 validation and 360 test samples)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[..., None]
-    xt, xv, yt, yv = train_test_split(x, d.target.astype(np.int64), test_size=0.2,
-                                      random_state=seed, stratify=d.target)
-    np.savez(path, x_train=xt, y_train=yt, x_val=xv, y_val=yv)
+    y = d.target.astype(np.int64)
+    if test:
+        x, xs, y, ys = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.25 if test else 0.2, random_state=seed, stratify=y)
+    arrays = dict(x_train=xt, y_train=yt, x_val=xv, y_val=yv)
+    if test:
+        arrays.update(x_test=xs, y_test=ys)
+    np.savez(path, **arrays)
     return path
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -646,3 +647,62 @@ def test_build_cli_runs_optimize_then_compiles(tmp_path, capfd):
     assert hist["flags"]["rewrite"] == "dws" and hist["data"] == str(npz) and hist["seed"] == 0
     assert hist["shipped"] in ("ptq", "qat") and hist["sensitivity"]["prune"] and hist["sensitivity"]["rewrite"]
     assert text.count("val f32") == 1, "the final table is printed once"
+
+
+# ---------------------------------------------------------------- the budget, measured under QEMU (slow)
+def _qemu_instructions(tflite_path, out):
+    from tinygen import boards, driver, qemu, toolchain
+
+    board = boards.load_board(BOARD)
+    c, proj, _ = driver.build(str(tflite_path), BOARD, out, BACKEND, log=lambda m: None)
+    toolchain.make_firmware(proj, BACKEND, board=board)
+    r = qemu.run_selftest(proj / "build" / "firmware.elf", board, timeout=120)
+    assert r.ok and r.match, "the optimized model must stay bit-exact on the board"
+    return r.instructions, c.emitted.manifest, board
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CMSIS_NN_PATH") or not shutil.which("qemu-system-arm"),
+                    reason="needs CMSIS_NN_PATH and qemu-system-arm")
+@pytest.mark.parametrize("flag, frac, extra", [("--target-latency", 2, []), ("--target-latency", 4, ["--rewrite", "dws"]),
+                                               ("--target-ram", 2, []), ("--target-ram", 4, [])])
+def test_digits_budget_holds_when_measured_by_qemu(tmp_path, capsys, flag, frac, extra):
+    """`tinygen optimize --board mps2-an505 --measure --target-latency X --max-acc-drop 0.01` for X at
+    1/2 and 1/4 of the original's latency measured under QEMU (instructions / clock, -icount), and
+    the same for the arena. The optimized firmware, built and run again, measures what the run said;
+    when the run says the budget is met it is met within 5%, else it names the miss. The shipped
+    model loses at most 0.01 on the validation split (which chose it) and, on the held-out test
+    split (360 samples), at most 0.01 plus two standard errors of that split's accuracy."""
+    from tinygen import cli
+    from tinygen.optimize.metrics import to_int8_tflite
+
+    npz = digits_npz(tmp_path / "digits.npz", test=True)
+    h5 = train_baseline(npz, tmp_path / "digits.h5")
+    base_tfl = tmp_path / "base_int8.tflite"
+    base_tfl.write_bytes(to_int8_tflite(keras.models.load_model(h5, compile=False), np.load(npz)["x_train"]))
+    instr0, man0, board = _qemu_instructions(base_tfl, tmp_path / "p0")
+    ms0 = 1e3 * instr0 / board.clock_hz
+    want = ms0 / frac if flag == "--target-latency" else man0["arena_bytes"] // frac
+    out = tmp_path / "opt.h5"
+    rc = cli.main(["optimize", str(h5), "--data", str(npz), "--board", BOARD, "--backend", BACKEND, flag, f"{want:g}",
+                   "--max-acc-drop", "0.01", "--epochs", "6", "--measure", *extra, "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    instr, man, _ = _qemu_instructions(tmp_path / "opt_int8.tflite", tmp_path / "p1")
+    ms = 1e3 * instr / board.clock_hz
+    hist = json.loads(out.with_suffix(".json").read_text())
+    base, ship = hist["steps"][0], [s for s in hist["steps"] if s["note"] in ("", "shipped")][-1]
+    print(f"{flag} {want:g}: original {ms0:.2f} ms / arena {man0['arena_bytes']} B -> measured {ms:.2f} ms "
+          f"(estimate {ship['est_ms']:.2f}) / arena {man['arena_bytes']} B; test int8 {base['int8_acc']:.4f} -> "
+          f"{ship['int8_acc']:.4f}; misses {hist['budget_misses']}")
+    met = not hist["budget_misses"]
+    have = ms if flag == "--target-latency" else man["arena_bytes"]
+    assert ship["est_ms"] == pytest.approx(ms), "the run's latency is the firmware's measured one"
+    if met:
+        assert have <= want * 1.05, text
+        assert "budget: met" in text
+    else:
+        assert have > want and "budget: NOT met" in text and hist["budget_misses"][0].split()[0] in text
+    assert base["val_int8"] - ship["val_int8"] <= 0.01, text
+    p, n = base["int8_acc"], hist["samples"]["test"]
+    assert base["int8_acc"] - ship["int8_acc"] <= 0.01 + 2 * (p * (1 - p) / n) ** 0.5, text

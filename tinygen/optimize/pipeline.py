@@ -78,11 +78,12 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
              temperature: float = 4.0, alpha: float = 0.7, batch_size: int = 64,
              lr: float | None = None, rewrite_budget: float = 0.1, board: str | None = "mps2-an505",
              backend: str | None = None, budget: Budget | None = None, max_drop: float | None = None,
-             exclude=(), prune_layers: dict[str, float] | None = None) -> OptimizeResult:
+             exclude=(), prune_layers: dict[str, float] | None = None, measure: bool = False) -> OptimizeResult:
     """Run the requested steps on the Keras model at ``model_path`` and save the result.
 
     ``synthetic``: no data; distil on Gaussian inputs in ``synthetic_range`` and report
-    fidelity to the original. ``board``/``backend``: what candidates are costed for.
+    fidelity to the original. ``board``/``backend``: what candidates are costed for;
+    ``measure``: latency counted under QEMU (emulated boards) instead of the cycle-model estimate.
     ``budget``: targets to meet (pruning searches for them); ``max_drop`` (default the
     budget's, else no limit): a step losing more is rejected. Writes ``out_path`` (Keras)
     and ``<out_path stem>_int8.tflite``.
@@ -93,7 +94,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         raise InputError(f"{out}: the output model must end in .h5 or .keras")
     budget = budget or Budget()
     max_drop = budget.max_drop if max_drop is None and not budget.empty else max_drop
-    target = target_for(board, backend)
+    target = target_for(board, backend, measure)
     budget.check(needs_board=target.board is None)
     seed_everything(seed)
     teacher = load_model(model_path)
@@ -118,7 +119,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     res.task = task
     src = "synthetic" if synthetic else str(data_path)
     res.info = {"data": src, "test_split": data.test_source, "seed": seed, "epochs": epochs, "board": target.name,
-                "backend": target.backend, "task": task.kind, "metric": task.metric, "metric_name": task.label,
+                "backend": target.backend, "latency": "QEMU" if measure else "estimate", "task": task.kind, "metric": task.metric, "metric_name": task.label,
                 "budget": None if budget.empty else budget.as_dict(), "max_drop": max_drop,
                 "samples": {s: int(len(getattr(data, f"x_{s}"))) for s in ("train", "val", "test")}}
     log(f"data: {src}; {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
