@@ -73,6 +73,9 @@ def test_load_data_test_split_unlabeled_and_regression(tmp_path):
     d = load_data(_npz(tmp_path, y_train=None, y_val=None), (8, 8, 1), 10)
     assert d.y_train is None and d.y_val is None and not d.labeled
     assert infer_task((8, 8, 1), (10,), True, None, False).metric == "agree"
+    np.savez(tmp_path / "calib.npz", x=rng.random((40, 8, 8, 1), np.float32))  # a --calib file
+    d = load_data(tmp_path / "calib.npz", (8, 8, 1), 10)
+    assert (len(d.x_train), len(d.x_val), len(d.x_test)) == (32, 4, 4) and d.y_train is None
     # float targets of the output's shape: a regression model
     p = _npz(tmp_path, y_train=rng.random((20, 3), np.float32), y_val=rng.random((6, 3), np.float32))
     d = load_data(p, (8, 8, 1), 3, (3,))

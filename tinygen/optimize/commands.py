@@ -10,7 +10,8 @@ from tinygen.errors import InputError
 
 def add_optimize_flags(p) -> None:
     """Flags shared by `tinygen optimize` and `tinygen build` (see docs/optimize.md)."""
-    p.add_argument("--data", help="data.npz with x_train, y_train, x_val, y_val (optionally x_test, y_test)")
+    p.add_argument("--data", help="data.npz with x_train, y_train, x_val, y_val (optionally x_test, y_test); "
+                   "without y_*: unlabeled inputs (a --calib file with x works too)")
     p.add_argument("--synthetic", action="store_true",
                    help="no data: distil on synthetic inputs; the metric becomes fidelity to the original")
     p.add_argument("--synthetic-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),

@@ -5,7 +5,8 @@ test split, synthetic inputs.
 scaled the way the model expects), optionally ``x_test``, and their labels ``y_train``,
 ``y_val`` (``y_test``): integer class indices ``0..classes-1`` of shape ``(N,)``, 0/1 anomaly
 labels for an autoencoder, or float targets of the output's shape for a regression model.
-Without any ``y_*`` key the data is *unlabeled*: distillation only, judged by fidelity.
+Without any ``y_*`` key the data is *unlabeled*: distillation only, judged by fidelity; a
+``--calib``-style file with a single array ``x`` is split 80/10/10 into train/val/test.
 Without ``x_test`` half of the validation split is held out as the test split: the
 validation split chooses (sensitivities, steps, PTQ or QAT), the test split only reports.
 """
@@ -52,6 +53,8 @@ def load_data(path: str | Path, input_shape: tuple | None = None, n_classes: int
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # zipfile/ValueError/pickle refusal
         raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from e
+    if "x_train" not in arrays and "x" in arrays:  # a --calib file: unlabeled inputs, split 80/10/10
+        arrays = _split_calib(arrays["x"], seed, path)
     unlabeled = not any(k.startswith("y_") for k in arrays)
     need = ("x_train", "x_val") if unlabeled else KEYS
     missing = [k for k in need if k not in arrays]
@@ -67,6 +70,15 @@ def load_data(path: str | Path, input_shape: tuple | None = None, n_classes: int
     if data.x_test is None:
         hold_out_test(data, seed)
     return data
+
+
+def _split_calib(x: np.ndarray, seed: int, path: Path) -> dict:
+    if x.ndim < 2 or len(x) < 10:
+        raise InputError(f"{path}: 'x' has shape {x.shape}; give at least 10 unlabeled samples (N, ...)")
+    perm = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, len(x) // 10)
+    return {"x_train": x[np.sort(perm[2 * n_val:])], "x_val": x[np.sort(perm[:n_val])],
+            "x_test": x[np.sort(perm[n_val:2 * n_val])]}
 
 
 def hold_out_test(data: Data, seed: int) -> None:
