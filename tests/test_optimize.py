@@ -321,7 +321,7 @@ class _FixedJudge:
     """Base model scores 1.0, every rewritten trial 0.8: each candidate's sensitivity is 0.2."""
 
     def model(self, model, split="val"):
-        return 1.0 if not any(l.name.endswith("_dw") for l in model.layers) else 0.8
+        return 1.0 if not any(ly.name.endswith("_dw") for ly in model.layers) else 0.8
 
     def drop(self, base, value):
         return base - value
@@ -564,7 +564,7 @@ def test_digits_ptq_and_qat_at_equal_epochs_better_one_shipped(digits):
 
     with tfmot.quantization.keras.quantize_scope():
         saved = keras.models.load_model(res.model_path, compile=False)
-    assert any("quant" in type(l).__name__.lower() for l in saved.layers) == (want == "qat")
+    assert any("quant" in type(ly).__name__.lower() for ly in saved.layers) == (want == "qat")
     x = load_data(npz, (8, 8, 1), 10, (10,)).x_val
     agree = np.mean(np.argmax(saved(x).numpy(), -1) == np.argmax(tflite_predict(res.tflite, x), -1))
     assert agree > 0.95
@@ -603,8 +603,8 @@ def test_resnet8_rewrite_and_prune_on_synthetic_data(tmp_path, capsys):
     print(f"ResNet-8 MACs {base.macs:,} -> {last.macs:,} ({base.macs / last.macs:.2f}x)")
     m = keras.models.load_model(out, compile=False)
     assert m.count_params() == last.params
-    adds = [l for l in m.layers if type(l).__name__ == "Add"]
-    assert adds and all(len({tuple(s) for s in l.input_shape}) == 1 for l in adds)
+    adds = [ly for ly in m.layers if type(ly).__name__ == "Add"]
+    assert adds and all(len({tuple(s) for s in ly.input_shape}) == 1 for ly in adds)
     interp = tf.lite.Interpreter(model_content=res.tflite)
     assert interp.get_input_details()[0]["dtype"] == np.int8
     assert interp.get_output_details()[0]["dtype"] == np.int8

@@ -9,6 +9,7 @@ the original's is rejected (the previous model is kept).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tinygen.errors import InputError
 
 from ._tf import keras, seed_everything
 from .budget import Budget
-from .cost import Cost, Target, check_compiles, compiler_cost, target_for
+from .cost import Cost, check_compiles, compiler_cost, target_for
 from .data import check_range, load_data, synthetic_data
 from .distill import ends_in_softmax, fine_tune
 from .evaluate import Judge
@@ -186,7 +187,9 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         log("budget: met (" + budget.describe() + ")" if not res.budget_misses else
             "budget: NOT met, the shipped model misses " + "; ".join(res.budget_misses))
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    with warnings.catch_warnings():  # tf_keras's "HDF5 is legacy" notice: .h5 is what the user asked for
+        warnings.simplefilter("ignore")
+        model.save(out)
     tfl_path = out.with_name(out.stem + "_int8.tflite")
     tfl_path.write_bytes(tflite)
     res.tflite, res.tflite_path = tflite, str(tfl_path)
