@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_model
+
 from tinygen import cli, driver, frontend, reference
 from tinygen.errors import ModelError
 

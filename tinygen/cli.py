@@ -32,7 +32,7 @@ def log(msg: str) -> None:
 
 def cmd_build(a) -> int:
     from . import driver
-    from .optimize.commands import history, run_optimize, wants_optimize
+    from .optimize.commands import flags_of, history, run_optimize, wants_optimize
 
     model, opt = a.model, None
     if wants_optimize(a):
@@ -41,7 +41,7 @@ def cmd_build(a) -> int:
         opt = run_optimize(a, str(work / "optimized.h5"), log=log)
         model = str(opt.tflite_path)
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
-    extra = {"optimize.json": json.dumps(history(opt), indent=2, sort_keys=True) + "\n"} if opt else None
+    extra = {"optimize.json": json.dumps(history(opt, flags_of(a)), indent=2, sort_keys=True) + "\n"} if opt else None
     c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra)
     log(driver.summary(c))
     log(f"project written to {out}/")

@@ -76,32 +76,59 @@ def freeze_batchnorm(model: keras.Model) -> int:
     return count
 
 
-def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: int, *,
+def mse_loss(width: int, alpha: float, targets: bool):
+    """``y_true`` = [teacher outputs | targets], flattened; MSE to each, ``alpha`` on the teacher."""
+
+    def loss(y_true, y_pred):
+        z = tf.reshape(y_pred, (tf.shape(y_pred)[0], -1))
+        soft = tf.reduce_mean(tf.square(y_true[:, :width] - z), -1)
+        if not targets:
+            return soft
+        return alpha * soft + (1.0 - alpha) * tf.reduce_mean(tf.square(y_true[:, width:] - z), -1)
+
+    loss.__name__ = "kd_mse"
+    return loss
+
+
+def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: int, task=None, *,
               temperature: float = 4.0, alpha: float = 0.7, lr: float = 1e-3,
               batch_size: int = 64, log=print, what: str = "fine-tune") -> keras.Model:
-    """Distil ``teacher`` into ``student`` for ``epochs`` epochs (in place); returns ``student``."""
+    """Distil ``teacher`` into ``student`` for ``epochs`` epochs (in place); returns ``student``.
+    Classifiers learn the teacher's softened probabilities (+ labels); regression and
+    autoencoder heads the teacher's outputs by MSE (+ the targets: ``y``, or ``x`` itself)."""
     if epochs <= 0:
         return student
-    n = int(teacher.outputs[0].shape[-1])
-    labels = data.y_train is not None and not data.synthetic
+    classes = task is None or task.soft_classes
+    n = int(np.prod(teacher.outputs[0].shape[1:]))
+    if task is not None and task.kind == "autoencoder":
+        labels = not data.synthetic  # the target of an autoencoder is its input
+    else:
+        labels = data.labeled and (task is None or task.kind in ("classify", "regression"))
 
     def pack(x, y):
-        parts = [soft_targets(teacher, x, temperature)]
-        if labels:
-            parts.append(np.eye(n, dtype=np.float32)[y])
+        if classes:
+            parts = [soft_targets(teacher, x, temperature)]
+            if labels:
+                parts.append(np.eye(n, dtype=np.float32)[y])
+        else:
+            parts = [predict(teacher, x).reshape(len(x), -1)]
+            if labels:
+                parts.append((x if task.kind == "autoencoder" else y).reshape(len(x), -1))
         return np.concatenate(parts, -1).astype(np.float32)
 
     frozen = freeze_batchnorm(student)
     y_train = pack(data.x_train, data.y_train)
     y_val = pack(data.x_val, data.y_val)
-    student.compile(
-        optimizer=keras.optimizers.Adam(lr),
+    if classes:
         # the student has the teacher's head; a tfmot-wrapped student hides its activation
-        loss=kd_loss(n, temperature, alpha, ends_in_softmax(teacher), labels),
-        metrics=[kd_acc(n, labels)],
-    )
-    log(f"{what}: distilling for {epochs} epoch(s), T={temperature}, {frozen} BatchNorm layer(s) frozen, "
-        + (f"alpha={alpha} (soft) + {1 - alpha:.2f} (labels)" if labels else "soft targets only (no labels)"))
+        loss, metrics = kd_loss(n, temperature, alpha, ends_in_softmax(teacher), labels), [kd_acc(n, labels)]
+        how = f"T={temperature}, " + (f"alpha={alpha} (soft) + {1 - alpha:.2f} (labels)" if labels
+                                      else "soft targets only (no labels)")
+    else:
+        loss, metrics = mse_loss(n, alpha, labels), []
+        how = "MSE to the original's outputs" + (f" ({alpha}) + to the targets ({1 - alpha:.2f})" if labels else "")
+    student.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+    log(f"{what}: distilling for {epochs} epoch(s), {frozen} BatchNorm layer(s) frozen, {how}")
     student.fit(data.x_train, y_train, validation_data=(data.x_val, y_val), epochs=epochs,
                 batch_size=batch_size, shuffle=True, verbose=1 if sys.stdout.isatty() else 2)
     return student

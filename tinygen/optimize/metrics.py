@@ -1,10 +1,18 @@
-"""Cost estimates (MACs, params, arena, flash), int8 conversion and accuracy measurement."""
+"""Keras-level MAC counts (for the rewrite's candidate table), int8 conversion, reference-kernel
+inference and the before/after table. Costs in the table come from the compiler (:mod:`.cost`)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from tinygen.errors import ModelError
 
 from ._tf import keras, tf
 from .graph import nodes
@@ -39,31 +47,10 @@ def model_macs(model: keras.Model, conv_only: bool = False) -> int:
     return sum(layer_macs(n.layer) for n in nodes(model) if n.kind in kinds)
 
 
-def arena_bytes(model: keras.Model) -> int:
-    """Rough int8 arena: the largest (inputs + output) activation bytes of any one layer."""
-    best = 0
-    for n in nodes(model)[1:]:
-        ins = n.layer.input_shape if isinstance(n.layer.input_shape, list) else [n.layer.input_shape]
-        best = max(best, sum(_prod(s[1:]) for s in ins) + _prod(_shape(n.layer.output_shape)[1:]))
-    return best
-
-
-def flash_bytes(model: keras.Model) -> int:
-    """Rough int8 flash: 1 byte per weight of Conv/DepthwiseConv/Dense and 4 per bias
-    (BatchNorm is folded into the preceding layer by the converter)."""
-    total = 0
-    for n in nodes(model):
-        if n.kind in _WEIGHTED:
-            w = n.layer.get_weights()
-            total += w[0].size
-            out_ch = _shape(n.layer.output_shape)[-1]
-            total += 4 * out_ch  # a bias always exists after BN folding / int8 conversion
-    return total
-
-
 def to_int8_tflite(model: keras.Model, x_rep: np.ndarray) -> bytes:
     """Full-int8 TFLite flatbuffer (int8 input and output). Post-training quantization with
-    ``x_rep`` as representative data, or conversion of a tfmot quantization-aware model."""
+    ``x_rep`` as representative data, or conversion of a tfmot quantization-aware model.
+    The converter's own chatter on stderr is swallowed (shown only when it fails)."""
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     rep = np.asarray(x_rep[:200], np.float32)
@@ -71,15 +58,46 @@ def to_int8_tflite(model: keras.Model, x_rep: np.ndarray) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    return conv.convert()
+    with _quiet_stderr() as chatter, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return conv.convert()
+        except Exception as e:
+            detail = (chatter.read() or str(e)).strip().splitlines()
+            raise ModelError(f"model {model.name!r}: the TFLite converter could not quantize it to int8: "
+                             f"{(detail[-1] if detail else type(e).__name__)[:300]}") from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send fd 2 to a temporary file for the duration (native converter logs); yields a
+    reader of what was written."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    tmp = tempfile.TemporaryFile(mode="w+b")
+
+    class _Reader:
+        def read(self) -> str:
+            tmp.seek(0)
+            return tmp.read().decode(errors="replace")
+
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield _Reader()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.close()
 
 
 def tflite_predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """Dequantized outputs of an int8 model run with the TFLite reference kernels."""
-    interp = tf.lite.Interpreter(
-        model_content=tflite,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
-    )
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice, once per candidate
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(
+            model_content=tflite,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
+        )
     i_det = interp.get_input_details()[0]
     o_det = interp.get_output_details()[0]
     (s_in, z_in), (s_out, z_out) = i_det["quantization"], o_det["quantization"]
@@ -108,34 +126,40 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 
 @dataclass
 class StepRow:
-    """One line of the before/after table."""
+    """One line of the before/after table. Quality numbers are the task's metric
+    (:mod:`.task`): ``val_*`` on the validation split (which chooses), ``float_acc`` /
+    ``int8_acc`` on the held-out test split (which only reports). Costs are the compiler's
+    (:mod:`.cost`): ``arena`` planned arena bytes, ``flash`` weight bytes, ``est_ms`` the
+    board's latency estimate."""
 
     step: str
-    float_acc: float
+    float_acc: float | None
     int8_acc: float | None
     macs: int
     params: int
     conv_macs: int
     arena: int
     flash: int
+    val_float: float | None = None
+    val_int8: float | None = None
+    est_ms: float | None = None
+    est_instructions: int | None = None
+    metric: str = "acc"
+    note: str = ""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def measure(step: str, model, x_val, y_val, tflite: bytes | None = None, x_rep=None,
-            acc_model=None) -> tuple[StepRow, bytes]:
-    """Row for ``model``: float accuracy (of ``acc_model`` if given, e.g. the fake-quant QAT
-    model), int8 accuracy (PTQ with ``x_rep`` unless ``tflite`` is given) and cost
-    estimates. Returns the row and the int8 flatbuffer."""
-    float_acc = accuracy(predict(acc_model or model, x_val), y_val)
-    if tflite is None:
-        tflite = to_int8_tflite(model, x_rep)
-    int8_acc = accuracy(tflite_predict(tflite, x_val), y_val)
-    row = StepRow(step, float_acc, int8_acc, model_macs(model), int(model.count_params()),
-                  model_macs(model, conv_only=True),
-                  arena_bytes(model), flash_bytes(model))
-    return row, tflite
+def row_for(step: str, cost, val_float, val_int8, test_float, test_int8, metric: str, note: str = "") -> StepRow:
+    return StepRow(step, test_float, test_int8, cost.macs, cost.params, cost.conv_macs, cost.arena_bytes,
+                   cost.weights_bytes, val_float, val_int8, cost.est_ms, cost.est_instructions, metric, note)
+
+
+def _f(v, metric) -> str:
+    if v is None:
+        return f"{'-':>9}"
+    return f"{v:9.3g}" if metric.startswith("mse") else f"{v:9.4f}"
 
 
 def format_table(rows, baseline: StepRow | None = None) -> str:
@@ -144,12 +168,15 @@ def format_table(rows, baseline: StepRow | None = None) -> str:
     if not rows:
         return "(no steps)"
     base = baseline or rows[0]
-    head = f"{'step':<16} {'float acc':>9} {'int8 acc':>9} {'MACs':>11} {'xMACs':>6} {'params':>8} {'xparams':>7} {'arena B':>8} {'flash B':>8}"
-    lines = [head, "-" * len(head)]
+    m = base.metric
+    head = (f"{'step':<20} {'val f32':>9} {'val int8':>9} {'test int8':>9} {'MACs':>11} {'xMACs':>6} "
+            f"{'params':>8} {'arena B':>8} {'weights B':>9} {'est. ms':>8}")
+    lines = [f"metric: {m} (val chooses, test only reports); costs from the compiler", head, "-" * len(head)]
     for r in rows:
-        i8 = f"{r.int8_acc:9.4f}" if r.int8_acc is not None else f"{'-':>9}"
+        ms = f"{r.est_ms:8.2f}" if r.est_ms is not None else f"{'-':>8}"
         lines.append(
-            f"{r.step:<16} {r.float_acc:9.4f} {i8} {r.macs:11,d} {base.macs / max(r.macs, 1):5.2f}x "
-            f"{r.params:8,d} {base.params / max(r.params, 1):6.2f}x {r.arena:8,d} {r.flash:8,d}"
+            f"{r.step[:20]:<20} {_f(r.val_float, m)} {_f(r.val_int8, m)} {_f(r.int8_acc, m)} {r.macs:11,d} "
+            f"{base.macs / max(r.macs, 1):5.2f}x {r.params:8,d} {r.arena:8,d} {r.flash:9,d} {ms}"
+            + (f"  {r.note}" if r.note else "")
         )
     return "\n".join(lines)

@@ -1,44 +1,62 @@
-"""``tinygen optimize``: baseline -> depthwise-separable rewrite -> channel pruning -> QAT,
-each step fine-tuned by distillation from the original model and measured before/after."""
+"""``tinygen optimize``: baseline -> depthwise-separable rewrite -> channel pruning -> PTQ or QAT,
+each step fine-tuned by distillation from the original model, costed by the compiler for the
+target board and judged on the validation split (the test split only reports).
+
+With a budget (:mod:`.budget`) pruning searches the greedy allocation for the least pruning
+whose compiler cost meets it; every step whose int8 metric drops more than ``max_drop`` below
+the original's is rejected (the previous model is kept).
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from tinygen.errors import InputError
 
-from ._tf import seed_everything
-from .data import load_data, synthetic_data
-from .distill import fine_tune
-from .metrics import StepRow, format_table, measure, predict, to_int8_tflite
+from ._tf import keras, seed_everything
+from .budget import Budget
+from .cost import Cost, check_compiles, compiler_cost, target_for
+from .data import check_range, load_data, synthetic_data
+from .distill import ends_in_softmax, fine_tune
+from .evaluate import Judge
+from .metrics import StepRow, format_table, row_for, to_int8_tflite
 from .modelio import load_model
-from .prune import Space, check_ratio, plan_and_prune
+from .prune import Space, allocation, apply, check_ratio, format_spaces, plan_and_prune, removed, scan
 from .qat import quantize_aware
 from .rewrite import Candidate, plan_and_rewrite
+from .task import Task, degenerate, infer_task
 
 REWRITES = ("dws",)
 
 
 @dataclass
 class OptimizeResult:
-    rows: list[StepRow]  # one per step: baseline, rewrite, prune, qat
-    model_path: str  # the optimized float Keras model (tf_keras), input of PTQ or QAT
-    tflite_path: str  # full-int8 model (int8 input/output): QAT when qat, else PTQ
+    rows: list[StepRow]  # one per step: baseline, rewrite, prune, ptq/qat
+    model_path: str  # the Keras model the shipped int8 model comes from (the QAT model when QAT ships)
+    tflite_path: str  # full-int8 model (int8 input/output) handed to the compiler
     tflite: bytes
-    ptq_int8_acc: float  # PTQ of the final float model, for comparison with QAT
+    ptq_int8_acc: float | None = None  # test metric of PTQ after the final fine-tune (with --qat: equal epochs)
     qat_int8_acc: float | None = None
+    shipped: str = "ptq"
     rewrite_report: list[Candidate] = field(default_factory=list)
     prune_report: list[Space] = field(default_factory=list)
-    synthetic: bool = False  # accuracies are agreement with the original model's top-1
+    synthetic: bool = False  # metrics are fidelity to the original model
+    task: Task | None = None
+    cost: Cost | None = None  # the compiler's cost of the shipped model
+    budget_misses: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # data used, seeds, target, budget (for optimize.json)
 
     def table(self) -> str:
         return format_table(self.rows)
 
 
-def _check_args(rewrite, prune, epochs, data_path, synthetic):
+def _check_args(model_path, rewrite, prune, epochs, data_path, synthetic, synthetic_range):
+    if str(model_path).endswith(".tflite"):
+        raise InputError(f"{model_path}: tinygen optimize needs the float Keras model (.h5 / .keras), "
+                         "not an int8 .tflite (quantized models cannot be fine-tuned)")
     if rewrite not in (None, *REWRITES):
         raise InputError(f"--rewrite {rewrite!r}: unknown rewrite; choose one of {', '.join(REWRITES)}")
     if prune is not None:
@@ -50,6 +68,8 @@ def _check_args(rewrite, prune, epochs, data_path, synthetic):
                          "see docs/optimize.md) or --synthetic to distil on synthetic inputs")
     if data_path is not None and synthetic:
         raise InputError("give either --data or --synthetic, not both")
+    if synthetic:
+        check_range(synthetic_range)
 
 
 def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = None,
@@ -57,71 +77,213 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
              out_path: str, synthetic: bool = False, log=print,
              synthetic_range: tuple[float, float] = (0.0, 1.0), synthetic_samples: int = 2048,
              temperature: float = 4.0, alpha: float = 0.7, batch_size: int = 64,
-             lr: float | None = None, rewrite_budget: float = 0.1) -> OptimizeResult:
+             lr: float | None = None, rewrite_budget: float = 0.1, board: str | None = "mps2-an505",
+             backend: str | None = None, budget: Budget | None = None, max_drop: float | None = None,
+             exclude=(), prune_layers: dict[str, float] | None = None, measure: bool = False) -> OptimizeResult:
     """Run the requested steps on the Keras model at ``model_path`` and save the result.
 
-    ``synthetic``: no data; distil on Gaussian inputs in ``synthetic_range`` (the model's
-    input scale, e.g. (0, 255) for MLPerf-Tiny ResNet-8) and report agreement with the
-    original model instead of accuracy. Writes ``out_path`` (Keras) and
-    ``<out_path stem>_int8.tflite``. ``lr`` defaults to 1e-3 with real data and 1e-4 with
-    synthetic data (soft targets on off-distribution inputs: stay near the pretrained weights).
+    ``synthetic``: no data; distil on Gaussian inputs in ``synthetic_range`` and report
+    fidelity to the original. ``board``/``backend``: what candidates are costed for;
+    ``measure``: latency counted under QEMU (emulated boards) instead of the cycle-model estimate.
+    ``budget``: targets to meet (pruning searches for them); ``max_drop`` (default the
+    budget's, else no limit): a step losing more is rejected. Writes ``out_path`` (Keras)
+    and ``<out_path stem>_int8.tflite``.
     """
-    _check_args(rewrite, prune, epochs, data_path, synthetic)
+    _check_args(model_path, rewrite, prune, epochs, data_path, synthetic, synthetic_range)
     out = Path(out_path)
     if out.suffix not in (".h5", ".keras"):
         raise InputError(f"{out}: the output model must end in .h5 or .keras")
+    budget = budget or Budget()
+    max_drop = budget.max_drop if max_drop is None and not budget.empty else max_drop
+    target = target_for(board, backend, measure)
+    budget.check(needs_board=target.board is None)
     seed_everything(seed)
     teacher = load_model(model_path)
-    input_shape, n_classes = tuple(teacher.input_shape[1:]), int(teacher.output_shape[-1])
+    in_shape, out_shape = tuple(teacher.input_shape[1:]), tuple(teacher.output_shape[1:])
     if synthetic:
-        data = synthetic_data(input_shape, synthetic_samples, max(256, synthetic_samples // 8), seed, synthetic_range)
-        data.y_val = np.argmax(predict(teacher, data.x_val), -1)
-        log(f"synthetic data: {len(data.x_train)} train / {len(data.x_val)} val Gaussian inputs in "
-            f"{synthetic_range}; 'acc' below is top-1 agreement with the original model")
+        data = synthetic_data(in_shape, synthetic_samples, max(256, synthetic_samples // 8), seed, synthetic_range)
     else:
-        data = load_data(data_path, input_shape, n_classes)
-    xv, yv, rep = data.x_val, data.y_val, data.x_train
+        data = load_data(data_path, in_shape, int(out_shape[-1]), out_shape, seed=seed)
+    res = OptimizeResult([], str(out), "", b"", synthetic=synthetic)
+    task = infer_task(in_shape, out_shape, ends_in_softmax(teacher), data.y_val, synthetic)
+    if task.metric == "agree":
+        bad, cls, share = degenerate(Judge(task, teacher, data).ref["val"])
+        if bad:
+            w = (f"WARNING: the original model predicts class {cls} for {share:.0%} of the "
+                 f"{'synthetic' if synthetic else 'unlabeled'} inputs: top-1 agreement would be meaningless "
+                 "(pruning anything keeps it). Judging by output divergence (KL) instead; give real "
+                 "inputs (--data) or a --synthetic-range that matches the model's input scale.")
+            log(w)
+            res.warnings.append(w)
+            task = Task("divergence", "kl", task.probs)
+    judge = Judge(task, teacher, data)
+    res.task = task
+    src = "synthetic" if synthetic else str(data_path)
+    res.info = {"data": src, "test_split": data.test_source, "seed": seed, "epochs": epochs, "board": target.name,
+                "backend": target.backend, "latency": "QEMU" if measure else "estimate", "task": task.kind, "metric": task.metric, "metric_name": task.label,
+                "budget": None if budget.empty else budget.as_dict(), "max_drop": max_drop,
+                "samples": {s: int(len(getattr(data, f"x_{s}"))) for s in ("train", "val", "test")}}
+    log(f"data: {src}; {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
+        f"(test: {data.test_source}, only reported); metric: {task.label}; costs for {target.name} ({target.backend})")
+    rep = data.x_train
     lr = lr if lr is not None else (1e-4 if synthetic else 1e-3)
+    name = Path(model_path).stem
+
+    def cost_of(model) -> Cost:
+        return compiler_cost(to_int8_tflite(model, rep), name, target)
 
     def tune(student, what):
-        return fine_tune(student, teacher, data, epochs, temperature=temperature, alpha=alpha,
+        return fine_tune(student, teacher, data, epochs, task, temperature=temperature, alpha=alpha,
                          lr=lr, batch_size=batch_size, log=log, what=what)
 
-    rows: list[StepRow] = []
+    def measure(step, model, tflite=None, acc_model=None, note=""):
+        tfl = tflite if tflite is not None else to_int8_tflite(model, rep)
+        cost = compiler_cost(tfl, name, target)
+        fm = acc_model or model
+        row = row_for(step, cost, judge.model(fm), judge.tflite(tfl), judge.model(fm, "test"),
+                      judge.tflite(tfl, "test"), task.metric, note)
+        log(format_table([row], baseline=res.rows[0] if res.rows else None).splitlines()[-1])
+        return row, tfl, cost
 
-    def record(step, model, tflite=None, acc_model=None):
-        row, tfl = measure(step, model, xv, yv, tflite=tflite, x_rep=rep, acc_model=acc_model)
-        rows.append(row)
-        log(format_table(rows))
-        return tfl
+    base_tfl = to_int8_tflite(teacher, rep)
+    check_compiles(base_tfl, name, target)  # before any optimization
+    base, tflite, cost = measure("baseline", teacher, base_tfl)
+    res.rows.append(base)
+    if not budget.empty:
+        log(f"budget: {budget.describe()} on {target.name}; baseline "
+            + ("meets it" if budget.met(cost) else "misses " + "; ".join(budget.misses(cost))))
 
-    tflite = record("baseline", teacher)
+    def accept(row) -> bool:
+        d = judge.drop(base.val_int8, row.val_int8)
+        if max_drop is None or d <= max_drop:
+            return True
+        row.note = f"rejected: int8 drop {d:+.4f} > --max-acc-drop {max_drop:g}"
+        log(f"{row.step}: {row.note}; keeping the previous model")
+        return False
+
     model = teacher
-    result = OptimizeResult(rows, str(out), "", b"", 0.0, synthetic=synthetic)
     if rewrite == "dws":
-        model, result.rewrite_report = plan_and_rewrite(model, xv, yv, data.x_train[:256],
-                                                        budget=rewrite_budget, log=log)
-        if model is not teacher:
-            tflite = record("rewrite (dws)", tune(model, "rewrite"))
+        cand, res.rewrite_report = plan_and_rewrite(model, judge, data.x_train[:256], budget=rewrite_budget,
+                                                    cost_of=cost_of, log=log)
+        if cand is not model:
+            row, tfl, c = measure("rewrite (dws)", tune(cand, "rewrite"))
+            res.rows.append(row)
+            if accept(row):
+                model, tflite, cost = cand, tfl, c
         else:
             log("rewrite: no layer chosen; model unchanged")
-    if prune is not None:
-        pruned, result.prune_report = plan_and_prune(model, prune, xv, yv, log=log)
-        if pruned is not model:
-            model = pruned
-            tflite = record(f"prune ({prune:g})", tune(model, "prune"))
-        else:
-            log("prune: nothing prunable; model unchanged")
-    result.ptq_int8_acc = rows[-1].int8_acc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    want_prune = prune is not None or prune_layers or (not budget.empty and not budget.met(cost))
+    if want_prune:
+        model, tflite, cost = _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res,
+                                          exclude=exclude, fixed=prune_layers, log=log) or (model, tflite, cost)
     if qat:
-        qmodel = tune(quantize_aware(model), "qat")
-        tflite = record("qat", model, tflite=to_int8_tflite(qmodel, rep), acc_model=qmodel)
-        result.qat_int8_acc = rows[-1].int8_acc
-        log(f"int8 accuracy of the final model: PTQ {result.ptq_int8_acc:.4f}   QAT {result.qat_int8_acc:.4f}")
+        model, tflite, cost = _ptq_or_qat(model, judge, measure, tune, accept, res, epochs, rep, log) \
+            or (model, tflite, cost)
+    else:
+        res.ptq_int8_acc = res.rows[-1].int8_acc
+    res.cost = cost
+    if not budget.empty:
+        res.budget_misses = budget.misses(cost)
+        log("budget: met (" + budget.describe() + ")" if not res.budget_misses else
+            "budget: NOT met, the shipped model misses " + "; ".join(res.budget_misses))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # tf_keras's "HDF5 is legacy" notice: .h5 is what the user asked for
+        warnings.simplefilter("ignore")
+        model.save(out)
     tfl_path = out.with_name(out.stem + "_int8.tflite")
     tfl_path.write_bytes(tflite)
-    result.tflite, result.tflite_path = tflite, str(tfl_path)
+    res.tflite, res.tflite_path = tflite, str(tfl_path)
+    log(format_table(res.rows))
     log(f"saved {out} and {tfl_path} ({len(tflite):,} bytes)")
-    return result
+    return res
+
+
+def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res, *, exclude, fixed, log):
+    """Fixed-ratio pruning (``--prune R``, ``--prune-layer``) or the search to the budget.
+    Returns (model, tflite, cost) of the accepted step, or None."""
+    if prune is not None or budget.empty:
+        if prune is not None:
+            cand, res.prune_report = plan_and_prune(model, prune, judge, exclude=exclude, fixed=fixed, log=log)
+        else:
+            live = scan(model, judge, exclude=exclude, fixed=fixed, log=log)
+            res.prune_report = [sp for sp, _ in live]
+            cand = apply(model, live, allocation(live)[0])
+        if cand is model:
+            log("prune: nothing prunable; model unchanged")
+            return None
+        row, tfl, c = measure(f"prune ({prune:g})" if prune is not None else "prune (per layer)", tune(cand, "prune"))
+        res.rows.append(row)
+        return (cand, tfl, c) if accept(row) else None
+    live = scan(model, judge, exclude=exclude, fixed=fixed, log=log)
+    res.prune_report = [sp for sp, _ in live]
+    states = allocation(live)
+    if len(states) < 2:
+        log("prune: nothing prunable; the budget cannot be reached by pruning")
+        return None
+    costs: dict[int, Cost] = {}
+
+    def cost_at(i):
+        if i not in costs:
+            costs[i] = cost_of(apply(model, live, states[i]))
+            log(f"prune: search state {i}/{len(states) - 1} ({removed(live, states[i])[0]} channels removed): "
+                + ("meets the budget" if budget.met(costs[i]) else "misses " + "; ".join(budget.misses(costs[i]))))
+        return costs[i]
+
+    lo, hi = 1, len(states) - 1  # least pruning that meets the budget (costs fall as pruning grows)
+    if not budget.met(cost_at(hi)):
+        log(f"prune: even the most pruning the allocation allows misses the budget: {'; '.join(budget.misses(costs[hi]))}")
+        lo = hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if budget.met(cost_at(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    tries = [hi] + [i for i in (hi * 2 // 3, hi // 3) if 0 < i < hi]
+    for i in tries:  # back off toward less pruning when fine-tuning cannot hold --max-acc-drop
+        ratios = states[i]
+        for sp, _ in live:
+            sp.ratio = ratios[sp.root]
+        log(format_spaces(res.prune_report, *removed(live, ratios)))
+        cand = apply(model, live, ratios)
+        row, tfl, c = measure(f"prune ({removed(live, ratios)[0]}/{removed(live, ratios)[1]} ch)",
+                              tune(cand, "prune"))
+        res.rows.append(row)
+        if accept(row):
+            return cand, tfl, c
+    return None
+
+
+def _ptq_or_qat(model, judge, measure, tune, accept, res, epochs, rep, log):
+    """Fine-tune the final float model for ``epochs`` more epochs and post-training quantize it,
+    or run QAT for the same ``epochs``: ship the better on the validation split, say so.
+    Returns None (keep the previous step) when even the better one breaks ``max_drop``."""
+    ptq_model = keras.models.clone_model(model)
+    ptq_model.set_weights(model.get_weights())
+    ptq_row, ptq_tfl, ptq_cost = measure(f"ptq (+{epochs} ep)", tune(ptq_model, "ptq"))
+    qmodel = tune(quantize_aware(model), "qat")
+    qat_row, qat_tfl, qat_cost = measure(f"qat ({epochs} ep)", model, tflite=to_int8_tflite(qmodel, rep),
+                                         acc_model=qmodel)
+    res.rows += [ptq_row, qat_row]
+    res.ptq_int8_acc, res.qat_int8_acc = ptq_row.int8_acc, qat_row.int8_acc
+    qat_wins = judge.drop(ptq_row.val_int8, qat_row.val_int8) < 0
+    if qat_wins:
+        res.shipped = "qat"
+        qat_row.note, ptq_row.note = "shipped", "not shipped"
+        log(f"QAT ({judge.task.fmt(qat_row.val_int8)}) beats PTQ ({judge.task.fmt(ptq_row.val_int8)}) on the "
+            f"validation split at {epochs} epochs each: shipping QAT")
+        if not accept(qat_row):
+            res.shipped = "previous step (PTQ)"
+            return None
+        return qmodel, qat_tfl, qat_cost
+    res.shipped = "ptq"
+    ptq_row.note, qat_row.note = "shipped", "not shipped"
+    w = (f"WARNING: QAT is not better than PTQ at the same {epochs} fine-tune epochs (validation "
+         f"{judge.task.metric} QAT {judge.task.fmt(qat_row.val_int8)} vs PTQ {judge.task.fmt(ptq_row.val_int8)}): "
+         "shipping the PTQ model")
+    log(w)
+    res.warnings.append(w)
+    if not accept(ptq_row):
+        res.shipped = "previous step (PTQ)"
+        return None
+    return ptq_model, ptq_tfl, ptq_cost

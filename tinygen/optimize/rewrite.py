@@ -6,8 +6,9 @@ Initialization: for each input channel ci the slice W[:, :, ci, :] (k*k x Cout) 
 its best rank-1 approximation from the SVD, u*s -> depthwise kernel, v -> pointwise row; then,
 when calibration inputs are given, the pointwise kernel and bias are refitted by least squares
 so the pair reproduces the original layer's pre-activation output on real activations.
-Layers are chosen by measured sensitivity (accuracy drop with only that layer rewritten,
-before fine-tuning) against the MACs they save.
+Layers are chosen by measured sensitivity (metric drop with only that layer rewritten,
+before fine-tuning) against what they save in the compiler's own latency estimate for the
+target board (a depthwise kernel runs fewer MACs per instruction, so MACs mislead).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from ._tf import keras, tf
 from .graph import Node, call, nodes, rebuild
-from .metrics import accuracy, layer_macs, predict
+from .metrics import layer_macs, predict
 
 _MAX_LSTSQ_ROWS = 60_000
 
@@ -31,6 +32,8 @@ class Candidate:
     sensitivity: float | None = None  # accuracy drop, before fine-tuning
     chosen: bool = False
     reason: str = ""
+    saving: float = 0.0  # instructions (or MACs) saved
+    share: float = 0.0   # saving / the model's total
 
 
 def why_not(node: Node) -> str | None:
@@ -112,12 +115,17 @@ def dws_macs(node: Node) -> int:
     return int(np.prod(out[1:-1])) * (kh * kw * cin + cin * cout)
 
 
-def plan_and_rewrite(model: keras.Model, x_val, y_val, x_calib=None, *, budget: float = 0.1,
-                     min_saving: float = 0.05, log=print) -> tuple[keras.Model, list[Candidate]]:
-    """Measure each candidate's sensitivity, choose layers, return the rewritten model
-    (not yet fine-tuned) and the per-layer report."""
+def plan_and_rewrite(model: keras.Model, judge, x_calib=None, *, budget: float = 0.1,
+                     min_saving: float = 0.05, cost_of=None, log=print) -> tuple[keras.Model, list[Candidate]]:
+    """Measure each candidate's sensitivity (metric drop on the validation split, before
+    fine-tuning) and saving, choose layers, return the rewritten model (not yet fine-tuned)
+    and the per-layer report. With ``cost_of`` (model -> compiler :class:`.cost.Cost`) the
+    saving is the compiler's latency estimate (else its MACs) with only that layer
+    rewritten; without it, Keras-level MACs. The summed sensitivity of the chosen layers
+    never exceeds ``budget`` (the first pick included)."""
     total = sum(layer_macs(n.layer) for n in nodes(model))
-    base = accuracy(predict(model, x_val), y_val)
+    base = judge.model(model)
+    base_cost = cost_of(model) if cost_of else None
     cands, weights = [], {}
     for node in nodes(model):
         if not isinstance(node.layer, keras.layers.Conv2D):
@@ -129,30 +137,43 @@ def plan_and_rewrite(model: keras.Model, x_val, y_val, x_calib=None, *, budget: 
         c = Candidate(node.name, layer_macs(node.layer), dws_macs(node))
         weights[node.name] = split_weights(model, node.name, x_calib)
         trial = rewrite_model(model, {node.name: weights[node.name]})
-        c.sensitivity = base - accuracy(predict(trial, x_val), y_val)
+        c.sensitivity = judge.drop(base, judge.model(trial))
+        if base_cost is not None:
+            after = cost_of(trial)
+            c.saving = _unit(base_cost) - _unit(after)
+            c.share = c.saving / max(_unit(base_cost), 1e-12)
+        else:
+            c.saving = c.macs_before - c.macs_after
+            c.share = c.saving / max(total, 1)
+        log(f"rewrite: scanned {node.name}: sensitivity {c.sensitivity:+.4f}, saves {c.share:.1%}")
         cands.append(c)
-    # most MACs saved per point of accuracy lost first, within the accuracy-drop budget
+    # most saved per point of metric lost first, within the drop budget
     spent = 0.0
-    for c in sorted(cands, key=lambda c: -(c.macs_before - c.macs_after) / max(c.sensitivity, 0.005)):
-        saving = c.macs_before - c.macs_after
-        if saving < min_saving * total:
-            c.reason = f"saves only {saving:,} MACs (< {min_saving:.0%} of the model)"
-        elif spent + max(c.sensitivity, 0.0) > budget and spent > 0:
-            c.reason = f"accuracy drop {c.sensitivity:.3f} would exceed the budget {budget}"
+    for c in sorted(cands, key=lambda c: -c.saving / max(c.sensitivity, 0.005)):
+        if c.saving <= 0 or c.share < min_saving:
+            c.reason = f"saves only {c.share:.1%} (< {min_saving:.0%} of the model)"
+        elif spent + max(c.sensitivity, 0.0) > budget:
+            c.reason = f"drop {c.sensitivity:.3f} would exceed the rewrite budget {budget} (spent {spent:.3f})"
         else:
             c.chosen, c.reason = True, "chosen"
             spent += max(c.sensitivity, 0.0)
-    log(format_candidates(cands))
+    log(format_candidates(cands, "compiler latency estimate" if base_cost is not None and base_cost.est_ms
+                          else ("compiler MACs" if base_cost is not None else "Keras MACs")))
     chosen = {c.name: weights[c.name] for c in cands if c.chosen}
     return (rewrite_model(model, chosen) if chosen else model), cands
 
 
-def format_candidates(cands: list[Candidate]) -> str:
-    head = f"{'layer':<20} {'MACs before':>12} {'MACs after':>12} {'saving':>7} {'sensitivity':>11}  chosen?"
-    lines = ["depthwise-separable rewrite candidates (sensitivity = accuracy drop before fine-tune):",
-             head, "-" * len(head)]
+def _unit(cost) -> float:
+    return float(cost.est_instructions) if cost.est_instructions else float(cost.macs)
+
+
+def format_candidates(cands: list[Candidate], unit: str = "Keras MACs") -> str:
+    head = (f"{'layer':<20} {'MACs before':>12} {'MACs after':>12} {'xMACs':>6} {'saves':>7} "
+            f"{'sensitivity':>11}  chosen?")
+    lines = [f"depthwise-separable rewrite candidates (saves = {unit} with only that layer rewritten; "
+             "sensitivity = metric drop before fine-tune, validation split):", head, "-" * len(head)]
     for c in cands:
         lines.append(f"{c.name:<20} {c.macs_before:12,d} {c.macs_after:12,d} "
-                     f"{c.macs_before / max(c.macs_after, 1):6.2f}x {c.sensitivity:11.4f}  "
+                     f"{c.macs_before / max(c.macs_after, 1):5.2f}x {c.share:7.1%} {c.sensitivity:11.4f}  "
                      f"{'yes' if c.chosen else 'no'} ({c.reason})")
     return "\n".join(lines)
