@@ -95,6 +95,15 @@ def _params_in_range(op: Op, fn, *args):
         _fail(op, f"its scales give int8 kernel parameters out of range ({e}); re-quantize the model")
 
 
+def _requant_in_range(g: Graph, op: Op, reduce_axes: tuple[int, ...]) -> None:
+    """CONV/DEPTHWISE/FC: the scales must give an int32-safe accumulator and requantization."""
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    n_out = w.size // int(np.prod([w.shape[a] for a in reduce_axes]))
+    bias = _bias(g, op, 2, n_out)
+    _params_in_range(op, quant.check_accumulator_requant, w.data, reduce_axes, zx, bias, sx, w.scale, sy, zy)
+
+
 def _const(g: Graph, op: Op, idx: int, what: str) -> Tensor:
     if idx >= len(op.inputs) or op.inputs[idx] < 0:
         _fail(op, f"missing {what}")
@@ -223,6 +232,7 @@ def _check_conv(g, op):
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
     _check_spatial(op, g, w.shape[1], w.shape[2])
+    _requant_in_range(g, op, (1, 2, 3))
 
 
 def _check_dw(g, op):
@@ -239,6 +249,7 @@ def _check_dw(g, op):
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
     _check_spatial(op, g, w.shape[1], w.shape[2])
+    _requant_in_range(g, op, (0, 1, 2))
 
 
 def _conv_params(g, op, depthwise):
@@ -320,6 +331,7 @@ def _check_fc(g, op):
         raise ModelError(f"{op.where()}: input {x.describe()} and weights {w.describe()} give no output {y.describe()}")
     _bias(g, op, 2, w.shape[0])
     _act(g, op)
+    _requant_in_range(g, op, (1,))
 
 
 def _lower_fc(g, op, arch):
