@@ -295,3 +295,137 @@ def test_bench_untrusted_device(case_id, faults, banner, words, limit, bench_pro
     for w in words:
         assert w in line, line
     assert elapsed < limit
+
+
+# ---- 3. calibration data: read lazily and bounded, .npy accepted, real numbers only -------------
+
+
+def _npz_bomb(path: Path, n: int, width: int) -> None:
+    """A compressed .npz whose 'x' is n x width float32 zeros, written without holding it in memory."""
+    import zipfile
+
+    import numpy.lib.format as npfmt
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z, z.open("x.npy", "w", force_zip64=True) as f:
+        npfmt.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, width)})
+        row = bytes(4 * width * 1000)
+        for _ in range(n // 1000):
+            f.write(row)
+
+
+def test_calibration_npz_bomb_reads_only_the_samples_used(tmp_path):
+    """300,000 samples compressed to a small file: only the first 256 are decompressed."""
+    import tracemalloc
+
+    from tinygen import frontend
+
+    p = tmp_path / "bomb.npz"
+    _npz_bomb(p, 300_000, 64)
+    assert p.stat().st_size < 200_000  # 77 MB of float32 inside
+    tracemalloc.start()
+    x = frontend.load_calibration(str(p), (1, 64), log=lambda m: None)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert x.shape == (frontend.CALIB_SAMPLES, 64) and x.dtype == np.float32 and not x.any()
+    assert peak < 4 << 20, f"peak {peak:,} B"
+
+
+def test_calibration_size_limit_before_decompression(tmp_path):
+    from tinygen import npyread
+    from tinygen.errors import InputError
+
+    p = tmp_path / "wide.npz"
+    _npz_bomb(p, 1000, 1 << 20)  # 4 MiB per sample: 256 samples would need 1 GiB
+    with pytest.raises(InputError, match=r"at most .* B are read"):
+        npyread.read_samples(p, ("x",), max_samples=256)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: np.save(p, np.zeros((4, 8), np.complex64)), ["complex numbers", "real numbers"]),
+    (lambda p: np.save(p, np.zeros((0, 8), np.float32)), ["holds no samples"]),
+    (lambda p: np.save(p, np.array([["a"] * 8] * 4)), ["strings"]),
+    (lambda p: np.save(p, np.array([[None] * 8] * 4, dtype=object), allow_pickle=True), ["Python objects"]),
+    (lambda p: np.save(p, np.float32(3.0)), ["single number"]),
+    (lambda p: p.write_bytes(np.lib.format.MAGIC_PREFIX + b"\x01\x00garbage"), ["not a readable .npy"]),
+    (lambda p: p.write_bytes(b"hello"), ["not an .npz or .npy file"]),
+    (lambda p: np.savez(p.with_suffix(".npz"), y=np.zeros((4, 8), np.float32)), ["no array named 'x'"]),
+    (lambda p: np.savez(p.with_suffix(".npz"), x=np.zeros((4, 8), np.complex128)), ["'x'", "complex"]),
+    (lambda p: np.save(p, np.full((4, 8), np.inf, np.float32)), ["NaN or inf"]),
+    (lambda p: np.save(p, np.full((4, 8), 1e300)), ["NaN or inf"]),
+    (lambda p: np.save(p, np.zeros((4, 7), np.float32)), ["[7]", "[8]"]),
+], ids=["complex", "empty", "strings", "objects", "scalar", "bad-header", "not-numpy", "npz-no-x", "npz-complex",
+        "inf", "beyond-float32", "wrong-shape"])
+def test_bad_calibration_file(make, words, tmp_path):
+    from tinygen import frontend
+    from tinygen.errors import InputError
+
+    p = tmp_path / "calib.npy"
+    make(p)
+    if not p.exists():
+        p = p.with_suffix(".npz")
+    with pytest.raises(InputError) as e:
+        frontend.load_calibration(str(p), (1, 8), log=lambda m: None)
+    msg = str(e.value)
+    assert "\n" not in msg and str(p) in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_calibration_npy_truncated_and_fortran(tmp_path):
+    from tinygen import frontend
+    from tinygen.errors import InputError
+
+    x = np.arange(40, dtype=np.float32).reshape(5, 8)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    assert (frontend.load_calibration(str(tmp_path / "f.npy"), (1, 8), log=lambda m: None) == x).all()
+    np.save(tmp_path / "c.npy", x)
+    (tmp_path / "t.npy").write_bytes((tmp_path / "c.npy").read_bytes()[:-9])
+    with pytest.raises(InputError, match="truncated"):
+        frontend.load_calibration(str(tmp_path / "t.npy"), (1, 8), log=lambda m: None)
+    got = frontend.load_calibration(str(tmp_path / "c.npy"), (1, 8), log=lambda m: None)
+    assert (got == x).all()
+
+
+def test_synthetic_range_is_the_calibration_range():
+    from tinygen import frontend
+
+    x = frontend.load_calibration(None, (1, 4), log=lambda m: None, synthetic_range=(0.0, 255.0))
+    assert x.min() >= 0 and x.max() <= 255 and x.max() > 100
+
+
+@pytest.fixture(scope="module")
+def tiny_h5(tmp_path_factory):
+    from tinygen import reference
+
+    reference._tf()
+    import tf_keras
+
+    d = tmp_path_factory.mktemp("h5")
+    m = tf_keras.Sequential([tf_keras.Input((8,)), tf_keras.layers.Dense(4, activation="relu"), tf_keras.layers.Dense(3)])
+    m.save(d / "m.h5")
+    return d / "m.h5"
+
+
+def test_build_with_npy_calibration_and_synthetic_range(tiny_h5, tmp_path, capsys):
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).uniform(0, 255, (32, 8)).astype(np.float32))
+    code, out, err = build_cli(capsys, tiny_h5, tmp_path / "a", "--calib", str(tmp_path / "calib.npy"))
+    assert code == 0 and "matches the TFLite reference" in out, err
+    code, out, err = build_cli(capsys, tiny_h5, tmp_path / "b", "--synthetic-range", "0", "255")
+    assert code == 0 and "uniform in [0, 255]" in out, err
+    # the input scale follows the calibration range: 255 / 255 steps = about 1.0, not ~0.03 (standard normal)
+    scale = json.loads((tmp_path / "b" / "manifest.json").read_text())["input"]["scale"]
+    assert 0.5 < float(np.ravel(scale)[0]) < 2.0
+
+
+def test_build_with_complex_npy_is_one_error_line(tiny_h5, tmp_path, capsys):
+    np.save(tmp_path / "calib.npy", np.zeros((4, 8), np.complex64))
+    code, _, err = build_cli(capsys, tiny_h5, tmp_path / "o", "--calib", str(tmp_path / "calib.npy"))
+    line = one_error_line(err)
+    assert code == 4 and "complex" in line
+
+
+def test_calib_with_a_tflite_warns(tmp_path, capsys):
+    (tmp_path / "m.tflite").write_bytes(fc())
+    code, out, err = build_cli(capsys, tmp_path / "m.tflite", tmp_path / "o", "--calib", "whatever.npz", "--no-compile")
+    assert code == 0, err
+    assert "--calib whatever.npz is ignored" in out

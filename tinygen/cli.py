@@ -43,7 +43,8 @@ def cmd_build(a) -> int:
         model = str(opt.tflite_path)
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
     extra = {"optimize.json": json.dumps(history(opt), indent=2, sort_keys=True) + "\n"} if opt else None
-    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra)
+    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra,
+                             synthetic_range=a.synthetic_range)
     log(driver.summary(c))
     log(f"project written to {out}/")
     if a.no_compile:
@@ -107,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None,
                    help="kernels: cmsis-nn (default on boards when CMSIS_NN_PATH is set) or portable C")
     b.add_argument("-o", "--out", default=DEFAULT_PROJECT, help=f"project folder (default ./{DEFAULT_PROJECT})")
-    b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') for quantizing a float model")
+    b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') or .npy for quantizing a float model")
     from .optimize.commands import add_optimize_flags
 
     add_optimize_flags(b)

@@ -11,8 +11,9 @@ def add_optimize_flags(p) -> None:
     p.add_argument("--data", help="data.npz with x_train, y_train, x_val, y_val")
     p.add_argument("--synthetic", action="store_true",
                    help="no data: distil on synthetic inputs; 'accuracy' becomes agreement with the original")
-    p.add_argument("--synthetic-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
-                   help="range of the synthetic inputs (the model's input scale, e.g. 0 255)")
+    p.add_argument("--synthetic-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="range of the synthetic inputs (the model's input scale, e.g. 0 255; default 0 1); "
+                        "also the calibration range of tinygen build without --calib")
     p.add_argument("--rewrite", choices=["dws"], help="depthwise-separable rewrite of k x k convolutions")
     p.add_argument("--prune", type=float, metavar="R", help="structured channel pruning ratio (0 < R < 1)")
     p.add_argument("--qat", action="store_true", help="quantization-aware training before int8 conversion")
@@ -28,7 +29,7 @@ def run_optimize(a, out_path: str, log=print):
     from . import format_table, optimize
 
     res = optimize(a.model, a.data, rewrite=a.rewrite, prune=a.prune, qat=a.qat, epochs=a.epochs, seed=a.seed,
-                   out_path=out_path, synthetic=a.synthetic, synthetic_range=tuple(a.synthetic_range), log=log)
+                   out_path=out_path, synthetic=a.synthetic, synthetic_range=tuple(a.synthetic_range or (0.0, 1.0)), log=log)
     log(format_table(res.rows))
     return res
 

@@ -32,18 +32,23 @@ def load_data(path: str | Path, input_shape: tuple | None = None, n_classes: int
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such data file; give a .npz with {', '.join(KEYS)} (see docs/optimize.md)")
+    import zipfile
+
+    from tinygen.npyread import read_samples
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile/ValueError/pickle refusal
-        raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from e
-    missing = [k for k in KEYS if k not in arrays]
+        with zipfile.ZipFile(path) as z:
+            names = sorted(n[:-4] for n in z.namelist() if n.endswith(".npy"))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from None
+    missing = [k for k in KEYS if k not in names]
     if missing:
         raise InputError(
             f"{path}: missing key(s) {', '.join(missing)}; data.npz needs {', '.join(KEYS)} "
-            f"(found {', '.join(sorted(arrays)) or 'nothing'})"
+            f"(found {', '.join(names) or 'nothing'})"
         )
-    data = Data(*(arrays[k] for k in KEYS))
+    # bounded reads: a compressed file expanding beyond npyread.MAX_BYTES per array is refused
+    data = Data(*(read_samples(path, (k,))[1] for k in KEYS))
     check_data(data, input_shape, n_classes, source=str(path))
     return data
 
