@@ -429,3 +429,157 @@ def test_calib_with_a_tflite_warns(tmp_path, capsys):
     code, out, err = build_cli(capsys, tmp_path / "m.tflite", tmp_path / "o", "--calib", "whatever.npz", "--no-compile")
     assert code == 0, err
     assert "--calib whatever.npz is ignored" in out
+
+
+# ---- 4. output folders: nothing tinygen did not write is deleted or re-permissioned -------------
+
+
+def _tree(root: Path) -> dict:
+    """Every entry (not following symlinks) -> (mode, content or link target)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_symlink():
+            out[p.relative_to(root).as_posix()] = ("link", os.readlink(p))
+        elif p.is_dir():
+            out[p.relative_to(root).as_posix()] = (oct(st.st_mode), None)
+        else:
+            out[p.relative_to(root).as_posix()] = (oct(st.st_mode), p.read_bytes())
+    return out
+
+
+def _build_fc(capsys, out, *extra):
+    model = out.parent / "fc.tflite"
+    if not model.exists():
+        model.write_bytes(fc())
+    code = cli.main(["build", str(model), "--board", "host", "-o", str(out), "--no-compile", *extra])
+    return code, capsys.readouterr().err
+
+
+def test_unmarked_folder_with_build_and_pio_is_kept(tmp_path, capsys):
+    """A folder tinygen never wrote: build/notes.txt, .pio/cfg and an empty folder are the user's."""
+    out = tmp_path / "mine"
+    (out / "build").mkdir(parents=True)
+    (out / "build" / "notes.txt").write_text("mine\n")
+    (out / ".pio").mkdir()
+    (out / ".pio" / "cfg").write_text("[env]\n")
+    (out / "empty").mkdir()
+    out.chmod(0o755)
+    before, mode = _tree(out), out.stat().st_mode
+    code, err = _build_fc(capsys, out)
+    line = one_error_line(err)
+    assert code == 8 and "build/notes.txt" in line and ".pio/cfg" in line and "empty/" in line, line
+    assert _tree(out) == before and out.stat().st_mode == mode
+
+
+def test_empty_user_folder_added_to_a_project_is_kept(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert _build_fc(capsys, out)[0] == 0
+    (out / "data").mkdir()
+    code, err = _build_fc(capsys, out)
+    assert code == 8 and "data/" in one_error_line(err)
+    assert (out / "data").is_dir()
+
+
+def test_folder_mode_is_kept(tmp_path, capsys):
+    out = tmp_path / "p"
+    old = os.umask(0o022)
+    try:
+        assert _build_fc(capsys, out)[0] == 0
+        assert oct(out.stat().st_mode & 0o777) == oct(0o755)  # the umask's default, not mkdtemp's 0700
+        out.chmod(0o750)
+        assert _build_fc(capsys, out)[0] == 0
+        assert oct(out.stat().st_mode & 0o777) == oct(0o750)
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("target, words", [("/", ["root folder"]), ("/proc", ["/proc is a system folder"]),
+                                           ("/usr/local/tg", ["/usr is a system folder"])])
+def test_system_folders_refused_up_front(target, words, tmp_path, capsys):
+    from tinygen import project
+    from tinygen.errors import OutputError
+
+    t0 = time.monotonic()
+    with pytest.raises(OutputError) as e:  # refused before anything is scanned or written
+        project.check_writable(Path(target))
+    assert time.monotonic() - t0 < 1
+    (tmp_path / "fc.tflite").write_bytes(fc())
+    code = cli.main(["build", str(tmp_path / "fc.tflite"), "--board", "host", "-o", target, "--no-compile"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 8 and all(w in line for w in words) and str(e.value) in line, line
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_symlink_out_of_the_folder_is_not_followed(marked, tmp_path, capsys):
+    out = tmp_path / "p"
+    if marked:
+        assert _build_fc(capsys, out)[0] == 0
+    else:
+        out.mkdir()
+    (out / "cwd").symlink_to("/proc/1/cwd")
+    code, err = _build_fc(capsys, out)
+    line = one_error_line(err)
+    assert code == 8 and "cwd (a symlink)" in line, line
+    assert os.readlink(out / "cwd") == "/proc/1/cwd"
+
+
+def test_symlinked_build_dir_is_removed_not_followed(tmp_path, capsys):
+    """A marked project's build/ is discarded on rebuild; a symlink in it is unlinked, its target kept."""
+    out = tmp_path / "p"
+    keep = tmp_path / "elsewhere"
+    keep.mkdir()
+    (keep / "precious.txt").write_text("mine\n")
+    assert _build_fc(capsys, out)[0] == 0
+    (out / "build").mkdir()
+    (out / "build" / "link").symlink_to(keep)
+    assert _build_fc(capsys, out)[0] == 0
+    assert (keep / "precious.txt").read_text() == "mine\n"
+
+
+def test_concurrent_build_fails_fast(tmp_path, capsys):
+    from tinygen import project
+
+    out = tmp_path / "p"
+    with project._Lock(out):
+        t0 = time.monotonic()
+        code, err = _build_fc(capsys, out)
+        line = one_error_line(err)
+    assert code == 8 and "another tinygen build is writing" in line and time.monotonic() - t0 < 10
+    assert not out.exists()
+    assert _build_fc(capsys, out)[0] == 0  # the lock is released with its holder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fc.tflite", "p"]
+
+
+def test_two_processes_into_one_folder(tmp_path):
+    """Two real builds at once: one succeeds, the other fails with the lock message (or also succeeds
+    after the first finished); never a lost or mixed project."""
+    import subprocess
+    import sys
+
+    (tmp_path / "fc.tflite").write_bytes(fc())
+    from tinygen import project
+
+    out = tmp_path / "p"
+    cmd = [sys.executable, "-m", "tinygen.cli", "build", str(tmp_path / "fc.tflite"), "--board", "host", "-o", str(out),
+           "--no-compile"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    with project._Lock(out):  # both start while a third build holds the folder
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        res = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    for _, err, rc in res:
+        assert rc == 8 and "another tinygen build is writing" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_stale_temp_folders_are_removed(tmp_path, capsys):
+    out = tmp_path / "p"
+    stale = tmp_path / ".p.new-0badf00d"
+    (stale / "src").mkdir(parents=True)
+    (stale / "src" / "model.c").write_bytes(bytes(1 << 20))
+    (tmp_path / ".p.old-12345678").mkdir()
+    other = tmp_path / ".q.new-0badf00d"  # another folder's: not ours to touch
+    other.mkdir()
+    assert _build_fc(capsys, out)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".q.new-0badf00d", "fc.tflite", "p"]
