@@ -583,3 +583,142 @@ def test_stale_temp_folders_are_removed(tmp_path, capsys):
     other.mkdir()
     assert _build_fc(capsys, out)[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".q.new-0badf00d", "fc.tflite", "p"]
+
+
+# ---- 5. every traceback of the adversarial round is one error line ------------------------------
+
+
+def _inplace_graph_input(m, sg):
+    """op #0 writes the graph input in place while op #1 reads it."""
+    import copy
+
+    op0 = sg.operators[0]
+    op1 = copy.deepcopy(op0)
+    op0.outputs = [0]
+    op1.inputs, op1.outputs = [0], [1]
+    sg.operators = [op0, op1]
+
+
+def _constant_graph_input(m, sg):
+    import copy
+
+    sg.tensors[0].buffer = len(m.buffers)
+    b = copy.deepcopy(m.buffers[0])
+    b.data = np.zeros(80, np.uint8)
+    m.buffers.append(b)
+
+
+def _second_reader(m, sg):
+    """A valid graph: the input feeds two RELUs, two graph outputs (must compile, bit-exact)."""
+    import copy
+
+    op1, t2 = copy.deepcopy(sg.operators[0]), copy.deepcopy(sg.tensors[1])
+    t2.name = b"second"
+    sg.tensors.append(t2)
+    op1.outputs = [len(sg.tensors) - 1]
+    sg.operators.append(op1)
+    sg.outputs = [1, len(sg.tensors) - 1]
+
+
+def _set_shape(shape):
+    def edit(m, sg):
+        for t in sg.tensors:
+            t.shape = list(shape)
+    return edit
+
+
+def _relu():
+    return make_opnet("relu", in_shape=(4, 4, 5))
+
+
+MODEL_TRACEBACKS = [
+    ("shape-wraps-int64", mutate(_relu, _set_shape([1, 2**31 - 1, 2**31 - 1, 4])), 2, ["too big", "2147483647"]),
+    ("op-writes-graph-input", mutate(_relu, _inplace_graph_input), 2, ["writes the graph input"]),
+    ("name-not-utf8", mutate(_relu, lambda m, sg: setattr(sg.tensors[0], "name", b"in\xff\xfe")), 2,
+     ["not valid UTF-8", "0xff"]),
+    ("graph-input-constant", mutate(_relu, _constant_graph_input), 2, ["graph input", "constant data"]),
+]
+
+
+@pytest.mark.parametrize("case_id, builder, code, words", MODEL_TRACEBACKS, ids=[c[0] for c in MODEL_TRACEBACKS])
+def test_former_tracebacks(case_id, builder, code, words, tmp_path, capsys):
+    got, _, err = build_cli(capsys, builder(tmp_path), tmp_path / "out", "--no-compile")
+    line = one_error_line(err)
+    print(f"\n{case_id}: exit {got}: {line}")
+    assert got == code, line
+    for w in words:
+        assert w in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_input_read_by_two_ops_is_bit_exact(tmp_path, capsys):
+    code, out, err = build_cli(capsys, mutate(_relu, _second_reader)(tmp_path), tmp_path / "out")
+    assert code == 0 and "matches the TFLite reference" in out, err
+
+
+def test_unexpected_exception_is_one_internal_error_line(tmp_path, capsys, monkeypatch):
+    """A bug (any non-tinygen exception) is one line naming the type, message and stage; exit 70."""
+    from tinygen import errors, plan
+
+    def broken(g):
+        return None[0]
+
+    monkeypatch.setattr(plan, "schedule", broken)
+    (tmp_path / "fc.tflite").write_bytes(fc())
+    code = cli.main(["build", str(tmp_path / "fc.tflite"), "--board", "host", "-o", str(tmp_path / "o"), "--no-compile"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert code == errors.INTERNAL_EXIT == 70
+    assert err.startswith("tinygen: internal error (please report): TypeError:") and "test_robustness2.broken" not in err
+    assert "in stage tinygen.driver.compile_model" in err, err
+
+
+def _spawn(args, tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.Popen([sys.executable, "-m", "tinygen.cli", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_sigterm_during_a_write_leaves_no_temp_folder(tmp_path):
+    """SIGTERM unwinds like Ctrl-C: the half-written .p.new-* folder is removed, exit 128 + 15."""
+    import signal
+
+    (tmp_path / "fc.tflite").write_bytes(fc())
+    p = _spawn(["build", "fc.tflite", "--board", "host", "-o", "p", "--no-compile"], tmp_path)
+    # wait until the project is being written (or written), then terminate
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        if any(e.name.startswith(".p.") for e in os.scandir(tmp_path)):
+            break
+        time.sleep(0.005)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert p.returncode in (0, 128 + signal.SIGTERM), (p.returncode, err)
+    assert sorted(e.name for e in os.scandir(tmp_path) if e.name.startswith(".")) == []
+
+
+def test_sigterm_sighup_are_like_ctrl_c(monkeypatch, capsys):
+    """In-process: SIGTERM and SIGHUP raise errors.Terminated (a KeyboardInterrupt, so every cleanup
+    that handles Ctrl-C runs: QEMU of a foreground flash is stopped), exit 128 + N, one line."""
+    import signal
+
+    from tinygen import errors
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        def cmd(a, sig=sig):
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+            return 0
+
+        ap = cli.parser()
+        monkeypatch.setattr(cli, "parser", lambda: ap)
+        ap._subparsers._group_actions[0].choices["run"].set_defaults(func=cmd)
+        assert issubclass(errors.Terminated, KeyboardInterrupt)
+        code = cli.main(["run", "nowhere"])
+        assert code == 128 + sig
+        assert capsys.readouterr().err.strip() == f"tinygen: stopped by {signal.Signals(sig).name}"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored after the command

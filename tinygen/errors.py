@@ -53,3 +53,15 @@ class OutputError(TinygenError):
     """The output folder cannot be written safely."""
 
     exit_code = 8
+
+
+INTERNAL_EXIT = 70     # an unexpected exception: a bug of tinygen (EX_SOFTWARE), reported on one line
+SIGNAL_EXIT_BASE = 128  # killed by signal N (SIGTERM, SIGHUP): exit 128 + N after cleaning up
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (temporary folders removed, QEMU stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -8,6 +8,8 @@ model. :func:`verify` checks the invariants and runs after every stage.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,7 +152,7 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             raise UnsupportedError(f"{where}: dynamic shape {list(ft.shape_signature or ft.shape)}; export with fixed shapes")
         if any(d == 0 for d in ft.shape):
             raise ModelError(f"{where}: zero-sized dimension in shape {list(ft.shape)}")
-        size = int(np.prod(ft.shape, dtype=np.int64)) if ft.shape else 1
+        size = math.prod(int(d) for d in ft.shape)  # Python ints: a huge shape cannot wrap around
         if size * ITEMSIZE[dtype] > MAX_TENSOR_BYTES:
             raise ModelError(f"{where}: shape {list(ft.shape)} is {size * ITEMSIZE[dtype]} bytes, too big for any microcontroller")
         scale = np.asarray(ft.quant.scale, np.float32)
@@ -210,6 +212,10 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             if not 0 <= t < len(tensors):
                 raise ModelError(f"{source}: graph {what} refers to tensor {t} but the model has {len(tensors)} tensors; "
                                  "the file is corrupt: re-export it")
+    for t in g.inputs:
+        if tensors[t].data is not None:
+            raise ModelError(f"{source}: graph input {tensors[t].describe()} has constant data, so the firmware "
+                             "would ignore its input; the file is corrupt: re-export it")
     return g
 
 
@@ -232,6 +238,9 @@ def verify(g: Graph, stage: str) -> None:
             if i >= 0 and i not in defined:
                 raise ModelError(f"after {stage}: {op.where()} reads tensor {g.t(i).describe()} before it is computed")
         for o in op.outputs:
+            if o in g.inputs:
+                raise ModelError(f"after {stage}: {op.where()} writes the graph input {g.t(o).describe()}; "
+                                 "the file is corrupt: re-export it")
             if o in seen_out or g.t(o).is_const:
                 raise ModelError(f"after {stage}: tensor {g.t(o).describe()} is written twice")
             seen_out.add(o)
