@@ -722,3 +722,56 @@ def test_sigterm_sighup_are_like_ctrl_c(monkeypatch, capsys):
         assert code == 128 + sig
         assert capsys.readouterr().err.strip() == f"tinygen: stopped by {signal.Signals(sig).name}"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored after the command
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def fc_board_project(tmp_path_factory):
+    import shutil
+
+    missing = [t for t in ("arm-none-eabi-gcc", "make", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+    d = tmp_path_factory.mktemp("flash")
+    (d / "fc.tflite").write_bytes(fc())
+    assert cli.main(["build", str(d / "fc.tflite"), "--board", "mps2-an505", "--backend", "portable",
+                     "-o", str(d / "proj")]) == 0
+    return d / "proj"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_foreground_flash_stops_qemu_on_signal(sig, fc_board_project, tmp_path):
+    import signal
+
+    p = _spawn(["flash", str(fc_board_project)], tmp_path)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "serial port" not in line and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            assert line or p.poll() is None, p.stderr.read()
+        assert "serial port" in line
+        qemus = _children(p.pid)
+        assert qemus and all(_alive(q) for q in qemus)
+        p.send_signal(getattr(signal, sig))
+        p.communicate(timeout=30)
+        assert "Traceback" not in (p.stderr.read() if not p.stderr.closed else "")
+        time.sleep(0.2)
+        assert not any(_alive(q) for q in qemus), "QEMU outlived tinygen flash"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
