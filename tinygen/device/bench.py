@@ -186,7 +186,7 @@ class Session:
     def handshake(self) -> P.Banner:
         """``hello <token>`` until ``OK hello <token>``; returns the banner (bounded attempts)."""
         heard = False
-        resets = flood = 0
+        resets = flood = flood_bytes = 0
         bad = ""
         for _ in range(self.retries + 1):
             token = f"h{next(self._tokens)}"
@@ -215,14 +215,15 @@ class Session:
                     self.banner = banner
                     return banner
             flood += n > LINE_SLACK or nbytes > LINE_SLACK * LINE_BYTES or self.port.dropped > dropped0
+            flood_bytes = max(flood_bytes, nbytes)
             self.stats.timeouts += 1
         tries = f"no reply to 'hello' within {self.timeout:g} s, {self.retries + 1} tries"
         if bad:
             raise DeviceError(f"the device on {self.port.name} sent an invalid banner ({bad}); {tries}: "
                               "rebuild and flash the project's firmware (tinygen flash)")
         if flood:
-            raise self._flood("hello", f"{tries}, endless or unterminated lines "
-                                       f"({self.port.dropped:,} B without a line end dropped)")
+            raise self._flood("hello", f"{tries}; " + (f"{self.port.dropped:,} B without a line end"
+                                                       if self.port.dropped else f"{flood_bytes:,} B of lines and no reply"))
         if resets:
             raise DeviceError(f"the device on {self.port.name} keeps resetting ({resets} boot banners, {tries}): "
                               "check its power supply, reset line and watchdog, or reflash it")
