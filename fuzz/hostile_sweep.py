@@ -7,7 +7,8 @@ inputs, swapped opcodes, quantized dimensions, dropped biases, softmax beta, con
 non-UTF-8 names. Every variant goes through ``tinygen.driver.compile_model``:
 
 - rejected: a :class:`~tinygen.errors.TinygenError` (its one-line message is recorded);
-- TRACEBACK: any other exception (a bug);
+- TRACEBACK: any other exception (a bug); CRASH: the process died (each variant runs in a
+  forked child, so a crash inside TFLite's interpreter is counted, not fatal);
 - accepted: built on the host with ASan + UBSan + the arena guard (``run_sanitizers.SAN_CFLAGS``),
   run on random inputs and compared with the TFLite reference byte for byte: clean, DIFFERS or
   SANITIZER.
@@ -281,6 +282,37 @@ def classify(buf: bytes, name: str, work: Path) -> tuple[str, str]:
         return "TRACEBACK", f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
+def classify_isolated(buf: bytes, name: str, work: Path) -> tuple[str, str]:
+    """:func:`classify` in a forked child: a crash (of TFLite's interpreter, say) is a row, CRASH."""
+    import json
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            res = classify(buf, name, work)
+        except BaseException as e:  # noqa: BLE001
+            res = ("TRACEBACK", f"{type(e).__name__}: {e}")
+        os.write(w, json.dumps(res).encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return "CRASH", f"killed by signal {os.WTERMSIG(status)}"
+    if not chunks:
+        return "CRASH", f"exit status {os.WEXITSTATUS(status)} without a result"
+    kind, msg = json.loads(b"".join(chunks))
+    return kind, msg
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, help="only the first N variants")
@@ -291,19 +323,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="tinygen-sweep-") as d:
         for name, desc, buf in variants(a.limit):
-            kind, msg = classify(buf, name, Path(d))
+            kind, msg = classify_isolated(buf, name, Path(d))
             rows.append((name, desc, kind, msg))
             if a.v or kind not in ("clean", "rejected"):
                 print(f"{name:<28} {kind:<9} {desc} | {msg[:160]}", flush=True)
     counts = Counter(r[2] for r in rows)
     by_mut = Counter((r[1].split(":")[0], r[2]) for r in rows)
     print(f"\n{len(rows)} variants in {time.time() - t0:.0f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    print("\n| mutation | variants | rejected | accepted, clean | DIFFERS | SANITIZER | TRACEBACK |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| mutation | variants | rejected | accepted, clean | DIFFERS | SANITIZER | TRACEBACK | CRASH |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for mut in [f.__name__ for f in MUTATIONS]:
         n = sum(v for (mm, _), v in by_mut.items() if mm == mut)
         if n:
             print(f"| {mut} | {n} | {by_mut[(mut, 'rejected')]} | {by_mut[(mut, 'clean')]} | {by_mut[(mut, 'DIFFERS')]} | "
-                  f"{by_mut[(mut, 'SANITIZER')]} | {by_mut[(mut, 'TRACEBACK')]} |")
+                  f"{by_mut[(mut, 'SANITIZER')]} | {by_mut[(mut, 'TRACEBACK')]} | {by_mut[(mut, 'CRASH')]} |")
     bad = sum(v for k, v in counts.items() if k not in ("clean", "rejected"))
     return 1 if bad else 0
 

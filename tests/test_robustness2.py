@@ -637,6 +637,10 @@ MODEL_TRACEBACKS = [
     ("name-not-utf8", mutate(_relu, lambda m, sg: setattr(sg.tensors[0], "name", b"in\xff\xfe")), 2,
      ["not valid UTF-8", "0xff"]),
     ("graph-input-constant", mutate(_relu, _constant_graph_input), 2, ["graph input", "constant data"]),
+    # found by fuzz/hostile_sweep.py: the TFLite reference interpreter kills the process on a negative beta
+    ("softmax-beta-negative", mutate(lambda: make_opnet("softmax", in_shape=(1, 1, 10)),
+                                     lambda m, sg: setattr(sg.operators[0].builtinOptions, "beta", -1.0)), 3,
+     ["SOFTMAX", "beta -1.0 must be a positive number"]),
 ]
 
 

@@ -459,7 +459,7 @@ register("MUL", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.
 
 
 def _check_softmax(g, op):
-    """SOFTMAX: int8 input, int8 output with scale 1/256 and zero point -128 (TFLite int8 spec), over the last dimension, any beta."""
+    """SOFTMAX: int8 input, int8 output with scale 1/256 and zero point -128 (TFLite int8 spec), over the last dimension, any beta > 0."""
     _int8_io(g, op)
     y = g.t(op.outputs[0])
     s, z = y.q()

@@ -165,7 +165,11 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_sca
 
 
 def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5) -> tuple[int, int, int]:
-    """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
+    """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min).
+
+    beta must be a positive number (the TFLite reference interpreter crashes on a negative one)."""
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"softmax beta {beta} must be a positive number")
     real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - input_integer_bits)), (1 << 31) - 1.0)
     mult, shift = quantize_multiplier(real)
     if shift < 0:
