@@ -42,7 +42,8 @@ def cmd_build(a) -> int:
         model = str(opt.tflite_path)
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
     extra = {"optimize.json": json.dumps(history(opt, flags_of(a)), indent=2, sort_keys=True) + "\n"} if opt else None
-    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra)
+    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra,
+                             synthetic_range=a.synthetic_range)
     log(driver.summary(c))
     log(f"project written to {out}/")
     if a.no_compile:
@@ -107,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
                    help="kernel set: generated (per-layer specialized kernels, falling back to CMSIS-NN when "
                         "CMSIS_NN_PATH is set, else to portable C), cmsis-nn, or portable C")
     b.add_argument("-o", "--out", default=DEFAULT_PROJECT, help=f"project folder (default ./{DEFAULT_PROJECT})")
-    b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') for quantizing a float model")
+    b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') or .npy for quantizing a float model")
     from .optimize.commands import add_optimize_flags
 
     add_optimize_flags(b)
@@ -150,15 +151,50 @@ def _load(name: str):
         return _Missing
 
 
+def _where(e: BaseException) -> str:
+    """The innermost tinygen function an exception came from (the stage), e.g. tinygen.plan.schedule."""
+    tb, where = e.__traceback__, "?"
+    while tb is not None:
+        mod = tb.tb_frame.f_globals.get("__name__", "")
+        if mod.startswith("tinygen"):
+            where = f"{mod}.{tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
+def _signals():
+    """SIGTERM/SIGHUP unwind like Ctrl-C (errors.Terminated) while a command runs; returns the old handlers."""
+    import signal
+    import threading
+
+    from .errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    from .errors import INTERNAL_EXIT, SIGNAL_EXIT_BASE, Terminated
+
     _quiet_tf()
     ap = parser()
     a = ap.parse_args(argv)
+    old = _signals()
     try:
         return int(a.func(a) or 0)
     except TinygenError as e:
         print(f"tinygen: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Terminated as e:
+        print(f"tinygen: stopped by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return SIGNAL_EXIT_BASE + e.signum
     except KeyboardInterrupt:
         print("tinygen: interrupted", file=sys.stderr)
         return 130
@@ -166,6 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Exception as e:  # a bug: one line, its own exit code (TINYGEN_TRACEBACK=1 shows the traceback)
+        if os.environ.get("TINYGEN_TRACEBACK"):
+            raise
+        msg = " ".join(str(e).split())[:300]
+        print(f"tinygen: internal error (please report): {type(e).__name__}: {msg} in stage {_where(e)} "
+              f"(tinygen {a.cmd}; TINYGEN_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return INTERNAL_EXIT
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 if __name__ == "__main__":

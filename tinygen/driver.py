@@ -163,7 +163,8 @@ def default_backend(board) -> str:
 
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
-          dump=None, log=print, extra_files: dict[str, str] | None = None) -> tuple[Compiled, Path, dict[str, str]]:
+          dump=None, log=print, extra_files: dict[str, str] | None = None,
+          synthetic_range: tuple[float, float] | None = None) -> tuple[Compiled, Path, dict[str, str]]:
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
     from . import boards
 
@@ -177,7 +178,7 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
         if board is not None and backend == "portable":
             log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
                 "for the optimized cmsis-nn backend)")
-    model_bytes, name = frontend.load(model_path, calib, log=log)
+    model_bytes, name = frontend.load(model_path, calib, log=log, synthetic_range=synthetic_range)
     arch = "none" if board is None else board.arch_features
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
     if board is not None:

@@ -63,3 +63,15 @@ class CompilerBug(TinygenError):
     def __init__(self, stage: str, msg: str):
         self.stage = stage
         super().__init__(f"internal error in stage '{stage}' (a tinygen bug, please report it with the model): {msg}")
+
+
+INTERNAL_EXIT = 70     # an unexpected exception: a bug of tinygen (EX_SOFTWARE), reported on one line
+SIGNAL_EXIT_BASE = 128  # killed by signal N (SIGTERM, SIGHUP): exit 128 + N after cleaning up
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (temporary folders removed, QEMU stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

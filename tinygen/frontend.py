@@ -45,27 +45,40 @@ def kind_of(path: Path) -> str:
     raise ModelError(f"{path}: unknown model format; give a .tflite, .h5, .keras or SavedModel folder")
 
 
-def load_calibration(path: str | None, input_shape: tuple, n_synthetic: int = 64, log=print) -> np.ndarray:
-    """Calibration inputs: ``x`` (or ``x_train``) from an .npz, or loud synthetic data."""
+CALIB_SAMPLES = 256  # calibration samples used (and read) at most
+
+
+def load_calibration(path: str | None, input_shape: tuple, n_synthetic: int = 64, log=print,
+                     synthetic_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Calibration inputs: ``x`` (or ``x_train``, ``x_calib``) from an .npz, an .npy array, or loud
+    synthetic data (standard normal, or uniform in ``synthetic_range``). Only the first
+    :data:`CALIB_SAMPLES` samples are read (see :mod:`tinygen.npyread`)."""
+    from .npyread import read_samples
+
     if path is None:
+        rng = np.random.default_rng(0)
+        shape = (n_synthetic, *input_shape[1:])
+        if synthetic_range is not None:
+            lo, hi = (float(v) for v in synthetic_range)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise InputError(f"--synthetic-range {lo:g} {hi:g}: give two finite numbers LO < HI")
+            log(f"WARNING: no --calib data given: quantizing with SYNTHETIC calibration data (uniform in "
+                f"[{lo:g}, {hi:g}], --synthetic-range).\n"
+                "         Give real samples for the best int8 accuracy: --calib data.npz (array 'x' or 'x_train').")
+            return rng.uniform(lo, hi, shape).astype(np.float32)
         log("WARNING: no --calib data given: quantizing with SYNTHETIC calibration data (standard normal).\n"
             "         Activation ranges may not match real inputs and int8 accuracy can suffer.\n"
-            "         Give real samples: tinygen build model.h5 --calib data.npz (array 'x' or 'x_train').")
-        rng = np.random.default_rng(0)
-        return rng.standard_normal((n_synthetic, *input_shape[1:])).astype(np.float32)
-    try:
-        with np.load(path) as z:
-            key = next((k for k in ("x", "x_train", "x_calib") if k in z.files), None)
-            if key is None:
-                raise InputError(f"{path}: no array named 'x' or 'x_train' (has {z.files})")
-            x = np.asarray(z[key], np.float32)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read calibration data ({e})") from None
+            "         Give real samples: tinygen build model.h5 --calib data.npz (array 'x' or 'x_train'), or\n"
+            "         the range of the model's inputs: --synthetic-range LO HI.")
+        return rng.standard_normal(shape).astype(np.float32)
+    key, x = read_samples(path, ("x", "x_train", "x_calib"), max_samples=CALIB_SAMPLES)
+    what = f"{path}: '{key}'" if key else str(path)
     if x.shape[1:] != tuple(input_shape[1:]):
-        raise InputError(f"{path}: '{key}' samples are {list(x.shape[1:])}, the model input is {list(input_shape[1:])}")
+        raise InputError(f"{what} samples are {list(x.shape[1:])}, the model input is {list(input_shape[1:])}")
+    x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
-        raise InputError(f"{path}: '{key}' contains NaN or inf")
-    return x[:256]
+        raise InputError(f"{what} contains NaN or inf (or values beyond float32)")
+    return x
 
 
 def load_keras(path: Path, kind: str):
@@ -84,7 +97,7 @@ def load_keras(path: Path, kind: str):
     return None
 
 
-def quantize(path: Path, kind: str, calib: str | None, log=print) -> bytes:
+def quantize(path: Path, kind: str, calib: str | None, log=print, synthetic_range=None) -> bytes:
     """Full-int8 post-training quantization with the TFLite converter."""
     from .reference import _tf
 
@@ -108,7 +121,7 @@ def quantize(path: Path, kind: str, calib: str | None, log=print) -> bytes:
             conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if any(d is None for d in input_shape[1:]):
         raise ModelError(f"{path}: input shape {list(input_shape)} is not fixed; rebuild the model with a fixed input size")
-    x = load_calibration(calib, input_shape, log=log)
+    x = load_calibration(calib, input_shape, log=log, synthetic_range=synthetic_range)
 
     def rep():
         for i in range(len(x)):
@@ -125,15 +138,18 @@ def quantize(path: Path, kind: str, calib: str | None, log=print) -> bytes:
         raise ModelError(f"{path}: the TFLite converter could not quantize the model to int8: {str(e).splitlines()[0][:300]}") from None
 
 
-def load(path: str | os.PathLike, calib: str | None = None, log=print) -> tuple[bytes, str]:
+def load(path: str | os.PathLike, calib: str | None = None, log=print, synthetic_range=None) -> tuple[bytes, str]:
     """Return (full-int8 tflite bytes, model name)."""
     p = Path(path)
     kind = kind_of(p)
     name = p.stem if p.is_file() else p.name
     if kind == "tflite":
+        if calib is not None:
+            log(f"warning: --calib {calib} is ignored: {p} is already a quantized .tflite (calibration data "
+                "is for quantizing a Keras model)")
         return p.read_bytes(), name
     log(f"quantizing {p} to full int8 with the TFLite converter ...")
-    return quantize(p, kind, calib, log=log), name
+    return quantize(p, kind, calib, log=log, synthetic_range=synthetic_range), name
 
 
 def stderr(msg: str) -> None:

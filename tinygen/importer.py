@@ -8,6 +8,8 @@ that uses both the IR and the op table (``ir`` knows nothing of ops).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import ops as optable
@@ -41,7 +43,7 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             raise UnsupportedError(f"{where}: dynamic shape {list(ft.shape_signature or ft.shape)}; export with fixed shapes")
         if any(d == 0 for d in ft.shape):
             raise ModelError(f"{where}: zero-sized dimension in shape {list(ft.shape)}")
-        size = int(np.prod(ft.shape, dtype=np.int64)) if ft.shape else 1
+        size = math.prod(int(d) for d in ft.shape)  # Python ints: a huge shape cannot wrap around
         if size * ITEMSIZE[dtype] > MAX_TENSOR_BYTES:
             raise ModelError(f"{where}: shape {list(ft.shape)} is {size * ITEMSIZE[dtype]} bytes, too big for any microcontroller")
         scale = np.asarray(ft.quant.scale, np.float32)
@@ -101,6 +103,10 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             if not 0 <= t < len(tensors):
                 raise ModelError(f"{source}: graph {what} refers to tensor {t} but the model has {len(tensors)} tensors; "
                                  "the file is corrupt: re-export it")
+    for t in g.inputs:
+        if tensors[t].data is not None:
+            raise ModelError(f"{source}: graph input {tensors[t].describe()} has constant data, so the firmware "
+                             "would ignore its input; the file is corrupt: re-export it")
     return g
 
 

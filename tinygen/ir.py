@@ -136,6 +136,9 @@ def verify(g: Graph, stage: str) -> None:
             if i >= 0 and i not in defined:
                 raise err(f"after {stage}: {op.where()} reads tensor {g.t(i).describe()} before it is computed")
         for o in op.outputs:
+            if o in g.inputs:
+                raise ModelError(f"after {stage}: {op.where()} writes the graph input {g.t(o).describe()}; "
+                                 "the file is corrupt: re-export it")
             if o in seen_out or g.t(o).is_const:
                 raise err(f"after {stage}: tensor {g.t(o).describe()} is written twice")
             seen_out.add(o)

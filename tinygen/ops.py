@@ -115,6 +115,15 @@ def _params_in_range(op: Op, fn, *args):
         _fail(op, f"its scales give int8 kernel parameters out of range ({e}); re-quantize the model")
 
 
+def _requant_in_range(g: Graph, op: Op, reduce_axes: tuple[int, ...]) -> None:
+    """CONV/DEPTHWISE/FC: the scales must give an int32-safe accumulator and requantization."""
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    n_out = w.size // int(np.prod([w.shape[a] for a in reduce_axes]))
+    bias = _bias(g, op, 2, n_out)
+    _params_in_range(op, quant.check_accumulator_requant, w.data, reduce_axes, zx, bias, sx, w.scale, sy, zy)
+
+
 def _const(g: Graph, op: Op, idx: int, what: str) -> Tensor:
     if idx >= len(op.inputs) or op.inputs[idx] < 0:
         _fail(op, f"missing {what}")
@@ -243,6 +252,7 @@ def _check_conv(g, op):
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
     _check_spatial(op, g, w.shape[1], w.shape[2])
+    _requant_in_range(g, op, (1, 2, 3))
 
 
 def _check_dw(g, op):
@@ -259,6 +269,7 @@ def _check_dw(g, op):
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
     _check_spatial(op, g, w.shape[1], w.shape[2])
+    _requant_in_range(g, op, (0, 1, 2))
 
 
 def _conv_params(g, op, depthwise):
@@ -329,6 +340,7 @@ def _check_fc(g, op):
         raise ModelError(f"{op.where()}: input {x.describe()} and weights {w.describe()} give no output {y.describe()}")
     _bias(g, op, 2, w.shape[0])
     _act(g, op)
+    _requant_in_range(g, op, (1,))
 
 
 def _lower_fc(g, op):
@@ -454,7 +466,7 @@ register("SUB", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.
 
 
 def _check_softmax(g, op):
-    """SOFTMAX: int8 input, int8 output with scale 1/256 and zero point -128 (TFLite int8 spec), over the last dimension, any beta."""
+    """SOFTMAX: int8 input, int8 output with scale 1/256 and zero point -128 (TFLite int8 spec), over the last dimension, any beta > 0."""
     _int8_io(g, op)
     y = g.t(op.outputs[0])
     s, z = y.q()

@@ -21,14 +21,25 @@ def tflite_round(x: float) -> float:
     return math.copysign(math.floor(abs(x) + 0.5), x)
 
 
-def quantize_multiplier(m: float) -> tuple[int, int]:
+def quantize_multiplier(m: float, strict: bool = False) -> tuple[int, int]:
     """QuantizeMultiplier: real multiplier -> (int32 Q31 multiplier, shift), shift>0 = left.
+
+    TFLite clamps a multiplier of 2^30 or more to (2^31 - 1, 30); ``strict`` raises
+    ValueError instead, for kernels whose int32 arithmetic cannot hold such a gain.
+    Multipliers below 2^-32 flush to zero (as TFLite), which is exact and safe.
 
     >>> quantize_multiplier(0.5)
     (1073741824, 0)
     >>> quantize_multiplier(0.0)
     (0, 0)
+    >>> quantize_multiplier(1e30)
+    (2147483647, 30)
+    >>> quantize_multiplier(1e30, strict=True)
+    Traceback (most recent call last):
+    ValueError: requantization multiplier 1e+30 is 2^30 or more (the int32 kernels hold at most 2^30)
     """
+    if not math.isfinite(m):
+        raise ValueError(f"requantization multiplier {m:g} is not a finite number")
     if m == 0.0:
         return 0, 0
     q, shift = math.frexp(m)
@@ -39,6 +50,8 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     if shift < -31:
         shift, q_fixed = 0, 0
     if shift > 30:
+        if strict:
+            raise ValueError(f"requantization multiplier {m:g} is 2^30 or more (the int32 kernels hold at most 2^30)")
         shift, q_fixed = 30, (1 << 31) - 1
     return q_fixed, shift
 
@@ -110,6 +123,40 @@ def conv_multipliers(input_scale: float, filter_scales, output_scale: float) -> 
     return mults, shifts
 
 
+def check_accumulator_requant(weights: np.ndarray, reduce_axes: tuple[int, ...], in_zp: int, bias,
+                              input_scale: float, filter_scales, output_scale: float, out_zp: int) -> None:
+    """CONV/DEPTHWISE/FC: every value the int32 kernels compute must fit int32 (no signed overflow).
+
+    Per output channel, the accumulator is bounded by ``sum|w| * max|x - in_zp| + |bias|``; it
+    must fit int32, still fit after the multiplier's left shift, and the requantized value plus
+    the output zero point must fit too. Raises ValueError naming the channel and the scales.
+
+    >>> w = np.ones((2, 3), np.int8)
+    >>> check_accumulator_requant(w, (1,), 0, None, 0.5, [0.01, 0.02], 0.1, 0)
+    >>> check_accumulator_requant(w, (1,), 0, None, 1e30, [0.01, 0.02], 0.1, 0)
+    Traceback (most recent call last):
+    ValueError: channel 0: input scale 1e+30 * weight scale 0.01 / output scale 0.1 = multiplier 1e+29: requantization multiplier 1e+29 is 2^30 or more (the int32 kernels hold at most 2^30)
+    """
+    w = np.abs(np.asarray(weights, dtype=np.int64)).sum(axis=reduce_axes).reshape(-1)
+    x_span = max(abs(-128 - int(in_zp)), abs(127 - int(in_zp)))
+    b = np.zeros(len(w), np.int64) if bias is None else np.abs(np.asarray(bias, np.int64).reshape(-1))
+    fs = np.broadcast_to(np.asarray(filter_scales, np.float64).reshape(-1), (len(w),))
+    for ch in range(len(w)):
+        eff = float(np.float32(input_scale)) * float(np.float32(fs[ch])) / float(np.float32(output_scale))
+        what = (f"channel {ch}: input scale {input_scale:g} * weight scale {float(fs[ch]):g} / output scale "
+                f"{output_scale:g} = multiplier {eff:g}")
+        try:
+            _, shift = quantize_multiplier(eff, strict=True)
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
+        acc = int(w[ch]) * x_span + int(b[ch])
+        if acc << max(shift, 0) > INT32_MAX:
+            raise ValueError(f"{what}: the accumulator (up to {acc:,}) shifted left by {max(shift, 0)} "
+                             "overflows int32")
+        if acc * eff + 1 + abs(int(out_zp)) > INT32_MAX:
+            raise ValueError(f"{what}: the requantized accumulator (up to {acc * eff:.3g}) overflows int32")
+
+
 def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
     """GetQuantizedConvolutionMultipler (per-tensor FULLY_CONNECTED): the input*filter product is
     taken in float32 before widening to double, unlike the per-channel path."""
@@ -118,7 +165,11 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_sca
 
 
 def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5) -> tuple[int, int, int]:
-    """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
+    """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min).
+
+    beta must be a positive number (the TFLite reference interpreter crashes on a negative one)."""
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"softmax beta {beta} must be a positive number")
     real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - input_integer_bits)), (1 << 31) - 1.0)
     if not real > 1.0:  # TFLite's QuantizeMultiplierGreaterThanOne: TFLITE_CHECK_GT(real, 1.0) aborts otherwise
         raise ValueError(f"beta x input scale x 2^{31 - input_integer_bits} = {real:.3g} must exceed 1 (input scale "
@@ -193,7 +244,7 @@ def mul_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, ac
     (1073741824, 1, -1, 2, 5)
     """
     real = float((_F32(s1) * _F32(s2)) / _F32(so))
-    mo, sho = quantize_multiplier(real)
+    mo, sho = quantize_multiplier(real, strict=True)
     lo, hi = activation_range(act, float(_F32(so)), int(zpo))
     return dict(
         in1_offset=-int(zp1), in1_mult=0, in1_shift=0,
@@ -227,7 +278,7 @@ def mean_params(in_shape, in_scale: float, in_zp: int, out_scale: float, out_zp:
     if ax != [1, 2]:
         raise ValueError(f"MEAN over axes {tuple(axes)}: only H,W (1, 2) is supported")
     num = h * w
-    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)))
+    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)), strict=True)
     s = min(num.bit_length() - 1, 32, 31 + shift)
     mult = (mult << s) // num
     shift -= s

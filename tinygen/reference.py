@@ -61,7 +61,12 @@ def run(model_bytes: bytes, inputs):
 def run_here(model_bytes: bytes, inputs):
     """:func:`run` in this process (the child's side)."""
     it = interpreter(model_bytes)
-    dins, douts = it.get_input_details(), it.get_output_details()
+    try:
+        dins, douts = it.get_input_details(), it.get_output_details()
+    except UnicodeDecodeError as e:  # TFLite's Python API decodes tensor names as UTF-8
+        raise ModelError(f"a tensor name is not valid UTF-8 (byte 0x{e.object[e.start]:02x} in "
+                         f"{e.object[:60]!r}): the TFLite interpreter cannot read it; rename the tensor and "
+                         "re-export the model") from None
     xs = _as_list(inputs)
     if len(xs) != len(dins):
         raise InputError(f"{len(xs)} input arrays given, the model has {len(dins)} inputs")

@@ -29,6 +29,9 @@ from . import protocol as P
 from .serialport import Port
 
 RETRYABLE = {1, 2, 3, 4, 6}      # line too long / unknown / args / hex / CRC: what corruption produces
+LINE_SLACK = 64                  # reply lines beyond the expected ones (late replies, noise) before "flooding"
+LINE_BYTES = 256                 # bytes a reply line may take on average (the longest, a D line, takes ~150)
+MIN_LINK_BYTES_PER_S = 900       # slowest link the overall deadline allows for (9600 baud)
 
 
 class _Corrupt(Exception):
@@ -51,6 +54,19 @@ class _DevErr(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"ERR {code} {reason}")
         self.code, self.reason = code, reason
+
+
+def _count(text: str) -> int:
+    """A counter value from the device: a non-negative decimal that fits 64 bits (ValueError otherwise)."""
+    v = int(text, 10)
+    if not 0 <= v < 1 << 64:
+        raise ValueError(text)
+    return v
+
+
+def _is_count_line(t: str) -> bool:
+    parts = t.split()
+    return len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit()
 
 
 @dataclass
@@ -82,17 +98,48 @@ class Session:
     def _read(self) -> str | None:
         return self.port.readline(self.timeout)
 
+    def _flood(self, what: str, why: str) -> DeviceError:
+        return DeviceError(f"the device on {self.port.name} floods the link: {why} in reply to '{what}' "
+                           "(a wrong firmware, a loop in it, or a broken link); reset the board, reflash the "
+                           "project (tinygen flash), check the baud rate")
+
     def transact(self, cmd: str, data_prefixes: tuple[str, ...] = (), ok: str = "",
-                 on_line: Callable[[str], None] | None = None) -> tuple[str, list[str]]:
+                 on_line: Callable[[str], None] | None = None, expect_lines: int = 0,
+                 slow_lines: int = 0) -> tuple[str, list[str]]:
         """Sends ``cmd`` (CRC appended); returns (OK line, data lines). Raises the private
-        _Corrupt/_Reset/_Silent/_DevErr, which :meth:`retrying` turns into retries."""
+        _Corrupt/_Reset/_Silent/_DevErr, which :meth:`retrying` turns into retries.
+
+        Nothing from the device is trusted: ``timeout`` bounds each line, an overall deadline
+        (``timeout`` per slow line, i.e. per inference, plus the transfer time) bounds the whole
+        reply, and at most ``expect_lines`` + :data:`LINE_SLACK` lines and a proportional number
+        of bytes are collected; more is a flooding device (DeviceError, not retried)."""
         self.port.send(P.with_crc(cmd))
         corrupt, data = False, []
         want = ok or "OK " + cmd.split()[0]
+        name = cmd.split()[0]
+        max_lines = expect_lines + LINE_SLACK
+        max_bytes = max_lines * LINE_BYTES + P.REPLY_LINE_MAX
+        allowed = self.timeout * (2 + slow_lines) + (expect_lines + 1) * LINE_BYTES / MIN_LINK_BYTES_PER_S
+        deadline = time.monotonic() + allowed
+        lines = nbytes = 0
+        dropped0 = self.port.dropped
         while True:
-            line = self._read()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._flood(name, f"{lines} lines ({nbytes:,} B) but no final reply within {allowed:.0f} s")
+            line = self.port.readline(min(self.timeout, left))
+            if self.port.dropped - dropped0 > max_bytes:
+                raise self._flood(name, f"{self.port.dropped - dropped0:,} B without a line end")
             if line is None:
+                if time.monotonic() >= deadline:
+                    continue
                 raise _Corrupt("reply cut short") if corrupt else _Silent()
+            lines, nbytes = lines + 1, nbytes + len(line) + 1
+            if lines > max_lines or nbytes > max_bytes:
+                raise self._flood(name, f"more than {max_lines} lines or {max_bytes:,} B")
+            if len(line) > P.REPLY_LINE_MAX:
+                corrupt = True
+                continue
             text = P.check(line)
             if text is None:
                 if line.startswith("TG_BOOT "):
@@ -108,7 +155,7 @@ class Session:
                     raise _Corrupt(text)
                 try:
                     raise _DevErr(int(parts[1]), parts[2] if len(parts) > 2 else "")
-                except ValueError:
+                except (ValueError, IndexError):
                     raise _Corrupt(text) from None
             if text.startswith("OK "):
                 if corrupt:
@@ -121,42 +168,69 @@ class Session:
                 if on_line:
                     on_line(text)
 
+    def _check_banner(self, banner: P.Banner) -> None:
+        """After every handshake (a reset included): the same protocol, model and tensor sizes."""
+        if banner.version != P.VERSION:
+            raise DeviceError(f"the firmware on {self.port.name} speaks bench protocol v{banner.version}, "
+                              f"this tinygen v{P.VERSION}: rebuild and flash the project")
+        ref = self.banner
+        if ref is None:
+            return
+        for what in ("model", "in_size", "out_size", "layers", "clock_hz"):
+            was, now = getattr(ref, what, None), getattr(banner, what)
+            if was is not None and was != now:
+                raise DeviceError(f"the device on {self.port.name} changed during the run: its banner's "
+                                  f"{what} was {was}, is now {now} (another firmware, or a faulty reset); "
+                                  "reflash the project (tinygen flash) and run tinygen bench again")
+
     def handshake(self) -> P.Banner:
         """``hello <token>`` until ``OK hello <token>``; returns the banner (bounded attempts)."""
         heard = False
+        resets = flood = flood_bytes = 0
+        bad = ""
         for _ in range(self.retries + 1):
             token = f"h{next(self._tokens)}"
             self.port.send(P.with_crc(f"hello {token}"))
             deadline = time.monotonic() + self.timeout
             banner = None
+            dropped0, n, nbytes = self.port.dropped, 0, 0
             while time.monotonic() < deadline:
                 line = self.port.readline(max(0.01, deadline - time.monotonic()))
                 if line is None:
                     break
+                n, nbytes = n + 1, nbytes + len(line) + 1
                 heard = heard or bool(line.strip() and not line.startswith(("TG_", "m-", "e-")))
-                text = P.check(line)
+                text = P.check(line) if len(line) <= P.REPLY_LINE_MAX else None
                 if text is None:
+                    resets += line.startswith("TG_BOOT ")
                     continue
                 if text.startswith("TG_BENCH "):
+                    resets += banner is not None
                     try:
                         banner = P.parse_banner(text)
-                    except (ValueError, KeyError):
-                        banner = None
+                    except ValueError as e:
+                        bad, banner = f"{e} in {text[:120]!r}", None
                 elif text == f"OK hello {token}" and banner is not None:
-                    if banner.version != P.VERSION:
-                        raise DeviceError(f"the firmware on {self.port.name} speaks bench protocol v{banner.version}, "
-                                          f"this tinygen v{P.VERSION}: rebuild and flash the project")
-                    if self.banner is not None and banner.model != self.banner.model:
-                        raise DeviceError(f"the model on {self.port.name} changed during the run "
-                                          f"({self.banner.model} -> {banner.model})")
+                    self._check_banner(banner)
                     self.banner = banner
                     return banner
+            flood += n > LINE_SLACK or nbytes > LINE_SLACK * LINE_BYTES or self.port.dropped > dropped0
+            flood_bytes = max(flood_bytes, nbytes)
             self.stats.timeouts += 1
+        tries = f"no reply to 'hello' within {self.timeout:g} s, {self.retries + 1} tries"
+        if bad:
+            raise DeviceError(f"the device on {self.port.name} sent an invalid banner ({bad}); {tries}: "
+                              "rebuild and flash the project's firmware (tinygen flash)")
+        if flood:
+            raise self._flood("hello", f"{tries}; " + (f"{self.port.dropped:,} B without a line end"
+                                                       if self.port.dropped else f"{flood_bytes:,} B of lines and no reply"))
+        if resets:
+            raise DeviceError(f"the device on {self.port.name} keeps resetting ({resets} boot banners, {tries}): "
+                              "check its power supply, reset line and watchdog, or reflash it")
         what = ("answers, but not with the tinygen bench protocol (wrong firmware or baud rate?)" if heard
                 else "is silent")
-        raise DeviceError(f"the device on {self.port.name} {what}: no reply to 'hello' within {self.timeout:g} s, "
-                          f"{self.retries + 1} tries; flash the project's firmware (tinygen flash), check the port "
-                          "and the baud rate, or reset the board")
+        raise DeviceError(f"the device on {self.port.name} {what}: {tries}; flash the project's firmware "
+                          "(tinygen flash), check the port and the baud rate, or reset the board")
 
     def _resync(self) -> None:
         self.stats.resyncs += 1
@@ -216,12 +290,18 @@ class Session:
                 crc = P.crc32(data)
 
                 def go() -> tuple[list[int], int]:
-                    status, lines = self.transact(f"run {n} {warmup} {crc:08x}", ("W ", "T "), on_line=progress)
-                    timed = [int(t.split()[2]) for t in lines if t.startswith("T ")]
-                    kv = dict(p.split("=", 1) for p in status.split()[4:] if "=" in p)
-                    if len(timed) != n or int(kv.get("total", -1)) != sum(timed):
+                    status, lines = self.transact(f"run {n} {warmup} {crc:08x}", ("W ", "T "), on_line=progress,
+                                                  expect_lines=n + warmup, slow_lines=n + warmup)
+                    try:
+                        timed = [_count(t.split()[2]) for t in lines if t.startswith("T ")]
+                        kv = dict(p.split("=", 1) for p in status.split()[4:] if "=" in p)
+                        total, out_crc = _count(kv.get("total", "-1")), int(kv["out"], 16)
+                    except (ValueError, IndexError, KeyError):
+                        raise _Corrupt(f"unparsable run reply: {status[:80]!r}, "
+                                       f"{[t[:40] for t in lines if not _is_count_line(t)][:2]}") from None
+                    if len(timed) != n or total != sum(timed):
                         raise _Corrupt(f"run reply incomplete: {len(timed)} of {n} timings")
-                    return timed, int(kv["out"], 16)
+                    return timed, out_crc
                 cycles, out_crc = self.retrying("run", go)  # type: ignore[misc]
                 out = self.output()
                 if P.crc32(out) != out_crc:
@@ -237,7 +317,7 @@ class Session:
         size = self.banner.out_size
 
         def get() -> bytes:
-            status, lines = self.transact("out", ("D ",))
+            status, lines = self.transact("out", ("D ",), expect_lines=-(-size // P.HEX_PER_LINE))
             parts = status.split()
             try:
                 data = P.parse_hex_lines(lines, size)
@@ -252,14 +332,18 @@ class Session:
         """Per-layer counter ticks of the last inference; None when built without profiling."""
         def get() -> list[int] | None:
             try:
-                status, lines = self.transact("layers", ("L ",))
+                status, lines = self.transact("layers", ("L ",), expect_lines=self.banner.layers if self.banner else 0)
             except _DevErr as e:
                 if e.code == 7 and "per-layer" in e.reason:
                     return None
                 raise
-            vals = {int(t.split()[1]): int(t.split()[2]) for t in lines}
-            if sorted(vals) != list(range(int(status.split()[2]))):
-                raise _Corrupt(status)
+            try:
+                vals = {int(t.split()[1]): _count(t.split()[2]) for t in lines}
+                ok = sorted(vals) == list(range(int(status.split()[2])))
+            except (ValueError, IndexError):
+                ok = False
+            if not ok:
+                raise _Corrupt(status[:80])
             return [vals[i] for i in sorted(vals)]
         return self.retrying("reading per-layer timing", get)  # type: ignore[return-value]
 

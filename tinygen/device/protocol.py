@@ -20,6 +20,12 @@ from dataclasses import dataclass
 VERSION = 1
 LINE_MAX = 600           # device limit for one command (TG_BENCH_LINE_MAX)
 CHUNK = 128              # input bytes per load command: 256 hex digits
+HEX_PER_LINE = 64        # tensor bytes per D line of the device (TG_BENCH_HEX_PER_LINE)
+# What the host accepts from a device (it trusts nothing it reads):
+CLOCK_MAX = 10_000_000_000   # Hz in the banner
+TENSOR_MAX = 64 << 20        # bytes of the input or output tensor in the banner
+LAYERS_MAX = 100_000
+REPLY_LINE_MAX = 4096        # characters of one reply line; longer lines are noise
 
 
 def crc32(data: bytes) -> int:
@@ -68,17 +74,29 @@ class Banner:
 
 
 def parse_banner(text: str) -> Banner:
-    """Parses a (CRC-checked) banner; ValueError when malformed.
+    """Parses a (CRC-checked) banner; ValueError when malformed or out of range.
 
     >>> parse_banner("TG_BENCH v1 model=ab board=x clock=20 counter=systick in=4 out=2 layers=3 maxline=600").in_size
     4
+    >>> parse_banner("TG_BENCH v1 model=ab board=x clock=0 counter=systick in=4 out=2 layers=3 maxline=600")
+    Traceback (most recent call last):
+    ValueError: banner field clock=0 outside [1, 10000000000]
     """
     parts = text.split()
     if len(parts) < 2 or parts[0] != "TG_BENCH" or not parts[1].startswith("v"):
         raise ValueError(f"not a TG_BENCH banner: {text!r}")
     kv = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-    return Banner(int(parts[1][1:]), kv["model"], kv["board"], int(kv["clock"]), kv.get("counter", "?"),
-                  int(kv["in"]), int(kv["out"]), int(kv["layers"]), int(kv.get("maxline", LINE_MAX)))
+    try:
+        b = Banner(int(parts[1][1:]), kv["model"], kv["board"], int(kv["clock"]), kv.get("counter", "?"),
+                   int(kv["in"]), int(kv["out"]), int(kv["layers"]), int(kv.get("maxline", LINE_MAX)))
+    except KeyError as e:
+        raise ValueError(f"banner without {e.args[0]}=") from None
+    for what, v, lo, hi in (("clock", b.clock_hz, 1, CLOCK_MAX), ("in", b.in_size, 1, TENSOR_MAX),
+                            ("out", b.out_size, 1, TENSOR_MAX), ("layers", b.layers, 0, LAYERS_MAX),
+                            ("maxline", b.maxline, 16, REPLY_LINE_MAX)):
+        if not lo <= v <= hi:
+            raise ValueError(f"banner field {what}={v} outside [{lo}, {hi}]")
+    return b
 
 
 def parse_hex_lines(lines: list[str], size: int) -> bytes:
@@ -86,8 +104,11 @@ def parse_hex_lines(lines: list[str], size: int) -> bytes:
     buf = bytearray(size)
     seen = 0
     for ln in lines:
-        _, off_s, hx = ln.split(" ", 2)
-        off, data = int(off_s), bytes.fromhex(hx)
+        try:
+            _, off_s, hx = ln.split(" ", 2)
+            off, data = int(off_s), bytes.fromhex(hx)
+        except ValueError:
+            raise ValueError(f"unparsable D line {ln[:60]!r}") from None
         if off != seen or off + len(data) > size:
             raise ValueError(f"D line at offset {off}, expected {seen}")
         buf[off:off + len(data)] = data

@@ -53,6 +53,7 @@ class Port:
                               "(in use by another program? permission: add yourself to group dialout)") from None
         self.buf = bytearray()
         self.closed = False
+        self.dropped = 0  # bytes discarded from floods without a line end
 
     def _vanished(self, e: Exception) -> DeviceError:
         self.close()
@@ -98,6 +99,7 @@ class Port:
             if chunk:
                 self.buf += chunk
                 if len(self.buf) > 1 << 20:          # a flood without newlines: drop it
+                    self.dropped += len(self.buf) - 4096
                     del self.buf[:-4096]
 
     def drain(self, quiet: float = 0.1, limit: float = 2.0) -> None:

@@ -14,8 +14,9 @@ def add_optimize_flags(p) -> None:
                    "without y_*: unlabeled inputs (a --calib file with x works too)")
     p.add_argument("--synthetic", action="store_true",
                    help="no data: distil on synthetic inputs; the metric becomes fidelity to the original")
-    p.add_argument("--synthetic-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
-                   help="range of the synthetic inputs (the model's input scale, e.g. 0 255)")
+    p.add_argument("--synthetic-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="range of the synthetic inputs (the model's input scale, e.g. 0 255; default 0 1); "
+                        "also the calibration range of tinygen build without --calib")
     p.add_argument("--rewrite", choices=["dws"], help="depthwise-separable rewrite of k x k convolutions")
     p.add_argument("--prune", type=float, metavar="R", help="structured channel pruning ratio (0 < R < 1)")
     p.add_argument("--prune-layer", action="append", default=[], metavar="NAME=R",
@@ -59,7 +60,7 @@ def run_optimize(a, out_path: str, log=print):
     budget = from_args(a)
     exclude = [n.strip() for e in a.exclude for n in e.split(",") if n.strip()]
     return optimize(a.model, a.data, rewrite=a.rewrite, prune=a.prune, qat=a.qat, epochs=a.epochs, seed=a.seed,
-                    out_path=out_path, synthetic=a.synthetic, synthetic_range=tuple(a.synthetic_range), log=log,
+                    out_path=out_path, synthetic=a.synthetic, synthetic_range=tuple(a.synthetic_range or (0.0, 1.0)), log=log,
                     board=a.board, backend=a.backend, budget=budget, max_drop=a.max_acc_drop, exclude=exclude,
                     prune_layers=_layer_ratios(a.prune_layer), measure=getattr(a, "measure", False))
 

@@ -48,11 +48,17 @@ def load_data(path: str | Path, input_shape: tuple | None = None, n_classes: int
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such data file; give a .npz with {', '.join(KEYS)} (see docs/optimize.md)")
+    import zipfile
+
+    from tinygen.npyread import read_samples
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile/ValueError/pickle refusal
-        raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from e
+        with zipfile.ZipFile(path) as z:
+            names = sorted(n[:-4] for n in z.namelist() if n.endswith(".npy"))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from None
+    # bounded reads: a compressed file expanding beyond npyread.MAX_BYTES per array is refused
+    arrays = {k: read_samples(path, (k,))[1] for k in names}
     if "x_train" not in arrays and "x" in arrays:  # a --calib file: unlabeled inputs, split 80/10/10
         arrays = _split_calib(arrays["x"], seed, path)
     unlabeled = not any(k.startswith("y_") for k in arrays)
