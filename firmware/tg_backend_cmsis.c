@@ -201,31 +201,38 @@ int32_t tg_cmsis_fully_connected_s8_scratch(const tg_fc_params_t *p)
     return (p->out_depth < TG_FC_CHUNK ? p->out_depth : TG_FC_CHUNK) * (int32_t)sizeof(int32_t);
 }
 
+/* bias + single-rounding requantization + clamp of one chunk of int32 accumulators */
+static void requant_chunk(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *bias, const int32_t *mult,
+                          const int32_t *shift, int32_t step, int32_t out_offset, int32_t act_min, int32_t act_max)
+{
+    for (int32_t k = 0; k < n; ++k) {
+        /* wrap-around add, as the reference (int32 overflow is impossible for int8 FC < 2^16 deep) */
+        int32_t v = bias != NULL ? (int32_t)((uint32_t)acc[k] + (uint32_t)bias[k]) : acc[k];
+        v = requant_single(v, mult[k * step], shift[k * step]);
+        v = v > INT32_MAX - 128 ? INT32_MAX - 128 : v; /* keep + out_offset in range */
+        v += out_offset;
+        v = v < act_min ? act_min : v;
+        v = v > act_max ? act_max : v;
+        dst[k] = (int8_t)v;
+    }
+}
+
 int32_t tg_cmsis_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
 {
     int32_t *acc = (int32_t *)(void *)scratch;
+    const int32_t step = p->per_channel ? 1 : 0;
     for (int32_t b = 0; b < p->batches; ++b) {
         for (int32_t o0 = 0; o0 < p->out_depth; o0 += TG_FC_CHUNK) {
             const int32_t n = p->out_depth - o0 < TG_FC_CHUNK ? p->out_depth - o0 : TG_FC_CHUNK;
             memset(acc, 0, (size_t)n * sizeof(int32_t)); /* the kernel accumulates into dst */
-            const arm_cmsis_nn_status s = arm_nn_mat_mult_nt_t_s8_s32(in + b * p->in_depth, p->weights + o0 * p->in_depth,
-                                                                      acc, 1, p->in_depth, n, p->in_offset, 1);
+            const arm_cmsis_nn_status s = arm_nn_mat_mult_nt_t_s8_s32(in + b * p->in_depth,
+                                                                      p->weights + o0 * p->in_depth, acc, 1,
+                                                                      p->in_depth, n, p->in_offset, 1);
             if (s != ARM_CMSIS_NN_SUCCESS) {
                 return TG_ERR_ARG;
             }
-            int8_t *o_row = out + b * p->out_depth + o0;
-            for (int32_t k = 0; k < n; ++k) {
-                const int32_t o = o0 + k;
-                const int32_t q = p->per_channel ? o : 0;
-                /* wrap-around add, as the reference (int32 overflow is impossible for int8 FC < 2^16 deep) */
-                int32_t v = p->bias != NULL ? (int32_t)((uint32_t)acc[k] + (uint32_t)p->bias[o]) : acc[k];
-                v = requant_single(v, p->mult[q], p->shift[q]);
-                v = v > INT32_MAX - 128 ? INT32_MAX - 128 : v; /* keep + out_offset in range */
-                v += p->out_offset;
-                v = v < p->act_min ? p->act_min : v;
-                v = v > p->act_max ? p->act_max : v;
-                o_row[k] = (int8_t)v;
-            }
+            requant_chunk(acc, out + b * p->out_depth + o0, n, p->bias != NULL ? p->bias + o0 : NULL,
+                          p->mult + o0 * step, p->shift + o0 * step, step, p->out_offset, p->act_min, p->act_max);
         }
     }
     return TG_OK;
