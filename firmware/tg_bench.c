@@ -229,11 +229,13 @@ static void mlperf_u32(tg_bench_t *b, const char *prefix, uint32_t v, const char
     b->olen = 0;
 }
 
+static void mlperf_timestamp(tg_bench_t *b, uint32_t us);
+
 void tg_bench_boot(tg_bench_t *b)
 {
     banner(b);
-    raw(b, "m-timestamp-mode-performance\r\n");
-    mlperf_u32(b, "m-lap-us-", time_us(b), "\r\n");
+    raw(b, b->cfg->timestamp_pulse ? "m-timestamp-mode-energy\r\n" : "m-timestamp-mode-performance\r\n");
+    mlperf_timestamp(b, time_us(b));
     raw(b, "m-init-done\r\nm-ready\r\n");
 }
 
@@ -533,37 +535,132 @@ static void native(tg_bench_t *b)
     }
 }
 
-/* ---- MLPerf Tiny runner protocol (EEMBC ULPMark-ML host runner, api/internally_implemented.cpp) ---- */
+/* ---- MLPerf Tiny runner protocol (EEMBC ULPMark-ML host runner, api/internally_implemented.cpp;
+ * input and result conversions as the reference submissions' th_load_tensor / th_results) ---- */
+
+typedef union {
+    uint32_t u;
+    float f;
+} f32_bits_t;
+
+/* The i-th little-endian float32 of the db buffer. */
+static float db_float(const uint8_t *db, uint32_t i)
+{
+    f32_bits_t v;
+    const uint8_t *p = db + 4u * i;
+    v.u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    return v.f;
+}
+
+/* QuantizeFloatToInt8 of the reference DUTs (benchmark/util/quantization_helpers.h):
+ * round(v / scale) + zero_point, round half away from zero, saturated to int8; NaN -> zero point.
+ * No libm: q - trunc(q) is exact in float for |q| < 2^23. */
+static int8_t quantize_f32(float v, float scale, int32_t zp)
+{
+    float q = v / scale;
+    int32_t t;
+    if (q != q) {
+        t = 0;
+    } else {
+        q = q > 1.0e6f ? 1.0e6f : (q < -1.0e6f ? -1.0e6f : q);
+        t = (int32_t)q;
+        const float frac = q - (float)t;
+        t += frac >= 0.5f ? 1 : (frac <= -0.5f ? -1 : 0);
+    }
+    t += zp;
+    return (int8_t)(t < -128 ? -128 : (t > 127 ? 127 : t));
+}
+
+/* Appends |v| rounded to three decimals (the reference's "%0.3f"), without printf. */
+static void put_milli(tg_bench_t *b, float v)
+{
+    int neg = v < 0.0f;
+    float a = neg ? -v : v;
+    if (!(a <= 4.0e9f)) { /* also NaN */
+        a = 4.0e9f;
+    }
+    uint64_t milli = (uint64_t)(a * 1000.0f + 0.5f);
+    if (neg && milli) {
+        put(b, "-");
+    }
+    put_u64(b, milli / 1000u);
+    put(b, ".");
+    uint32_t frac = (uint32_t)(milli % 1000u);
+    put(b, frac < 100u ? (frac < 10u ? "00" : "0") : "");
+    put_u32(b, frac);
+}
+
+static float dequant(const tg_bench_config_t *c, uint32_t i)
+{
+    return (float)((int32_t)c->output[i] - c->out_zp) * c->out_scale;
+}
 
 static void mlperf_results(tg_bench_t *b)
 {
     const tg_bench_config_t *c = b->cfg;
     raw(b, "m-results-[");
-    for (uint32_t i = 0; i < c->out_size; i++) {
-        float v = (float)((int32_t)c->output[i] - c->out_zp) * c->out_scale;
-        /* three decimals, rounded, without printf */
-        int neg = v < 0.0f;
-        float a = neg ? -v : v;
-        if (!(a <= 4.0e9f)) { /* also NaN */
-            a = 4.0e9f;
+    if (c->mlperf_result == TG_BENCH_MLPERF_RES_MSE) {
+        /* ad01 th_results: diffsum += diff * diff in order, then / count (float throughout). */
+        const uint32_t n = c->out_size < c->in_size ? c->out_size : c->in_size; /* equal for ad01 */
+        float sum = 0.0f;
+        for (uint32_t i = 0; i < n; i++) {
+            const float d = dequant(c, i) - db_float(c->db, i);
+            sum += d * d;
         }
-        uint64_t milli = (uint64_t)(a * 1000.0f + 0.5f);
+        sum /= (float)n;
         b->olen = 0;
-        if (neg && milli) {
-            put(b, "-");
-        }
-        put_u64(b, milli / 1000u);
-        put(b, ".");
-        uint32_t frac = (uint32_t)(milli % 1000u);
-        put(b, frac < 100u ? (frac < 10u ? "00" : "0") : "");
-        put_u32(b, frac);
-        if (i + 1u < c->out_size) {
-            put(b, ",");
-        }
+        put_milli(b, sum);
         b->cfg->write(b->cfg->ctx, b->out, b->olen);
+    } else {
+        for (uint32_t i = 0; i < c->out_size; i++) {
+            b->olen = 0;
+            put_milli(b, dequant(c, i));
+            if (i + 1u < c->out_size) {
+                put(b, ",");
+            }
+            b->cfg->write(b->cfg->ctx, b->out, b->olen);
+        }
     }
     b->olen = 0;
     raw(b, "]\r\n");
+}
+
+/* th_load_tensor: db -> the int8 input. 0, or -1 after an e-[...] reply. */
+static int mlperf_load_tensor(tg_bench_t *b)
+{
+    const tg_bench_config_t *c = b->cfg;
+    const uint32_t per = c->mlperf_input == TG_BENCH_MLPERF_IN_FLOAT32 ? 4u : 1u;
+    if (b->db_pos != c->db_capacity) {
+        b->olen = 0;
+        put(b, "e-[Input db has ");
+        put_u32(b, b->db_pos / per);
+        put(b, " elements, expected ");
+        put_u32(b, c->in_size);
+        put(b, "]\r\n");
+        c->write(c->ctx, b->out, b->olen);
+        b->olen = 0;
+        return -1;
+    }
+    for (uint32_t i = 0; i < c->in_size; i++) {
+        if (c->mlperf_input == TG_BENCH_MLPERF_IN_FLOAT32) {
+            c->input[i] = quantize_f32(db_float(c->db, i), c->in_scale, c->in_zp);
+        } else if (c->mlperf_input == TG_BENCH_MLPERF_IN_UINT8) {
+            c->input[i] = (int8_t)((int32_t)c->db[i] - 128);
+        } else {
+            c->input[i] = (int8_t)c->db[i];
+        }
+    }
+    return 0;
+}
+
+/* th_timestamp: a pulse on the timestamp pin (energy mode) or m-lap-us-<us>. */
+static void mlperf_timestamp(tg_bench_t *b, uint32_t us)
+{
+    if (b->cfg->timestamp_pulse) {
+        b->cfg->timestamp_pulse(b->cfg->ctx);
+    } else {
+        mlperf_u32(b, "m-lap-us-", us, "\r\n");
+    }
 }
 
 static void mlperf_db(tg_bench_t *b, char **tok, uint32_t ntok)
@@ -577,8 +674,8 @@ static void mlperf_db(tg_bench_t *b, char **tok, uint32_t ntok)
             raw(b, "e-[Command 'db load' requires the # of bytes]\r\n");
         } else if (parse_u32(tok[2], &n) != 0 || n == 0u) {
             raw(b, "e-[Command 'db load' must be >0 bytes]\r\n");
-        } else if (n > c->in_size) {
-            mlperf_u32(b, "e-[Supplied buffer size exceeds the input size of ", c->in_size, " bytes]\r\n");
+        } else if (n > c->db_capacity) {
+            mlperf_u32(b, "e-[Supplied buffer size exceeds the input size of ", c->db_capacity, " bytes]\r\n");
         } else {
             b->db_size = n;
             b->db_pos = 0;
@@ -588,7 +685,7 @@ static void mlperf_db(tg_bench_t *b, char **tok, uint32_t ntok)
         static const char digits[] = "0123456789abcdef";
         for (uint32_t i = 0; i < b->db_pos; i++) {
             char s[4];
-            uint8_t v = (uint8_t)c->input[i];
+            uint8_t v = c->db[i];
             if (i % 8u == 0u) {
                 raw(b, "m-buffer-");
             }
@@ -622,7 +719,7 @@ static void mlperf_db(tg_bench_t *b, char **tok, uint32_t ntok)
                 return;
             }
             if (b->db_pos < b->db_size) {
-                c->input[b->db_pos++] = (int8_t)(uint8_t)((h << 4) | l);
+                c->db[b->db_pos++] = (uint8_t)((h << 4) | l);
                 if (b->db_pos == b->db_size) {
                     raw(b, "m-load-done\r\n");
                     return; /* the rest is disregarded, as MLPerf's reference does */
@@ -632,6 +729,10 @@ static void mlperf_db(tg_bench_t *b, char **tok, uint32_t ntok)
     }
 }
 
+/* ee_infer: load the tensor, W warm-ups, then N timed inferences between two timestamps.
+ * The second m-lap-us is the first plus the counter ticks of the N runs themselves
+ * (tg_model_run only: the per-run input copy, which the planned arena needs because a run
+ * may overwrite its input, is left out). */
 static void mlperf_infer(tg_bench_t *b, char **tok, uint32_t ntok)
 {
     const tg_bench_config_t *c = b->cfg;
@@ -644,15 +745,7 @@ static void mlperf_infer(tg_bench_t *b, char **tok, uint32_t ntok)
         raw(b, "e-[Inference warmup must be >=0]\r\n");
         return;
     }
-    if (b->db_pos != c->in_size) {
-        b->olen = 0;
-        put(b, "e-[Input db has ");
-        put_u32(b, b->db_pos);
-        put(b, " elements, expected ");
-        put_u32(b, c->in_size);
-        put(b, "]\r\n");
-        c->write(c->ctx, b->out, b->olen);
-        b->olen = 0;
+    if (mlperf_load_tensor(b) != 0) {
         return;
     }
     mlperf_u32(b, "m-warmup-start-", w, "\r\n");
@@ -664,15 +757,19 @@ static void mlperf_infer(tg_bench_t *b, char **tok, uint32_t ntok)
     }
     raw(b, "m-warmup-done\r\n");
     mlperf_u32(b, "m-infer-start-", n, "\r\n");
-    mlperf_u32(b, "m-lap-us-", time_us(b), "\r\n");
+    const uint32_t t0 = time_us(b);
+    mlperf_timestamp(b, t0);
+    uint64_t ticks = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (c->infer(c->ctx, &cyc) < 0) {
             raw(b, "e-[Inference failed]\r\n");
             return;
         }
+        ticks += cyc;
         (void)time_us(b); /* keeps a 64-bit time base current across long loops */
     }
-    mlperf_u32(b, "m-lap-us-", time_us(b), "\r\n");
+    const uint32_t khz = c->clock_hz / 1000u ? c->clock_hz / 1000u : 1u;
+    mlperf_timestamp(b, t0 + (uint32_t)(ticks * 1000u / khz));
     raw(b, "m-infer-done\r\n");
     b->have_run = 1;
     mlperf_results(b);
@@ -689,11 +786,17 @@ static void mlperf(tg_bench_t *b)
     } else if (str_eq(tok[0], "name")) {
         raw(b, "m-name-dut-[tinygen]\r\n");
     } else if (str_eq(tok[0], "timestamp")) {
-        mlperf_u32(b, "m-lap-us-", time_us(b), "\r\n");
+        mlperf_timestamp(b, time_us(b));
     } else if (str_eq(tok[0], "profile")) {
-        raw(b, "m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\nm-model-[");
-        raw(b, b->cfg->mlperf_model);
-        raw(b, "]\r\n");
+        raw(b, "m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\n");
+        if (b->cfg->mlperf_model) {
+            raw(b, "m-model-[");
+            raw(b, b->cfg->mlperf_model);
+            raw(b, "]\r\n");
+        } else {
+            raw(b, "e-[No MLPerf Tiny model id in this build: rebuild with tinygen build --mlperf "
+                   "kws01|ic01|vww01|ad01]\r\n");
+        }
     } else if (str_eq(tok[0], "help")) {
         raw(b, "ULPMark for tinyML Firmware V0.0.1 (tinygen)\r\n\r\n"
                "help         : Print this information\r\n"

@@ -19,7 +19,10 @@
  *
  * MLPerf Tiny (EEMBC runner) commands end with '%': name% profile% timestamp% help%
  * db load N% db HEX% db print% infer N [W]% results%; replies start with "m-" ("e-" on
- * error) and every command ends with "m-ready".
+ * error) and every command ends with "m-ready". As the reference DUTs' th_load_tensor /
+ * th_results (mlcommons/tiny benchmark/reference_submissions): the db bytes are converted
+ * into the int8 input once per infer, before the warm-ups (mlperf_input below), and the
+ * result is the dequantized output or, for ad01, one score (mlperf_result).
  */
 #ifndef TG_BENCH_H
 #define TG_BENCH_H
@@ -42,12 +45,22 @@
 #define TG_BENCH_E_NODATA 7    /* nothing to report yet (no run, no profile) */
 #define TG_BENCH_E_MODEL 8     /* the model failed (init/run error) */
 
+/* MLPerf db bytes -> int8 model input */
+#define TG_BENCH_MLPERF_IN_INT8 0    /* as they are (kws01) */
+#define TG_BENCH_MLPERF_IN_UINT8 1   /* uint8 pixels, byte - 128 (ic01, vww01) */
+#define TG_BENCH_MLPERF_IN_FLOAT32 2 /* little-endian float32, round(x / in_scale) + in_zp, saturated (ad01) */
+/* MLPerf results */
+#define TG_BENCH_MLPERF_RES_VECTOR 0 /* every output value dequantized (kws01, ic01, vww01) */
+#define TG_BENCH_MLPERF_RES_MSE 1    /* one score: mean squared error of the dequantized output
+                                      * against the float input (ad01) */
+
 typedef struct {
     void *ctx;
     /* Sends n bytes to the host. */
     void (*write)(void *ctx, const char *s, uint32_t n);
     /* Runs the model once on `input` and leaves the result in `output`; *cycles = counter
-     * ticks of the inference. Returns 0 or a negative error. */
+     * ticks of the inference alone (tg_model_run: the input and output copies excluded).
+     * Returns 0 or a negative error. */
     int32_t (*infer)(void *ctx, uint32_t *cycles);
     /* Counter ticks of layer i in the last inference: 0, or -1 when not available. May be NULL. */
     int32_t (*layer_cycles)(void *ctx, uint32_t layer, uint32_t *cycles);
@@ -56,12 +69,22 @@ typedef struct {
     const char *model_hash;
     const char *board;
     const char *counter;           /* "dwt" / "systick" */
-    const char *mlperf_model;      /* "kws01", "ad01", ... for MLPerf's profile% */
+    const char *mlperf_model;      /* "kws01", "ad01", ... for MLPerf's profile%; NULL: not set */
+    /* Energy mode (EEMBC EnergyRunner): timestamps are a pulse on a GPIO pin instead of
+     * m-lap-us lines. NULL: performance mode. */
+    void (*timestamp_pulse)(void *ctx);
+    uint8_t mlperf_input;          /* TG_BENCH_MLPERF_IN_* */
+    uint8_t mlperf_result;         /* TG_BENCH_MLPERF_RES_* */
+    uint8_t *db;                   /* db_capacity bytes: the MLPerf db buffer */
+    uint32_t db_capacity;          /* in_size x bytes per element of mlperf_input */
+    float in_scale;                /* MLPerf float32 input: quantization of the model input */
+    int32_t in_zp;
     uint32_t clock_hz;
     uint32_t in_size;
     uint32_t out_size;
     uint32_t num_layers;
-    int8_t *input;                 /* in_size bytes: the staging input written by load / db */
+    int8_t *input;                 /* in_size bytes: the staging input written by load, or
+                                    * converted from db when an MLPerf infer starts */
     const int8_t *output;          /* out_size bytes: the output of the last inference */
     float out_scale;               /* MLPerf results: (q - out_zp) * out_scale */
     int32_t out_zp;

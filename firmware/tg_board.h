@@ -19,6 +19,9 @@
 #define TG_SCB_ICIALLU TG_REG(0xE000EF50u)
 #define TG_SCB_DCISW  TG_REG(0xE000EF60u)
 
+#define TG_SCB_CCR_IC (1u << 17)  /* Armv7-M CCR: instruction cache enable (Cortex-M7) */
+#define TG_SCB_CCR_DC (1u << 16)  /* data cache enable */
+
 #define TG_SYST_CSR   TG_REG(0xE000E010u)
 #define TG_SYST_RVR   TG_REG(0xE000E014u)
 #define TG_SYST_CVR   TG_REG(0xE000E018u)
@@ -27,6 +30,11 @@
 #define TG_DWT_CTRL   TG_REG(0xE0001000u)
 #define TG_DWT_CYCCNT TG_REG(0xE0001004u)
 #define TG_DWT_LAR    TG_REG(0xE0001FB0u)
+
+/* Compile-time check of a register constant against the value written down from the manual. */
+#define TG_CHECK_CAT2(a, b) a##b
+#define TG_CHECK_CAT(a, b) TG_CHECK_CAT2(a, b)
+#define TG_CHECK(cond) typedef char TG_CHECK_CAT(tg_check_, __LINE__)[(cond) ? 1 : -1]
 
 static inline void tg_dsb(void) { __asm volatile("dsb 0xF" ::: "memory"); }
 static inline void tg_isb(void) { __asm volatile("isb 0xF" ::: "memory"); }

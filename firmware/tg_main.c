@@ -22,15 +22,23 @@
 #include "tg_bench.h"
 #if defined(__has_include)
 #if __has_include("tg_bench_model.h")
-#include "tg_bench_model.h" /* generated: output scale / zero point, MLPerf model id */
+#include "tg_bench_model.h" /* generated (templates/tg_bench_model.h.j2): quantization, MLPerf Tiny set-up */
 #endif
 #endif
 #ifndef TG_BENCH_OUT_SCALE
 #define TG_BENCH_OUT_SCALE 1.0f
 #define TG_BENCH_OUT_ZP 0
+#define TG_BENCH_IN_SCALE 1.0f
+#define TG_BENCH_IN_ZP 0
 #endif
-#ifndef TG_BENCH_MLPERF_MODEL
-#define TG_BENCH_MLPERF_MODEL "unknown"
+#ifndef TG_BENCH_MLPERF_INPUT
+#define TG_BENCH_MLPERF_MODEL 0 /* no model id: profile% says how to set one */
+#define TG_BENCH_MLPERF_INPUT TG_BENCH_MLPERF_IN_INT8
+#define TG_BENCH_MLPERF_RESULT TG_BENCH_MLPERF_RES_VECTOR
+#define TG_BENCH_DB_SIZE TG_INPUT_SIZE
+#endif
+#if defined(TG_MLPERF_ENERGY) && !defined(TG_TIMESTAMP_GPIO_BASE)
+#error "MLPerf energy mode needs the board's timestamp pin ([mlperf] in boards/*.toml)"
 #endif
 
 extern const int8_t tg_test_input[TG_INPUT_SIZE];
@@ -163,6 +171,7 @@ int32_t tg_selftest(void)
 
 static int8_t bench_input[TG_INPUT_SIZE];
 static int8_t bench_output[TG_OUTPUT_SIZE];
+static uint8_t bench_db[TG_BENCH_DB_SIZE]; /* MLPerf db buffer: raw bytes as the runner sends them */
 static uint8_t bench_profiled;
 
 static void bench_write(void *ctx, const char *s, uint32_t n)
@@ -207,6 +216,14 @@ static uint32_t bench_time_us(void *ctx)
     last = now;
     return (uint32_t)(ticks / (TG_CLOCK_HZ / 1000000u ? TG_CLOCK_HZ / 1000000u : 1u));
 }
+
+#if defined(TG_MLPERF_ENERGY)
+static void bench_timestamp_pulse(void *ctx)
+{
+    (void)ctx;
+    tg_timestamp_pulse();
+}
+#endif
 
 #if TG_EMULATED
 /* SYS_GET_CMDLINE (0x15): QEMU passes the -kernel file name and -append text. */
@@ -260,6 +277,17 @@ static void bench_loop(void)
         .board = TG_BOARD_NAME,
         .counter = "",
         .mlperf_model = TG_BENCH_MLPERF_MODEL,
+#if defined(TG_MLPERF_ENERGY)
+        .timestamp_pulse = bench_timestamp_pulse,
+#else
+        .timestamp_pulse = 0,
+#endif
+        .mlperf_input = TG_BENCH_MLPERF_INPUT,
+        .mlperf_result = TG_BENCH_MLPERF_RESULT,
+        .db = bench_db,
+        .db_capacity = TG_BENCH_DB_SIZE,
+        .in_scale = TG_BENCH_IN_SCALE,
+        .in_zp = TG_BENCH_IN_ZP,
         .clock_hz = TG_CLOCK_HZ,
         .in_size = TG_INPUT_SIZE,
         .out_size = TG_OUTPUT_SIZE,
@@ -273,6 +301,9 @@ static void bench_loop(void)
     live = cfg;
     live.counter = tg_cycles_source();
     (void)tg_model_init();
+#if defined(TG_MLPERF_ENERGY)
+    tg_timestamp_init();
+#endif
     memcpy(bench_input, tg_test_input, TG_INPUT_SIZE);
     tg_bench_init(&bench, &live);
     (void)bench_time_us(0);

@@ -101,7 +101,24 @@ void tg_fault_report(const uint32_t *frame, uint32_t exc_return)
  * voltage range 1 with EPOD boost, 4 flash wait states. */
 #define RCC 0x46020C00u
 #define PWR 0x46020800u
-#define FLASH_ACR 0x40022000u
+#define FLASH_ACR 0x40022000u          /* FLASH_BASE_NS = AHB1 0x40020000 + 0x2000 */
+#define FLASH_ACR_LATENCY 0xFu         /* [3:0] wait states */
+#define FLASH_ACR_PRFTEN (1u << 8)     /* prefetch */
+#define ICACHE_CR 0x40030400u          /* ICACHE_BASE_NS = AHB1 0x40020000 + 0x10400 */
+#define ICACHE_SR (ICACHE_CR + 0x04u)
+#define ICACHE_CR_EN (1u << 0)         /* CR.WAYSEL (bit 2) resets to 1: 2-way, kept */
+#define ICACHE_SR_BUSYF (1u << 0)      /* the invalidation launched at reset is still running */
+TG_CHECK(FLASH_ACR_PRFTEN == 0x100u && ICACHE_CR_EN == 1u && ICACHE_SR == 0x40030404u);
+/* Code runs from flash through the 8 KB instruction cache (ICACHE), which is off after reset:
+ * without it every fetch waits the 4 flash wait states. Wait for the reset-time invalidation
+ * to finish (SR.BUSYF = 0), then enable. */
+static void u5_icache_on(void)
+{
+    tg_reg_wait(ICACHE_SR, ICACHE_SR_BUSYF, 0u);
+    TG_REG(ICACHE_CR) |= ICACHE_CR_EN;
+    tg_dsb();
+    tg_isb();
+}
 void tg_clock_init(void)
 {
     TG_REG(RCC + 0x094u) |= 1u << 2;                        /* AHB3ENR.PWREN (11.8.32) */
@@ -113,8 +130,9 @@ void tg_clock_init(void)
     /* Range 1 + boost (PWR_VOSR, 10.10.4), wait VOSRDY and BOOSTRDY. */
     tg_reg_field(PWR + 0x00Cu, (3u << 16) | (1u << 18), (3u << 16) | (1u << 18));
     tg_reg_wait(PWR + 0x00Cu, (1u << 15) | (1u << 14), (1u << 15) | (1u << 14));
-    tg_reg_field(FLASH_ACR, 0xFu, 4u);                      /* LATENCY = 4 WS (7.3.3, table 54) */
-    tg_reg_wait(FLASH_ACR, 0xFu, 4u);
+    /* LATENCY = 4 WS (7.3.3, table 54) before the clock rises; prefetch on */
+    tg_reg_field(FLASH_ACR, FLASH_ACR_LATENCY | FLASH_ACR_PRFTEN, 4u | FLASH_ACR_PRFTEN);
+    tg_reg_wait(FLASH_ACR, FLASH_ACR_LATENCY, 4u);
     TG_REG(RCC + 0x000u) |= 1u << 24;                       /* CR.PLL1ON */
     tg_reg_wait(RCC + 0x000u, 1u << 25, 1u << 25);          /* PLL1RDY */
     /* > 80 MHz: switch with AHB / 2 for at least 1 us, then / 1 (11.4.10). */
@@ -124,13 +142,18 @@ void tg_clock_init(void)
     for (volatile uint32_t i = 0; i < 200u; i++) {
     }
     tg_reg_field(RCC + 0x020u, 0xFu, 0u);                   /* HPRE = /1 */
+    u5_icache_on();
 }
 #elif defined(TG_CLOCK_INIT_STM32L4P)
 /* STM32L4R5, RM0432: MSI 4 MHz (reset) -> PLL (M=1, N=60, R=2) = 120 MHz in
  * range 1 boost mode, 5 flash wait states; VDDIO2 on for port G (LPUART1 pins). */
 #define RCC 0x40021000u
 #define PWR 0x40007000u
-#define FLASH_ACR 0x40022000u
+#define FLASH_ACR 0x40022000u          /* FLASH_R_BASE = AHB1 0x40020000 + 0x2000 */
+#define L4_ACR_PRFTEN (1u << 8)
+#define L4_ACR_ICEN (1u << 9)
+#define L4_ACR_DCEN (1u << 10)
+TG_CHECK((L4_ACR_PRFTEN | L4_ACR_ICEN | L4_ACR_DCEN) == 0x700u);
 void tg_clock_init(void)
 {
     TG_REG(RCC + 0x058u) |= 1u << 28;                       /* APB1ENR1.PWREN (6.4.19) */
@@ -138,7 +161,9 @@ void tg_clock_init(void)
     TG_REG(PWR + 0x004u) |= 1u << 9;                        /* CR2.IOSV: VDDIO2 valid (5.4.2) */
     tg_reg_field(PWR + 0x080u, 1u << 8, 0u);                /* CR5.R1MODE = 0: boost (5.4.21) */
     tg_reg_wait(PWR + 0x014u, 1u << 10, 0u);                /* SR2.VOSF */
-    tg_reg_field(FLASH_ACR, 0x70Fu, (7u << 8) | 5u);        /* 5 WS + prefetch, caches (3.3.3) */
+    /* ART: LATENCY = 5 WS (120 MHz, range 1), PRFTEN (8), ICEN (9), DCEN (10) (RM0432 FLASH_ACR) */
+    tg_reg_field(FLASH_ACR, 0xFu | L4_ACR_PRFTEN | L4_ACR_ICEN | L4_ACR_DCEN,
+                 5u | L4_ACR_PRFTEN | L4_ACR_ICEN | L4_ACR_DCEN);
     tg_reg_wait(FLASH_ACR, 0xFu, 5u);
     /* PLLSRC = MSI, PLLM = 1, PLLN = 60, PLLR = 2, PLLREN (6.4.4) */
     TG_REG(RCC + 0x00Cu) = (1u << 0) | (0u << 4) | (60u << 8) | (0u << 25) | (1u << 24);
@@ -157,7 +182,13 @@ void tg_clock_init(void)
  * scale 1 and over-drive, 5 flash wait states, APB1 = 45 MHz, APB2 = 90 MHz. */
 #define RCC 0x40023800u
 #define PWR 0x40007000u
-#define FLASH_ACR 0x40023C00u
+#define FLASH_ACR 0x40023C00u          /* FLASH_R_BASE = AHB1 0x40020000 + 0x3C00 */
+#define F4_ACR_PRFTEN (1u << 8)
+#define F4_ACR_ICEN (1u << 9)
+#define F4_ACR_DCEN (1u << 10)
+#define F4_ACR_ICRST (1u << 11)
+#define F4_ACR_DCRST (1u << 12)
+TG_CHECK((F4_ACR_PRFTEN | F4_ACR_ICEN | F4_ACR_DCEN) == 0x700u && (F4_ACR_ICRST | F4_ACR_DCRST) == 0x1800u);
 void tg_clock_init(void)
 {
     TG_REG(RCC + 0x040u) |= 1u << 28;                       /* APB1ENR.PWREN (6.3.13) */
@@ -171,7 +202,10 @@ void tg_clock_init(void)
     tg_reg_wait(PWR + 0x004u, 1u << 16, 1u << 16);
     TG_REG(PWR + 0x000u) |= 1u << 17;                       /* ODSWEN, ODSWRDY */
     tg_reg_wait(PWR + 0x004u, 1u << 17, 1u << 17);
-    TG_REG(FLASH_ACR) = 5u | (1u << 8) | (1u << 9) | (1u << 10); /* 5 WS, prefetch, I/D cache (3.8.1) */
+    /* ART accelerator: flush both caches while they are off (ICRST 11, DCRST 12), then
+     * 5 WS (180 MHz at 2.7-3.6 V), PRFTEN (8), ICEN (9), DCEN (10) (3.8.1 FLASH_ACR). */
+    TG_REG(FLASH_ACR) = F4_ACR_ICRST | F4_ACR_DCRST;
+    TG_REG(FLASH_ACR) = 5u | F4_ACR_PRFTEN | F4_ACR_ICEN | F4_ACR_DCEN;
     tg_reg_wait(FLASH_ACR, 0xFu, 5u);
     /* HPRE /1, PPRE1 /4, PPRE2 /2, SW = PLL (6.3.3) */
     tg_reg_field(RCC + 0x008u, (0xFu << 4) | (7u << 10) | (7u << 13), (5u << 10) | (4u << 13));
@@ -184,7 +218,9 @@ void tg_clock_init(void)
 #define RCC 0x58024400u
 #define PWR 0x58024800u
 #define SYSCFG_PWRCR 0x5800042Cu
-#define FLASH_ACR 0x52002000u
+#define FLASH_ACR 0x52002000u          /* FLASH_R_BASE = D1 AHB1 0x52000000 + 0x2000 */
+/* No ART on the H7: the core's own L1 caches (16 KB I, 16 KB D) do the job; CCR.IC (17), CCR.DC (16). */
+TG_CHECK(TG_SCB_CCR_IC == (1u << 17) && TG_SCB_CCR_DC == (1u << 16));
 static void h7_caches_on(void)
 {
     /* Armv7-M ARM B2.2.7: invalidate, then enable. */
@@ -192,7 +228,7 @@ static void h7_caches_on(void)
     TG_SCB_ICIALLU = 0u;
     tg_dsb();
     tg_isb();
-    TG_SCB_CCR |= 1u << 17;                                 /* IC */
+    TG_SCB_CCR |= TG_SCB_CCR_IC;
     TG_SCB_CSSELR = 0u;                                     /* level 1 data cache */
     tg_dsb();
     const uint32_t ccsidr = TG_SCB_CCSIDR;
@@ -203,7 +239,7 @@ static void h7_caches_on(void)
         }
     }
     tg_dsb();
-    TG_SCB_CCR |= 1u << 16;                                 /* DC */
+    TG_SCB_CCR |= TG_SCB_CCR_DC;
     tg_dsb();
     tg_isb();
 }

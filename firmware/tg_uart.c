@@ -81,7 +81,14 @@ void tg_uart_init(void)
 #else
     USART_CR1 = 0u;
 #if defined(TG_UART_KIND_STM32_LPUART)
+    /* BRR is 20 bits (RM0432 51.7.5): at low rates (9600, the energy mode) divide the kernel
+     * clock by 4 first with LPUART_PRESC (0x2C, PRESCALER = 0b0010, 51.7.12; set while UE = 0). */
+#if (256ull * TG_UART_CLOCK_HZ / TG_UART_BAUD) > 0xFFFFFull
+    TG_REG(TG_UART_BASE + 0x2Cu) = 2u;
+    USART_BRR = (uint32_t)((256ull * (TG_UART_CLOCK_HZ / 4u) + TG_UART_BAUD / 2u) / TG_UART_BAUD);
+#else
     USART_BRR = (uint32_t)((256ull * TG_UART_CLOCK_HZ + TG_UART_BAUD / 2u) / TG_UART_BAUD);
+#endif
 #else
     USART_BRR = (TG_UART_CLOCK_HZ + TG_UART_BAUD / 2u) / TG_UART_BAUD;
 #endif
@@ -172,3 +179,28 @@ void tg_uart_print_hex32(uint32_t v)
         tg_uart_putc(digits[(v >> i) & 0xFu]);
     }
 }
+
+#ifdef TG_TIMESTAMP_GPIO_BASE
+/* MLPerf Tiny energy mode: the timestamp pin (Arduino D7, [mlperf] of the board file), push-pull
+ * output idling high. GPIO registers as above; BSRR (0x18): bit n sets, bit n + 16 resets. */
+void tg_timestamp_init(void)
+{
+    TG_REG(TG_TIMESTAMP_RCC_REG) |= TG_TIMESTAMP_RCC_BITS;
+    (void)TG_REG(TG_TIMESTAMP_RCC_REG);
+    const uint32_t g = TG_TIMESTAMP_GPIO_BASE, pin = TG_TIMESTAMP_PIN;
+    TG_REG(g + 0x18u) = 1u << pin;                           /* high before it drives */
+    tg_reg_field(g + 0x04u, 1u << pin, 0u);                  /* OTYPER push-pull */
+    tg_reg_field(g + 0x00u, 3u << (2u * pin), 1u << (2u * pin)); /* MODER = 01 output */
+}
+
+/* As the reference DUTs' th_timestamp: pull low, hold (at least 1 us: 100000 loop passes,
+ * as they do), release high. The falling edge is the timestamp. */
+void tg_timestamp_pulse(void)
+{
+    const uint32_t g = TG_TIMESTAMP_GPIO_BASE, pin = TG_TIMESTAMP_PIN;
+    TG_REG(g + 0x18u) = 1u << (pin + 16u);
+    for (volatile uint32_t i = 0; i < 100000u; i++) {
+    }
+    TG_REG(g + 0x18u) = 1u << pin;
+}
+#endif

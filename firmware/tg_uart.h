@@ -15,6 +15,11 @@ void tg_uart_flush(void);
  * (timeout_ms = 0: poll once). Time is measured with tg_cycles_now(). */
 int32_t tg_uart_getc_timeout(int32_t *c, uint32_t timeout_ms);
 
+/* MLPerf Tiny energy mode (only when board_config.h defines TG_TIMESTAMP_GPIO_BASE):
+ * the timestamp pin as an output idling high, and one timestamp (a low pulse). */
+void tg_timestamp_init(void);
+void tg_timestamp_pulse(void);
+
 /* Formatting helpers (no printf). */
 void tg_uart_print(const char *s);
 void tg_uart_print_u32(uint32_t v);

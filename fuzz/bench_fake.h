@@ -1,5 +1,7 @@
 /* A fake model for running tg_bench.c on the host (fuzzing, protocol tests):
- * output[i] = input[i % in_size] ^ (i * 7), 3 layers of 100/200/300 cycles. */
+ * output[i] = input[i % in_size] ^ (i * 7), 3 layers of 100/200/300 cycles.
+ * mode: the MLPerf input conversion (TG_BENCH_MLPERF_IN_*); FLOAT32 also scores with the MSE
+ * (as ad01), input scale 0.5, zero point -3. db: in_size bytes per element of mode. */
 #ifndef BENCH_FAKE_H
 #define BENCH_FAKE_H
 #include <stdint.h>
@@ -9,6 +11,8 @@
 
 typedef struct {
     int8_t *in, *out;
+    uint8_t *db;
+    uint8_t mode;
     uint32_t in_size, out_size, runs;
     uint64_t written;
 } fake_t;
@@ -50,7 +54,14 @@ static void fake_config(tg_bench_config_t *c, fake_t *f, void (*write)(void *, c
     c->model_hash = "00112233deadbeef";
     c->board = "host";
     c->counter = "fake";
-    c->mlperf_model = "kws01";
+    c->mlperf_model = f->mode == TG_BENCH_MLPERF_IN_FLOAT32 ? "ad01" : (f->mode ? "ic01" : "kws01");
+    c->timestamp_pulse = 0;
+    c->mlperf_input = f->mode;
+    c->mlperf_result = f->mode == TG_BENCH_MLPERF_IN_FLOAT32 ? TG_BENCH_MLPERF_RES_MSE : TG_BENCH_MLPERF_RES_VECTOR;
+    c->db = f->db;
+    c->db_capacity = f->in_size * (f->mode == TG_BENCH_MLPERF_IN_FLOAT32 ? 4u : 1u);
+    c->in_scale = 0.5f;
+    c->in_zp = -3;
     c->clock_hz = 1000000u;
     c->in_size = f->in_size;
     c->out_size = f->out_size;

@@ -27,8 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fake_t f = {0};
     f.in_size = 1u + data[0];
-    f.out_size = 1u + (data[0] * 7u) % 97u;
+    f.mode = (uint8_t)(data[0] % 3u);
+    f.out_size = f.mode == 2u ? f.in_size : 1u + (data[0] * 7u) % 97u; /* MSE: out = in, as ad01 */
     f.in = (int8_t *)malloc(f.in_size);
+    f.db = (uint8_t *)malloc(f.in_size * (f.mode == 2u ? 4u : 1u));
+    memset(f.db, 0, f.in_size * (f.mode == 2u ? 4u : 1u));
     f.out = (int8_t *)malloc(f.out_size);
     memset(f.in, 0, f.in_size);
     memset(f.out, 0, f.out_size);
@@ -45,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     tg_bench_feed(b, '\n');
     free(b);
+    free(f.db);
     free(f.in);
     free(f.out);
     return 0;

@@ -124,7 +124,8 @@ def test_bench_sim_with_inputs_file(tmp_path_factory, tmp_path, capsys, backend)
 
 def test_mlperf_tiny_runner_syntax(tmp_path_factory):
     """MLPerf Tiny's runner commands (name%, profile%, db load N%, db HEX%, infer N W%, results%)
-    on the real firmware; results% equals the reference output, dequantized to 3 decimals."""
+    on the real firmware built without --mlperf (int8 db, dequantized vector); results% equals the
+    reference output, dequantized to 3 decimals. The --mlperf conversions: tests/test_mlperf_runner.py."""
     from tinygen import reference
     from tinygen.device import protocol as P
 
@@ -152,7 +153,10 @@ def test_mlperf_tiny_runner_syntax(tmp_path_factory):
         boot = cmd("")                                   # the boot announcement ends with m-ready too
         assert boot[-1] == "m-init-done" and boot[0] == "m-timestamp-mode-performance", boot
         assert cmd("name%") == ["m-name-dut-[tinygen]"]
-        assert cmd("profile%") == ["m-profile-[ULPMark for tinyML Firmware V0.0.1]", "m-model-[ad01]"]
+        # built without --mlperf: no model id guessed from the file name, the reply says how to set one
+        assert cmd("profile%") == ["m-profile-[ULPMark for tinyML Firmware V0.0.1]",
+                                   "e-[No MLPerf Tiny model id in this build: rebuild with tinygen build --mlperf "
+                                   "kws01|ic01|vww01|ad01]"]
         assert cmd("infer 1 0%") == [f"e-[Input db has 0 elements, expected {man['input_bytes']}]"]
         data = x.tobytes()
         replies = [cmd(c) for c in P.mlperf_db_commands(data)]

@@ -52,6 +52,15 @@ def test_board_facts():
     nd = load_board("netduinoplus2")
     assert (nd.uart_kind, nd.uart_base) == ("stm32-usart-f4", 0x4001_1000)
     assert load_board("nucleo-h743zi").core == "cortex-m7"
+    assert u5.num_irqs == 126                                          # IRQn 0..125 (stm32u575xx.h)
+    # MLPerf Tiny energy mode: Arduino D7 (the reference DUT's timestamp pin), 9600 baud
+    for name, pin, base, rcc in (("nucleo-u575", "PF13", 0x42021400, (0x46020C8C, 1 << 5)),
+                                 ("nucleo-l4r5zi", "PF13", 0x48001400, (0x4002104C, 1 << 5)),
+                                 ("nucleo-h743zi", "PF13", 0x58021400, (0x580244E0, 1 << 5)),
+                                 ("nucleo-f446re", "PA8", 0x40020000, (0x40023830, 1 << 0))):
+        b = load_board(name)
+        assert (b.timestamp_pin, b.timestamp_gpio_base, b.timestamp_rcc_enable, b.energy_baud) == (pin, base, rcc, 9600)
+    assert load_board("mps2-an505").timestamp_pin is None
 
 
 def test_unknown_board_lists_known_ones():
@@ -83,6 +92,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('counter = "systick"', 'counter = "rdtsc"', "counter"),
     ('mcu = "AN505"\n', "", "mcu"),
     ("[flash]", "[flash\n", "TOML"),
+    ("baud = 115200", "baud = 300", "uart_baud"),
 ])
 def test_invalid_board_files_are_rejected(tmp_path, old, new, needle):
     d = _broken(tmp_path, old, new)
@@ -126,7 +136,8 @@ def test_platformio_ini_parses_with_platformio(tmp_path, name, backend):
     cfg.validate(envs=[name], silent=True)
     env = f"env:{name}"
     assert cfg.envs() == [name]
-    assert cfg.get(env, "platform") == "ststm32"
+    assert cfg.get(env, "platform") == "ststm32@19.6.0"
+    assert cfg.get(env, "platform_packages") == ["toolchain-gccarmnoneeabi@~1.120301.0"]  # GCC 12.3, ACLE
     assert cfg.get(env, "board") == b.pio_board
     assert cfg.get(env, "board_build.ldscript") == "linker.ld"
     assert "framework" not in cfg.options(env)

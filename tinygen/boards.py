@@ -62,6 +62,12 @@ class Board:
     pio_platform: str | None
     upload_protocols: tuple[str, ...]
     qemu_machine: str | None       # set only for emulated boards
+    # MLPerf Tiny energy mode ([mlperf]): the timestamp pin (Arduino D7 on Nucleo boards, as the
+    # reference DUT), its GPIO port, the port's clock enable, and the energy-mode baud rate.
+    timestamp_pin: str | None = None
+    timestamp_gpio_base: int | None = None
+    timestamp_rcc_enable: tuple[int, int] | None = None
+    energy_baud: int = 9600
 
     @property
     def emulated(self) -> bool:
@@ -80,6 +86,10 @@ class Board:
     @property
     def uart_rx_pin(self) -> tuple[int, int] | None:
         return _pin(self.uart_rx)
+
+    @property
+    def timestamp_pin_index(self) -> tuple[int, int] | None:
+        return _pin(self.timestamp_pin)
 
 
 def _pin(p: str | None) -> tuple[int, int] | None:
@@ -142,7 +152,7 @@ def _tname(t: type | tuple[type, ...]) -> str:
 
 def _parse(d: dict[str, Any], path: Path) -> Board:
     r = _Reader(d, path)
-    known_sections = {"flash", "ram", "uart", "cycles", "platformio", "qemu"}
+    known_sections = {"flash", "ram", "uart", "cycles", "platformio", "qemu", "mlperf"}
     top = {"name", "description", "mcu", "core", "cpu_flags", "dsp", "clock_hz", "clock_init",
            "num_irqs", "stack_size"}
     unknown = sorted(set(d) - known_sections - top)
@@ -180,6 +190,14 @@ def _parse(d: dict[str, Any], path: Path) -> Board:
         raise r.fail("[uart] rcc_enable must be a list of [register, bits] integer pairs")
     if machine is None and (tx is None or rx is None or r.get("gpio_base", int, None, "uart") is None):
         raise r.fail("real boards need [uart] tx, rx, af and gpio_base")
+    ts_pin = r.get("timestamp_pin", str, None, "mlperf")
+    ts_rcc = r.get("timestamp_rcc_enable", list, None, "mlperf")
+    ts_base = r.get("timestamp_gpio_base", int, None, "mlperf")
+    if ts_pin is not None:
+        if not _PIN_RE.match(ts_pin) or ts_base is None or ts_rcc is None or len(ts_rcc) != 2 \
+                or not all(isinstance(x, int) for x in ts_rcc):
+            raise r.fail("[mlperf] timestamp_pin must look like PF13 and come with timestamp_gpio_base and "
+                         "timestamp_rcc_enable = [register, bits]")
     pio_board = r.get("board", str, None, "platformio")
     if machine is None and pio_board is None:
         raise r.fail("real boards need [platformio] board")
@@ -212,9 +230,14 @@ def _parse(d: dict[str, Any], path: Path) -> Board:
         pio_platform=r.get("platform", str, None, "platformio"),
         upload_protocols=tuple(r.get("upload", list, [], "platformio")),
         qemu_machine=machine,
+        timestamp_pin=ts_pin,
+        timestamp_gpio_base=ts_base,
+        timestamp_rcc_enable=None if ts_rcc is None else (ts_rcc[0], ts_rcc[1]),
+        energy_baud=r.get("energy_baud", int, 9600, "mlperf"),
     )
     for field, lo, hi in (("clock_hz", 1_000_000, 1_000_000_000), ("uart_clock_hz", 1_000_000, 1_000_000_000),
-                          ("uart_baud", 1200, 4_000_000), ("flash_size", 16_384, 1 << 28),
+                          ("uart_baud", 1200, 4_000_000), ("energy_baud", 1200, 4_000_000),
+                          ("flash_size", 16_384, 1 << 28),
                           ("ram_size", 4096, 1 << 28), ("stack_size", 1024, 1 << 20), ("num_irqs", 0, 496)):
         v = getattr(board, field)
         if not lo <= v <= hi:
@@ -223,11 +246,33 @@ def _parse(d: dict[str, Any], path: Path) -> Board:
         v = getattr(board, field)
         if v % 4 or not 0 <= v < 1 << 32:
             raise r.fail(f"{field} = {v:#x} must be a word-aligned 32-bit address")
+    for baud in (board.uart_baud, board.energy_baud):
+        problem = baud_problem(board, baud)
+        if problem:
+            raise r.fail(problem)
     if board.stack_size % 8:
         raise r.fail("stack_size must be a multiple of 8")
     if board.stack_size >= board.ram_size:
         raise r.fail(f"stack_size {board.stack_size} does not fit in RAM ({board.ram_size} bytes)")
     return board
+
+
+def baud_problem(board: Board, baud: int) -> str | None:
+    """Why tg_uart.c cannot make ``baud`` from the UART clock (None: it can, within 2%)."""
+    f = board.uart_clock_hz
+    if board.uart_kind == "cmsdk":
+        return None  # QEMU ignores the divisor
+    if board.uart_kind == "stm32-lpuart":  # BRR = 256 f / baud, 0x300..0xFFFFF; tg_uart.c divides f by 4 if needed
+        brr = 256 * f // baud
+        if brr > 0xFFFFF:
+            brr = 256 * (f // 4) // baud
+        ok = 0x300 <= brr <= 0xFFFFF
+    else:  # USART, 16x oversampling: BRR = f / baud, 16..0xFFFF
+        brr = (f + baud // 2) // baud
+        ok = 16 <= brr <= 0xFFFF
+    if not ok:
+        return f"[uart] {baud} baud is out of reach of the {board.uart_kind} divisor at {f:,} Hz (BRR {brr:#x})"
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -239,6 +284,10 @@ FIRMWARE_RUNTIME = ("tg_startup.c", "tg_uart.c", "tg_uart.h", "tg_cycles.c", "tg
 FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c"),
                     "cmsis-nn": ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_cmsis.c")}
 CMSIS_NN_GIT = "https://github.com/ARM-software/CMSIS-NN.git#v7.0.0"
+# PlatformIO pins: platform-ststm32 release, and GCC 12.3 (its optionalVersions entry): the
+# platform's default toolchain for a no-framework build is GCC 7.2.1, which lacks the ACLE
+# intrinsics CMSIS-NN v7 uses.
+PIO = {"platform_version": "19.6.0", "toolchain": "toolchain-gccarmnoneeabi@~1.120301.0"}
 
 
 def firmware_sources(backend: str, firmware_dir: Path = FIRMWARE, generated: bool = False) -> list[Path]:
@@ -263,15 +312,21 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def render_board_files(board: Board, *, backend: str = "cmsis-nn", profile: bool = True) -> dict[str, str]:
+def render_board_files(board: Board, *, backend: str = "cmsis-nn", profile: bool = True,
+                       energy: bool = False) -> dict[str, str]:
     """Board-specific project files, relative path -> text; deterministic (no dates, no paths).
 
     ``platformio.ini`` and its extra script are rendered only for boards PlatformIO knows.
+    ``energy``: MLPerf Tiny energy mode (the board's energy baud rate and timestamp pin).
     """
     if backend not in BACKENDS:
         raise BoardError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
+    if energy and board.timestamp_pin is None:
+        raise BoardError(f"{board.name} has no MLPerf timestamp pin ([mlperf] timestamp_pin): no energy mode")
     env = _env()
-    ctx = {"board": board, "backend": backend, "profile": profile, "cmsis_nn_git": CMSIS_NN_GIT}
+    ctx = {"board": board, "backend": backend, "profile": profile, "cmsis_nn_git": CMSIS_NN_GIT,
+           "energy": energy, "baud": board.energy_baud if energy else board.uart_baud,
+           "pio": PIO}
     out = {
         "Makefile": env.get_template("Makefile.j2").render(ctx),
         "linker.ld": env.get_template("linker.ld.j2").render(ctx),

@@ -31,9 +31,14 @@ def log(msg: str) -> None:
 
 
 def cmd_build(a) -> int:
-    from . import driver
+    from . import driver, mlperf
     from .optimize.commands import flags_of, history, run_optimize, wants_optimize
 
+    mopt = mlperf.options(a.mlperf, a.mlperf_energy)
+    if mopt is not None and a.board == "host":
+        from .errors import BoardError
+
+        raise BoardError("--mlperf builds firmware for a board: choose one with --board (host programs have no serial port)")
     model, opt = a.model, None
     if wants_optimize(a):
         work = Path(a.out + ".optimize")
@@ -43,7 +48,10 @@ def cmd_build(a) -> int:
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
     extra = {"optimize.json": json.dumps(history(opt, flags_of(a)), indent=2, sort_keys=True) + "\n"} if opt else None
     c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra,
-                             synthetic_range=a.synthetic_range)
+                             synthetic_range=a.synthetic_range, mlperf=mopt)
+    if mopt is not None:
+        log(f"MLPerf Tiny: {mopt.model} ({mopt.input} db input, result {mopt.result}"
+            f"{', energy mode' if mopt.energy else ''}); per-layer profile marks off")
     log(driver.summary(c))
     log(f"project written to {out}/")
     if a.no_compile:
@@ -112,6 +120,11 @@ def parser() -> argparse.ArgumentParser:
     from .optimize.commands import add_optimize_flags
 
     add_optimize_flags(b)
+    b.add_argument("--mlperf", choices=["kws01", "ic01", "vww01", "ad01"], default=None,
+                   help="MLPerf Tiny benchmark the firmware answers the runner for (profile%% model id, input "
+                        "conversion, result format); recorded in the manifest; no per-layer profile marks")
+    b.add_argument("--mlperf-energy", action="store_true",
+                   help="MLPerf Tiny energy mode: timestamps on the board's GPIO pin, the energy baud rate (real boards)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--dump-ir", action="store_true", help="print the IR after each pass (stderr)")
     b.add_argument("--no-compile", action="store_true", help="only write the project, do not run the compiler")

@@ -149,10 +149,10 @@ def host_project(c: Compiled) -> dict[str, str]:
     return files
 
 
-def board_project(c: Compiled, board) -> dict[str, str]:
+def board_project(c: Compiled, board, mlperf=None) -> dict[str, str]:
     from . import firmware_project
 
-    return firmware_project.render(c, board)
+    return firmware_project.render(c, board, mlperf=mlperf)
 
 
 def default_backend(board) -> str:
@@ -164,7 +164,7 @@ def default_backend(board) -> str:
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
           dump=None, log=print, extra_files: dict[str, str] | None = None,
-          synthetic_range: tuple[float, float] | None = None) -> tuple[Compiled, Path, dict[str, str]]:
+          synthetic_range: tuple[float, float] | None = None, mlperf=None) -> tuple[Compiled, Path, dict[str, str]]:
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
     from . import boards
 
@@ -183,7 +183,7 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
     if board is not None:
         check_fits(c, board)
-    files = host_project(c) if board is None else board_project(c, board)
+    files = host_project(c) if board is None else board_project(c, board, mlperf)
     files.update(extra_files or {})
     out = Path(out)
     project.write(out, files)
