@@ -42,9 +42,10 @@ def _c_array(name: str, ctype: str, values: np.ndarray) -> str:
 
 
 def write_standin_model(dest: Path, *, use_kernels: bool, run_extra: str = "", wrong_expected: bool = False,
-                        extra_decl: str = "", fc_kernel: bool = False) -> dict[str, object]:
-    """Three layers: an int8 dense layer (in C, or tg_fully_connected_s8 with ``fc_kernel``),
-    a ReLU table (tg_lut_s8 when the kernel library exists) and a pairwise max.
+                        extra_decl: str = "", fc_kernel: bool = False, backend: str = "portable") -> dict[str, object]:
+    """Three layers: an int8 dense layer (in C, or with ``fc_kernel`` the FULLY_CONNECTED kernel of the
+    ``backend`` kernel set: tg_ref_fully_connected_s8 or tg_cmsis_fully_connected_s8),
+    a ReLU table (tg_ref_lut_s8 when the kernel library exists) and a pairwise max.
     Returns the expected checksum and hash."""
     rng = np.random.default_rng(1234)
     x = rng.integers(-128, 128, N_IN, dtype=np.int64)
@@ -53,7 +54,9 @@ def write_standin_model(dest: Path, *, use_kernels: bool, run_extra: str = "", w
         mult, shift = quantize_multiplier(1.0 / 1000.0)
         acc = [int(multiply_by_quantized_multiplier(int(v), mult, shift)) for v in w @ x]
         r = np.maximum(np.clip(np.array(acc), -128, 127), 0)
-        dense = """    rc = tg_fully_connected_s8(&fc, in, hid, scratch);
+        call = ("tg_cmsis_fully_connected_s8(&fc, in, hid, scratch)" if backend == "cmsis-nn"
+                else "tg_ref_fully_connected_s8(&fc, in, hid)")
+        dense = f"""    rc = {call};
     if (rc != 0) return rc;
 """
         fc_decl = f"""static const int32_t fc_mult[1] = {{{mult}}};
@@ -63,7 +66,8 @@ static const tg_fc_params_t fc = {{.batches = 1, .in_depth = {N_IN}, .out_depth 
     .weights = weights, .bias = 0}};
 static int8_t scratch[1024];
 """
-        init = "if (tg_fully_connected_s8_scratch(&fc) > (int32_t)sizeof scratch) return -2; "
+        init = ("if (tg_cmsis_fully_connected_s8_scratch(&fc) > (int32_t)sizeof scratch) return -2; "
+                if backend == "cmsis-nn" else "(void)scratch; ")
     else:
         r = np.maximum(np.clip((w @ x) >> 10, -128, 127), 0)
         dense = f"""    for (int32_t j = 0; j < {N_HID}; j++) {{
@@ -98,7 +102,7 @@ void tg_profile_mark(int32_t layer);
 #endif
 """)
     if use_kernels:
-        relu = f"    rc = tg_lut_s8(relu_lut, hid, hid, {N_HID});\n    if (rc != 0) return rc;\n"
+        relu = f"    rc = tg_ref_lut_s8(relu_lut, hid, hid, {N_HID});\n    if (rc != 0) return rc;\n"
     else:
         relu = f"    for (int32_t i = 0; i < {N_HID}; i++) hid[i] = relu_lut[(uint8_t)(hid[i] + 128)];\n"
     (dest / "model.c").write_text(f"""/* stand-in model for tests */
@@ -152,7 +156,7 @@ def make_project(root: Path, board_name: str, backend: str = "portable",
         (project / rel).write_text(text)
     for src in firmware_sources(backend):
         shutil.copy(src, project / "src" / src.name)
-    facts = write_standin_model(project / "src", use_kernels=HAVE_KERNELS, **model_kw)  # type: ignore[arg-type]
+    facts = write_standin_model(project / "src", use_kernels=HAVE_KERNELS, backend=backend, **model_kw)  # type: ignore[arg-type]
     return project, facts
 
 

@@ -226,7 +226,7 @@ def convolve_wrapper_s8_get_buffer_size(params: Mapping[str, Any], arch: str, co
 
 
 def conv2d_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
-    """Scratch bytes of tg_conv2d_s8 on the CMSIS-NN backend (= tg_conv2d_s8_scratch()).
+    """Scratch bytes of a CMSIS-NN conv chosen as the wrapper would (the registry picks the kernel itself).
 
     :func:`convolve_wrapper_s8_get_buffer_size`, except on Helium ("mve") for the convs the
     wrapper would send to arm_convolve_1_x_n_s8 (not bit-exact in CMSIS-NN v7.0.0 for some
@@ -330,7 +330,7 @@ FC_CHUNK = 32  # TG_FC_CHUNK in firmware/tg_backend_cmsis.c
 
 
 def fully_connected_scratch(params: Mapping[str, Any], arch: str, compiler: str = "gcc") -> int:
-    """Scratch bytes of tg_fully_connected_s8 on the CMSIS-NN backend (= tg_fully_connected_s8_scratch()).
+    """Scratch bytes of tg_cmsis_fully_connected_s8 (= tg_cmsis_fully_connected_s8_scratch()).
 
     ``min(out_depth, 32) * 4`` on every architecture: TFLite's reference FULLY_CONNECTED rounds
     once, CMSIS-NN's FC kernels twice, so the backend computes int32 outputs 32 at a time with
