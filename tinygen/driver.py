@@ -52,10 +52,10 @@ def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch
     scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
     p = plan.plan(g, scratch)
     macs = [optable.macs(g, op) for op in g.ops]
-    xs = reference.random_inputs(model_bytes, 1, seed=test_seed)
-    x, y = reference.pack(xs), reference.pack(reference.run(model_bytes, xs))
-    extra = {"arch": karch, "ops": sorted({op.kind for op in g.ops}), "board": board_name}
-    emitted = emit.emit_model(g, lowered, p, model_bytes, name, backend, macs, x[0], y[0], extra)
+    vec = reference.selftest_vectors(model_bytes, seed=test_seed)  # several, as little saturated as possible
+    x, y = vec.inputs, vec.outputs
+    extra = {"arch": karch, "ops": sorted({op.kind for op in g.ops}), "board": board_name, "selftest": vec.manifest}
+    emitted = emit.emit_model(g, lowered, p, model_bytes, name, backend, macs, x, y, extra)
     return Compiled(g, p, emitted, model_bytes, name, backend, karch, x[0], y[0])
 
 
@@ -69,6 +69,7 @@ def host_project(c: Compiled) -> dict[str, str]:
     files["src/tg_host_main.c"] = (FIRMWARE / "tg_host_main.c").read_text()
     files["Makefile"] = emit.render("Makefile.host.j2", version=__version__, name=emit.c_string(c.name), backend=c.backend)
     files["manifest.json"] = c.emitted.files["manifest.json"]
+    files["model.tflite"] = bytes(c.model_bytes)  # the int8 model tinygen compiled, as in board projects
     return files
 
 
@@ -79,10 +80,10 @@ def board_project(c: Compiled, board) -> dict[str, str]:
 
 
 def default_backend(board) -> str:
-    """cmsis-nn on boards when CMSIS-NN is installed ($CMSIS_NN_PATH), else portable."""
+    """One rule for boards and the host: cmsis-nn when CMSIS-NN is installed ($CMSIS_NN_PATH), else portable."""
     import os
 
-    return "cmsis-nn" if board is not None and os.environ.get("CMSIS_NN_PATH") else "portable"
+    return "cmsis-nn" if os.environ.get("CMSIS_NN_PATH") else "portable"
 
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
@@ -91,15 +92,15 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     from . import boards
 
     board = None if board_name == "host" else boards.load_board(board_name)
-    if backend == "cmsis-nn" and board is not None:
+    if backend is None:
+        backend = default_backend(board)
+        if backend == "portable":
+            log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
+                "for the optimized cmsis-nn backend)")
+    if backend == "cmsis-nn":
         from .hostbuild import cmsis_nn_path
 
         cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make
-    if backend is None:
-        backend = default_backend(board)
-        if board is not None and backend == "portable":
-            log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
-                "for the optimized cmsis-nn backend)")
     model_bytes, name = frontend.load(model_path, calib, log=log)
     arch = "none" if board is None else board.arch_features
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
