@@ -31,7 +31,7 @@ _CMSIS_DIRECT = {"FULLY_CONNECTED": "arm_nn_mat_mult_nt_t_s8_s32", "AVERAGE_POOL
 
 @dataclass
 class LayerInfo:
-    index: int              # position in the (post-pass) op list
+    index: int | None       # the firmware's layer index (TG_LAYER, manifest "layers"); None for shape-only ops
     op_index: int           # position in the source model
     op: str
     name: str
@@ -44,6 +44,8 @@ class LayerInfo:
     scratch_bytes: int
     kernel: str             # the C function that does the work ("" for aliases)
     est_instructions: dict = field(default_factory=dict)  # core -> estimated instructions
+    shape_only: bool = False  # an alias (e.g. RESHAPE): no call in the firmware, not counted as a layer
+    position: int = 0       # position in the compiled (post-pass, scheduled) op list
 
 
 def _dims(params: dict, key: str) -> tuple[int, int, int, int]:
@@ -126,6 +128,7 @@ class Analysis:
 def _compile(model_bytes: bytes, name: str, backend: str, arch: str):
     g = ir.load(model_bytes, name)
     passes.run(g, None)
+    planner.reorder(g, planner.schedule(g))  # the firmware's execution order (driver.compile_model)
     karch = arch if backend == "cmsis-nn" else "portable"
     lowered = [optable.lower(g, op, karch) for op in g.ops]
     scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
@@ -162,9 +165,9 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
         wbytes = sum(int(a.nbytes) for a in low.arrays.values())
         params_struct += _param_struct_bytes(low.params) if low.ptype else 0
         macs = optable.macs(g, op)
-        ly = LayerInfo(i, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
+        ly = LayerInfo(None if low.alias else sum(1 for x in lowered[:i] if not x.alias), op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
                        int(nparams), wbytes, 0 if low.alias else sum(a.nbytes for a in acts_in) + out.nbytes,
-                       low.scratch, kernel)
+                       low.scratch, kernel, shape_only=bool(low.alias), position=i)
         if kernel:
             for core in cyclemodel.CORES:
                 ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out.nbytes)
@@ -241,13 +244,14 @@ def _shape(s) -> str:
 
 
 def format_table(a: Analysis) -> str:
-    rows = [f"{a.model}: backend {a.backend} (arch {a.arch}), {len(a.layers)} ops, {a.macs:,} MACs, "
+    rows = [f"{a.model}: backend {a.backend} (arch {a.arch}), {sum(not ly.shape_only for ly in a.layers)} layers "
+            f"(+{sum(ly.shape_only for ly in a.layers)} shape-only), {a.macs:,} MACs, "
             f"{a.params:,} parameters",
             f"{'#':>3} {'op':<18} {'in -> out':<26} {'MACs':>11} {'params':>8} {'flash B':>8} {'act B':>7} "
             f"{'scratch':>7}  kernel"]
     for ly in a.layers:
         io = f"{','.join(_shape(s) for s in ly.inputs)}->{_shape(ly.output)}"
-        rows.append(f"{ly.index:>3} {ly.op[:18]:<18} {io[:26]:<26} {ly.macs:>11,} {ly.params:>8,} {ly.weight_bytes:>8,} "
+        rows.append(f"{'-' if ly.index is None else ly.index:>3} {ly.op[:18]:<18} {io[:26]:<26} {ly.macs:>11,} {ly.params:>8,} {ly.weight_bytes:>8,} "
                     f"{ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  {ly.kernel or '(alias, no call)'}")
     rows.append("")
     rows.append(f"arena    {a.arena_bytes:>9,} B planned ({a.arena_strategy}); live-set lower bound {a.arena_lower_bound:,} B"

@@ -10,20 +10,11 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from .errors import TinygenError
 
 DEFAULT_PROJECT = "tinygen_project"
-
-
-def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GLOG_minloglevel", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def log(msg: str) -> None:
@@ -169,10 +160,20 @@ def _load(name: str):
         return _Missing
 
 
+def _add_verbose(ap: argparse.ArgumentParser, default) -> None:
+    ap.add_argument("-v", "--verbose", action="store_true", default=default,
+                    help="also show TensorFlow's own log lines and warnings (hidden by default)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tf()
+    from . import quiet
+
     ap = parser()
+    _add_verbose(ap, False)
+    for sp in _subparsers(ap):  # `tinygen build m.h5 --verbose` works too
+        _add_verbose(sp, argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    quiet.setup(verbose=a.verbose)  # before anything imports TensorFlow
     try:
         return int(a.func(a) or 0)
     except TinygenError as e:
@@ -185,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+def _subparsers(ap: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [p for act in ap._actions if isinstance(act, argparse._SubParsersAction) for p in act.choices.values()]
 
 
 if __name__ == "__main__":

@@ -186,3 +186,9 @@ def selftest_vectors(model_bytes: bytes, n: int = SELFTEST_VECTORS, seed: int = 
                   for i in chosen],
     }
     return SelftestVectors(inputs, outputs, man)
+
+
+def selftest_input(model_bytes: bytes, span: float, seed: int) -> np.ndarray:
+    """The packed input [input bytes] of one manifest "selftest" item, from its recipe (span, seed)."""
+    cand = _candidate(interpreter(model_bytes).get_input_details(), span, seed)
+    return pack(cand)[0]

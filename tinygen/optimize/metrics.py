@@ -71,7 +71,10 @@ def to_int8_tflite(model: keras.Model, x_rep: np.ndarray) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    return conv.convert()
+    from ..quiet import native_stderr
+
+    with native_stderr():  # the converter's C++ chatter, unless --verbose
+        return conv.convert()
 
 
 def tflite_predict(tflite: bytes, x: np.ndarray, batch: int = 256) -> np.ndarray:
