@@ -89,9 +89,10 @@ def report_selftest(r, m: dict) -> int:
     same = want is None or int(want, 16) == r.checksum
     n = r.vectors
     got = r.matched if r.matched is not None else (n if r.match else 0)
-    log(f"  {n} self-test vector{'s' if n != 1 else ''}: {got} of {n} match the TFLite reference; "
-        f"output checksum {r.checksum:08x} over all of them"
-        + ("" if want is None else f" ({'equals' if same else 'DIFFERS from'} the manifest's {want})"))
+    ok = r.ok and r.match and same
+    log(f"  output checksum {r.checksum:08x} over {n} self-test vector{'s' if n != 1 else ''}"
+        + ("" if want is None else f" ({'equals' if same else 'DIFFERS from'} the manifest's {want})")
+        + f"; {got} of {n} match; matches the TFLite reference: {'yes' if ok else 'NO'}")
     for ln in r.mismatches:
         log(f"  {ln}")
     if r.instructions is not None:
@@ -99,7 +100,6 @@ def report_selftest(r, m: dict) -> int:
             f"{m['macs'] / max(r.instructions, 1):.3f} MACs/instruction")
     for ly in r.layers:
         log(f"    layer {ly.index:>3} {ly.name[:50]:<50} {ly.instructions or ly.cycles:>12,}")
-    ok = r.ok and r.match and same
     log("TG_OK" if ok else "TG_FAIL")
     return 0 if ok else 1
 
