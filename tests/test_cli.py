@@ -300,6 +300,23 @@ def test_build_from_h5_prints_no_tensorflow_lines_and_keeps_the_tflite(tmp_path)
     assert v.returncode == 0 and NOISE.search(v.stdout + v.stderr)          # the check above can see them
 
 
+@pytest.mark.slow
+def test_optimize_prints_no_tensorflow_lines(tmp_path):
+    """optimize trains, converts twice and saves HDF5: the run with the most TensorFlow chatter."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                          keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                          keras.layers.Dense(4, activation="softmax")])
+    m.save(tmp_path / "m.h5")
+    r = _tinygen("optimize", "m.h5", "--synthetic", "--prune", "0.5", "--epochs", "1", "-o", "o.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "o_int8.tflite").is_file()
+    assert not NOISE.search(r.stdout + r.stderr), r.stdout + r.stderr
+
+
 def test_real_errors_survive_the_filter(capfd):
     from tinygen import quiet
 
