@@ -76,7 +76,8 @@ def cmd_run(a) -> int:
         board = boards.load_board(target)
         if not board.emulated:
             raise BoardError(f"{board.name} is real hardware: use tinygen flash / tinygen bench --port; "
-                             "tinygen run boots emulated boards (mps2-an505, mps2-an386, netduinoplus2)")
+                             "tinygen run boots emulated boards: tinygen run --board mps2-an505 (or mps2-an386, "
+                             "netduinoplus2) rebuilds the project for one")
         elf = firmware_project.firmware_for(proj, m, board, rebuild=a.rebuild, log=log)
         r = qemu.run_selftest(elf, board, timeout=a.timeout)
         log(f"{m['model']} on {board.name} (QEMU {board.qemu_machine}, backend {m['backend']}):")
