@@ -1,9 +1,10 @@
-/* tinygen bench main: self-test of the generated model against its embedded reference.
+/* tinygen bench main: self-test of the generated model against its embedded reference vectors.
  *
  * Serial output (one line each, "\r\n"-terminated, parsed by tinygen.qemu and the bench):
  *   TG_BOOT model=<hash> board=<name> clock=<hz>
  *   TG_COUNTER source=<dwt|systick> hz=<hz>
- *   TG_RESULT checksum=<crc32 hex> cycles=<n> match=<0|1>
+ *   TG_MISMATCH vector=<v> index=<i> got=<n> want=<n>   (first wrong byte of each failing vector)
+ *   TG_RESULT checksum=<crc32 hex of all outputs> cycles=<n, vector 0> match=<0|1> vectors=<n> matched=<n>
  *   TG_LAYER <i> <name> <cycles>           (built with -DTG_PROFILE)
  *   TG_STACK used=<bytes> size=<bytes>
  *   TG_OK | TG_FAIL
@@ -41,8 +42,9 @@
 #error "MLPerf energy mode needs the board's timestamp pin ([mlperf] in boards/*.toml)"
 #endif
 
-extern const int8_t tg_test_input[TG_INPUT_SIZE];
-extern const int8_t tg_test_expected[TG_OUTPUT_SIZE];
+extern const uint32_t tg_test_vectors;
+extern const int8_t tg_test_input[][TG_INPUT_SIZE];
+extern const int8_t tg_test_expected[][TG_OUTPUT_SIZE];
 extern uint32_t _estack, _stack_size;
 
 int32_t tg_selftest(void);
@@ -110,52 +112,78 @@ static int32_t fail(const char *what, int32_t rc)
     return 1;
 }
 
-/* Runs the model once on the embedded test input; returns 0 when the output matches. */
+static void print_mismatch(uint32_t v, const int8_t *out, const int8_t *want)
+{
+    for (uint32_t i = 0; i < TG_OUTPUT_SIZE; i++) {
+        if (out[i] != want[i]) {
+            tg_uart_print("TG_MISMATCH vector=");
+            tg_uart_print_u32(v);
+            tg_uart_print(" index=");
+            tg_uart_print_u32(i);
+            tg_uart_print(" got=");
+            tg_uart_print_i32(out[i]);
+            tg_uart_print(" want=");
+            tg_uart_print_i32(want[i]);
+            tg_uart_print("\r\n");
+            return;
+        }
+    }
+}
+
+/* Runs the model on every embedded test vector; returns 0 when all outputs match.
+ * The checksum is the CRC-32 of all outputs in vector order; cycles and TG_LAYER lines are
+ * those of vector 0. */
 int32_t tg_selftest(void)
 {
+    static uint32_t first_profile[TG_NUM_LAYERS + 1];
+    static int8_t out[TG_OUTPUT_SIZE];
+    uint32_t crc = 0u, matched = 0u, cycles = 0u, profiled = 0u;
     stack_paint();
     int32_t rc = tg_model_init();
     if (rc < 0) {
         return fail("init", rc);
     }
-    tg_model_set_input(tg_test_input);
-    profile_marks = 0;
-    const uint32_t t0 = tg_cycles_now();
-    rc = tg_model_run();
-    const uint32_t t1 = tg_cycles_now();
-    if (rc < 0) {
-        return fail("run", rc);
-    }
-    static int8_t out[TG_OUTPUT_SIZE];
-    tg_model_get_output(out);
-    const int match = memcmp(out, tg_test_expected, TG_OUTPUT_SIZE) == 0;
-    tg_uart_print("TG_RESULT checksum=");
-    tg_uart_print_hex32(tg_crc32(out, TG_OUTPUT_SIZE));
-    tg_uart_print(" cycles=");
-    tg_uart_print_u32(t1 - t0);
-    tg_uart_print(match ? " match=1\r\n" : " match=0\r\n");
-    if (!match) {
-        for (uint32_t i = 0; i < TG_OUTPUT_SIZE; i++) {
-            if (out[i] != tg_test_expected[i]) {
-                tg_uart_print("TG_MISMATCH index=");
-                tg_uart_print_u32(i);
-                tg_uart_print(" got=");
-                tg_uart_print_i32(out[i]);
-                tg_uart_print(" want=");
-                tg_uart_print_i32(tg_test_expected[i]);
-                tg_uart_print("\r\n");
-                break;
-            }
+    for (uint32_t v = 0; v < tg_test_vectors; v++) {
+        tg_model_set_input(tg_test_input[v]);
+        profile_marks = 0;
+        const uint32_t t0 = tg_cycles_now();
+        rc = tg_model_run();
+        const uint32_t t1 = tg_cycles_now();
+        if (rc < 0) {
+            return fail("run", rc);
+        }
+        tg_model_get_output(out);
+        crc = tg_bench_crc32(crc, out, TG_OUTPUT_SIZE);
+        if (memcmp(out, tg_test_expected[v], TG_OUTPUT_SIZE) == 0) {
+            matched++;
+        } else {
+            print_mismatch(v, out, tg_test_expected[v]);
+        }
+        if (v == 0u) {
+            cycles = t1 - t0;
+            profiled = profile_marks >= (uint32_t)TG_NUM_LAYERS + 1u;
+            memcpy(first_profile, profile_at, sizeof first_profile);
         }
     }
-    if (profile_marks >= (uint32_t)TG_NUM_LAYERS + 1u) {
+    const int match = matched == tg_test_vectors && tg_test_vectors > 0u;
+    tg_uart_print("TG_RESULT checksum=");
+    tg_uart_print_hex32(crc);
+    tg_uart_print(" cycles=");
+    tg_uart_print_u32(cycles);
+    tg_uart_print(match ? " match=1" : " match=0");
+    tg_uart_print(" vectors=");
+    tg_uart_print_u32(tg_test_vectors);
+    tg_uart_print(" matched=");
+    tg_uart_print_u32(matched);
+    tg_uart_print("\r\n");
+    if (profiled) {
         for (int32_t i = 0; i < TG_NUM_LAYERS; i++) {
             tg_uart_print("TG_LAYER ");
             tg_uart_print_i32(i);
             tg_uart_print(" ");
             tg_uart_print(tg_layer_names[i]);
             tg_uart_print(" ");
-            tg_uart_print_u32(profile_at[i + 1] - profile_at[i]);
+            tg_uart_print_u32(first_profile[i + 1] - first_profile[i]);
             tg_uart_print("\r\n");
         }
     }
@@ -304,7 +332,7 @@ static void bench_loop(void)
 #if defined(TG_MLPERF_ENERGY)
     tg_timestamp_init();
 #endif
-    memcpy(bench_input, tg_test_input, TG_INPUT_SIZE);
+    memcpy(bench_input, tg_test_input[0], TG_INPUT_SIZE);
     tg_bench_init(&bench, &live);
     (void)bench_time_us(0);
     tg_bench_boot(&bench);

@@ -142,8 +142,10 @@ int32_t tg_model_run(void)
     if wrong_expected:
         expected[3] ^= 1
     (dest / "model_test.c").write_text(
-        '#include "model.h"\n'
-        + _c_array("tg_test_input", "const int8_t", x) + _c_array("tg_test_expected", "const int8_t", expected))
+        '#include "model.h"\nconst uint32_t tg_test_vectors = 1u;\n'
+        + _c_array("tg_test_input", "const int8_t", x).replace("[", "[1][", 1).replace("= {", "= {{").replace("};", "}};")
+        + _c_array("tg_test_expected", "const int8_t", expected).replace("[", "[1][", 1).replace("= {", "= {{")
+        .replace("};", "}};"))
     return {"hash": digest, "crc32": zlib.crc32(y.tobytes())}
 
 
@@ -207,13 +209,13 @@ def test_mismatch_reports_fail(tmp_path):
     info = make_firmware(project, "portable")
     r = run_selftest(info.elf, load_board("mps2-an505"), timeout=30)
     assert not r.ok and not r.match and r.exit_code == 1
-    assert "TG_FAIL" in r.output and "TG_MISMATCH index=3" in r.output
+    assert "TG_FAIL" in r.output and "TG_MISMATCH vector=0 index=3" in r.output
 
 
 def test_fault_prints_and_exits(tmp_path):
     project, _ = make_project(tmp_path, "mps2-an505", run_extra='    __asm volatile("udf #0");\n')
     info = make_firmware(project, "portable")
-    with pytest.raises(DeviceError, match="TG_FAULT exc=3"):
+    with pytest.raises(DeviceError, match=r"HardFault \(exception 3\) at pc 0x[0-9a-f]{8}.*UNDEFINSTR"):
         run_selftest(info.elf, load_board("mps2-an505"), timeout=30)
     r = subprocess.run(["qemu-system-arm", "-M", "mps2-an505", "-nographic", "-kernel", str(info.elf),
                         "-semihosting-config", "enable=on,target=native"], capture_output=True, timeout=30)

@@ -25,7 +25,7 @@ from . import plan as planner
 
 @dataclass
 class LayerInfo:
-    index: int              # position in the (post-pass) op list
+    index: int | None       # the firmware's layer index (TG_LAYER, manifest "layers"); None for shape-only ops
     op_index: int           # position in the source model
     op: str
     name: str
@@ -39,6 +39,8 @@ class LayerInfo:
     kernel: str             # the C function that does the work ("" for aliases)
     est_instructions: dict = field(default_factory=dict)  # core -> estimated instructions
     alternatives: dict = field(default_factory=dict)  # other kernels that apply -> estimated instructions (M33)
+    shape_only: bool = False  # an alias (e.g. RESHAPE): no call in the firmware, not counted as a layer
+    position: int = 0       # position in the compiled (post-pass, scheduled) op list
 
 
 @dataclass
@@ -85,9 +87,10 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
         wbytes = sum(int(a.nbytes) for a in call.low.arrays.values()) if call else 0
         params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype else 0
         macs = c.macs[i]
-        ly = LayerInfo(i, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
+        index = None if call is None else sum(1 for x in c.calls[:i] if x is not None)
+        ly = LayerInfo(index, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
                        int(nparams), wbytes, 0 if call is None else sum(a.nbytes for a in acts_in) + out.nbytes,
-                       call.scratch if call else 0, kernel)
+                       call.scratch if call else 0, kernel, shape_only=call is None, position=i)
         if kernel:
             for core in cyclemodel.CORES:
                 ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out.nbytes)
@@ -166,14 +169,16 @@ def _shape(s) -> str:
 
 
 def format_table(a: Analysis) -> str:
-    rows = [f"{a.model}: backend {a.backend} (arch {a.arch}), {len(a.layers)} ops, {a.macs:,} MACs, "
+    rows = [f"{a.model}: backend {a.backend} (arch {a.arch}), {sum(not ly.shape_only for ly in a.layers)} layers "
+            f"(+{sum(ly.shape_only for ly in a.layers)} shape-only), {a.macs:,} MACs, "
             f"{a.params:,} parameters",
             f"{'#':>3} {'op':<18} {'in -> out':<26} {'MACs':>11} {'params':>8} {'flash B':>8} {'act B':>7} "
             f"{'scratch':>7}  kernel"]
     for ly in a.layers:
         io = f"{','.join(_shape(s) for s in ly.inputs)}->{_shape(ly.output)}"
-        rows.append(f"{ly.index:>3} {ly.op[:18]:<18} {io[:26]:<26} {ly.macs:>11,} {ly.params:>8,} {ly.weight_bytes:>8,} "
-                    f"{ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  {ly.kernel or '(alias, no call)'}"
+        rows.append(f"{'-' if ly.index is None else ly.index:>3} {ly.op[:18]:<18} {io[:26]:<26} {ly.macs:>11,} "
+                    f"{ly.params:>8,} {ly.weight_bytes:>8,} {ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  "
+                    f"{ly.kernel or '(alias, no call)'}"
                     + (f"  (also: {', '.join(f'{k} ~{v:,}' for k, v in ly.alternatives.items())})" if ly.alternatives else ""))
     rows.append("")
     rows.append(f"arena    {a.arena_bytes:>9,} B planned ({a.arena_strategy}); live-set lower bound {a.arena_lower_bound:,} B"

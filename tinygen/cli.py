@@ -10,20 +10,11 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from .errors import TinygenError
 
 DEFAULT_PROJECT = "tinygen_project"
-
-
-def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GLOG_minloglevel", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def log(msg: str) -> None:
@@ -59,11 +50,9 @@ def cmd_build(a) -> int:
     if a.board == "host":
         from . import hostbuild
 
-        exe = hostbuild.build(out, c.backend)
-        got = hostbuild.run(exe, c.test_input[None])
-        ok = got.tobytes() == c.test_expected.tobytes()
-        log(f"host program {exe}: reference test vector {'matches the TFLite reference' if ok else 'DIFFERS from the reference'}")
-        return 0 if ok else 1
+        r = hostbuild.run_selftest(out, c.backend, rebuild=True)
+        log(f"host program {out / 'build' / 'model_host'}:")
+        return report_selftest(r, c.emitted.manifest)
     from . import firmware_project
 
     firmware_project.compile_and_report(c, out, a.board, log=log)
@@ -71,37 +60,57 @@ def cmd_build(a) -> int:
 
 
 def cmd_run(a) -> int:
-    """Boot the project's firmware on its emulated board and print the self-test result."""
-    import json
+    """Run the project's self-test vectors on its emulated board (QEMU) or, for a host project,
+    as the host program; print the result and check it against the manifest."""
+    from . import boards
+    from .errors import BoardError
+    from .project import resolve
 
-    from . import boards, qemu, toolchain
+    proj = resolve(a.project)
+    m = json.loads((proj / "manifest.json").read_text())
+    own = m.get("board") or boards.DEFAULT_BOARD
+    target = a.board or own
+    if target == "host" or own == "host":
+        if target != own:
+            raise BoardError(f"{proj} is a {'host' if own == 'host' else own + ' firmware'} project; build one for "
+                             f"{target} from its model: tinygen build {proj / 'model.tflite'} --board {target}")
+        from . import hostbuild
 
-    proj = Path(a.project)
-    man = proj / "manifest.json"
-    if not man.exists():
-        from .errors import OutputError
+        r = hostbuild.run_selftest(proj, m["backend"], rebuild=a.rebuild)
+        log(f"{m['model']} on the host (gcc program {proj / 'build' / 'model_host'}, backend {m['backend']}):")
+    else:
+        from . import firmware_project, qemu
 
-        raise OutputError(f"{proj} is not a tinygen project (no manifest.json); run tinygen build first")
-    m = json.loads(man.read_text())
-    board = boards.load_board(a.board or m.get("board"))
-    if not board.emulated:
-        from .errors import BoardError
+        board = boards.load_board(target)
+        if not board.emulated:
+            raise BoardError(f"{board.name} is real hardware: use tinygen flash / tinygen bench --port; "
+                             "tinygen run boots emulated boards: tinygen run --board mps2-an505 (or mps2-an386, "
+                             "netduinoplus2) rebuilds the project for one")
+        elf = firmware_project.firmware_for(proj, m, board, rebuild=a.rebuild, log=log)
+        r = qemu.run_selftest(elf, board, timeout=a.timeout)
+        log(f"{m['model']} on {board.name} (QEMU {board.qemu_machine}, backend {m['backend']}):")
+    return report_selftest(r, m)
 
-        raise BoardError(f"{board.name} is real hardware: use tinygen flash / tinygen bench --port; "
-                         "tinygen run boots emulated boards (mps2-an505, mps2-an386, netduinoplus2)")
-    elf = proj / "build" / "firmware.elf"
-    if not elf.exists() or a.rebuild:
-        toolchain.make_firmware(proj, m["backend"], board=board)
-    r = qemu.run_selftest(elf, board, timeout=a.timeout)
-    log(f"{m['model']} on {board.name} (QEMU {board.qemu_machine}, backend {m['backend']}):")
-    log(f"  output checksum {r.checksum:08x}, matches the TFLite reference: {'yes' if r.match else 'NO'}")
+
+def report_selftest(r, m: dict) -> int:
+    """The self-test lines of `tinygen run` (QEMU or host); 0 when every vector matched."""
+    want = (m.get("selftest") or {}).get("checksum")
+    same = want is None or int(want, 16) == r.checksum
+    n = r.vectors
+    got = r.matched if r.matched is not None else (n if r.match else 0)
+    ok = r.ok and r.match and same
+    log(f"  output checksum {r.checksum:08x} over {n} self-test vector{'s' if n != 1 else ''}"
+        + ("" if want is None else f" ({'equals' if same else 'DIFFERS from'} the manifest's {want})")
+        + f"; {got} of {n} match; matches the TFLite reference: {'yes' if ok else 'NO'}")
+    for ln in r.mismatches:
+        log(f"  {ln}")
     if r.instructions is not None:
         log(f"  {r.instructions:,} instructions per inference (QEMU -icount proxy, not cycles); "
             f"{m['macs'] / max(r.instructions, 1):.3f} MACs/instruction")
     for ly in r.layers:
         log(f"    layer {ly.index:>3} {ly.name[:50]:<50} {ly.instructions or ly.cycles:>12,}")
-    log("TG_OK" if r.ok and r.match else "TG_FAIL")
-    return 0 if r.ok and r.match else 1
+    log("TG_OK" if ok else "TG_FAIL")
+    return 0 if ok else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,10 +139,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-compile", action="store_true", help="only write the project, do not run the compiler")
     b.set_defaults(func=cmd_build)
 
-    r = sub.add_parser("run", help="boot a project on its emulated board (QEMU) and check the reference vector")
-    r.add_argument("project", nargs="?", default=DEFAULT_PROJECT)
-    r.add_argument("--board", default=None, help="override the board recorded in the project")
-    r.add_argument("--rebuild", action="store_true")
+    r = sub.add_parser("run", help="run a project's self-test vectors on its emulated board (QEMU) or as the host program")
+    r.add_argument("project", nargs="?", default=None,
+                   help=f"project folder (default: the current folder if it is a tinygen project, else ./{DEFAULT_PROJECT})")
+    r.add_argument("--board", default=None, help="run on another emulated board: the project is rebuilt for it "
+                   "(linker script, startup, clock) in PROJECT/build/board-<name>/, or refused with the reason")
+    r.add_argument("--rebuild", action="store_true", help="rebuild the firmware (or host program) first")
     r.add_argument("--timeout", type=float, default=120.0)
     r.set_defaults(func=cmd_run)
 
@@ -191,14 +202,24 @@ def _signals():
     return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
 
 
+def _add_verbose(ap: argparse.ArgumentParser, default) -> None:
+    ap.add_argument("-v", "--verbose", action="store_true", default=default,
+                    help="also show TensorFlow's own log lines and warnings (hidden by default)")
+
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    from . import quiet
     from .errors import INTERNAL_EXIT, SIGNAL_EXIT_BASE, Terminated
 
-    _quiet_tf()
     ap = parser()
+    _add_verbose(ap, False)
+    for sp in _subparsers(ap):  # `tinygen build m.h5 --verbose` works too
+        _add_verbose(sp, argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    quiet.setup(verbose=a.verbose)  # before anything imports TensorFlow
     old = _signals()
     try:
         return int(a.func(a) or 0)
@@ -225,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _subparsers(ap: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [p for act in ap._actions if isinstance(act, argparse._SubParsersAction) for p in act.choices.values()]
 
 
 if __name__ == "__main__":

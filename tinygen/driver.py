@@ -39,6 +39,8 @@ class Compiled:
     test_expected: np.ndarray | None = None
     emitted: emit.Emitted | None = None
     with_cmsis: bool = False  # the generated set may fall back to CMSIS-NN kernels (the build links CMSIS-NN)
+    vectors: tuple | None = None  # the self-test vectors: (inputs [n, bytes], expected outputs [n, bytes])
+    selftest: dict | None = None  # what the manifest records of them
 
     @property
     def link(self) -> str:
@@ -87,16 +89,18 @@ def _plan(c: Compiled, dump) -> None:
 def _reference(c: Compiled, dump) -> None:
     from . import reference
 
-    xs = reference.random_inputs(c.model_bytes, 1, seed=c.test_seed)
-    x, y = reference.pack(xs), reference.pack(reference.run(c.model_bytes, xs))
-    c.test_input, c.test_expected = x[0], y[0]
+    vec = reference.selftest_vectors(c.model_bytes, seed=c.test_seed)  # several, as little saturated as possible
+    c.vectors = (vec.inputs, vec.outputs)
+    c.selftest = vec.manifest
+    c.test_input, c.test_expected = vec.inputs[0], vec.outputs[0]
 
 
 def _emit(c: Compiled, dump) -> None:
     g = c.graph
-    extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name, "link": c.link}
-    c.emitted = emit.emit_model(g, c.calls, c.plan, c.model_bytes, c.name, c.backend, c.macs, c.test_input,
-                                c.test_expected, extra)
+    extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name, "link": c.link,
+             "selftest": c.selftest}
+    c.emitted = emit.emit_model(g, c.calls, c.plan, c.model_bytes, c.name, c.backend, c.macs, c.vectors[0],
+                                c.vectors[1], extra)
 
 
 STAGES: list[tuple[str, Callable[[Compiled, Callable | None], None]]] = [
@@ -146,6 +150,7 @@ def host_project(c: Compiled) -> dict[str, str]:
     files["src/tg_host_main.c"] = (FIRMWARE / "tg_host_main.c").read_text()
     files["Makefile"] = emit.render("Makefile.host.j2", version=__version__, name=emit.c_string(c.name), backend=c.link)
     files["manifest.json"] = c.emitted.files["manifest.json"]
+    files["model.tflite"] = bytes(c.model_bytes)  # the int8 model tinygen compiled, as in board projects
     return files
 
 
@@ -156,10 +161,10 @@ def board_project(c: Compiled, board, mlperf=None) -> dict[str, str]:
 
 
 def default_backend(board) -> str:
-    """cmsis-nn on boards when CMSIS-NN is installed ($CMSIS_NN_PATH), else portable."""
+    """One rule for boards and the host: cmsis-nn when CMSIS-NN is installed ($CMSIS_NN_PATH), else portable."""
     import os
 
-    return "cmsis-nn" if board is not None and os.environ.get("CMSIS_NN_PATH") else "portable"
+    return "cmsis-nn" if os.environ.get("CMSIS_NN_PATH") else "portable"
 
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
@@ -169,15 +174,15 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     from . import boards
 
     board = None if board_name == "host" else boards.load_board(board_name)
-    if backend == "cmsis-nn" and board is not None:
+    if backend is None:
+        backend = default_backend(board)
+        if backend == "portable":
+            log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
+                "for the optimized cmsis-nn backend)")
+    if backend == "cmsis-nn":
         from .hostbuild import cmsis_nn_path
 
         cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make
-    if backend is None:
-        backend = default_backend(board)
-        if board is not None and backend == "portable":
-            log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
-                "for the optimized cmsis-nn backend)")
     model_bytes, name = frontend.load(model_path, calib, log=log, synthetic_range=synthetic_range)
     arch = "none" if board is None else board.arch_features
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)

@@ -220,8 +220,8 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         inputs=[(p.offsets[t.id], t.nbytes) for t in tins], outputs=[(p.offsets[t.id], t.nbytes) for t in touts], input_dtype=tin.dtype, output_dtype=tout.dtype,
         input_shape=list(tin.shape), output_shape=list(tout.shape),
         layer_names=[c_string(f"{ly.kind}:{ly.name}"[:60]) for ly in layers],
-        test_input=c_array_body(np.frombuffer(test_input.tobytes(), np.int8)),
-        test_expected=c_array_body(np.frombuffer(test_expected.tobytes(), np.int8)),
+        test_inputs=[c_array_body(np.frombuffer(v.tobytes(), np.int8)) for v in np.atleast_2d(test_input)],
+        test_outputs=[c_array_body(np.frombuffer(v.tobytes(), np.int8)) for v in np.atleast_2d(test_expected)],
         total_macs=sum(macs), generated=generated,
     )
     files = {

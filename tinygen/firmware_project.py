@@ -68,3 +68,57 @@ def size_report(info, board: boards.Board) -> str:
         f"  = arena {info.arena_bytes:,} + stack {info.stack_reserved:,} + other",
         f"  deepest stack frame {info.max_stack_frame} B ({info.max_stack_function})",
     ])
+
+
+def firmware_for(project: Path, m: dict, board: boards.Board, rebuild: bool = False, log=print) -> Path:
+    """The ELF of ``project`` for ``board``, built if needed.
+
+    For the project's own board: ``build/firmware.elf`` (rebuilt when missing, stale or asked).
+    For another board the project is rebuilt for it *completely* in ``build/board-<name>/``:
+    the generated model sources with that board's linker script, startup configuration,
+    clock and UART (board_config.h) and Makefile. Refused with a one-line BoardError when the
+    model cannot run there unchanged (CMSIS-NN scratch sized for another core, or it does not fit).
+    """
+    import shutil
+
+    from .errors import BoardError
+
+    project = Path(project)
+    own = m.get("board") or boards.DEFAULT_BOARD
+    if board.name == own:
+        elf = project / "build" / "firmware.elf"
+        if rebuild or not elf.is_file() or _newer_sources(project, elf):
+            log(f"building {elf} ...")
+            toolchain.make_firmware(project, m["backend"], board=board)
+        return elf
+    arch = m.get("arch", "portable")
+    if m["backend"] == "cmsis-nn" and arch not in ("portable", board.arch_features):
+        raise BoardError(f"{project} was compiled for CMSIS-NN arch '{arch}' ({own}); {board.name} needs "
+                         f"'{board.arch_features}' (scratch buffers differ): rebuild from the model with "
+                         f"tinygen build {project / 'model.tflite'} --board {board.name}")
+    ram = m["arena_bytes"] + board.stack_size
+    if ram > board.ram_size or m["weights_bytes"] > board.flash_size:
+        raise BoardError(f"{m['model']} does not fit {board.name}: arena {m['arena_bytes']:,} B + stack "
+                         f"{board.stack_size:,} B of {board.ram_size:,} B RAM, weights {m['weights_bytes']:,} B of "
+                         f"{board.flash_size:,} B flash; run it on a board with more memory")
+    var = project / "build" / f"board-{board.name}"
+    elf = var / "build" / "firmware.elf"
+    if not rebuild and elf.is_file() and not _newer_sources(project, elf):
+        return elf
+    log(f"rebuilding the {own} project for {board.name} in {var}/ (its linker script, startup, clock, UART)")
+    shutil.rmtree(var, ignore_errors=True)
+    (var / "src").mkdir(parents=True)
+    for p in sorted((project / "src").glob("*")):
+        if p.is_file() and p.name != "board_config.h":
+            shutil.copy2(p, var / "src" / p.name)
+    for rel, text in boards.render_board_files(board, backend=m["backend"]).items():
+        (var / rel).parent.mkdir(parents=True, exist_ok=True)
+        (var / rel).write_text(text)
+    toolchain.make_firmware(var, m["backend"], board=board)
+    return elf
+
+
+def _newer_sources(project: Path, elf: Path) -> bool:
+    t = elf.stat().st_mtime
+    return any(p.stat().st_mtime > t for p in [project / "Makefile", project / "linker.ld", *(project / "src").glob("*")]
+               if p.is_file())

@@ -133,7 +133,10 @@ def quantize(path: Path, kind: str, calib: str | None, log=print, synthetic_rang
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     try:
-        return conv.convert()
+        from .quiet import native_stderr
+
+        with native_stderr():  # the converter's C++ chatter, unless --verbose
+            return conv.convert()
     except Exception as e:
         raise ModelError(f"{path}: the TFLite converter could not quantize the model to int8: {str(e).splitlines()[0][:300]}") from None
 

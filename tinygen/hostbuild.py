@@ -105,3 +105,27 @@ def run(exe: Path, packed: np.ndarray) -> np.ndarray:
     if r.returncode != 0:
         raise ToolchainError(f"{exe} exited {r.returncode}: {r.stderr.decode(errors='replace').strip()[:500]}")
     return np.frombuffer(r.stdout, dtype=np.int8).reshape((len(packed), -1))
+
+
+def _stale(project: Path, exe: Path) -> bool:
+    t = exe.stat().st_mtime
+    return any(p.stat().st_mtime > t for p in [project / "Makefile", *(project / "src").glob("*")] if p.is_file())
+
+
+def run_selftest(project: Path, backend: str, rebuild: bool = False, timeout: float = 600.0):
+    """`tinygen run` of a host project: build the program if needed, run its embedded self-test
+    vectors (``model_host --selftest``) and parse the firmware-style TG_ lines it prints."""
+    from .qemu import parse_selftest
+
+    project = Path(project)
+    exe = project / "build" / "model_host"
+    if rebuild or not exe.is_file() or _stale(project, exe):
+        exe = build(project, backend)
+    try:
+        r = subprocess.run([str(exe), "--selftest"], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"{exe} --selftest did not finish within {timeout:.0f} s") from None
+    if r.returncode not in (0, 1):
+        raise ToolchainError(f"{exe} --selftest exited {r.returncode}: "
+                             f"{(r.stderr or r.stdout).decode(errors='replace').strip()[:500]}")
+    return parse_selftest(r.stdout.decode(errors="replace"), None, r.returncode)

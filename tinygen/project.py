@@ -233,3 +233,44 @@ def link_of(project_dir, backend: str) -> str:
         return json.loads((Path(project_dir) / "manifest.json").read_text()).get("link", "portable")
     except (OSError, ValueError):
         return "portable"
+
+
+# ---- finding the project a command works on ---------------------------------------------------
+
+DEFAULT_PROJECT = "tinygen_project"
+MANIFEST = "manifest.json"
+
+
+def is_project(folder: Path) -> bool:
+    """True when ``folder`` holds a manifest.json written by tinygen (it names the tinygen version)."""
+    import json
+
+    man = Path(folder) / MANIFEST
+    if not man.is_file():
+        return False
+    try:
+        return "tinygen_version" in json.loads(man.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return False
+
+
+def resolve(arg: str | os.PathLike | None, cwd: Path | None = None) -> Path:
+    """The project folder a command works on: the explicit path; else the current folder when it
+    holds a tinygen manifest (PlatformIO users ``cd`` into the project); else ``./tinygen_project``.
+    Raises OutputError listing where it looked."""
+    if arg is not None:
+        p = Path(arg)
+        if not is_project(p):
+            why = "does not exist" if not p.exists() else f"has no tinygen {MANIFEST}"
+            raise OutputError(f"{p} is not a tinygen project ({why}); give a folder written by tinygen build, "
+                              "or run tinygen build first")
+        return p
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    if is_project(here):
+        return here
+    default = here / DEFAULT_PROJECT
+    if is_project(default):
+        return default if cwd is not None else Path(DEFAULT_PROJECT)
+    raise OutputError(f"no tinygen project found: looked in the current folder {here} (no tinygen {MANIFEST}) "
+                      f"and in ./{DEFAULT_PROJECT} ({'no tinygen ' + MANIFEST if default.exists() else 'missing'}); "
+                      "give the project folder, cd into it, or run tinygen build first")

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
 from .boards import Board
 from .errors import BoardError, DeviceError
 from .toolchain import find_qemu
@@ -50,6 +51,9 @@ class SelftestResult:
     layers: tuple[LayerTiming, ...]
     stack_used: int | None
     output: str                      # the raw serial text
+    vectors: int = 1                 # self-test vectors run (the checksum covers all of them)
+    matched: int | None = None       # how many of them equal the reference
+    mismatches: tuple[str, ...] = () # TG_MISMATCH lines: the first wrong byte of each failing vector
 
     instructions_label = INSTRUCTIONS_LABEL
 
@@ -74,7 +78,9 @@ def parse_selftest(text: str, board: Board | None = None, exit_code: int | None 
     lines = [ln.strip() for ln in text.replace("\r", "").split("\n")]
     fault = next((ln for ln in lines if ln.startswith("TG_FAULT")), None)
     if fault is not None:
-        raise DeviceError(f"the firmware faulted: {fault}")
+        from .faults import describe_tg_fault
+
+        raise DeviceError(f"the firmware faulted: {describe_tg_fault(fault)}")
     boot = next((_kv(ln) for ln in lines if ln.startswith("TG_BOOT ")), None)
     res = next((_kv(ln) for ln in lines if ln.startswith("TG_RESULT ")), None)
     if boot is None or res is None:
@@ -108,6 +114,9 @@ def parse_selftest(text: str, board: Board | None = None, exit_code: int | None 
             layers=tuple(layers),
             stack_used=stack,
             output=text,
+            vectors=int(res.get("vectors", "1")),
+            matched=int(res["matched"]) if "matched" in res else None,
+            mismatches=tuple(ln for ln in lines if ln.startswith("TG_MISMATCH ")),
         )
     except (KeyError, ValueError) as e:
         raise DeviceError(f"malformed self-test output ({e}):\n{text[-800:]}") from None
@@ -142,9 +151,11 @@ def run_selftest(elf: Path | str, board: Board, timeout: float = 60.0) -> Selfte
         text = out.decode("utf-8", "replace")
         raise DeviceError(f"QEMU ({board.qemu_machine}) did not finish within {timeout:.0f} s and was "
                           f"killed; last output:\n{text[-800:] or '(none)'}") from None
-    text = out.decode("utf-8", "replace")
+    text, etext = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if faults.is_lockup(etext):  # never QEMU's raw register dump: what locked up, where, why
+        raise DeviceError(faults.describe_qemu_lockup(etext, board, elf))
     if proc.returncode not in (EXIT_OK, EXIT_FAIL, EXIT_FAULT) and "TG_" not in text:
-        raise DeviceError(f"QEMU failed (exit {proc.returncode}): {err.decode('utf-8', 'replace').strip()}")
+        raise DeviceError(f"QEMU failed (exit {proc.returncode}): {etext.strip()[-800:]}")
     return parse_selftest(text, board, proc.returncode)
 
 

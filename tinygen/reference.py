@@ -7,6 +7,7 @@ some ops; BUILTIN_REF is what tinygen's generated code must equal byte for byte.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -231,3 +232,116 @@ def _serve() -> None:
 
 if __name__ == "__main__":
     _serve()
+
+
+# ---- self-test vectors ------------------------------------------------------------------------
+
+SELFTEST_VECTORS = 4
+# Candidate inputs: uniform over a window of the int8 range around the input's zero point, the
+# window a fraction ("span") of the full range; a few seeds each. Full-range noise drives most
+# classifiers to a saturated one-hot output, which proves little: narrower windows usually don't.
+SPANS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
+SEEDS_PER_SPAN = 4
+
+
+@dataclass
+class SelftestVectors:
+    inputs: np.ndarray      # [n, input bytes] int8, every graph input's bytes concatenated
+    outputs: np.ndarray     # [n, output bytes] int8: the reference interpreter's outputs
+    manifest: dict          # what the manifest records (recipe, CRCs, saturation per vector)
+
+
+def _candidate(details: list[dict], span: float, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xs = []
+    for d in details:
+        shape = (1, *(int(v) for v in d["shape"]))
+        if d["dtype"] == np.int8:
+            zp = int(d["quantization"][1])
+            half = max(1, int(round(127.5 * span)))
+            center = min(max(zp, -128 + half), 127 - half)
+            xs.append(rng.integers(center - half, center + half + 1, size=shape).astype(np.int8))
+        elif d["dtype"] == np.float32:
+            xs.append((rng.standard_normal(size=shape) * 4.0 * span).astype(np.float32))
+        else:
+            raise InputError(f"cannot make self-test inputs of type {np.dtype(d['dtype'])}")
+    return xs
+
+
+def _unsaturated(y: np.ndarray, dtypes: list) -> int:
+    """Output elements strictly inside the int8 range (every element of a non-int8 output counts)."""
+    n, k = 0, 0
+    for dt, size in dtypes:
+        part = y[k:k + size]
+        n += int(np.count_nonzero((part > -128) & (part < 127))) if dt == np.int8 else size // np.dtype(dt).itemsize
+        k += size
+    return n
+
+
+def io_details(model_bytes: bytes) -> tuple[list[dict], list[dict]]:
+    """Input and output details (shape, dtype, quantization) as the interpreter's get_*_details give
+    them, read from the flatbuffer, so that no TFLite interpreter runs in this process."""
+    from .flatbuf import read_model
+    from .ir import DTYPES, NP_DTYPES
+
+    sg = read_model(model_bytes).subgraphs[0]
+
+    def det(tid: int) -> dict:
+        t = sg.tensors[tid]
+        dt = DTYPES.get(t.type, "?")
+        if dt not in NP_DTYPES:
+            raise InputError(f"graph edge tensor {tid} has type {dt}; tinygen's models have int8 or float32 edges")
+        q = t.quant
+        return {"shape": np.array(t.shape, np.int32), "dtype": NP_DTYPES[dt],
+                "quantization": (float(q.scale[0]) if len(q.scale) else 0.0, int(q.zero_point[0]) if len(q.zero_point) else 0)}
+
+    return [det(t) for t in sg.inputs], [det(t) for t in sg.outputs]
+
+
+def selftest_vectors(model_bytes: bytes, n: int = SELFTEST_VECTORS, seed: int = 0) -> SelftestVectors:
+    """``n`` inputs whose reference outputs are as little saturated as the model allows.
+
+    Candidates (every span x SEEDS_PER_SPAN seeds, deterministic) run through the reference;
+    ranked by the number of output values not at -128/127 (ties: the wider span first), the
+    best ``n`` with pairwise different outputs are kept. The manifest entry records each one's
+    recipe (span, seed), CRC-32 of input and output, and its saturated output count; ``checksum``
+    is the CRC-32 of all expected outputs concatenated, what the device prints.
+    """
+    import zlib
+
+    dins, douts = io_details(model_bytes)  # from the flatbuffer: no interpreter in this process
+    cands = [(span, seed + 1000 * si + k) for si, span in enumerate(SPANS) for k in range(SEEDS_PER_SPAN)]
+    xs = [_candidate(dins, span, s) for span, s in cands]
+    stacked = [np.concatenate([x[i] for x in xs]) for i in range(len(dins))]
+    ys = run(model_bytes, stacked if len(dins) > 1 else stacked[0])
+    X, Y = pack(stacked), pack(ys)
+    odt = [(np.dtype(d["dtype"]), int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize) for d in douts]
+    score = [_unsaturated(Y[i], odt) for i in range(len(cands))]
+    order = sorted(range(len(cands)), key=lambda i: -score[i])  # stable: wider span, then seed order
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) < n and all(Y[i].tobytes() != Y[j].tobytes() for j in chosen):
+            chosen.append(i)
+    for i in order:  # fewer distinct outputs than n: fill with distinct inputs
+        if len(chosen) < n and i not in chosen:
+            chosen.append(i)
+    inputs, outputs = X[chosen], Y[chosen]
+    total = Y.shape[1]
+    man = {
+        "vectors": len(chosen),
+        "checksum": f"{zlib.crc32(outputs.tobytes()):08x}",
+        "chosen_by": (f"least saturated reference outputs of {len(cands)} candidates: uniform int8 inputs over "
+                      "span x 256 values around the input zero point, seeds per span"),
+        "items": [{"span": cands[i][0], "seed": cands[i][1], "input_crc32": f"{zlib.crc32(X[i].tobytes()):08x}",
+                   "output_crc32": f"{zlib.crc32(Y[i].tobytes()):08x}",
+                   "saturated": total - score[i] if all(dt == np.int8 for dt, _ in odt) else 0,
+                   "output_values": total}
+                  for i in chosen],
+    }
+    return SelftestVectors(inputs, outputs, man)
+
+
+def selftest_input(model_bytes: bytes, span: float, seed: int) -> np.ndarray:
+    """The packed input [input bytes] of one manifest "selftest" item, from its recipe (span, seed)."""
+    cand = _candidate(io_details(model_bytes)[0], span, seed)
+    return pack(cand)[0]

@@ -248,7 +248,9 @@ def run_to_json(project: Path, timeout: float = 120.0) -> dict:
 
 
 def cmd_report(a) -> int:
-    project = Path(a.project)
+    from .project import resolve
+
+    project = resolve(a.project)
     if a.run:
         run_to_json(project)
     out = Path(a.out) if a.out else project / "report.html"
@@ -263,7 +265,8 @@ def cmd_report(a) -> int:
 
 def add_commands(sub) -> None:
     p = sub.add_parser("report", help="HTML report of a project: arena timeline, per-layer MACs/latency, memory gauges")
-    p.add_argument("project", nargs="?", default="tinygen_project")
+    p.add_argument("project", nargs="?", default=None,
+                   help="project folder (default: the current folder if it is a tinygen project, else ./tinygen_project)")
     p.add_argument("-o", "--out", help="HTML file (default PROJECT/report.html)")
     p.add_argument("--run", action="store_true", help="first boot the emulated board (QEMU) and write run.json")
     p.set_defaults(func=cmd_report)

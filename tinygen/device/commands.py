@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-DEFAULT_PROJECT = "tinygen_project"
+from ..project import DEFAULT_PROJECT, resolve
+
+PROJECT_HELP = f"project folder (default: the current folder if it is a tinygen project, else ./{DEFAULT_PROJECT})"
 
 
 def _log(msg: str) -> None:
@@ -17,7 +18,7 @@ def cmd_flash(a) -> int:
     from .. import qemu
     from . import flash
 
-    proj = Path(a.project)
+    proj = resolve(a.project)
     m, board = flash.project_board(proj)
     if not board.emulated:
         def build() -> None:
@@ -50,7 +51,7 @@ def cmd_bench(a) -> int:
     from .. import qemu
     from . import bench
 
-    proj = Path(a.project)
+    proj = resolve(a.project)
     kw = dict(runs=a.runs, warmup=a.warmup, inputs=a.inputs, vectors=a.vectors, seed=a.seed, timeout=a.timeout,
               retries=a.retries, baud=a.baud, log=_log, progress=not a.no_progress and sys.stderr.isatty())
     if a.sim:
@@ -88,14 +89,14 @@ def cmd_bench(a) -> int:
 def add_commands(sub) -> None:
     f = sub.add_parser("flash", help="upload a project's firmware (PlatformIO, st-flash, openocd, pyocd) or start "
                                      "its emulated board on a pty")
-    f.add_argument("project", nargs="?", default=DEFAULT_PROJECT)
+    f.add_argument("project", nargs="?", default=None, help=PROJECT_HELP)
     f.add_argument("--tool", choices=["pio", "st-flash", "openocd", "pyocd"], help="uploader to use (default: first that works)")
     f.add_argument("--rebuild", action="store_true", help="rebuild the firmware first")
     f.add_argument("--detach", action="store_true", help="emulated boards: leave QEMU running in the background")
     f.set_defaults(func=cmd_flash)
 
     b = sub.add_parser("bench", help="measure latency and check outputs bit-exactly over the board's serial port")
-    b.add_argument("project", nargs="?", default=DEFAULT_PROJECT)
+    b.add_argument("project", nargs="?", default=None, help=PROJECT_HELP)
     b.add_argument("--port", help="serial port of the board, e.g. /dev/ttyACM0 (or the pty of tinygen flash)")
     b.add_argument("--sim", action="store_true", help="start the emulated board (QEMU), bench it, stop it")
     b.add_argument("-n", "--runs", type=int, default=20, help="timed inferences (default 20)")

@@ -47,9 +47,10 @@ int32_t tg_model_invoke(const int8_t *in, int8_t *out);
 /* With -DTG_PROFILE, model.c calls this before layer i and with TG_NUM_LAYERS after the last. */
 void tg_profile_mark(int32_t layer);
 
-/* The reference test vector (input and the TFLite reference interpreter's output). */
-extern const int8_t tg_test_input[TG_INPUT_SIZE];
-extern const int8_t tg_test_expected[TG_OUTPUT_SIZE];
+/* The self-test vectors (model_test.c): tg_test_vectors inputs and the TFLite reference interpreter's outputs. */
+extern const uint32_t tg_test_vectors;
+extern const int8_t tg_test_input[][TG_INPUT_SIZE];
+extern const int8_t tg_test_expected[][TG_OUTPUT_SIZE];
 
 #ifdef __cplusplus
 }
