@@ -115,7 +115,7 @@ def _stale(project: Path, exe: Path) -> bool:
 def run_selftest(project: Path, backend: str, rebuild: bool = False, timeout: float = 600.0):
     """`tinygen run` of a host project: build the program if needed, run its embedded self-test
     vectors (``model_host --selftest``) and parse the firmware-style TG_ lines it prints."""
-    from .qemu import parse_selftest
+    from .selftest import parse_selftest
 
     project = Path(project)
     exe = project / "build" / "model_host"
