@@ -203,6 +203,8 @@ def _signals():
 
 
 def _add_verbose(ap: argparse.ArgumentParser, default) -> None:
+    if "--verbose" in ap._option_string_actions:  # a parser built once and reused (tests)
+        return
     ap.add_argument("-v", "--verbose", action="store_true", default=default,
                     help="also show TensorFlow's own log lines and warnings (hidden by default)")
 
