@@ -1,0 +1,176 @@
+/*
+ * tinygen DSP intrinsics for the generated kernels (templates/kernels/).
+ *
+ * One name per Arm DSP/SIMD32 instruction the generated C uses, with tg_ prefix:
+ *   - on a target with the DSP extension (__ARM_FEATURE_DSP, e.g. Cortex-M33/M4/M7) they map
+ *     to GCC's ACLE intrinsics from <arm_acle.h> (one instruction each);
+ *   - everywhere else (the host, Cortex-M0/M33+nodsp) they are exact C definitions of the same
+ *     instructions, so host tests run the very code that runs on the board.
+ * Define TG_DSP_FORCE_C to get the C definitions on a DSP target too (tests).
+ *
+ * Semantics (Armv7E-M / Armv8-M DSP; halfword lanes: lo = bits 0..15, hi = bits 16..31):
+ *   tg_sxtb16(x)          {sext(x.b0), sext(x.b2)}
+ *   tg_sxtb16_ror8(x)     {sext(x.b1), sext(x.b3)}            (SXTB16 r, x, ROR #8)
+ *   tg_sxtab16(a, x)      {a.lo + sext(x.b0), a.hi + sext(x.b2)}  (lane-wise, mod 2^16)
+ *   tg_smlad(a, b, c)     c + a.lo*b.lo + a.hi*b.hi            (mod 2^32; the Q flag is ignored)
+ *   tg_smladx(a, b, c)    c + a.lo*b.hi + a.hi*b.lo
+ *   tg_smuad(a, b)        a.lo*b.lo + a.hi*b.hi
+ *   tg_smlaXY(a, b, c)    c + a.X*b.Y, X/Y in {b(ottom), t(op)} halfwords
+ *   tg_pkhbt(a, b, s)     {a.lo, (b << s).hi}, s constant in 0..31
+ *   tg_pkhtb(a, b, s)     {(b >> s).lo (arithmetic), a.hi}, s constant in 1..32
+ *   tg_ssat(x, n)         clamp(x, -2^(n-1), 2^(n-1)-1), n constant in 1..32
+ *   tg_usat(x, n)         clamp(x, 0, 2^n-1), n constant in 0..31
+ *   tg_qadd(a, b)         saturating a + b
+ *   tg_ror(x, n)          rotate right by n (0..31)
+ *   tg_ld32(p)            4 bytes at p (any alignment) as uint32, little-endian
+ *   tg_ld16(p)            2 bytes at p as uint32 (zero-extended), little-endian
+ *   tg_st32(p, v)         store 4 bytes at p (any alignment)
+ * Every helper is a static inline function (or a macro for the constant-operand ones);
+ * no signed overflow or implementation-defined shift in the C path.
+ */
+#ifndef TG_DSP_H
+#define TG_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && !defined(TG_DSP_FORCE_C)
+#define TG_HAS_DSP 1
+#include <arm_acle.h>
+#else
+#define TG_HAS_DSP 0
+#endif
+
+#if defined(__GNUC__)
+#define TG_INLINE static inline __attribute__((always_inline))
+#else
+#define TG_INLINE static inline
+#endif
+
+/* ---------------------------------------------------------------- memory (both paths) */
+
+TG_INLINE uint32_t tg_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4); /* one LDR on Cortex-M3+ (unaligned access allowed) */
+    return v;
+}
+
+TG_INLINE uint32_t tg_ld16(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return (uint32_t)v;
+}
+
+TG_INLINE void tg_st32(void *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+TG_INLINE uint32_t tg_ror(uint32_t x, uint32_t n)
+{
+    n &= 31u;
+    return n == 0u ? x : (x >> n) | (x << (32u - n));
+}
+
+#if TG_HAS_DSP
+
+TG_INLINE uint32_t tg_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
+/* GCC 12 does not fold a rotate into SXTB16's ROR operand: say it directly. */
+TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+TG_INLINE uint32_t tg_sxtab16(uint32_t a, uint32_t x) { return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x); }
+TG_INLINE int32_t tg_smlad(uint32_t a, uint32_t b, int32_t c) { return __smlad((int16x2_t)a, (int16x2_t)b, c); }
+TG_INLINE int32_t tg_smladx(uint32_t a, uint32_t b, int32_t c) { return __smladx((int16x2_t)a, (int16x2_t)b, c); }
+TG_INLINE int32_t tg_smuad(uint32_t a, uint32_t b) { return __smuad((int16x2_t)a, (int16x2_t)b); }
+TG_INLINE int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t c) { return __smlabb((int32_t)a, (int32_t)b, c); }
+TG_INLINE int32_t tg_smlabt(uint32_t a, uint32_t b, int32_t c) { return __smlabt((int32_t)a, (int32_t)b, c); }
+TG_INLINE int32_t tg_smlatb(uint32_t a, uint32_t b, int32_t c) { return __smlatb((int32_t)a, (int32_t)b, c); }
+TG_INLINE int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t c) { return __smlatt((int32_t)a, (int32_t)b, c); }
+TG_INLINE int32_t tg_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
+/* PKHBT/PKHTB (no ACLE intrinsic; GCC 12 does not combine the mask-and-shift form) */
+#define tg_pkhbt(a, b, s) __extension__({ uint32_t tg__r; \
+    __asm__("pkhbt %0, %1, %2, lsl %3" : "=r"(tg__r) : "r"((uint32_t)(a)), "r"((uint32_t)(b)), "I"(s)); tg__r; })
+#define tg_pkhtb(a, b, s) __extension__({ uint32_t tg__r; \
+    __asm__("pkhtb %0, %1, %2, asr %3" : "=r"(tg__r) : "r"((uint32_t)(a)), "r"((uint32_t)(b)), "I"(s)); tg__r; })
+#define tg_ssat(x, n) ((int32_t)__ssat((x), (n)))
+#define tg_usat(x, n) ((int32_t)__usat((x), (n)))
+
+#else /* exact C definitions */
+
+TG_INLINE uint32_t tg__sext8(uint32_t b) { return ((b & 0xFFu) ^ 0x80u) - 0x80u; } /* mod 2^32 */
+TG_INLINE int32_t tg__lo(uint32_t x) { return (int32_t)(x & 0xFFFFu) - (int32_t)((x & 0x8000u) << 1); }
+TG_INLINE int32_t tg__hi(uint32_t x) { return tg__lo(x >> 16); }
+TG_INLINE int32_t tg__wadd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
+TG_INLINE uint32_t tg_sxtb16(uint32_t x)
+{
+    return (tg__sext8(x) & 0xFFFFu) | ((tg__sext8(x >> 16) & 0xFFFFu) << 16);
+}
+
+TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t x) { return tg_sxtb16(tg_ror(x, 8)); }
+
+TG_INLINE uint32_t tg_sxtab16(uint32_t a, uint32_t x)
+{
+    const uint32_t e = tg_sxtb16(x);
+    return ((a + e) & 0xFFFFu) | (((a >> 16) + (e >> 16)) << 16);
+}
+
+/* products of two int16 fit int32; their sum wraps like the instruction */
+TG_INLINE int32_t tg_smuad(uint32_t a, uint32_t b)
+{
+    return tg__wadd(tg__lo(a) * tg__lo(b), tg__hi(a) * tg__hi(b));
+}
+
+TG_INLINE int32_t tg_smlad(uint32_t a, uint32_t b, int32_t c) { return tg__wadd(c, tg_smuad(a, b)); }
+
+TG_INLINE int32_t tg_smladx(uint32_t a, uint32_t b, int32_t c)
+{
+    return tg__wadd(c, tg__wadd(tg__lo(a) * tg__hi(b), tg__hi(a) * tg__lo(b)));
+}
+
+TG_INLINE int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t c) { return tg__wadd(c, tg__lo(a) * tg__lo(b)); }
+TG_INLINE int32_t tg_smlabt(uint32_t a, uint32_t b, int32_t c) { return tg__wadd(c, tg__lo(a) * tg__hi(b)); }
+TG_INLINE int32_t tg_smlatb(uint32_t a, uint32_t b, int32_t c) { return tg__wadd(c, tg__hi(a) * tg__lo(b)); }
+TG_INLINE int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t c) { return tg__wadd(c, tg__hi(a) * tg__hi(b)); }
+
+TG_INLINE int32_t tg_qadd(int32_t a, int32_t b)
+{
+    const int64_t s = (int64_t)a + (int64_t)b;
+    return s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : (int32_t)s);
+}
+
+TG_INLINE uint32_t tg_pkhbt(uint32_t a, uint32_t b, uint32_t s)
+{
+    return (a & 0x0000FFFFu) | ((b << (s & 31u)) & 0xFFFF0000u);
+}
+
+/* arithmetic right shift by 1..32 without implementation-defined >> of negative values */
+TG_INLINE uint32_t tg_pkhtb(uint32_t a, uint32_t b, uint32_t s)
+{
+    const uint32_t sign = (b & 0x80000000u) ? 0xFFFFFFFFu : 0u;
+    const uint32_t sh = s >= 32u ? sign : ((b >> s) | (s == 0u ? 0u : (sign << (32u - s))));
+    return (a & 0xFFFF0000u) | (sh & 0x0000FFFFu);
+}
+
+TG_INLINE int32_t tg_ssat(int32_t x, int32_t n)
+{
+    const int64_t hi = ((int64_t)1 << (n - 1)) - 1;
+    const int64_t lo = -((int64_t)1 << (n - 1));
+    return x > hi ? (int32_t)hi : (x < lo ? (int32_t)lo : x);
+}
+
+TG_INLINE int32_t tg_usat(int32_t x, int32_t n)
+{
+    const int64_t hi = ((int64_t)1 << n) - 1;
+    return x < 0 ? 0 : (x > hi ? (int32_t)hi : x);
+}
+
+#endif /* TG_HAS_DSP */
+
+#endif /* TG_DSP_H */
