@@ -21,6 +21,8 @@
  *   tg_ssat(x, n)         clamp(x, -2^(n-1), 2^(n-1)-1), n constant in 1..32
  *   tg_usat(x, n)         clamp(x, 0, 2^n-1), n constant in 0..31
  *   tg_qadd(a, b)         saturating a + b
+ *   tg_smmul(a, b)        (int32)((int64)a * b >> 32)           (arithmetic shift: floor)
+ *   tg_smmulr(a, b)       (int32)(((int64)a * b + 2^31) >> 32)  (rounded)
  *   tg_ror(x, n)          rotate right by n (0..31)
  *   tg_ld32(p)            4 bytes at p (any alignment) as uint32, little-endian
  *   tg_ld16(p)            2 bytes at p as uint32 (zero-extended), little-endian
@@ -93,6 +95,18 @@ TG_INLINE int32_t tg_smlabt(uint32_t a, uint32_t b, int32_t c) { return __smlabt
 TG_INLINE int32_t tg_smlatb(uint32_t a, uint32_t b, int32_t c) { return __smlatb((int32_t)a, (int32_t)b, c); }
 TG_INLINE int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t c) { return __smlatt((int32_t)a, (int32_t)b, c); }
 TG_INLINE int32_t tg_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
+TG_INLINE int32_t tg_smmul(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 /* PKHBT/PKHTB (no ACLE intrinsic; GCC 12 does not combine the mask-and-shift form) */
 #define tg_pkhbt(a, b, s) __extension__({ uint32_t tg__r; \
     __asm__("pkhbt %0, %1, %2, lsl %3" : "=r"(tg__r) : "r"((uint32_t)(a)), "r"((uint32_t)(b)), "I"(s)); tg__r; })
@@ -144,6 +158,19 @@ TG_INLINE int32_t tg_qadd(int32_t a, int32_t b)
     const int64_t s = (int64_t)a + (int64_t)b;
     return s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : (int32_t)s);
 }
+
+/* floor(v / 2^32) for int64 v without implementation-defined >> of negative values */
+TG_INLINE int32_t tg__hi32(int64_t v)
+{
+    const uint64_t u = (uint64_t)v;
+    const uint32_t hi = (uint32_t)(u >> 32);
+    return (hi & 0x80000000u) ? -(int32_t)(~hi) - 1 : (int32_t)hi;
+}
+
+TG_INLINE int32_t tg_smmul(int32_t a, int32_t b) { return tg__hi32((int64_t)a * (int64_t)b); }
+
+/* the sum cannot overflow int64: |a * b| <= 2^62 */
+TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b) { return tg__hi32((int64_t)a * (int64_t)b + ((int64_t)1 << 31)); }
 
 TG_INLINE uint32_t tg_pkhbt(uint32_t a, uint32_t b, uint32_t s)
 {
