@@ -24,6 +24,7 @@
  *   tg_smmul(a, b)        (int32)((int64)a * b >> 32)           (arithmetic shift: floor)
  *   tg_smmulr(a, b)       (int32)(((int64)a * b + 2^31) >> 32)  (rounded)
  *   tg_ror(x, n)          rotate right by n (0..31)
+ *   tg_smax8(a, b)        byte-wise signed max of 4 int8 lanes (SSUB8 + SEL)
  *   tg_ld32(p)            4 bytes at p (any alignment) as uint32, little-endian
  *   tg_ld16(p)            2 bytes at p as uint32 (zero-extended), little-endian
  *   tg_st32(p, v)         store 4 bytes at p (any alignment)
@@ -114,6 +115,12 @@ TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b)
     __asm__("pkhtb %0, %1, %2, asr %3" : "=r"(tg__r) : "r"((uint32_t)(a)), "r"((uint32_t)(b)), "I"(s)); tg__r; })
 #define tg_ssat(x, n) ((int32_t)__ssat((x), (n)))
 #define tg_usat(x, n) ((int32_t)__usat((x), (n)))
+TG_INLINE uint32_t tg_smax8(uint32_t a, uint32_t b)
+{
+    uint32_t r, t;
+    __asm__("ssub8 %1, %2, %3\n\tsel %0, %2, %3" : "=r"(r), "=&r"(t) : "r"(a), "r"(b) : "cc");
+    return r;
+}
 
 #else /* exact C definitions */
 
@@ -196,6 +203,16 @@ TG_INLINE int32_t tg_usat(int32_t x, int32_t n)
 {
     const int64_t hi = ((int64_t)1 << n) - 1;
     return x < 0 ? 0 : (x > hi ? (int32_t)hi : x);
+}
+
+TG_INLINE uint32_t tg_smax8(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0u, k;
+    for (k = 0u; k < 32u; k += 8u) {
+        const int32_t x = (int32_t)tg__sext8(a >> k), y = (int32_t)tg__sext8(b >> k);
+        r |= ((uint32_t)(x > y ? x : y) & 0xFFu) << k;
+    }
+    return r;
 }
 
 #endif /* TG_HAS_DSP */
