@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinygen import quant  # noqa: E402
-from tinygen.kernelgen import dwconv, eltwise, pool  # noqa: E402
+from tinygen.kernelgen import dwconv  # noqa: E402
 
 FW = ROOT / "firmware"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
