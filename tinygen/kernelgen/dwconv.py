@@ -192,7 +192,8 @@ def generate(kind, params, arrays, arch, symbol):
     single_w = [(f"ws{ky // 2}", "b" if ky % 2 == 0 else "t") for ky in range(g["KH"])]
     src = render("kernels/dwconv.c.j2", sym=symbol, g=g, lay=lay, info=info,
                  npair=KW // 2, odd=KW % 2, nsingle=(g["KH"] + 1) // 2 if KW % 2 else 0, single_w=single_w,
-                 zp=-int(params["in_offset"]), out_offset=int(params["out_offset"]),
+                 zp=-int(params["in_offset"]), fill="0x%08Xu" % ((-int(params["in_offset"]) & 0xFFFF) * 0x10001),
+                 out_offset=int(params["out_offset"]),
                  lo=int(params["act_min"]), hi=int(params["act_max"]),
                  clamp=clamp_kind(int(params["act_min"]), int(params["act_max"])),
                  wtab=c_array("int32_t", f"{symbol}_w", wtab, 8), qtab=c_array("int32_t", f"{symbol}_q", qtab, 4))
