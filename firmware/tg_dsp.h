@@ -12,6 +12,7 @@
  *   tg_sxtb16(x)          {sext(x.b0), sext(x.b2)}
  *   tg_sxtb16_ror8(x)     {sext(x.b1), sext(x.b3)}            (SXTB16 r, x, ROR #8)
  *   tg_sxtab16(a, x)      {a.lo + sext(x.b0), a.hi + sext(x.b2)}  (lane-wise, mod 2^16)
+ *   tg_sxtab16_ror8(a, x) {a.lo + sext(x.b1), a.hi + sext(x.b3)}
  *   tg_smlad(a, b, c)     c + a.lo*b.lo + a.hi*b.hi            (mod 2^32; the Q flag is ignored)
  *   tg_smladx(a, b, c)    c + a.lo*b.hi + a.hi*b.lo
  *   tg_smuad(a, b)        a.lo*b.lo + a.hi*b.hi
@@ -28,6 +29,11 @@
  *   tg_ld32(p)            4 bytes at p (any alignment) as uint32, little-endian
  *   tg_ld16(p)            2 bytes at p as uint32 (zero-extended), little-endian
  *   tg_st32(p, v)         store 4 bytes at p (any alignment)
+ *   TG_LDRD(lo, hi, p, off)  lo, hi = the words at p + off, p + off + 4 (bytes; p + off 4-byte
+ *                         aligned, off a constant multiple of 4 in 0..1020): one LDRD, never moved
+ *                         across another TG_LDRD (volatile asm) on the DSP path
+ *   TG_SCHED_BARRIER()    no instruction: memory accesses are not moved across it (keeps GCC's
+ *                         scheduler from hoisting the loads of an unrolled loop into register spills)
  * Every helper is a static inline function (or a macro for the constant-operand ones);
  * no signed overflow or implementation-defined shift in the C path.
  */
@@ -51,6 +57,12 @@
 #endif
 
 /* ---------------------------------------------------------------- memory (both paths) */
+
+#if defined(__GNUC__)
+#define TG_SCHED_BARRIER() __asm__ __volatile__("" ::: "memory")
+#else
+#define TG_SCHED_BARRIER() ((void)0)
+#endif
 
 TG_INLINE uint32_t tg_ld32(const void *p)
 {
@@ -79,6 +91,9 @@ TG_INLINE uint32_t tg_ror(uint32_t x, uint32_t n)
 
 #if TG_HAS_DSP
 
+#define TG_LDRD(lo, hi, p, off) \
+    __asm__ __volatile__("ldrd %0, %1, [%2, #%c3]" : "=r"(lo), "=r"(hi) : "r"(p), "i"(off))
+
 TG_INLINE uint32_t tg_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
 /* GCC 12 does not fold a rotate into SXTB16's ROR operand: say it directly. */
 TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t x)
@@ -88,6 +103,12 @@ TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t x)
     return r;
 }
 TG_INLINE uint32_t tg_sxtab16(uint32_t a, uint32_t x) { return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x); }
+TG_INLINE uint32_t tg_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
 TG_INLINE int32_t tg_smlad(uint32_t a, uint32_t b, int32_t c) { return __smlad((int16x2_t)a, (int16x2_t)b, c); }
 TG_INLINE int32_t tg_smladx(uint32_t a, uint32_t b, int32_t c) { return __smladx((int16x2_t)a, (int16x2_t)b, c); }
 TG_INLINE int32_t tg_smuad(uint32_t a, uint32_t b) { return __smuad((int16x2_t)a, (int16x2_t)b); }
@@ -124,6 +145,12 @@ TG_INLINE uint32_t tg_smax8(uint32_t a, uint32_t b)
 
 #else /* exact C definitions */
 
+#define TG_LDRD(lo, hi, p, off) \
+    do { \
+        (lo) = tg_ld32((const char *)(p) + (off)); \
+        (hi) = tg_ld32((const char *)(p) + (off) + 4); \
+    } while (0)
+
 TG_INLINE uint32_t tg__sext8(uint32_t b) { return ((b & 0xFFu) ^ 0x80u) - 0x80u; } /* mod 2^32 */
 TG_INLINE int32_t tg__lo(uint32_t x) { return (int32_t)(x & 0xFFFFu) - (int32_t)((x & 0x8000u) << 1); }
 TG_INLINE int32_t tg__hi(uint32_t x) { return tg__lo(x >> 16); }
@@ -141,6 +168,8 @@ TG_INLINE uint32_t tg_sxtab16(uint32_t a, uint32_t x)
     const uint32_t e = tg_sxtb16(x);
     return ((a + e) & 0xFFFFu) | (((a >> 16) + (e >> 16)) << 16);
 }
+
+TG_INLINE uint32_t tg_sxtab16_ror8(uint32_t a, uint32_t x) { return tg_sxtab16(a, tg_ror(x, 8)); }
 
 /* products of two int16 fit int32; their sum wraps like the instruction */
 TG_INLINE int32_t tg_smuad(uint32_t a, uint32_t b)
