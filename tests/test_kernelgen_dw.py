@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinygen import quant  # noqa: E402
-from tinygen.kernelgen import dwconv  # noqa: E402
+from tinygen.kernelgen import dwconv, eltwise  # noqa: E402
 
 FW = ROOT / "firmware"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
@@ -220,3 +220,72 @@ def test_dwconv_deterministic():
     a = dwconv.generate("DEPTHWISE_CONV_2D", params, arrays, "dsp", "tg_gen_x")
     b = dwconv.generate("DEPTHWISE_CONV_2D", params, arrays, "dsp", "tg_gen_x")
     assert a.source == b.source and a.const_bytes == b.const_bytes > 0
+
+
+# ---- ADD / MUL --------------------------------------------------------------------------------
+
+
+def binary_case(rng, kind: str, k: int):
+    shape = {"n": 1, "h": int(rng.integers(1, 6)), "w": int(rng.integers(1, 6)), "c": int(rng.choice([1, 3, 4, 7, 16]))}
+    z1, z2, zo = rand_zp(rng), rand_zp(rng), rand_zp(rng)
+    s1, s2 = float(rng.uniform(0.002, 0.2)), float(rng.uniform(0.002, 0.2))
+    so = float(rng.uniform(0.002, 0.3)) if kind == "ADD" else float(s1 * s2 * rng.uniform(20, 300))
+    if k % 9 == 0:  # output scale close to the inputs' product: MUL multiplier >= 1 (left shift)
+        so = s1 * s2 * float(rng.uniform(0.3, 1.5)) if kind == "MUL" else max(s1, s2) * 0.05
+    fn = quant.add_params if kind == "ADD" else quant.mul_params
+    p = {"in1": dict(shape), "in2": dict(shape), "out": dict(shape)}
+    p.update(fn(s1, z1, s2, z2, so, zo))
+    p["act_min"], p["act_max"] = rand_act(rng, so, zo)
+    if kind == "ADD" and k % 10 == 5:  # output shift >= 0: the exact general requantization
+        p["out_shift"], p["out_mult"] = int(rng.integers(0, 3)), int(rng.integers(1 << 30, 1 << 31))
+    return p
+
+
+def binary_ref(L, kind, p, a, b):
+    out = np.zeros(a.size, np.int8)
+    bp = BinaryParams(dims(p["in1"]), dims(p["in2"]), dims(p["out"]), p["in1_offset"], p["in1_mult"], p["in1_shift"],
+                      p["in2_offset"], p["in2_mult"], p["in2_shift"], p["left_shift"], p["out_offset"],
+                      p["out_mult"], p["out_shift"], p["act_min"], p["act_max"])
+    fn = L.tg_ref_add_s8 if kind == "ADD" else L.tg_ref_mul_s8
+    assert fn(C.byref(bp), p8(a), p8(b), p8(out)) == 0
+    return out
+
+
+BIN_CASES = 240
+
+
+@pytest.mark.parametrize("kind", ["ADD", "MUL"])
+def test_eltwise_bit_exact_random(tmp_path, kind):
+    rng = np.random.default_rng(7 if kind == "ADD" else 8)
+    cases, gens = [], []
+    for k in range(BIN_CASES):
+        p = binary_case(rng, kind, k)
+        assert eltwise.applies(kind, p, {}, "portable") is None
+        gens.append(eltwise.generate(kind, p, {}, "portable", f"tg_gen_{kind.lower()}{k}"))
+        cases.append(p)
+    L = build_lib(tmp_path, chunks(gens, 60), kind.lower())
+    forms = set()
+    for p, gen in zip(cases, gens):
+        n = p["out"]["n"] * p["out"]["h"] * p["out"]["w"] * p["out"]["c"]
+        a, b = rand_i8(rng, n), rand_i8(rng, n)
+        if rng.random() < 0.2:  # every byte pattern of both inputs at least once
+            a = np.resize(np.arange(-128, 128, dtype=np.int8), n)
+            b = np.resize(np.arange(127, -129, -1).astype(np.int8), n)
+        want = binary_ref(L, kind, p, a, b)
+        got = run_gen(L, gen, [a, b], n)
+        assert np.array_equal(got, want), (gen.notes, p)
+        inplace = a.copy()   # out == in1, as the planner allows for ADD/MUL
+        fn = getattr(L, gen.symbol)
+        assert fn(p8(inplace), p8(b), p8(inplace)) == 0
+        assert np.array_equal(inplace, want)
+        forms.add(gen.notes["requant"])
+    assert forms == {"smmulr", "exact64"}
+
+
+def test_eltwise_broadcast_not_generated():
+    rng = np.random.default_rng(3)
+    p = binary_case(rng, "ADD", 1)
+    p["in2"] = {**p["in2"], "h": 1}
+    p["out"]["h"] = max(p["out"]["h"], 2)
+    p["in1"]["h"] = p["out"]["h"]
+    assert "broadcast" in eltwise.applies("ADD", p, {}, "dsp")

@@ -30,7 +30,7 @@ I32 = 1 << 31
 # ---- exact requantization plans -----------------------------------------------------------------
 
 
-def rq_plan(bound: int, mult: int, shift: int, out_offset: int) -> dict | None:
+def rq_plan(bound: int, mult: int, shift: int, out_offset: int, max_s: int = 8) -> dict | None:
     """Cheaper exact form of TFLite's ``MultiplyByQuantizedMultiplier(x, mult, shift) + out_offset``
     for every ``|x| <= bound``, or None when the proof fails (use the general form).
 
@@ -39,6 +39,7 @@ def rq_plan(bound: int, mult: int, shift: int, out_offset: int) -> dict | None:
     ``|x| << S < 2^31`` (both round half up on the 2^31 boundary; mult < 2^31 never saturates), and
     RoundingDivideByPOT(y, r) + off == (y + (y >> 31) + 2^(r-1) + (off << r)) >> r (``fold``) when
     that sum cannot overflow, else ((y + (y >> 31) + 2^(r-1)) >> r) + off.
+    ``max_s`` bounds S where the 2^S scale goes into int16 weights.
 
     >>> rq_plan(1000, 1 << 30, -3, 5)
     {'S': 1, 'right': 3, 'K': 44, 'fold': True}
@@ -47,7 +48,7 @@ def rq_plan(bound: int, mult: int, shift: int, out_offset: int) -> dict | None:
     """
     left, right = max(shift, 0), max(-shift, 0)
     S = left + 1
-    if right < 1 or S > 8 or (bound << S) >= I32 or not 0 < mult < I32:
+    if right < 1 or S > max_s or (bound << S) >= I32 or not 0 < mult < I32:
         return None
     ybound = ((bound << left) * mult >> 31) + 1
     if ybound + 1 + (1 << (right - 1)) >= I32:
