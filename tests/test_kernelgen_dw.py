@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinygen import quant  # noqa: E402
-from tinygen.kernelgen import dwconv, eltwise  # noqa: E402
+from tinygen.kernelgen import dwconv, eltwise, pool  # noqa: E402
 
 FW = ROOT / "firmware"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
@@ -289,3 +289,68 @@ def test_eltwise_broadcast_not_generated():
     p["out"]["h"] = max(p["out"]["h"], 2)
     p["in1"]["h"] = p["out"]["h"]
     assert "broadcast" in eltwise.applies("ADD", p, {}, "dsp")
+
+
+# ---- AVERAGE_POOL_2D / MAX_POOL_2D / MEAN -------------------------------------------------------
+
+
+def pool_case(rng, kind: str, k: int):
+    n = 2 if k % 19 == 0 else 1
+    h, w, c = int(rng.integers(1, 12)), int(rng.integers(1, 12)), int(rng.choice([1, 3, 4, 5, 8, 12, 17]))
+    if kind == "MEAN":
+        if k % 15 == 0:  # more than 256 pixels: int16 lanes widened per row
+            h, w = int(rng.integers(17, 30)), int(rng.integers(12, 20))
+        zi, zo = rand_zp(rng), rand_zp(rng)
+        si = float(rng.uniform(0.005, 0.1))
+        so = si * float(rng.uniform(0.3, 3.0)) if k % 7 else si * 80  # also a multiplier >= 1 (left shift)
+        q = quant.mean_params((n, h, w, c), si, zi, so, zo)
+        return {"in": {"n": n, "h": h, "w": w, "c": c}, "in_zp": q["in_zp"], "out_zp": q["out_zp"], "mult": q["mult"],
+                "shift": q["shift"], "num_elements": q["num_elements"]}
+    if k % 5 == 0:   # global pooling (KWS 25x5, ResNet-8 8x8)
+        fh, fw, sh, sw, padding = h, w, h, w, "VALID"
+    else:
+        fh, fw = int(rng.integers(1, min(h, 4) + 1)), int(rng.integers(1, min(w, 4) + 1))
+        sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        padding = "SAME" if rng.random() < 0.5 else "VALID"
+    oh, ph = quant.conv_pad(h, fh, sh, 1, padding)
+    ow, pw = quant.conv_pad(w, fw, sw, 1, padding)
+    lo, hi = rand_act(rng, float(rng.uniform(0.01, 0.1)), rand_zp(rng))
+    return {"in": {"n": n, "h": h, "w": w, "c": c}, "out": {"n": n, "h": oh, "w": ow, "c": c}, "filter_h": fh,
+            "filter_w": fw, "stride_h": sh, "stride_w": sw, "pad_h": ph, "pad_w": pw, "act_min": lo, "act_max": hi}
+
+
+def pool_ref(L, kind, p, x):
+    if kind == "MEAN":
+        out = np.zeros(p["in"]["n"] * p["in"]["c"], np.int8)
+        mp = MeanParams(dims(p["in"]), p["in_zp"], p["out_zp"], p["mult"], p["shift"], p["num_elements"])
+        assert L.tg_ref_mean_s8(C.byref(mp), p8(x), p8(out)) == 0
+        return out
+    out = np.zeros(p["out"]["n"] * p["out"]["h"] * p["out"]["w"] * p["out"]["c"], np.int8)
+    pp = PoolParams(dims(p["in"]), dims(p["out"]), p["filter_h"], p["filter_w"], p["stride_h"], p["stride_w"],
+                    p["pad_h"], p["pad_w"], p["act_min"], p["act_max"])
+    fn = L.tg_ref_avgpool_s8 if kind == "AVERAGE_POOL_2D" else L.tg_ref_maxpool_s8
+    assert fn(C.byref(pp), p8(x), p8(out)) == 0
+    return out
+
+
+POOL_CASES = 200
+
+
+@pytest.mark.parametrize("kind", ["AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN"])
+def test_pool_bit_exact_random(tmp_path, kind):
+    rng = np.random.default_rng({"AVERAGE_POOL_2D": 31, "MAX_POOL_2D": 32, "MEAN": 33}[kind])
+    cases, gens = [], []
+    for k in range(POOL_CASES):
+        p = pool_case(rng, kind, k)
+        assert pool.applies(kind, p, {}, "portable") is None, p
+        gens.append(pool.generate(kind, p, {}, "portable", f"tg_gen_pool{k}"))
+        cases.append(p)
+    L = build_lib(tmp_path, chunks(gens, 50), kind.lower())
+    variants = set()
+    for p, gen in zip(cases, gens):
+        x = rand_i8(rng, p["in"]["n"] * p["in"]["h"] * p["in"]["w"] * p["in"]["c"])
+        want = pool_ref(L, kind, p, x)
+        got = run_gen(L, gen, [x], want.size)
+        assert np.array_equal(got, want), (gen.notes, p)
+        variants.add(gen.notes["variant"].split()[-1])
+    assert variants == ({"full"} if kind == "MEAN" else {"full", "clipped"})
