@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinygen.kernelgen import conv, fc, harness  # noqa: E402
+from tinygen.kernelgen import conv, dwconv, eltwise, fc, harness, pool  # noqa: E402
 
 # name, kind, model, kwargs for harness.conv_case / harness.fc_case (times: how many such layers in the model)
 CASES = [
@@ -64,9 +64,29 @@ CASES = [
     ("ad_128_8", "FULLY_CONNECTED", "AD", dict(in_depth=128, out_depth=8, act="RELU"), 1),
     ("ad_8_128", "FULLY_CONNECTED", "AD", dict(in_depth=8, out_depth=128, act="RELU"), 1),
     ("ad_128_640", "FULLY_CONNECTED", "AD", dict(in_depth=128, out_depth=640), 1),
+    # part B: depthwise, pooling, ADD (tinygen.kernelgen.dwconv / pool / eltwise)
+    ("kws_dw", "DEPTHWISE_CONV_2D", "KWS", dict(h=25, w=5, c=64, act="RELU"), 4),
+    ("kws_avgpool", "AVERAGE_POOL_2D", "KWS", dict(h=25, w=5, c=64, fh=25, fw=5, stride_h=25, stride_w=5), 1),
+    ("rn_add_16", "ADD", "ResNet-8", dict(h=32, w=32, c=16, act="RELU"), 1),
+    ("rn_add_32", "ADD", "ResNet-8", dict(h=16, w=16, c=32, act="RELU"), 1),
+    ("rn_add_64", "ADD", "ResNet-8", dict(h=8, w=8, c=64, act="RELU"), 1),
+    ("rn_avgpool", "AVERAGE_POOL_2D", "ResNet-8", dict(h=8, w=8, c=64, fh=8, fw=8, stride_h=8, stride_w=8), 1),
+    ("mn_dw_8", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=48, w=48, c=8, act="RELU6"), 1),
+    ("mn_dw_16s2", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=48, w=48, c=16, stride=2, act="RELU6"), 1),
+    ("mn_dw_32", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=24, w=24, c=32, act="RELU6"), 1),
+    ("mn_dw_32s2", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=24, w=24, c=32, stride=2, act="RELU6"), 1),
+    ("mn_dw_64", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=12, w=12, c=64, act="RELU6"), 1),
+    ("mn_dw_64s2", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=12, w=12, c=64, stride=2, act="RELU6"), 1),
+    ("mn_dw_128", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=6, w=6, c=128, act="RELU6"), 5),
+    ("mn_dw_128s2", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=6, w=6, c=128, stride=2, act="RELU6"), 1),
+    ("mn_dw_256", "DEPTHWISE_CONV_2D", "MobileNet", dict(h=3, w=3, c=256, act="RELU6"), 1),
+    ("mn_avgpool", "AVERAGE_POOL_2D", "MobileNet", dict(h=3, w=3, c=256, fh=3, fw=3, stride_h=3, stride_w=3), 1),
 ]
 
-FAMILIES = {"CONV_2D": (harness.conv_case, conv), "FULLY_CONNECTED": (harness.fc_case, fc)}
+FAMILIES = {"CONV_2D": (harness.conv_case, conv), "FULLY_CONNECTED": (harness.fc_case, fc),
+            "DEPTHWISE_CONV_2D": (dwconv.random_layer, dwconv), "AVERAGE_POOL_2D": (pool.random_layer, pool),
+            "MAX_POOL_2D": (pool.random_layer, pool),
+            "ADD": (lambda rng, name, **kw: eltwise.random_layer(rng, name, kind="ADD", **kw), eltwise)}
 
 # Cortex-M33 TRM-style weights (cycles per instruction class), for the "weighted" estimate
 CYCLE_WEIGHTS = {"load": 2, "store": 1, "ldrd": 3, "strd": 2, "ldm": None, "branch": 2, "mul": 1, "other": 1}
@@ -79,7 +99,7 @@ def build_case(rng: np.random.Generator, name: str, kind: str, kw: dict) -> harn
     if reason is not None:
         raise SystemExit(f"{name}: generated kernel does not apply: {reason}")
     gen = family.generate(kind, params, arrays, "dsp", f"tg_gen_{name}")
-    return harness.Case(name, kind, params, arrays, (x,), gen)
+    return harness.Case(name, kind, params, arrays, x if isinstance(x, tuple) else (x,), gen)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,3 +215,28 @@ def cost(kind, params, arrays, arch):
     per_channel = (outs / b["bw"]) * per_block + g["H"] * g["W"] * 2.5 + g["OH"] * 6 + 30
     dsp = 1.0 if arch == "dsp" else 3.0
     return float(g["N"] * g["C"] * per_channel * dsp + lay["PW"] * lay["PH"] / 2)
+
+
+def random_layer(rng, name: str, h: int, w: int, c: int, k: int = 3, stride: int = 1, padding: str = "SAME",
+                 act: str = "NONE", bias: bool = True):
+    """A depthwise layer as ``ops._conv_params`` lowers it (per-channel, random int8 weights and input):
+    (params, arrays, input), for benchmarks and QEMU tests."""
+    from .. import quant
+
+    del name
+    oh, ph = quant.conv_pad(h, k, stride, 1, padding)
+    ow, pw = quant.conv_pad(w, k, stride, 1, padding)
+    zx, zy = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+    sx, sy = 0.05, float(rng.uniform(0.05, 0.2))
+    mult, shift = quant.conv_multipliers(sx, rng.uniform(0.002, 0.02, c), sy)
+    lo, hi = quant.activation_range(act, sy, zy)
+    params = {"in": {"n": 1, "h": h, "w": w, "c": c}, "filter": {"n": 1, "h": k, "w": k, "c": c},
+              "out": {"n": 1, "h": oh, "w": ow, "c": c}, "stride_h": stride, "stride_w": stride, "pad_h": ph,
+              "pad_w": pw, "dil_h": 1, "dil_w": 1, "ch_mult": 1, "in_offset": -zx, "out_offset": zy,
+              "act_min": lo, "act_max": hi, "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
+              "bias": "{arr:bias}" if bias else "NULL"}
+    arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32),
+              "weights": rng.integers(-128, 128, k * k * c).astype(np.int8)}
+    if bias:
+        arrays["bias"] = rng.integers(-4000, 4000, c).astype(np.int32)
+    return params, arrays, rng.integers(-128, 128, h * w * c).astype(np.int8)

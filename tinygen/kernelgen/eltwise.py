@@ -85,3 +85,17 @@ def cost(kind, params, arrays, arch):
     """Instructions on Cortex-M33: ~12 per element (2 loads, 2 table loads or 2 adds + mul, requant, store)."""
     per = 12.5 if arch == "dsp" else 30.0
     return float(_size(params["out"]) * per + 20)
+
+
+def random_layer(rng, name: str, h: int, w: int, c: int, kind: str = "ADD", act: str = "NONE"):
+    """An ADD/MUL layer as ``ops._lower_binary`` lowers it: (params, {}, (in1, in2)), for benchmarks/tests."""
+    del name
+    shape = {"n": 1, "h": h, "w": w, "c": c}
+    s1, s2 = float(rng.uniform(0.02, 0.1)), float(rng.uniform(0.02, 0.1))
+    so = float(rng.uniform(0.05, 0.2)) if kind == "ADD" else s1 * s2 * 60
+    z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+    p = {"in1": dict(shape), "in2": dict(shape), "out": dict(shape)}
+    p.update((quant.add_params if kind == "ADD" else quant.mul_params)(s1, z1, s2, z2, so, zo))
+    p["act_min"], p["act_max"] = quant.activation_range(act, so, zo)
+    n = h * w * c
+    return p, {}, (rng.integers(-128, 128, n).astype(np.int8), rng.integers(-128, 128, n).astype(np.int8))

@@ -87,3 +87,20 @@ def cost(kind, params, arrays, arch):
     per4 = g["FH"] * g["FW"] * (3.0 if g["FW"] <= 8 else 4.5) + 10 + (0 if kind == "MAX_POOL_2D" else 28)
     scale = 1.0 if arch == "dsp" else 2.5
     return float(outs * ((g["C"] // 4) * per4 + (g["C"] % 4) * (2 * g["FH"] * g["FW"] + 10)) * scale + 30)
+
+
+def random_layer(rng, name: str, h: int, w: int, c: int, fh: int, fw: int, stride_h: int, stride_w: int,
+                 padding: str = "VALID", act: str = "NONE"):
+    """A pooling layer as ``ops._pool_params`` lowers it: (params, {}, input), for benchmarks/tests."""
+    import numpy as np
+
+    from .. import quant
+
+    del name
+    oh, ph = quant.conv_pad(h, fh, stride_h, 1, padding)
+    ow, pw = quant.conv_pad(w, fw, stride_w, 1, padding)
+    lo, hi = quant.activation_range(act, 0.05, int(rng.integers(-128, 0)))
+    p = {"in": {"n": 1, "h": h, "w": w, "c": c}, "out": {"n": 1, "h": oh, "w": ow, "c": c}, "filter_h": fh,
+         "filter_w": fw, "stride_h": stride_h, "stride_w": stride_w, "pad_h": ph, "pad_w": pw, "act_min": lo,
+         "act_max": hi}
+    return p, {}, rng.integers(-128, 128, h * w * c).astype(np.int8)
