@@ -24,10 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinygen import quant  # noqa: E402
-from tinygen.kernelgen import dwconv, eltwise, pool  # noqa: E402
+from tinygen.kernelgen import dwconv, eltwise, harness, pool  # noqa: E402
 
 FW = ROOT / "firmware"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
+HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
+HAVE_QEMU = HAVE_ARM and shutil.which("qemu-system-arm") is not None and shutil.which("make") is not None
+needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (sudo apt-get install "
+                               "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm / arm-none-eabi-gcc / make not installed")
+M33 = ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
+M33_NODSP = ["-mcpu=cortex-m33+nodsp", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
+M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
@@ -184,6 +192,7 @@ def run_gen(L, gen, ins: list[np.ndarray], out_size: int) -> np.ndarray:
 DW_CASES = 320
 
 
+@pytest.mark.toolchain
 def test_dwconv_bit_exact_random(tmp_path):
     rng = np.random.default_rng(20261201)
     cases, gens = [], []
@@ -254,6 +263,7 @@ def binary_ref(L, kind, p, a, b):
 BIN_CASES = 240
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("kind", ["ADD", "MUL"])
 def test_eltwise_bit_exact_random(tmp_path, kind):
     rng = np.random.default_rng(7 if kind == "ADD" else 8)
@@ -336,6 +346,7 @@ def pool_ref(L, kind, p, x):
 POOL_CASES = 200
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("kind", ["AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN"])
 def test_pool_bit_exact_random(tmp_path, kind):
     rng = np.random.default_rng({"AVERAGE_POOL_2D": 31, "MAX_POOL_2D": 32, "MEAN": 33}[kind])
@@ -354,3 +365,93 @@ def test_pool_bit_exact_random(tmp_path, kind):
         assert np.array_equal(got, want), (gen.notes, p)
         variants.add(gen.notes["variant"].split()[-1])
     assert variants == ({"full"} if kind == "MEAN" else {"full", "clipped"})
+
+
+# ---- real graphs, target builds, QEMU ------------------------------------------------------------
+
+FAMILY = {"DEPTHWISE_CONV_2D": dwconv, "ADD": eltwise, "MUL": eltwise, "AVERAGE_POOL_2D": pool, "MAX_POOL_2D": pool}
+
+
+def model_cases(model: str) -> list:
+    """Every depthwise/pool/ADD layer of a shared model, with the params/arrays of ``ops.lower`` itself."""
+    from conftest import shared_model
+    from tinygen import ir, ops, passes
+
+    path = shared_model(model)
+    g = ir.load(path.read_bytes(), path.stem)
+    passes.run(g, None)
+    rng = np.random.default_rng(12)
+    cases = []
+    for i, op in enumerate(g.ops):
+        if op.kind not in FAMILY:
+            continue
+        low = ops.lower(g, op, "portable")
+        fam = FAMILY[op.kind]
+        assert fam.applies(op.kind, low.params, low.arrays, "dsp") is None, op.kind
+        n_in = int(np.prod(g.t(op.inputs[0]).shape))
+        xs = tuple(rng.integers(-128, 128, n_in).astype(np.int8) for _ in range(2 if op.kind in ("ADD", "MUL") else 1))
+        gen = fam.generate(op.kind, low.params, low.arrays, "dsp", f"tg_gen_{path.stem}_{i}")
+        cases.append(harness.Case(f"{op.kind.lower()}{i}", op.kind, low.params, low.arrays, xs, gen))
+    return cases
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite"])
+def test_shared_model_layers_host_bitexact(tmp_path, model):
+    cases = model_cases(model)
+    kinds = {c.kind for c in cases}
+    assert kinds == ({"DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D"} if model.startswith("kws") else {"ADD", "AVERAGE_POOL_2D"})
+    assert harness.host_check(cases, tmp_path) == []
+
+
+def sample_cases(seed: int, n: int) -> list:
+    """A few random layers of every part-B kind, as the lowering produces them."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for k in range(n):
+        params, arrays = dw_case(rng, k)
+        p = params
+        x = rand_i8(rng, p["in"]["n"] * p["in"]["h"] * p["in"]["w"] * p["in"]["c"])
+        cases.append(harness.Case(f"dw{k}", "DEPTHWISE_CONV_2D", params, arrays, (x,),
+                                  dwconv.generate("DEPTHWISE_CONV_2D", params, arrays, "dsp", f"tg_gen_dw{k}")))
+        for kind in ("ADD", "MUL"):
+            bp = binary_case(rng, kind, k)
+            m = bp["out"]["h"] * bp["out"]["w"] * bp["out"]["c"]
+            cases.append(harness.Case(f"{kind.lower()}{k}", kind, bp, {}, (rand_i8(rng, m), rand_i8(rng, m)),
+                                      eltwise.generate(kind, bp, {}, "dsp", f"tg_gen_{kind.lower()}{k}")))
+        for kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            pp = pool_case(rng, kind, k)
+            pp = {**pp, "in": {**pp["in"], "n": 1}, "out": {**pp["out"], "n": 1}}
+            m = pp["in"]["h"] * pp["in"]["w"] * pp["in"]["c"]
+            cases.append(harness.Case(f"{kind[:3].lower()}{k}", kind, pp, {}, (rand_i8(rng, m),),
+                                      pool.generate(kind, pp, {}, "dsp", f"tg_gen_{kind[:3].lower()}{k}")))
+    return cases
+
+
+@pytest.mark.toolchain
+@needs_arm
+@pytest.mark.parametrize("cpu", [M33, M33_NODSP, M4], ids=["m33", "m33-nodsp", "m4"])
+def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
+    rng = np.random.default_rng(41)
+    srcs = [c.gen.source for c in sample_cases(41, 12)]
+    mp = pool_case(rng, "MEAN", 1)
+    srcs.append(pool.generate("MEAN", mp, {}, "dsp", "tg_gen_mean").source)
+    obj = harness.arm_compile("\n".join(srcs), tmp_path, cpu)
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True,
+                         check=True).stdout
+    if cpu is M33:   # the DSP path really uses the DSP instructions
+        for insn in ("smlad", "smlabb", "smmulr", "sxtab16", "ssub8", "sel", "ssat"):
+            assert f"\t{insn}" in dis, insn
+    else:
+        assert "\tsmlad" not in dis if cpu is M33_NODSP else "\tsmlad" in dis
+
+
+@pytest.mark.toolchain
+@pytest.mark.slow
+@needs_qemu
+def test_qemu_an505_bitexact(tmp_path):
+    """Generated (DSP path) vs tg_ref_* on the emulated Cortex-M33, one firmware, outputs compared there."""
+    cases = sample_cases(51, 3)
+    res = harness.qemu_profile(cases, tmp_path, backend="portable", board_name="mps2-an505", timeout=120)
+    assert all(r["match"] for r in res), res
+    assert all(r["gen"] and r["ref"] and r["gen"] < r["ref"] for r in res), res
