@@ -58,6 +58,9 @@ def rq_plan(bound: int, mult: int, shift: int, out_offset: int, max_s: int = 8) 
     return {"S": S, "right": right, "K": k if fold else 1 << (right - 1), "fold": fold}
 
 
+CLAMP_COST = {"ssat": 0, "ssat_lo": 3, "ssat_hi": 3, "both": 5}  # extra instructions per output
+
+
 def clamp_kind(lo: int, hi: int) -> str:
     """How the template clamps to the activation range: ssat alone, ssat + max, ssat + min, or both."""
     if lo == -128 and hi == 127:
@@ -210,7 +213,8 @@ def cost(kind, params, arrays, arch):
     g = _geom(params)
     lay = _layout(g)
     b = lay["blocks"][0]
-    per_block = g["KH"] * (len(b["loads"]) + len(b["macs"])) + 8 * b["bw"] + 4
+    per_block = g["KH"] * (len(b["loads"]) + len(b["macs"])) + (9 + CLAMP_COST[clamp_kind(
+        int(params["act_min"]), int(params["act_max"]))]) * b["bw"] + 6
     outs = g["OH"] * g["OW"]
     per_channel = (outs / b["bw"]) * per_block + g["H"] * g["W"] * 2.5 + g["OH"] * 6 + 30
     dsp = 1.0 if arch == "dsp" else 3.0

@@ -84,7 +84,7 @@ def cost(kind, params, arrays, arch):
     or load + SSUB8 + SEL) plus ~2 of loop overhead and ~8 per channel for the division/requant."""
     g = _geom(kind, params)
     outs = g["N"] * g["OH"] * g["OW"]
-    per4 = g["FH"] * g["FW"] * (3.0 if g["FW"] <= 8 else 4.5) + 10 + (0 if kind == "MAX_POOL_2D" else 28)
+    per4 = g["FH"] * g["FW"] * (3.4 if g["FW"] <= 8 else 4.5) + 10 + (0 if kind == "MAX_POOL_2D" else 32)
     scale = 1.0 if arch == "dsp" else 2.5
     return float(outs * ((g["C"] // 4) * per4 + (g["C"] % 4) * (2 * g["FH"] * g["FW"] + 10)) * scale + 30)
 
