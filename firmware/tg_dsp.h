@@ -24,6 +24,7 @@
  *   tg_qadd(a, b)         saturating a + b
  *   tg_smmul(a, b)        (int32)((int64)a * b >> 32)           (arithmetic shift: floor)
  *   tg_smmulr(a, b)       (int32)(((int64)a * b + 2^31) >> 32)  (rounded)
+ *   tg_smmlar(a, b, c)    c + tg_smmulr(a, b)  (mod 2^32; SMMLAR)
  *   tg_ror(x, n)          rotate right by n (0..31)
  *   tg_smax8(a, b)        byte-wise signed max of 4 int8 lanes (SSUB8 + SEL)
  *   tg_ld32(p)            4 bytes at p (any alignment) as uint32, little-endian
@@ -129,6 +130,12 @@ TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b)
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
+TG_INLINE int32_t tg_smmlar(int32_t a, int32_t b, int32_t c)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
 /* PKHBT/PKHTB (no ACLE intrinsic; GCC 12 does not combine the mask-and-shift form) */
 #define tg_pkhbt(a, b, s) __extension__({ uint32_t tg__r; \
     __asm__("pkhbt %0, %1, %2, lsl %3" : "=r"(tg__r) : "r"((uint32_t)(a)), "r"((uint32_t)(b)), "I"(s)); tg__r; })
@@ -207,6 +214,7 @@ TG_INLINE int32_t tg_smmul(int32_t a, int32_t b) { return tg__hi32((int64_t)a * 
 
 /* the sum cannot overflow int64: |a * b| <= 2^62 */
 TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b) { return tg__hi32((int64_t)a * (int64_t)b + ((int64_t)1 << 31)); }
+TG_INLINE int32_t tg_smmlar(int32_t a, int32_t b, int32_t c) { return tg__wadd(c, tg_smmulr(a, b)); }
 
 TG_INLINE uint32_t tg_pkhbt(uint32_t a, uint32_t b, uint32_t s)
 {
