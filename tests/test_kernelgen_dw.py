@@ -440,7 +440,7 @@ def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True,
                          check=True).stdout
     if cpu is M33:   # the DSP path really uses the DSP instructions
-        for insn in ("smlad", "smlabb", "smmulr", "sxtab16", "ssub8", "sel", "ssat"):
+        for insn in ("smlad", "smlabb", "smmlar", "sxtab16", "ssub8", "sel", "ssat"):
             assert f"\t{insn}" in dis, insn
     else:
         assert "\tsmlad" not in dis if cpu is M33_NODSP else "\tsmlad" in dis

@@ -35,10 +35,13 @@ def rq_plan(bound: int, mult: int, shift: int, out_offset: int, max_s: int = 8) 
     for every ``|x| <= bound``, or None when the proof fails (use the general form).
 
     With ``S = max(shift, 0) + 1`` and ``r = -min(shift, 0) >= 1``:
-    SaturatingRoundingDoublingHighMul(x << (S-1), mult) == SMMULR(x << S, mult) when
+    SaturatingRoundingDoublingHighMul(x << (S-1), mult) == y = SMMULR(x << S, mult) when
     ``|x| << S < 2^31`` (both round half up on the 2^31 boundary; mult < 2^31 never saturates), and
-    RoundingDivideByPOT(y, r) + off == (y + (y >> 31) + 2^(r-1) + (off << r)) >> r (``fold``) when
-    that sum cannot overflow, else ((y + (y >> 31) + 2^(r-1)) >> r) + off.
+    RoundingDivideByPOT(y, r) + off == (y + [y<0 ? -1 : 0] + 2^(r-1) + (off << r)) >> r (``fold``) when
+    that sum cannot overflow, else ((y - [y<0] + 2^(r-1)) >> r) + off. The kernels compute it as
+    SMMLAR(x << S, mult, K - [x<0]) >> r: adding an integer before the outer floor equals adding it
+    times 2^32 under SMMLAR's, and x < 0 differs from y < 0 only when y == 0, where
+    (2^(r-1) - 1) >> r == 2^(r-1) >> r == 0.
     ``max_s`` bounds S where the 2^S scale goes into int16 weights.
 
     >>> rq_plan(1000, 1 << 30, -3, 5)
