@@ -132,7 +132,7 @@ def rand_i8(rng, shape) -> np.ndarray:
 
 
 def dw_case(rng, k: int):
-    kh, kw = (3, 3) if k % 3 else ((5, 5) if k % 2 else (int(rng.integers(1, 6)), int(rng.integers(1, 6))))
+    kh, kw = (3, 3) if k % 3 else ((5, 5) if k % 2 else (int(rng.integers(1, 8)), int(rng.integers(1, 8))))
     n = 2 if k % 17 == 0 else 1
     h, w = int(rng.integers(1, 10)), int(rng.integers(1, 10))
     c = int(rng.choice([1, 2, 3, 5, 8, 13, 16]))
@@ -212,7 +212,35 @@ def test_dwconv_bit_exact_random(tmp_path):
             assert np.array_equal(got, want), (gen.notes, params, np.nonzero(got != want)[0][:10])
         variants.add((gen.notes["requant"], gen.notes["fold_offset"], p["stride_w"]))
     # both requantization forms and both strides were exercised
-    assert {v[0] for v in variants} == {"smmulr", "exact64"} and {v[2] for v in variants} == {1, 2}
+    assert {v[0] for v in variants} == {"smmlar", "exact64"} and {v[2] for v in variants} == {1, 2}
+
+
+@pytest.mark.toolchain
+def test_a_wrong_kernel_is_caught(tmp_path):
+    """The comparison really compares: an off-by-one in the stored byte or a missing rounding
+    correction (the ties of RoundingDivideByPOT for negative values) is reported."""
+    rng = np.random.default_rng(9)
+    params, arrays = dw_case(rng, 1)
+    params.update(in_offset=0, out_offset=0, act_min=-128, act_max=127)
+    arrays["weights"] = rng.integers(-1, 2, arrays["weights"].size).astype(np.int8)  # small: no clamping
+    arrays.pop("bias", None)
+    params["bias"] = "NULL"
+    arrays["shift"] = np.full_like(arrays["shift"], -1)   # right shift 1: every odd value is a tie
+    arrays["mult"] = np.full_like(arrays["mult"], (1 << 31) - 1)
+    good = dwconv.generate("DEPTHWISE_CONV_2D", params, arrays, "portable", "tg_gen_good")
+    assert good.notes["requant"] == "smmlar"
+    bad1 = good.source.replace("tg_gen_good", "tg_gen_bad1").replace("= (int8_t)y;", "= (int8_t)(y ^ 1);")
+    bad2 = good.source.replace("tg_gen_good", "tg_gen_bad2").replace(") >> 31)", ") >> 31) * 0")
+    assert bad1 != good.source.replace("tg_gen_good", "tg_gen_bad1") and "* 0" in bad2
+    L = build_lib(tmp_path, [good.source, bad1, bad2], "wrong")
+    x = rng.integers(-40, 40, params["in"]["h"] * params["in"]["w"] * params["in"]["c"]).astype(np.int8)
+    want = dw_ref(L, params, arrays, x)
+    out = {}
+    for sym in ("tg_gen_good", "tg_gen_bad1", "tg_gen_bad2"):
+        out[sym] = run_gen(L, type("G", (), {"symbol": sym, "scratch": good.scratch, "args": good.args}), [x],
+                           want.size)
+    assert np.array_equal(out["tg_gen_good"], want)
+    assert not np.array_equal(out["tg_gen_bad1"], want) and not np.array_equal(out["tg_gen_bad2"], want)
 
 
 def test_dwconv_applies_reasons():
@@ -289,7 +317,7 @@ def test_eltwise_bit_exact_random(tmp_path, kind):
         assert fn(p8(inplace), p8(b), p8(inplace)) == 0
         assert np.array_equal(inplace, want)
         forms.add(gen.notes["requant"])
-    assert forms == {"smmulr", "exact64"}
+    assert forms == {"smmlar", "exact64"}
 
 
 def test_eltwise_broadcast_not_generated():

@@ -228,7 +228,7 @@ def generate(kind, params, arrays, arch, symbol):
     return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=lay["scratch"],
                      const_bytes=4 * (wtab.size + qtab.size),
                      notes={"variant": f"dw {g['KH']}x{g['KW']} s{g['SH']}x{g['SW']} block {lay['bw']}",
-                            "requant": "smmulr" if info["fast"] else "exact64", "fold_offset": info["fold"]})
+                            "requant": "smmlar" if info["fast"] else "exact64", "fold_offset": info["fold"]})
 
 
 def cost(kind, params, arrays, arch):

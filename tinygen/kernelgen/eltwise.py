@@ -2,7 +2,7 @@
 
 ADD (TFLite int8 add.cc): each input's rescale ``MBQM((x + off) << 20, m_i, s_i)`` depends on one
 int8 value only, so it is a 256-entry int32 table per input computed here exactly (and pre-scaled
-by ``2^S`` for the SMMULR form); per element the kernel adds two table entries and applies the
+by ``2^S`` for the SMMLAR form); per element the kernel adds two table entries and applies the
 output requantization (``dwconv.rq_plan``: exact cheaper form when the table bound proves it).
 MUL (mul.cc): ``MBQM((a + o1) * (b + o2), m, s)``, the product bound being 255 * 255.
 Both loops are unrolled by 4 and read element i before writing it (safe in place, out == in1).
@@ -78,7 +78,7 @@ def generate(kind, params, arrays, arch, symbol):
                  lo=int(p["act_min"]), hi=int(p["act_max"]), clamp=clamp_kind(int(p["act_min"]), int(p["act_max"])))
     return Generated(symbol=symbol, source=src, args=("in0", "in1", "out0"), scratch=0, const_bytes=const,
                      notes={"variant": f"{kind.lower()} x{UNROLL}" + (" table" if kind == "ADD" else ""),
-                            "requant": "smmulr" if fast else "exact64", "acc_bound": bound})
+                            "requant": "smmlar" if fast else "exact64", "acc_bound": bound})
 
 
 def cost(kind, params, arrays, arch):

@@ -4,7 +4,7 @@ Channels go four at a time through one 32-bit load per pixel:
 - average / mean: SXTAB16 and SXTAB16 ROR #8 sum the four int8 lanes into two int16x2 accumulators
   (exact while a window row has at most 256 pixels; rows are widened to int32 when the window
   has more than 256 pixels); then TFLite's rounding division by the window's pixel count (average
-  pool, as tg_ref_avgpool_s8) or ``MBQM(sum - zp * count, mult, shift) + out_zp`` (MEAN, the SMMULR
+  pool, as tg_ref_avgpool_s8) or ``MBQM(sum - zp * count, mult, shift) + out_zp`` (MEAN, the SMMLAR
   form of ``dwconv.rq_plan`` where the bound 255 * count proves it exact);
 - max: SSUB8 + SEL (tg_smax8) keeps the four lane maxima, starting from the activation minimum.
 Windows that never touch the padding use compile-time bounds (``full``); the others compute
@@ -70,7 +70,7 @@ def generate(kind, params, arrays, arch, symbol):
         rq = rq_plan(255 * count, int(params["mult"]), int(params["shift"]), int(params["out_zp"]), max_s=31)
         ctx.update(rq=rq or {}, fast=rq is not None, mult=int(params["mult"]), shift=int(params["shift"]),
                    zp_sum=int(params["in_zp"]) * count, out_zp=int(params["out_zp"]), lo=-128, hi=127, clamp="ssat")
-        notes["requant"] = "smmulr" if rq else "exact64"
+        notes["requant"] = "smmlar" if rq else "exact64"
     else:
         lo, hi = int(params["act_min"]), int(params["act_max"])
         ctx.update(lo=lo, hi=hi, clamp=clamp_kind(lo, hi), init4="0x%08Xu" % ((lo & 0xFF) * 0x01010101))
