@@ -5,7 +5,7 @@
 For each layer shape of KWS (DS-CNN), ResNet-8, MobileNetV1-0.25 96x96 and the AD autoencoder
 (random int8 weights and input, per-channel conv / per-tensor FC quantization as the shared models),
 one firmware (tinygen.kernelgen.harness, backend cmsis-nn, mps2-an505) runs the generated kernel,
-the CMSIS-NN function tinygen uses today (tg_conv2d_s8 / tg_fully_connected_s8 ... of
+the CMSIS-NN kernel the registry picks for the layer (tinygen.kernels, tg_cmsis_* adapters of
 firmware/tg_backend_cmsis.c) and tg_ref_*, and checks on the target that generated == reference.
 Instructions come from QEMU -icount shift=0 and SysTick (resolution 50 instructions): they are a
 proxy, not cycles. ``weighted`` is an estimate of cycles from an objdump instruction-class count of

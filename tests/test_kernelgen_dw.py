@@ -403,17 +403,17 @@ FAMILY = {"DEPTHWISE_CONV_2D": dwconv, "ADD": eltwise, "MUL": eltwise, "AVERAGE_
 def model_cases(model: str) -> list:
     """Every depthwise/pool/ADD layer of a shared model, with the params/arrays of ``ops.lower`` itself."""
     from conftest import shared_model
-    from tinygen import ir, ops, passes
+
+    from tinygen import driver, ops
 
     path = shared_model(model)
-    g = ir.load(path.read_bytes(), path.stem)
-    passes.run(g, None)
+    g = driver.compile_model(path.read_bytes(), path.stem, "portable", stop_after="passes").graph
     rng = np.random.default_rng(12)
     cases = []
     for i, op in enumerate(g.ops):
         if op.kind not in FAMILY:
             continue
-        low = ops.lower(g, op, "portable")
+        low = ops.lower(g, op)
         fam = FAMILY[op.kind]
         assert fam.applies(op.kind, low.params, low.arrays, "dsp") is None, op.kind
         n_in = int(np.prod(g.t(op.inputs[0]).shape))

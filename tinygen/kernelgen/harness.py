@@ -22,18 +22,25 @@ import numpy as np
 from .. import FIRMWARE
 from . import Generated, c_array
 
-# kind -> (params struct, reference, backend function, backend scratch size function or "", binary)
+# kind -> (params struct, binary); the reference and the backend kernel come from the kernel registry
 KINDS = {
-    "CONV_2D": ("tg_conv_params_t", "tg_ref_conv2d_s8", "tg_conv2d_s8", "tg_conv2d_s8_scratch", False),
-    "DEPTHWISE_CONV_2D": ("tg_conv_params_t", "tg_ref_dwconv2d_s8", "tg_dwconv2d_s8", "tg_dwconv2d_s8_scratch",
-                          False),
-    "FULLY_CONNECTED": ("tg_fc_params_t", "tg_ref_fully_connected_s8", "tg_fully_connected_s8",
-                        "tg_fully_connected_s8_scratch", False),
-    "AVERAGE_POOL_2D": ("tg_pool_params_t", "tg_ref_avgpool_s8", "tg_avgpool_s8", "tg_avgpool_s8_scratch", False),
-    "MAX_POOL_2D": ("tg_pool_params_t", "tg_ref_maxpool_s8", "tg_maxpool_s8", "", False),
-    "ADD": ("tg_binary_params_t", "tg_ref_add_s8", "tg_add_s8", "", True),
-    "MUL": ("tg_binary_params_t", "tg_ref_mul_s8", "tg_mul_s8", "", True),
+    "CONV_2D": ("tg_conv_params_t", False), "DEPTHWISE_CONV_2D": ("tg_conv_params_t", False),
+    "FULLY_CONNECTED": ("tg_fc_params_t", False), "AVERAGE_POOL_2D": ("tg_pool_params_t", False),
+    "MAX_POOL_2D": ("tg_pool_params_t", False), "ADD": ("tg_binary_params_t", True),
+    "MUL": ("tg_binary_params_t", True), "MEAN": ("tg_mean_params_t", False),
 }
+
+
+def _kernels(case, backend: str = "cmsis-nn", arch: str = "dsp"):
+    """(reference symbol, backend symbol, backend scratch-size function or "", backend takes scratch)
+    as the compiler would choose them (tinygen.kernels)."""
+    from .. import kernels
+    from ..ops import Lowered
+
+    low = Lowered(case.params, case.arrays, KINDS[case.kind][0])
+    ref = kernels.select(case.kind, low, "portable", "portable").kernel
+    nn = kernels.select(case.kind, low, backend, arch).kernel
+    return ref.symbol, nn.symbol, nn.scratch_fn or "", any(o.kind == "scratch" for o in nn.operands)
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 
 
@@ -55,8 +62,14 @@ def out_size(kind: str, params: dict) -> int:
 
 
 def _cvalue(v, prefix: str) -> str:
+    from ..ops import Arr
+
     if isinstance(v, dict):
         return "{" + ", ".join(f".{k} = {_cvalue(x, prefix)}" for k, x in v.items()) + "}"
+    if isinstance(v, Arr):
+        return f"{prefix}_{v.name}"
+    if v is None:
+        return "NULL"
     if isinstance(v, str):
         if v.startswith("{arr:") and v.endswith("}"):
             return f"{prefix}_{v[5:-1]}"
@@ -69,14 +82,15 @@ def _ctype(a: np.ndarray) -> str:
 
 
 def case_context(case: Case, index: int) -> dict:
-    ptype, ref_fn, nn_fn, nn_scratch, binary = KINDS[case.kind]
+    ptype, binary = KINDS[case.kind]
+    ref_fn, nn_fn, nn_scratch, nn_takes_scratch = _kernels(case)
     prefix = f"tg_c{index}"
     arrays = [c_array(_ctype(np.asarray(a)), f"{prefix}_{n}", np.asarray(a)) for n, a in sorted(case.arrays.items())]
     ins = [np.asarray(x, np.int8).reshape(-1) for x in case.inputs]
     return {
         "name": case.name, "kind": case.kind, "prefix": prefix, "symbol": case.gen.symbol, "source": case.gen.source,
         "gen_args": case.gen.args, "arrays": arrays, "ptype": ptype, "ref_fn": ref_fn, "nn_fn": nn_fn,
-        "nn_scratch": nn_scratch,
+        "nn_scratch": nn_scratch, "nn_takes_scratch": nn_takes_scratch,
         "params_c": _cvalue(case.params, prefix),
         "input_c": c_array("int8_t", f"{prefix}_in", ins[0]),
         "input2_c": c_array("int8_t", f"{prefix}_in2", ins[1]) if binary else "",
