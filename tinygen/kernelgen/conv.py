@@ -1,0 +1,148 @@
+"""CONV_2D generated kernels: receptive field widened to int16 in scratch + 2x2 register-blocked SMLAD GEMM.
+
+One template (``templates/kernels/conv_gemm.c.j2``) covers the shape families that matter:
+
+- ``1x1``: pointwise convs, stride 1 or 2 (KWS/MobileNet pointwise, ResNet shortcuts): the
+  "receptive field" is one input pixel, widened with SXTAB16 (+ in_offset in the same instruction);
+- ``kxk``: 3x3 and other windows (ResNet-8 3x3, any stride, SAME/VALID);
+- ``first``: input channels not a multiple of 4 (first layers, 1-3 channels): the window is
+  copied element by element, K padded to a multiple of 4.
+
+Weights are re-laid-out at compile time: int16, [cout (even)][K padded to 4], lanes permuted like
+the SXTAB16 pair (c0,c2),(c1,c3) when cin % 4 == 0. The bias is kept as is (the offset is added to
+the input while widening, padding is 0, so no fold is needed). Requantization: requant.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Generated, c_array
+from .requant import acc_bound, conv_requant
+
+PERM4 = np.array([0, 2, 1, 3])
+
+
+def _shape(params: dict) -> dict:
+    i, f, o = params["in"], params["filter"], params["out"]
+    return {"h": i["h"], "w": i["w"], "cin": i["c"], "kh": f["h"], "kw": f["w"], "oh": o["h"], "ow": o["w"],
+            "cout": o["c"], "sh": params["stride_h"], "sw": params["stride_w"], "ph": params["pad_h"],
+            "pw": params["pad_w"]}
+
+
+def applies(kind: str, params: dict, arrays: dict, arch: str) -> str | None:
+    """None when the generated CONV_2D kernel runs this layer bit-exactly, else why not."""
+    if kind != "CONV_2D":
+        return f"{kind} is not CONV_2D"
+    if params["in"]["n"] != 1 or params["out"]["n"] != 1:
+        return "batch > 1 is not generated (one image per call)"
+    if params["dil_h"] != 1 or params["dil_w"] != 1:
+        return "dilated convolutions are not generated"
+    if params["filter"]["n"] != params["out"]["c"] or params["filter"]["c"] != params["in"]["c"]:
+        return "filter shape does not match the input/output channels"
+    if np.any(np.asarray(arrays["mult"]) < 0):
+        return "negative multiplier"
+    s = _shape(params)
+    k = s["kh"] * s["kw"] * s["cin"]
+    if 4 * ((k + 3) // 4) * 4 > 1 << 16:
+        return f"receptive field of {k} elements is too large for the scratch column"
+    return None
+
+
+def variant(params: dict) -> str:
+    s = _shape(params)
+    if s["kh"] == 1 and s["kw"] == 1 and s["ph"] == 0 and s["pw"] == 0:
+        return "1x1"
+    return "kxk" if s["cin"] % 4 == 0 else "first"
+
+
+def layout_weights(w: np.ndarray, cout: int, kh: int, kw: int, cin: int, perm: bool) -> np.ndarray:
+    """OHWI int8 -> int16 [cout rounded up to even][K rounded up to 4], lanes permuted if ``perm``."""
+    k = kh * kw * cin
+    kp = (k + 3) // 4 * 4
+    coutp = cout + (cout & 1)
+    out = np.zeros((coutp, kp), np.int16)
+    out[:cout, :k] = np.asarray(w, np.int8).reshape(cout, k)
+    if perm:
+        out = out.reshape(coutp, kp // 4, 4)[:, :, PERM4].reshape(coutp, kp)
+    return out
+
+
+def _unroll(groups: int) -> int:
+    """Groups of 4 K elements per loop iteration: all of them up to 16, else the largest divisor <= 16
+    (LDRD offsets stay below 256 bytes)."""
+    if groups <= 16:
+        return groups
+    return max(u for u in range(1, 17) if groups % u == 0)
+
+
+def _pack16(wl: np.ndarray) -> np.ndarray:
+    """int16 [coutp][kp] -> uint32 words in GEMM order: per channel pair, per group of 4, channel 0's
+    two words then channel 1's (element 2i in the low half of a word)."""
+    coutp, kp = wl.shape
+    u = wl.astype(np.int32) & 0xFFFF
+    words = (u[:, 0::2] | (u[:, 1::2] << 16)).astype(np.uint32)        # [coutp][kp/2]
+    words = words.reshape(coutp // 2, 2, kp // 4, 2).transpose(0, 2, 1, 3)  # [pair][group][ch][2]
+    return words.reshape(-1)
+
+
+def _context(params: dict, arrays: dict, symbol: str) -> dict:
+    s = _shape(params)
+    k = s["kh"] * s["kw"] * s["cin"]
+    kp = (k + 3) // 4 * 4
+    cout = s["cout"]
+    coutp = cout + (cout & 1)
+    v = variant(params)
+    perm = s["cin"] % 4 == 0
+    w = np.asarray(arrays["weights"], np.int8).reshape(cout, k)
+    bias = arrays.get("bias")
+    bias = None if bias is None else np.asarray(bias, np.int32)
+    rq = conv_requant(arrays["mult"], arrays["shift"], acc_bound(w, bias, int(params["in_offset"])))
+    wl = layout_weights(w, cout, s["kh"], s["kw"], s["cin"], perm)
+    off = int(params["in_offset"]) & 0xFFFF
+    ctx = dict(s, sym=symbol, k=k, kp=kp, coutp=coutp, npix=s["oh"] * s["ow"], perm=perm,
+               one_by_one=v == "1x1", variant=v, in_offset=int(params["in_offset"]),
+               out_offset=int(params["out_offset"]), act_min=int(params["act_min"]), act_max=int(params["act_max"]),
+               off2=off | (off << 16), has_bias=bias is not None, rq=rq,
+               unroll=_unroll(kp // 4),
+               weights_c=c_array("uint32_t", f"{symbol}_w", _pack16(wl)))
+    ctx["bias_c"] = ""
+    const = wl.size * 2
+    if bias is not None:
+        b = np.zeros(coutp, np.int32)
+        b[:cout] = bias
+        ctx["bias_c"] = c_array("int32_t", f"{symbol}_b", b)
+        const += b.size * 4
+    if not rq["per_tensor"]:
+        const += 3 * 4 * cout + (0 if rq["ls_uniform"] else 4 * cout) + (0 if rq["nm_uniform"] else 4 * cout)
+    ctx["const_bytes"] = const
+    return ctx
+
+
+def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> Generated:
+    reason = applies(kind, params, arrays, arch)
+    if reason is not None:
+        raise ValueError(f"{symbol}: {reason}")
+    from ..emit import render
+
+    ctx = _context(params, arrays, symbol)
+    src = render("kernels/conv_gemm.c.j2", **ctx)
+    scratch = 4 * ctx["kp"] + (0 if ctx["perm"] else 2 * ctx["kp"])
+    return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=scratch,
+                     const_bytes=ctx["const_bytes"],
+                     notes={"variant": f"{ctx['variant']} 2x2 blocked, K {ctx['k']}->{ctx['kp']}",
+                            "requant": ctx["rq"]["mode"]})
+
+
+def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
+    """Estimated instructions on a Cortex-M33 with DSP (fitted to QEMU counts, see kernel_bench.py)."""
+    s = _shape(params)
+    k = s["kh"] * s["kw"] * s["cin"]
+    kp = (k + 3) // 4 * 4
+    npix = s["oh"] * s["ow"]
+    coutp = s["cout"] + (s["cout"] & 1)
+    gemm = (npix + 1) // 2 * (coutp // 2) * (kp // 4 * 13 + 40)
+    col = npix * (kp * (1.0 if s["cin"] % 4 == 0 else 3.0) + 12 * s["kh"])
+    if arch != "dsp":
+        gemm *= 3
+    return float(gemm + col)

@@ -1,0 +1,84 @@
+"""FULLY_CONNECTED generated kernel: vector x matrix, input widened once, int8 weights streamed.
+
+``templates/kernels/fc.c.j2``: the input row (+ in_offset) goes once into scratch as int16 lanes
+(c0,c2),(c1,c3) (SXTAB16); weights stay int8 (no flash growth beyond padding), re-laid-out as
+[block of 4 rows][group of 4 inputs][row] so that two LDRDs fetch a group for 4 rows, widened by
+SXTB16 / SXTB16 ROR #8 to feed SMLAD. Single rounding as TFLite 2.21's reference (requant.py);
+exact for every accumulator, no bound needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Generated, c_array
+from .requant import fc_requant
+
+
+def applies(kind: str, params: dict, arrays: dict, arch: str) -> str | None:
+    """None when the generated FULLY_CONNECTED kernel runs this layer bit-exactly, else why not."""
+    if kind != "FULLY_CONNECTED":
+        return f"{kind} is not FULLY_CONNECTED"
+    if np.any(np.asarray(arrays["mult"]) < 0):
+        return "negative multiplier"
+    if params["in_depth"] > 16384:
+        return f"in_depth {params['in_depth']} exceeds the generated kernel's 16384"
+    return None
+
+
+def _unroll(groups: int) -> int:
+    """Groups per K-loop iteration: all up to 8, else the largest divisor <= 8 (LDRD offsets < 256 bytes)."""
+    if groups <= 8:
+        return groups
+    return max(u for u in range(1, 9) if groups % u == 0)
+
+
+def layout_weights(w: np.ndarray, out_depth: int, in_depth: int) -> np.ndarray:
+    """[out][in] int8 -> uint32 words [out/4 blocks][in/4 groups][4 rows] (zero-padded)."""
+    ip = (in_depth + 3) // 4 * 4
+    odp = (out_depth + 3) // 4 * 4
+    m = np.zeros((odp, ip), np.int8)
+    m[:out_depth, :in_depth] = np.asarray(w, np.int8).reshape(out_depth, in_depth)
+    words = m.view(np.uint8).reshape(odp, ip // 4, 4).astype(np.uint32)
+    words = words[:, :, 0] | (words[:, :, 1] << 8) | (words[:, :, 2] << 16) | (words[:, :, 3] << 24)
+    return words.reshape(odp // 4, 4, ip // 4).transpose(0, 2, 1).reshape(-1)
+
+
+def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> Generated:
+    reason = applies(kind, params, arrays, arch)
+    if reason is not None:
+        raise ValueError(f"{symbol}: {reason}")
+    from ..emit import render
+
+    ind, od = int(params["in_depth"]), int(params["out_depth"])
+    ip, odp = (ind + 3) // 4 * 4, (od + 3) // 4 * 4
+    bias = arrays.get("bias")
+    rq = fc_requant(arrays["mult"], arrays["shift"], od)
+    words = layout_weights(arrays["weights"], od, ind)
+    off = int(params["in_offset"]) & 0xFFFF
+    ctx = {"sym": symbol, "in_depth": ind, "out_depth": od, "ip": ip, "odp": odp, "groups": ip // 4,
+           "unroll": _unroll(ip // 4), "batches": int(params["batches"]), "in_offset": int(params["in_offset"]),
+           "out_offset": int(params["out_offset"]), "act_min": int(params["act_min"]),
+           "act_max": int(params["act_max"]), "off2": off | (off << 16), "rq": rq, "has_bias": bias is not None,
+           "weights_c": c_array("uint32_t", f"{symbol}_w", words), "bias_c": ""}
+    const = words.size * 4
+    if bias is not None:
+        b = np.zeros(odp, np.int32)
+        b[:od] = np.asarray(bias, np.int32)
+        ctx["bias_c"] = c_array("int32_t", f"{symbol}_b", b)
+        const += b.size * 4
+    if not rq["per_tensor"]:
+        const += (2 if rq["mode"] == "general" else 3) * 4 * od
+    src = render("kernels/fc.c.j2", **ctx)
+    return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=2 * ip, const_bytes=const,
+                     notes={"variant": f"vxm 4 rows/pass, K {ind}->{ip}", "requant": rq["mode"]})
+
+
+def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
+    """Estimated instructions on a Cortex-M33 with DSP (fitted to QEMU counts, see kernel_bench.py)."""
+    ip = (params["in_depth"] + 3) // 4 * 4
+    odp = (params["out_depth"] + 3) // 4 * 4
+    per = (ip // 4) * 19 + 40
+    if arch != "dsp":
+        per *= 3
+    return float(params["batches"] * (odp // 4 * per + ip * 1.5))
