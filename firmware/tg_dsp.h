@@ -163,9 +163,11 @@ TG_INLINE int32_t tg__lo(uint32_t x) { return (int32_t)(x & 0xFFFFu) - (int32_t)
 TG_INLINE int32_t tg__hi(uint32_t x) { return tg__lo(x >> 16); }
 TG_INLINE int32_t tg__wadd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
+/* SWAR: bytes 0 and 2 into halfwords; a set bit 7 times 0x1FE fills bits 8..15 of its lane */
 TG_INLINE uint32_t tg_sxtb16(uint32_t x)
 {
-    return (tg__sext8(x) & 0xFFFFu) | ((tg__sext8(x >> 16) & 0xFFFFu) << 16);
+    const uint32_t t = x & 0x00FF00FFu;
+    return t | ((t & 0x00800080u) * 0x1FEu);
 }
 
 TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t x) { return tg_sxtb16(tg_ror(x, 8)); }

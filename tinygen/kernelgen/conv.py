@@ -15,10 +15,24 @@ the input while widening, padding is 0, so no fold is needed). Requantization: r
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import Generated, c_array
 from .requant import acc_bound, conv_requant
+
+
+@functools.lru_cache(maxsize=1)
+def _env():
+    """The emitter's Jinja settings (StrictUndefined, templates/), built once: templates compile once."""
+    from ..emit import _env as emit_env
+
+    return emit_env()
+
+
+def render(template: str, **ctx) -> str:
+    return _env().get_template(template).render(**ctx)
 
 PERM4 = np.array([0, 2, 1, 3])
 
@@ -123,8 +137,6 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
     reason = applies(kind, params, arrays, arch)
     if reason is not None:
         raise ValueError(f"{symbol}: {reason}")
-    from ..emit import render
-
     ctx = _context(params, arrays, symbol)
     src = render("kernels/conv_gemm.c.j2", **ctx)
     scratch = 4 * ctx["kp"] + (0 if ctx["perm"] else 2 * ctx["kp"])

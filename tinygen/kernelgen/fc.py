@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Generated, c_array
+from .conv import render
 from .requant import fc_requant
 
 
@@ -48,8 +49,6 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
     reason = applies(kind, params, arrays, arch)
     if reason is not None:
         raise ValueError(f"{symbol}: {reason}")
-    from ..emit import render
-
     ind, od = int(params["in_depth"]), int(params["out_depth"])
     ip, odp = (ind + 3) // 4 * 4, (od + 3) // 4 * 4
     bias = arrays.get("bias")

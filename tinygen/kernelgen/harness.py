@@ -34,7 +34,7 @@ KINDS = {
     "ADD": ("tg_binary_params_t", "tg_ref_add_s8", "tg_add_s8", "", True),
     "MUL": ("tg_binary_params_t", "tg_ref_mul_s8", "tg_mul_s8", "", True),
 }
-HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
 
 
 @dataclass
@@ -84,7 +84,7 @@ def case_context(case: Case, index: int) -> dict:
 
 
 def _render(template: str, cases: list[Case], scratch: int) -> str:
-    from ..emit import render
+    from .conv import render
 
     ctxs = [case_context(c, i) for i, c in enumerate(cases)]
     out_max = max(out_size(c.kind, c.params) for c in cases)
@@ -153,7 +153,7 @@ def qemu_profile(cases: list[Case], workdir: Path, backend: str = "cmsis-nn", bo
     for src in firmware_sources(backend):
         shutil.copy(src, project / "src" / src.name)
     shutil.copy(FIRMWARE / "tg_dsp.h", project / "src" / "tg_dsp.h")
-    (project / "src" / "model.h").write_text(_model_h(3 * len(cases), len(cases)))
+    (project / "src" / "model.h").write_text(_model_h(4 * len(cases), len(cases)))
     (project / "src" / "model.c").write_text(_render("kernels/harness_model.c.j2", cases, 65536))
     (project / "src" / "model_test.c").write_text(render("kernels/harness_model_test.c.j2", n_out=len(cases)))
     info = make_firmware(project, backend, board=board)
