@@ -1,6 +1,8 @@
 # tinygen developer entry points.
 #   make demo    set up, build the KWS model for the emulated default board and run it under QEMU
-#   make test    the test suite (what CI runs)
+#   make test    the test suite (what CI runs; with CMSIS_NN_PATH set the cmsis-nn tests run too)
+#   make test-unit  the fast lane: no TensorFlow, compiler or emulator (< 1 min)
+#   make lint    ruff
 #   make bench   benchmarks: arena vs TFLM, scoreboard
 #   make fuzz / sanitize / soak   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
@@ -12,7 +14,7 @@ PROJECT ?= tinygen_project
 
 FUZZ_TIME ?= 60
 
-.PHONY: setup apt venv demo test test-fast bench fuzz sanitize soak report supported-ops clean
+.PHONY: setup apt venv demo test test-unit test-fast lint bench fuzz sanitize soak report supported-ops clean
 
 setup: apt venv
 
@@ -37,11 +39,18 @@ demo: setup
 	.venv/bin/tinygen build $(MODEL) --board $(BOARD) -o $(PROJECT)
 	.venv/bin/tinygen run $(PROJECT)
 
+# PYTEST_ARGS: e.g. -n 2 (pytest-xdist) on CI
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -q -m unit
 
 test-fast: venv
-	$(PY) -m pytest -q -x -m "not slow"
+	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check tinygen tests benchmarks fuzz
 
 bench: setup
 	$(PY) benchmarks/arena_vs_tflm.py
@@ -63,6 +72,7 @@ soak: setup
 
 supported-ops: venv
 	$(PY) -m tinygen.ops > SUPPORTED_OPS.md
+	$(PY) -m tinygen.kernels > docs/kernels.md
 
 clean:
 	rm -rf $(PROJECT) .pytest_cache build

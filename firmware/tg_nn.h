@@ -1,11 +1,13 @@
 /*
- * tinygen kernel API: one entry point per op, two backends behind it.
+ * tinygen kernel API: the params structs and every kernel the generated model.c may call.
+ * Which kernel runs a layer is decided at compile time (tinygen/kernels.py); model.c calls
+ * it directly.
  *
  *   tg_kernels_ref.c     portable C99 reference kernels (tg_ref_*), bit-exact with
  *                        the TFLite reference interpreter; any target, host included.
- *   tg_backend_portable.c  tg_* -> tg_ref_*
- *   tg_backend_cmsis.c   tg_* -> CMSIS-NN s8 kernels (v7.0.0) where CMSIS-NN has one,
- *                        tg_ref_* otherwise. Built when CMSIS_NN_PATH is set.
+ *   tg_backend_cmsis.c   tg_cmsis_*: one thin adapter per CMSIS-NN v7.0.0 function (params
+ *                        struct -> CMSIS-NN structs, one call, no checks, no fallback).
+ *                        Built when CMSIS_NN_PATH is set (-DTG_BACKEND_CMSIS_NN).
  *
  * Conventions (as CMSIS-NN): tensors are NHWC int8; *_offset fields hold
  * "-zero_point" for inputs and "+zero_point" for outputs; mult/shift are TFLite
@@ -48,8 +50,6 @@ typedef struct {
     const int32_t *bias;        /* [out_c] or NULL */
 } tg_conv_params_t;
 
-int32_t tg_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
-int32_t tg_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* FULLY_CONNECTED: out[b][o] = requant(sum_i (in[b][i] + in_offset) * w[o][i] + bias[o]).
  * per_channel = 0: mult[0]/shift[0] apply to every output. weights are [out_depth][in_depth]. */
@@ -63,7 +63,6 @@ typedef struct {
     const int32_t *bias;        /* [out_depth] or NULL */
 } tg_fc_params_t;
 
-int32_t tg_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* AVERAGE_POOL_2D / MAX_POOL_2D (input and output share scale and zero point). */
 typedef struct {
@@ -74,8 +73,6 @@ typedef struct {
     int32_t act_min, act_max;
 } tg_pool_params_t;
 
-int32_t tg_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
-int32_t tg_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 
 /* ADD and MUL with TFLite broadcasting over 4-D shapes (in1, in2 broadcast to out).
  * ADD: x_i = ((in_i + in_i_offset) << left_shift) * in_i_mult >> in_i_shift (TFLite int8 ADD),
@@ -90,8 +87,6 @@ typedef struct {
     int32_t act_min, act_max;
 } tg_binary_params_t;
 
-int32_t tg_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
-int32_t tg_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
 /* SOFTMAX over the last dimension (TFLite reference int8 softmax, beta folded into mult/shift). */
 typedef struct {
@@ -99,12 +94,10 @@ typedef struct {
     int32_t mult, shift, diff_min;
 } tg_softmax_params_t;
 
-int32_t tg_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *out);
 
 /* Element-wise int8 -> int8 through a 256-entry table indexed by (uint8_t)(x + 128):
  * LOGISTIC, standalone RELU/RELU6, int8 QUANTIZE (requantize). Tables are computed
  * on the host with TFLite's exact arithmetic. Safe in place (in == out). */
-int32_t tg_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
 
 /* MEAN over H and W of an NHWC tensor (keep_dims or not; same memory layout).
  * As TFLite's int8 reference MEAN (reduce.cc, every int8 case goes through QuantizedMeanOrSum):
@@ -118,7 +111,6 @@ typedef struct {
     int32_t num_elements;       /* h * w */
 } tg_mean_params_t;
 
-int32_t tg_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);
 
 /* PAD / PADV2 on up to 4 dims: out = in surrounded by pad_value. */
 typedef struct {
@@ -127,17 +119,13 @@ typedef struct {
     int8_t pad_value;
 } tg_pad_params_t;
 
-int32_t tg_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
 
 /* CONCATENATION (inputs share the output's quantization): the output is `outer` rows;
  * row r is the concatenation of each input's row r, input k contributing sizes[k] bytes. */
-int32_t tg_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
 
 /* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the graph edges. */
-int32_t tg_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
-int32_t tg_dequantize_s8_f32(const int8_t *in, float *out, int32_t size, float scale, int32_t zero_point);
 
-/* Reference kernels (always compiled; the CMSIS-NN backend falls back to them). */
+/* Portable reference kernels (tg_kernels_ref.c; they validate their arguments: TG_ERR_ARG). */
 int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out);
@@ -153,12 +141,31 @@ int32_t tg_ref_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32
 int32_t tg_ref_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
 int32_t tg_ref_dequantize_s8_f32(const int8_t *in, float *out, int32_t size, float scale, int32_t zero_point);
 
-/* Scratch bytes the backend needs for an op (0 for the portable backend); the compiler
- * plans this size statically and the generated code checks it at start-up. */
-int32_t tg_conv2d_s8_scratch(const tg_conv_params_t *p);
-int32_t tg_dwconv2d_s8_scratch(const tg_conv_params_t *p);
-int32_t tg_fully_connected_s8_scratch(const tg_fc_params_t *p);
-int32_t tg_avgpool_s8_scratch(const tg_pool_params_t *p);
+/* CMSIS-NN adapters (tg_backend_cmsis.c): tg_cmsis_<f> runs CMSIS-NN's arm_<f> on tinygen's params;
+ * the compiler chose it because its conditions hold (tinygen/kernels.py). Scratch: a 4-byte
+ * aligned region of the planned size; tg_cmsis_<f>_scratch returns CMSIS-NN's own
+ * *_get_buffer_size for the layer (tg_model_init checks the plan against it). */
+int32_t tg_cmsis_convolve_1x1_s8_fast(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_convolve_1x1_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_convolve_1_x_n_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_convolve_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_depthwise_conv_3x3_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_depthwise_conv_s8_opt(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_depthwise_conv_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_cmsis_max_pool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_cmsis_elementwise_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_cmsis_elementwise_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_cmsis_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_cmsis_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
+
+int32_t tg_cmsis_convolve_1x1_s8_fast_scratch(const tg_conv_params_t *p);
+int32_t tg_cmsis_convolve_1_x_n_s8_scratch(const tg_conv_params_t *p);
+int32_t tg_cmsis_convolve_s8_scratch(const tg_conv_params_t *p);
+int32_t tg_cmsis_depthwise_conv_s8_opt_scratch(const tg_conv_params_t *p);
+int32_t tg_cmsis_fully_connected_s8_scratch(const tg_fc_params_t *p);
+int32_t tg_cmsis_avgpool_s8_scratch(const tg_pool_params_t *p);
 
 #ifdef __cplusplus
 }

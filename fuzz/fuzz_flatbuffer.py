@@ -32,20 +32,12 @@ WORK = Path(tempfile.gettempdir()) / "tinygen-fuzz"
 
 
 def compile_front(data: bytes) -> None:
-    """Everything the compiler does with model bytes before emitting C (no TFLite interpreter)."""
-    from tinygen import ir, passes, plan
-    from tinygen import ops as optable
+    """Everything the compiler does with model bytes before the reference run and emission (the
+    driver's stages up to ``plan``, verify_plan included), for both kernel sets and every arch."""
+    from tinygen import driver
 
-    g = ir.load(data, "fuzz")
-    passes.run(g)
-    for arch in ("portable", "dsp", "mve"):
-        lowered = [optable.lower(g, op, arch) for op in g.ops]
-        ir.verify(g, "lower")
-    scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
-    p = plan.plan(g, scratch)
-    plan.verify_plan(g, p)
-    for op in g.ops:
-        optable.macs(g, op)
+    for kset, arch in (("portable", "none"), ("cmsis-nn", "dsp"), ("cmsis-nn", "mve")):
+        driver.compile_model(data, "fuzz", kset, arch, stop_after="plan")
 
 
 def one_input(data: bytes) -> None:

@@ -133,7 +133,7 @@ def _build(kind: str, spec: dict):
                     bias_initializer=bias_init)(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
-    if kind in ("add", "mul"):
+    if kind in ("add", "sub", "mul"):
         s1 = tuple(spec.get("shape1", (4, 5, 3)))
         s2 = tuple(spec.get("shape2", s1))
         ranges = spec.get("ranges", ((-3.0, 3.0), (-1.0, 2.0)))
@@ -142,6 +142,8 @@ def _build(kind: str, spec: dict):
         tf = _tf()
         if kind == "add":
             y = L.Lambda(lambda t: tf.add(t[0], t[1]))([a, b])
+        elif kind == "sub":
+            y = L.Lambda(lambda t: tf.subtract(t[0], t[1]))([a, b])
         else:
             y = L.Lambda(lambda t: tf.multiply(t[0], t[1]))([a, b])
         act = _act(spec.get("act"))
@@ -246,6 +248,8 @@ OPNET_CASES: list[tuple[str, str, dict]] = [
     ("add_same_shape", "add", dict(shape1=(4, 5, 3), shape2=(4, 5, 3))),
     ("add_bcast_channel_relu", "add", dict(shape1=(4, 5, 3), shape2=(1, 1, 3), act="relu", ranges=((-2, 4), (-0.5, 0.5)))),
     ("add_bcast_hw", "add", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-8, 8), (-1, 1)))),
+    ("sub_same_shape", "sub", dict(shape1=(4, 5, 3), shape2=(4, 5, 3), ranges=((-3, 5), (-6, 2)))),
+    ("sub_bcast_relu", "sub", dict(shape1=(3, 5, 4), shape2=(1, 1, 4), act="relu", ranges=((-2, 4), (-0.5, 3)))),
     ("mul_same_shape", "mul", dict(shape1=(4, 5, 3), shape2=(4, 5, 3))),
     ("mul_bcast_channel", "mul", dict(shape1=(3, 4, 6), shape2=(1, 1, 6), ranges=((-2, 2), (0, 3)))),
     ("mul_bcast_row_relu", "mul", dict(shape1=(3, 1, 2), shape2=(3, 4, 2), act="relu", ranges=((-5, 1), (-1, 4)))),

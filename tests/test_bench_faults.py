@@ -18,7 +18,6 @@ import time
 import tty
 
 import pytest
-
 from test_bench_qemu import Emu, _bench, project  # noqa: F401 (skips without QEMU)
 
 from tinygen.cli import main

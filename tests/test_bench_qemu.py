@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import backends, shared_model
 
 _MISSING = [t for t in ("arm-none-eabi-gcc", "make", "qemu-system-arm") if shutil.which(t) is None]

@@ -1,36 +1,43 @@
-"""CMSIS-NN backend: scratch-size formulas, bit-exactness on the host, target build.
+"""CMSIS-NN kernel set: scratch-size formulas, kernel choice, bit-exactness on host and target.
 
-Needs CMSIS-NN v7.0.0 sources at $CMSIS_NN_PATH (skipped otherwise) and gcc.
+Needs CMSIS-NN v7.0.0 sources at $CMSIS_NN_PATH (skipped otherwise) and gcc. Which kernel runs a
+layer is chosen at compile time by the registry (tinygen/kernels.py); these tests take every
+list of kernels, symbols and CMSIS-NN functions from that registry.
 
 1. tinygen.cmsis_scratch vs the real CMSIS-NN *_get_buffer_size{,_dsp,_mve} functions,
    called from a host C probe, for several hundred parameter sets.
-2. firmware/tg_backend_cmsis.c + tg_kernels_ref.c + CMSIS-NN (host build, i.e. CMSIS-NN's
-   pure-C paths) through ctypes on the single-op models of tests/opnets.py, bit-exact
-   against the TFLite reference interpreter (BUILTIN_REF).
-3. tg_backend_cmsis.c builds for Cortex-M33 with -Wall -Wextra -Werror (and Cortex-M55 /
-   Helium), and links with CMSIS-NN and the reference kernels.
+2. firmware/tg_backend_cmsis.c builds for Cortex-M33 and Cortex-M55 (Helium) with -Werror, calls
+   every CMSIS-NN function the registry names, and every registry symbol links.
+3. Host build (CMSIS-NN's pure-C paths) through ctypes: each single-op model of tests/opnets.py is
+   compiled (driver, kernel set cmsis-nn, arch none) and run call by call, bit-exact against the
+   TFLite reference interpreter (BUILTIN_REF); every layer CMSIS-NN can run got a CMSIS-NN kernel.
+4. Random cases per CMSIS-NN sub-kernel (kernels.select picks, tg_ref_* is the oracle), on the
+   host and under QEMU on Cortex-M33 (DSP) and Cortex-M55 (Helium), checking the C scratch-size
+   functions against the planned sizes and that no kernel writes past its planned scratch.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import hashlib
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 sys.path.insert(0, str(ROOT))
 
-from tinygen import cmsis_scratch  # noqa: E402
+from tinygen import cmsis_scratch, kernels  # noqa: E402
+from tinygen.ops import Arr, Lowered  # noqa: E402
 
 SKIP_MSG = "CMSIS_NN_PATH not set: CMSIS-NN tests skipped (see README)"
 CACHE_ROOT = Path(os.environ.get("TINYGEN_CACHE_DIR", Path(tempfile.gettempdir()) / "tinygen-cache"))
@@ -353,62 +360,100 @@ def test_scratch_formulas_reject_bad_input():
         assert cmsis_scratch.conv2d_scratch(pd, arch) == cmsis_scratch.conv2d_scratch(p, arch)
 
 
-# ------------------------------------------------------------------ 3. target build (Cortex-M)
 
-TARGET_MAIN_C = r"""
-#include "tg_nn.h"
-/* Reference every tg_* entry point so the link proves all of them resolve. */
-typedef void (*fn_t)(void);
-volatile fn_t tg_all[] = {
-    (fn_t)tg_conv2d_s8, (fn_t)tg_dwconv2d_s8, (fn_t)tg_fully_connected_s8, (fn_t)tg_avgpool_s8,
-    (fn_t)tg_maxpool_s8, (fn_t)tg_add_s8, (fn_t)tg_mul_s8, (fn_t)tg_softmax_s8, (fn_t)tg_lut_s8,
-    (fn_t)tg_mean_s8, (fn_t)tg_pad_s8, (fn_t)tg_concat_s8, (fn_t)tg_quantize_f32_s8,
-    (fn_t)tg_dequantize_s8_f32, (fn_t)tg_conv2d_s8_scratch, (fn_t)tg_dwconv2d_s8_scratch,
-    (fn_t)tg_fully_connected_s8_scratch, (fn_t)tg_avgpool_s8_scratch,
-};
-int main(void) { return (int)(tg_all[0] != 0); }
-"""
+# ------------------------------------------------------------------ registry facts used below
+
+CMSIS_KERNELS = [k for k in kernels.REGISTRY if k.kset == "cmsis-nn"]
+PORTABLE_KERNELS = [k for k in kernels.REGISTRY if k.kset == "portable"]
 
 
-@pytest.mark.parametrize("cpu_flags", [M33_FLAGS, M55_FLAGS], ids=["cortex-m33", "cortex-m55"])
-def test_backend_builds_for_cortex_m(cmsis_root, cpu_flags, tmp_path):
+def _registry_symbols() -> list[str]:
+    """Every C function the generated model.c may call: kernel symbols and scratch-size functions."""
+    out: list[str] = []
+    for k in kernels.REGISTRY:
+        for s in (k.symbol, k.scratch_fn):
+            if s and s not in out:
+                out.append(s)
+    return out
+
+
+def _cmsis_entries(ops) -> set[str]:
+    return {k.name for k in CMSIS_KERNELS if set(k.ops) & set(ops)}
+
+
+def test_registry_lists_are_not_empty():
+    """Guards the derived lists below (an empty registry would make every check vacuous)."""
+    assert len(CMSIS_KERNELS) >= 10 and PORTABLE_KERNELS
+    assert all(k.symbol.startswith("tg_cmsis_") and k.name.startswith("arm_") for k in CMSIS_KERNELS)
+    assert all(k.symbol.startswith("tg_ref_") for k in PORTABLE_KERNELS)
+
+
+# ------------------------------------------------------------------ 2. target build (Cortex-M)
+
+# one static CMSIS-NN library per CPU, shared by the build and QEMU tests (same flags, same cache)
+CPU_FLAGS = {"cortex-m33": M33_FLAGS, "cortex-m55": M55_FLAGS}
+
+
+def _nm(path: Path) -> dict[str, set[str]]:
+    """symbol -> nm types (U, T, ...) of an object or ELF."""
+    out: dict[str, set[str]] = {}
+    for line in _run(["arm-none-eabi-nm", str(path)], "nm").stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            out.setdefault(parts[-1], set()).add(parts[-2])
+    return out
+
+
+def _link_probe_c() -> str:
+    """A main referencing every registry symbol (through tg_nn.h's prototypes: -Werror catches a missing one)."""
+    refs = ",\n".join(f"    (fn_t){s}" for s in _registry_symbols())
+    return ("#include \"tg_nn.h\"\n/* Reference every kernel the registry can call so the link proves all resolve. */\n"
+            f"typedef void (*fn_t)(void);\nvolatile fn_t tg_all[] = {{\n{refs}\n}};\n"
+            "int main(void) { return (int)(tg_all[0] != 0); }\n")
+
+
+@pytest.mark.parametrize("cpu", sorted(CPU_FLAGS))
+def test_backend_builds_for_cortex_m(cmsis_root, cpu, tmp_path):
     _need_tool(ARM_CC)
+    cpu_flags = CPU_FLAGS[cpu]
     inc = [f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}"]
     obj = tmp_path / "tg_backend_cmsis.o"
     # our file: warnings are errors
     _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, "-c",
-          str(FIRMWARE / "tg_backend_cmsis.c"), "-o", str(obj)], "target build of tg_backend_cmsis.c")
-    syms = _run(["arm-none-eabi-nm", str(obj)], "nm").stdout
-    for called in ("arm_convolve_wrapper_s8", "arm_depthwise_conv_wrapper_s8", "arm_nn_mat_mult_nt_t_s8_s32",
-                   "arm_avgpool_s8", "arm_max_pool_s8",
-                   "arm_elementwise_add_s8", "arm_elementwise_mul_s8", "arm_softmax_s8", "arm_pad_s8"):
-        assert f" U {called}\n" in syms, f"tg_backend_cmsis.o does not call {called}"
-    if cpu_flags is M33_FLAGS:
-        # CMSIS-NN itself (plainer flags) + reference kernels + a main referencing every tg_* symbol
-        lib = _build_static_lib(ARM_CC, cpu_flags, cmsis_root, "m33")
-        ref_obj = tmp_path / "tg_kernels_ref.o"
-        _run([ARM_CC, *cpu_flags, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, "-c",
-              str(FIRMWARE / "tg_kernels_ref.c"), "-o", str(ref_obj)], "target build of tg_kernels_ref.c")
-        main_c = tmp_path / "main.c"
-        main_c.write_text(TARGET_MAIN_C)
-        elf = tmp_path / "probe.elf"
-        _run([ARM_CC, *cpu_flags, *WERROR, *inc, str(main_c), str(obj), str(ref_obj), str(lib),
-              "--specs=nosys.specs", "-lm", "-o", str(elf)], "target link")
-        linked = _run(["arm-none-eabi-nm", str(elf)], "nm").stdout
-        assert " T arm_convolve_wrapper_s8\n" in linked and " T tg_ref_mean_s8\n" in linked
+          str(FIRMWARE / "tg_backend_cmsis.c"), "-o", str(obj)], f"{cpu} build of tg_backend_cmsis.c")
+    syms = _nm(obj)
+    for k in CMSIS_KERNELS:
+        assert "U" in syms.get(k.name, ()), f"tg_backend_cmsis.o does not call {k.name} (registry entry {k.symbol})"
+        assert "T" in syms.get(k.symbol, ()), f"tg_backend_cmsis.o does not define {k.symbol}"
+        if k.scratch_fn:
+            assert "T" in syms.get(k.scratch_fn, ()), f"tg_backend_cmsis.o does not define {k.scratch_fn}"
+    registered = set(_registry_symbols())
+    stale = sorted(s for s, t in syms.items() if s.startswith("tg_cmsis_") and "T" in t and s not in registered)
+    assert not stale, f"adapters no registry entry calls: {stale}"
+    # CMSIS-NN + reference kernels + a main referencing every registry symbol
+    lib = _build_static_lib(ARM_CC, cpu_flags, cmsis_root, cpu)
+    ref_obj = tmp_path / "tg_kernels_ref.o"
+    _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", *inc, "-c", str(FIRMWARE / "tg_kernels_ref.c"), "-o",
+          str(ref_obj)], f"{cpu} build of tg_kernels_ref.c")
+    main_c = tmp_path / "main.c"
+    main_c.write_text(_link_probe_c())
+    elf = tmp_path / "probe.elf"
+    _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", *inc, str(main_c), str(obj), str(ref_obj), str(lib),
+          "--specs=nosys.specs", "-lm", "-o", str(elf)], f"{cpu} link")
+    linked = _nm(elf)
+    missing = [s for s in _registry_symbols() + [k.name for k in CMSIS_KERNELS] if "T" not in linked.get(s, ())]
+    assert not missing, f"not linked into the probe: {missing}"
 
 
-# ------------------------------------------------------------------ 2. kernels on the host vs TFLite
+# ------------------------------------------------------------------ 3. opnets on the host vs TFLite
 #
 # tests/test_kernels.py re-runs each op with parameters it derives from the model itself; this
-# harness instead runs the compiler's own lowering (so it also checks what tinygen emits for the
-# cmsis-nn backend, scratch sizes included): each opnet goes through (tinygen.ir -> passes -> ops.lower(arch="none")), the resulting tg_*_params_t
-# values are marshalled into ctypes structs and the graph is run op by op on the shared
-# library; the output must equal the TFLite BUILTIN_REF interpreter's byte for byte.
-
-import ctypes  # noqa: E402
-
-import numpy as np  # noqa: E402
+# harness runs the compiler's own result instead: each opnet goes through the driver (kernel set
+# cmsis-nn, arch "none": the host build has neither DSP nor MVE) up to the plan, and every layer's
+# kernels.Call is executed on the shared library by its symbol, with arguments built from the
+# kernel's operands as the emitter renders them (tinygen.emit.c_operand); the scratch is the planned
+# size with a guard behind it, checked against the kernel's C scratch function. The outputs must
+# equal the TFLite BUILTIN_REF interpreter's byte for byte.
 
 I32, F32, I8 = ctypes.c_int32, ctypes.c_float, ctypes.c_int8
 P_I32, P_I8 = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int8)
@@ -458,37 +503,21 @@ class PadP(ctypes.Structure):
     _fields_ = [("in", Dims), ("out", Dims), ("before", Dims), ("pad_value", I8)]
 
 
+# ctypes mirrors of firmware/tg_nn.h; the shim's sizeof() and offsetof() of every field keep them honest
 STRUCTS = {"tg_conv_params_t": ConvP, "tg_fc_params_t": FcP, "tg_pool_params_t": PoolP,
            "tg_binary_params_t": BinP, "tg_softmax_params_t": SoftP, "tg_mean_params_t": MeanP,
            "tg_pad_params_t": PadP}
 
-REF_FUNCS = ("conv2d_s8", "dwconv2d_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8", "add_s8", "mul_s8",
-             "softmax_s8", "lut_s8", "mean_s8", "pad_s8", "concat_s8", "quantize_f32_s8", "dequantize_s8_f32")
 
-# Test-only shim linked into the shared library: struct sizes (layout check) and a counter per
-# tg_ref_* kernel, hooked with `ld --wrap`, so the tests see which calls fell back.
-SHIM_C = "#include <stddef.h>\n#include \"tg_nn.h\"\n" + "".join(
-    f"size_t shim_sizeof_{t}(void) {{ return sizeof({t}); }}\n" for t in STRUCTS) + \
-    "int32_t shim_ref_calls[%d];\n" % len(REF_FUNCS) + \
-    "void shim_reset(void) { for (int i = 0; i < %d; ++i) shim_ref_calls[i] = 0; }\n" % len(REF_FUNCS) + \
-    "#define WRAP(i, name, params, args) int32_t __real_tg_ref_##name params; \\\n" \
-    "  int32_t __wrap_tg_ref_##name params { shim_ref_calls[i]++; return __real_tg_ref_##name args; }\n" + """
-WRAP(0, conv2d_s8, (const tg_conv_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(1, dwconv2d_s8, (const tg_conv_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(2, fully_connected_s8, (const tg_fc_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(3, avgpool_s8, (const tg_pool_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(4, maxpool_s8, (const tg_pool_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(5, add_s8, (const tg_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *o), (p, a, b, o))
-WRAP(6, mul_s8, (const tg_binary_params_t *p, const int8_t *a, const int8_t *b, int8_t *o), (p, a, b, o))
-WRAP(7, softmax_s8, (const tg_softmax_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(8, lut_s8, (const int8_t *l, const int8_t *in, int8_t *out, int32_t n), (l, in, out, n))
-WRAP(9, mean_s8, (const tg_mean_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(10, pad_s8, (const tg_pad_params_t *p, const int8_t *in, int8_t *out), (p, in, out))
-WRAP(11, concat_s8, (int32_t k, const int8_t *const *ins, const int32_t *s, int32_t o, int8_t *out),
-     (k, ins, s, o, out))
-WRAP(12, quantize_f32_s8, (const float *in, int8_t *out, int32_t n, float s, int32_t z), (in, out, n, s, z))
-WRAP(13, dequantize_s8_f32, (const int8_t *in, float *out, int32_t n, float s, int32_t z), (in, out, n, s, z))
-"""
+def _shim_c() -> str:
+    """Test-only C linked into the shared library: sizeof and field offsets of every mirrored struct."""
+    lines = ["#include <stddef.h>", "#include \"tg_nn.h\""]
+    for t, cls in STRUCTS.items():
+        lines.append(f"size_t shim_sizeof_{t}(void) {{ return sizeof({t}); }}")
+        offs = ", ".join(f"offsetof({t}, {f})" for f, _ in cls._fields_)
+        lines.append(f"static const size_t shim_off_{t}[] = {{{offs}}};")
+        lines.append(f"size_t shim_offsetof_{t}(int i) {{ return shim_off_{t}[i]; }}")
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")
@@ -496,28 +525,28 @@ def cmsis_lib(cmsis_root, host_cmsis_lib, tmp_path_factory):
     """tg_kernels_ref.c + tg_backend_cmsis.c + CMSIS-NN (host, pure-C paths) as one shared library."""
     d = tmp_path_factory.mktemp("cmsis_backend")
     shim = d / "shim.c"
-    shim.write_text(SHIM_C)
+    shim.write_text(_shim_c())
     so = d / "libtg_cmsis.so"
-    wrap = ",".join(f"--wrap=tg_ref_{f}" for f in REF_FUNCS)
-    _run(["gcc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Wextra", "-DTG_BACKEND_CMSIS_NN",
+    _run(["gcc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Wextra", "-Werror", "-DTG_BACKEND_CMSIS_NN",
           f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", str(FIRMWARE / "tg_backend_cmsis.c"),
-          str(FIRMWARE / "tg_kernels_ref.c"), str(FIRMWARE / "tg_backend_portable.c"), str(shim),
-          f"-Wl,{wrap}", str(host_cmsis_lib), "-lm", "-o", str(so)], "host build of the CMSIS-NN backend")
+          str(FIRMWARE / "tg_kernels_ref.c"), str(shim), str(host_cmsis_lib), "-lm", "-o", str(so)],
+         "host build of the CMSIS-NN kernel set")
     lib = ctypes.CDLL(str(so))
     for t, cls in STRUCTS.items():
         fn = getattr(lib, f"shim_sizeof_{t}")
         fn.restype = ctypes.c_size_t
         assert fn() == ctypes.sizeof(cls), f"ctypes layout of {t} is stale: C {fn()} != ctypes {ctypes.sizeof(cls)}"
+        off = getattr(lib, f"shim_offsetof_{t}")
+        off.restype = ctypes.c_size_t
+        for i, (f, _) in enumerate(cls._fields_):
+            assert off(i) == getattr(cls, f).offset, f"ctypes field {t}.{f} is stale: C offset {off(i)}"
+    for s in _registry_symbols():
+        getattr(lib, s).restype = I32
     return lib
 
 
-def _ref_calls(lib) -> dict[str, int]:
-    arr = (I32 * len(REF_FUNCS)).in_dll(lib, "shim_ref_calls")
-    return {f: int(arr[i]) for i, f in enumerate(REF_FUNCS) if arr[i]}
-
-
 class _Keep(list):
-    """Keeps numpy buffers alive while ctypes holds pointers into them."""
+    """Keeps numpy buffers and ctypes objects alive while C holds pointers into them."""
 
     def ptr(self, a: np.ndarray, ctype=ctypes.c_void_p):
         a = np.ascontiguousarray(a)
@@ -525,106 +554,129 @@ class _Keep(list):
         return a.ctypes.data_as(ctype)
 
 
-def _aligned(keep: _Keep, nbytes: int, guard: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """A 16-byte aligned uint8 scratch of nbytes followed by `guard` canary bytes."""
+GUARD = 64
+
+
+def _aligned(keep: _Keep, nbytes: int, guard: int = GUARD) -> tuple[np.ndarray, np.ndarray]:
+    """A 16-byte aligned uint8 region of nbytes filled with stale 0x77, followed by `guard` 0xA5 canary bytes."""
     raw = np.full(nbytes + guard + 16, 0xA5, np.uint8)
     off = (-raw.ctypes.data) % 16
     keep.append(raw)
+    raw[off:off + nbytes] = 0x77
     return raw[off:off + nbytes], raw[off + nbytes:off + nbytes + guard]
 
 
 def _struct(ptype: str, params: dict, arrays: dict, keep: _Keep):
+    """The ctypes struct of a Lowered params dict (Arr -> pointer into `arrays`, None -> NULL)."""
     cls = STRUCTS[ptype]
+    fields = [f for f, _ in cls._fields_]
+    assert set(params) == set(fields), f"lowered {ptype} fields {sorted(params)} != ctypes mirror {sorted(fields)}"
     s = cls()
     for name, ctype in cls._fields_:
-        if name not in params:
-            raise AssertionError(f"lowered {ptype} lacks field {name!r}: {sorted(params)}")
         v = params[name]
         if isinstance(v, dict):
             setattr(s, name, Dims(**{k: int(v[k]) for k in "nhwc"}))
-        elif isinstance(v, str) and v.startswith("{arr:"):
-            arr = arrays[v[5:-1]]
-            setattr(s, name, keep.ptr(arr, ctype))
-        elif v == "NULL":
+        elif isinstance(v, Arr):
+            setattr(s, name, keep.ptr(arrays[v.name], ctype))
+        elif v is None:
             setattr(s, name, None)
-        elif isinstance(v, str):  # exact hex float literal from ops._cfloat
-            setattr(s, name, float.fromhex(v.rstrip("fF")))
         else:
             setattr(s, name, int(v))
+    keep.append(s)
     return s
 
 
-SCRATCH_FN = {"tg_conv2d_s8": "tg_conv2d_s8_scratch", "tg_dwconv2d_s8": "tg_dwconv2d_s8_scratch",
-              "tg_fully_connected_s8": "tg_fully_connected_s8_scratch", "tg_avgpool_s8": "tg_avgpool_s8_scratch"}
+def _imm(v):
+    """An immediate operand: ints as int32, C float strings (exact hex, ops._cfloat) as float."""
+    if isinstance(v, str):
+        return F32(float.fromhex(v.rstrip("fF")))
+    return I32(int(v))
 
 
-def _run_graph(lib, model_bytes: bytes, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict, list[str]]:
-    """Run the lowered graph on the library; returns (outputs, tg_ref_* calls, kernel names)."""
-    from tinygen import ir, passes
-    from tinygen import ops as optable
+def _run_call(lib, call: kernels.Call, ins: list, outs: list[np.ndarray], keep: _Keep, where: str,
+              share_out: bool = False) -> None:
+    """Run one kernels.Call on the library: arguments from the kernel's operands (as emit.c_operand),
+    the planned scratch (NULL when none, as model.c) followed by a guard; checks the C scratch
+    function against the plan. share_out: the output starts at the scratch's first byte (as the
+    planner places it when the kernel's scratch_holds_output allows)."""
+    k, low = call.kernel, call.low
+    struct = _struct(low.ptype, low.params, low.arrays, keep) if low.ptype else None
+    if k.scratch_fn:
+        c_size = getattr(lib, k.scratch_fn)(ctypes.byref(struct))
+        assert c_size == call.scratch, f"{where}: {k.scratch_fn} returns {c_size}, the plan has {call.scratch} bytes"
+    else:
+        assert call.scratch == 0, f"{where}: {k.name} has no scratch function but {call.scratch} planned bytes"
+    scratch = guard = None
+    if share_out:
+        assert len(outs) == 1 and outs[0].dtype == np.int8
+        scratch, guard = _aligned(keep, max(call.scratch, outs[0].nbytes))
+        outs = [scratch[:outs[0].nbytes].view(np.int8).reshape(outs[0].shape)]
+    elif call.scratch:
+        scratch, guard = _aligned(keep, call.scratch)
+    args = []
+    for o in k.operands:
+        if o.kind == "params":
+            args.append(ctypes.byref(struct))
+        elif o.kind == "in":
+            args.append(keep.ptr(ins[o.index]))
+        elif o.kind == "out":
+            args.append(outs[o.index].ctypes.data_as(ctypes.c_void_p))
+        elif o.kind == "ins":
+            ptrs = (ctypes.c_void_p * len(ins))(*[keep.ptr(x).value for x in ins])
+            keep.append(ptrs)
+            args.append(ptrs)
+        elif o.kind == "scratch":
+            args.append(scratch.ctypes.data_as(ctypes.c_void_p) if scratch is not None else None)
+        elif o.kind == "arr":
+            args.append(keep.ptr(low.arrays[o.name]))
+        elif o.kind == "imm":
+            args.append(_imm(low.imm[o.name]))
+        else:
+            raise AssertionError(f"{where}: unknown operand kind {o.kind!r} of {k.symbol}")
+    rc = getattr(lib, k.symbol)(*args)
+    assert rc == 0, f"{where}: {k.symbol} returned {rc}"
+    if guard is not None:
+        assert np.all(guard == 0xA5), f"{where}: {k.symbol} wrote past its {call.scratch}-byte scratch"
+    return outs
 
-    g = ir.load(model_bytes, "opnet")
-    # the compiler's passes minus its whole-model "one input, one output" rule (multi-input opnets)
-    for name, fn in passes.PASSES:
-        if name != "check_io":
-            while fn(g):
-                pass
-        ir.verify(g, name)
+
+def _poisoned(shape, dtype) -> np.ndarray:
+    o = np.empty(shape, dtype=np.dtype(dtype))
+    o.view(np.uint8).fill(0x5A)  # poison: every byte must be written
+    return o
+
+
+def _broadcasting(call: kernels.Call) -> bool:
+    p = call.low.params
+    return "in1" in p and not (p["in1"] == p["out"] and p["in2"] == p["out"])
+
+
+def _run_compiled(lib, c, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
+    """Run the compiled graph call by call; returns (graph outputs, kernel names)."""
+    g = c.graph
+    assert len(c.calls) == len(g.ops)
     bufs = {tid: np.ascontiguousarray(x.reshape(g.t(tid).shape)) for tid, x in zip(g.inputs, inputs)}
-    lib.shim_reset()
+
+    def value(tid):
+        return bufs[tid] if tid in bufs else g.t(tid).data
+
     keep = _Keep()
-    kernels = []
-    for op in g.ops:
-        low = optable.lower(g, op, "none")  # the host build has neither DSP nor MVE
-        if low.alias:
-            bufs[op.outputs[0]] = bufs[op.inputs[0]].reshape(g.t(op.outputs[0]).shape)
+    names = []
+    for op, call in zip(g.ops, c.calls):
+        if call is None:  # shape-only: an alias of its input
+            bufs[op.outputs[0]] = value(op.inputs[0]).reshape(g.t(op.outputs[0]).shape)
             continue
-        kernels.append(low.func)
-        outs = []
-        for tid in op.outputs:
-            t = g.t(tid)
-            o = np.empty(t.shape, dtype=np.dtype(t.dtype))
-            o.view(np.uint8).fill(0x5A)  # poison: every byte must be written
-            bufs[tid] = o
-            outs.append(o)
-        struct = _struct(low.ptype, low.params, low.arrays, keep) if low.ptype else None
-        scratch = guard = None
-        if low.func in SCRATCH_FN:
-            c_size = getattr(lib, SCRATCH_FN[low.func])(ctypes.byref(struct))
-            assert c_size == low.scratch, (
-                f"{low.func}: backend needs {c_size} scratch bytes, cmsis_scratch planned {low.scratch}")
-        if low.scratch:
-            scratch, guard = _aligned(keep, low.scratch)
-        args = []
-        for a in low.args:
-            if a == "&{params}":
-                args.append(ctypes.byref(struct))
-            elif a == "{scratch}":
-                args.append(scratch.ctypes.data_as(ctypes.c_void_p) if scratch is not None else None)
-            elif a.startswith("{arr:"):
-                args.append(keep.ptr(low.arrays[a[5:-1]]))
-            elif a.startswith("(const int8_t *const[])"):
-                ks = [int(k) for k in re.findall(r"\{in(\d+)\}", a)]
-                ptrs = (ctypes.c_void_p * len(ks))(*[bufs[op.inputs[k]].ctypes.data for k in ks])
-                keep.append(ptrs)
-                args.append(ptrs)
-            elif "{in" in a:
-                k = int(a[a.index("{in") + 3:a.index("}", a.index("{in"))])
-                args.append(bufs[op.inputs[k]].ctypes.data_as(ctypes.c_void_p))
-            elif "{out" in a:
-                k = int(a[a.index("{out") + 4:a.index("}", a.index("{out"))])
-                args.append(outs[k].ctypes.data_as(ctypes.c_void_p))
-            elif a.lstrip("-").isdigit():
-                args.append(I32(int(a)))
-            else:
-                args.append(F32(float.fromhex(a.rstrip("fF"))))
-        fn = getattr(lib, low.func)
-        fn.restype = I32
-        rc = fn(*args)
-        assert rc == 0, f"{low.func} returned {rc} for {op.where()}"
-        if guard is not None:
-            assert np.all(guard == 0xA5), f"{low.func} wrote past its {low.scratch}-byte scratch"
-    return [bufs[t] for t in g.outputs], _ref_calls(lib), kernels
+        k, where = call.kernel, f"{op.where()} ({call.kernel.symbol})"
+        names.append(k.name)
+        ins = [value(t) for t in op.inputs if t >= 0]
+        outs = [_poisoned(g.t(t).shape, g.t(t).dtype) for t in op.outputs]
+        _run_call(lib, call, ins, outs, keep, where)
+        hold = k.scratch_holds_output
+        if hold is not None and hold(call.low, call.scratch):
+            shared = _run_call(lib, call, ins, [_poisoned(o.shape, o.dtype) for o in outs], keep, where, share_out=True)
+            assert np.array_equal(shared[0], outs[0]), f"{where}: output at the scratch's first byte differs"
+        bufs.update(zip(op.outputs, outs))
+    return [bufs[t] for t in g.outputs], names
 
 
 def _reference(model_bytes: bytes, seed: int):
@@ -646,10 +698,6 @@ def _reference(model_bytes: bytes, seed: int):
     return ins, outs
 
 
-# which tg_* calls must reach CMSIS-NN (no tg_ref_* fallback) for the default opnets
-ALWAYS_REF = {"tg_lut_s8", "tg_mean_s8", "tg_concat_s8", "tg_quantize_f32_s8", "tg_dequantize_s8_f32"}
-
-
 def _opnet_cases():
     try:
         from tests import opnets
@@ -668,32 +716,42 @@ def _case_params():
 
 @pytest.mark.parametrize("kind,spec", _case_params())
 def test_cmsis_backend_bit_exact_vs_tflite(cmsis_lib, kind, spec):
+    from tinygen import driver
+
     model = _opnet_cases().make_opnet(kind, **spec)
+    c = driver.compile_model(model, "opnet", "cmsis-nn", "none", stop_after="plan")
+    # every layer CMSIS-NN can run got a CMSIS-NN kernel: the portable kernel only for ops without a
+    # CMSIS-NN entry and for broadcasting ADD/SUB/MUL (CMSIS-NN's element-wise kernels need equal shapes)
+    for op, call in zip(c.graph.ops, c.calls):
+        if call is None:
+            continue
+        has_cmsis = any(op.kind in k.ops for k in CMSIS_KERNELS)
+        want = "cmsis-nn" if has_cmsis and not _broadcasting(call) else "portable"
+        assert call.kernel.kset == want, (f"{op.where()}: {call.kernel.name} ({call.kernel.kset}) chosen, a {want} "
+                                          f"kernel expected; reasons: "
+                                          f"{ {k.name: k.applies(call.low, 'none') for k in CMSIS_KERNELS if op.kind in k.ops} }")
     for seed in (0, 1):
         ins, want = _reference(model, seed)
-        got, ref_calls, kernels = _run_graph(cmsis_lib, model, ins)
+        assert len(ins) == len(c.graph.inputs)
+        got, names = _run_compiled(cmsis_lib, c, ins)
         assert len(got) == len(want)
         for k, (g_, w_) in enumerate(zip(got, want)):
             g_ = g_.reshape(w_.shape)
             assert g_.dtype == w_.dtype, (g_.dtype, w_.dtype)
-            if not np.array_equal(g_.view(np.uint8) if g_.dtype == np.int8 else g_, w_.view(np.uint8)
-                                  if w_.dtype == np.int8 else w_):
+            if not np.array_equal(g_, w_):
                 bad = np.argwhere(g_ != w_)
                 raise AssertionError(f"output {k} differs from TFLite BUILTIN_REF at {len(bad)} of {w_.size} "
                                      f"elements, first {bad[:5].tolist()}: got {g_[tuple(bad[0])]} "
-                                     f"want {w_[tuple(bad[0])]} (kernels {kernels})")
-        # routing: CMSIS-NN-capable calls must not have fallen back
-        expect_ref = sum(1 for f in kernels if f in ALWAYS_REF)
-        broadcasting = kind in ("add", "mul") and tuple(spec.get("shape1", ())) != tuple(spec.get("shape2", spec.get("shape1", ())))
-        expect_ref += sum(1 for f in kernels if f in ("tg_add_s8", "tg_mul_s8")) if broadcasting else 0
-        assert sum(ref_calls.values()) == expect_ref, f"tg_ref_* calls {ref_calls} for kernels {kernels}"
+                                     f"want {w_[tuple(bad[0])]} (kernels {names})")
 
 
-# ------------------------------------------------------- 2b. every CMSIS-NN sub-kernel vs tg_ref_*
+# ------------------------------------------------------- 4. every CMSIS-NN sub-kernel vs tg_ref_*
 #
-# The opnets cover few shapes; these random cases drive each branch of the CMSIS-NN wrappers
+# The opnets cover few shapes; these random cases drive each CMSIS-NN entry of the registry
 # (1x1 fast, 1x1 strided, 1xN, generic, dilated; depthwise 3x3, opt, generic with ch_mult > 1;
-# batches > 1) and compare with the reference kernels (themselves bit-exact with TFLite).
+# batches > 1; FC, pools, element-wise, softmax, pad): kernels.select picks the kernel for the
+# layer, as the compiler does, and its output is compared with the portable kernel's (itself
+# bit-exact with TFLite, tests/test_kernels.py).
 
 def _geom(rng, in_, k, s, d):
     pad_mode = rng.choice(["same", "valid"])
@@ -703,7 +761,36 @@ def _geom(rng, in_, k, s, d):
     return _out_size(in_, k, s, d, pad_mode)
 
 
-def _rand_conv(rng, nrng, depthwise: bool, keep: _Keep, shape_kind: str):
+def _nhwc(t) -> dict:
+    return dict(zip("nhwc", (int(v) for v in t)))
+
+
+def _conv_lowered(c: dict, arrays: dict, in_offset=0, out_offset=0, act_min=-128, act_max=127) -> Lowered:
+    """A CONV_2D / DEPTHWISE_CONV_2D layer as ops.lower gives it, from a _conv_case dict (tuple dims);
+    `arrays` holds mult, shift, weights and optionally bias."""
+    p = {"in": _nhwc(c["in"]), "filter": _nhwc(c["filter"]), "out": _nhwc(c["out"]),
+         **{f: int(c[f]) for f in ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "ch_mult")},
+         "in_offset": in_offset, "out_offset": out_offset, "act_min": act_min, "act_max": act_max,
+         "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"),
+         "bias": Arr("bias") if "bias" in arrays else None}
+    return Lowered(p, arrays, "tg_conv_params_t")
+
+
+def _fc_lowered(f: dict, arrays: dict, in_offset=0, out_offset=0, act_min=-128, act_max=127) -> Lowered:
+    p = {**{k: int(f[k]) for k in ("batches", "in_depth", "out_depth", "per_channel")}, "in_offset": in_offset,
+         "out_offset": out_offset, "act_min": act_min, "act_max": act_max, "mult": Arr("mult"),
+         "shift": Arr("shift"), "weights": Arr("weights"), "bias": Arr("bias") if "bias" in arrays else None}
+    return Lowered(p, arrays, "tg_fc_params_t")
+
+
+def _pool_lowered(p: dict, act_min=-128, act_max=127) -> Lowered:
+    q = {"in": _nhwc(p["in"]), "out": _nhwc(p["out"]),
+         **{k: int(p[k]) for k in ("filter_h", "filter_w", "stride_h", "stride_w", "pad_h", "pad_w")},
+         "act_min": act_min, "act_max": act_max}
+    return Lowered(q, {}, "tg_pool_params_t")
+
+
+def _rand_conv(rng, nrng, depthwise: bool, shape_kind: str):
     n = rng.choice([1, 1, 2])
     if shape_kind == "1x1":
         ih, iw, kh, kw, s, d = rng.randint(1, 9), rng.randint(1, 9), 1, 1, rng.choice([1, 1, 2, 3]), 1
@@ -720,146 +807,153 @@ def _rand_conv(rng, nrng, depthwise: bool, keep: _Keep, shape_kind: str):
     if depthwise:
         cm = rng.choice([1, 1, 2, 3])
         oc = ic * cm
-        flt = Dims(1, kh, kw, oc)
-        w = nrng.integers(-127, 128, (kh, kw, oc), dtype=np.int8)
+        flt = (1, kh, kw, oc)
     else:
         cm = 1
         oc = rng.choice([1, 3, 4, 8, 9])
-        flt = Dims(oc, kh, kw, ic)
-        w = nrng.integers(-127, 128, (oc, kh, kw, ic), dtype=np.int8)
-    mult = nrng.integers(1 << 30, (1 << 31) - 1, oc, dtype=np.int64).astype(np.int32)
-    shift = nrng.integers(-11, -5, oc, dtype=np.int32)
+        flt = (oc, kh, kw, ic)
+    w = nrng.integers(-127, 128, int(np.prod(flt)), dtype=np.int8)
+    arrays = {"mult": nrng.integers(1 << 30, (1 << 31) - 1, oc, dtype=np.int64).astype(np.int32),
+              "shift": nrng.integers(-11, -5, oc, dtype=np.int32), "weights": w}
     bias = nrng.integers(-20000, 20000, oc, dtype=np.int32)
-    lo = rng.choice([-128, -128, -20])
-    hi = rng.choice([127, 127, 60])
-    p = ConvP()
-    setattr(p, "in", Dims(n, ih, iw, ic))
-    p.filter, p.out = flt, Dims(n, oh, ow, oc)
-    p.stride_h = p.stride_w = s
-    p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.ch_mult = ph, pw, d, d, cm
-    p.in_offset, p.out_offset = rng.randint(-127, 128), rng.randint(-128, 127)
-    p.act_min, p.act_max = lo, hi
-    p.mult, p.shift = keep.ptr(mult, P_I32), keep.ptr(shift, P_I32)
-    p.weights = keep.ptr(w, P_I8)
-    p.bias = keep.ptr(bias, P_I32) if rng.random() < 0.8 else None
+    if rng.random() < 0.8:
+        arrays["bias"] = bias
+    c = {"in": (n, ih, iw, ic), "filter": flt, "out": (n, oh, ow, oc), "stride_h": s, "stride_w": s,
+         "pad_h": ph, "pad_w": pw, "dil_h": d, "dil_w": d, "ch_mult": cm}
+    low = _conv_lowered(c, arrays, rng.randint(-127, 128), rng.randint(-128, 127), rng.choice([-128, -128, -20]),
+                        rng.choice([127, 127, 60]))
     x = nrng.integers(-128, 128, (n, ih, iw, ic), dtype=np.int8)
-    return p, x, (n, oh, ow, oc)
+    return low, x, (n, oh, ow, oc)
 
 
-def _call_both(lib, name: str, scratch_fn: str | None, p, ins: list[np.ndarray], out_shape, keep: _Keep):
-    """tg_<name> (CMSIS-NN) and tg_ref_<name>; returns (cmsis_out, ref_out, fallbacks during tg_<name>)."""
-    outs = []
-    for fn_name in (f"tg_{name}", f"tg_ref_{name}"):
-        o = np.full(out_shape, 0x5A, np.uint8).view(np.int8)
-        args = [ctypes.byref(p)] if p is not None else []
-        args += [x.ctypes.data_as(ctypes.c_void_p) for x in ins] + [o.ctypes.data_as(ctypes.c_void_p)]
-        guard = None
-        if fn_name.startswith("tg_") and not fn_name.startswith("tg_ref_") and scratch_fn:
-            size = getattr(lib, scratch_fn)(ctypes.byref(p))
-            scratch, guard = _aligned(keep, max(size, 0))
-            args.append(scratch.ctypes.data_as(ctypes.c_void_p) if size > 0 else None)
-        lib.shim_reset()
-        fn = getattr(lib, fn_name)
-        fn.restype = I32
-        rc = fn(*args)
-        assert rc == 0, f"{fn_name} returned {rc}"
-        if guard is not None:
-            assert np.all(guard == 0xA5), f"{fn_name} overran its scratch"
-        if not fn_name.startswith("tg_ref_"):
-            fallbacks = _ref_calls(lib)
-        outs.append(o)
-    return outs[0], outs[1], fallbacks
+def _desc(low: Lowered) -> dict:
+    return {k: v for k, v in low.params.items() if not isinstance(v, Arr) and v is not None}
+
+
+def _check_vs_ref(lib, kind: str, low: Lowered, ins: list[np.ndarray], out_shape, where: str) -> str:
+    """kernels.select's CMSIS-NN kernel (arch none) vs the portable kernel on one layer; returns the kernel name."""
+    call = kernels.select(kind, low, "cmsis-nn", "none")
+    ref = kernels.select(kind, low, "portable", "none")
+    assert ref.kernel.kset == "portable"
+    keep = _Keep()
+    where = f"{where} {kind} {_desc(low)}"
+    got = _run_call(lib, call, ins, [_poisoned(out_shape, np.int8)], keep, f"{where} [{call.kernel.name}]")[0]
+    want = _run_call(lib, ref, ins, [_poisoned(out_shape, np.int8)], keep, f"{where} [{ref.kernel.name}]")[0]
+    assert call.kernel.kset == "cmsis-nn", f"{where}: no CMSIS-NN kernel chosen ({call.kernel.name})"
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)
+        raise AssertionError(f"{where}: {call.kernel.name} differs from {ref.kernel.name} at {len(bad)} of "
+                             f"{got.size} outputs, first at {bad[0].tolist()}: {got[tuple(bad[0])]} != "
+                             f"{want[tuple(bad[0])]}")
+    return call.kernel.name
+
+
+def _assert_all_exercised(seen: dict[str, int], ops) -> None:
+    missing = _cmsis_entries(ops) - set(seen)
+    assert not missing, f"CMSIS-NN entries of {sorted(ops)} never chosen by the random cases: {sorted(missing)} (seen {seen})"
 
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["conv", "dwconv"])
 def test_cmsis_conv_subkernels_match_reference(cmsis_lib, depthwise):
     rng, nrng = random.Random(7 + depthwise), np.random.default_rng(7 + depthwise)
-    name = "dwconv2d_s8" if depthwise else "conv2d_s8"
-    kinds = ["1x1", "1xn", "3x3", "generic"]
+    kind = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+    shapes = ["1x1", "1xn", "3x3", "generic"]
+    seen: dict[str, int] = {}
     for i in range(160):
-        keep = _Keep()
-        p, x, oshape = _rand_conv(rng, nrng, depthwise, keep, kinds[i % 4])
-        got, want, fb = _call_both(cmsis_lib, name, f"tg_{name}_scratch", p, [x], oshape, keep)
-        desc = {f: getattr(p, f) for f, _ in ConvP._fields_ if f not in ("mult", "shift", "weights", "bias")}
-        desc = {k: (tuple((v.n, v.h, v.w, v.c)) if isinstance(v, Dims) else v) for k, v in desc.items()}
-        assert not fb, f"case {i}: fell back to {fb} for {desc}"
-        assert np.array_equal(got, want), f"case {i}: CMSIS-NN != reference for {desc}"
+        low, x, oshape = _rand_conv(rng, nrng, depthwise, shapes[i % 4])
+        name = _check_vs_ref(cmsis_lib, kind, low, [x], oshape, f"case {i}")
+        seen[name] = seen.get(name, 0) + 1
+    _assert_all_exercised(seen, [kind])
 
 
-def test_cmsis_fc_pool_elementwise_pad_match_reference(cmsis_lib):
+def test_cmsis_fc_pool_elementwise_softmax_pad_match_reference(cmsis_lib):
+    from tinygen import quant
+
     rng, nrng = random.Random(11), np.random.default_rng(11)
+    seen: dict[str, int] = {}
+
+    def check(kind, low, ins, out_shape, where):
+        name = _check_vs_ref(cmsis_lib, kind, low, ins, out_shape, where)
+        seen[name] = seen.get(name, 0) + 1
+
     for i in range(60):
-        keep = _Keep()
-        # FULLY_CONNECTED, batches > 1, per-tensor and per-channel
-        b, ind, outd = rng.randint(1, 4), rng.randint(1, 70), rng.randint(1, 20)
+        # FULLY_CONNECTED, batches > 1, per-tensor and per-channel, one and several chunks
+        b, ind, outd = rng.randint(1, 4), rng.randint(1, 70), rng.choice([rng.randint(1, 20), rng.randint(30, 80)])
         per_ch = rng.random() < 0.5
         nq = outd if per_ch else 1
-        fc = FcP(b, ind, outd, rng.randint(-127, 128), rng.randint(-128, 127), -128, rng.choice([127, 50]), int(per_ch))
-        fc.mult = keep.ptr(nrng.integers(1 << 30, (1 << 31) - 1, nq, dtype=np.int64).astype(np.int32), P_I32)
-        fc.shift = keep.ptr(nrng.integers(-11, -5, nq, dtype=np.int32), P_I32)
-        fc.weights = keep.ptr(nrng.integers(-127, 128, (outd, ind), dtype=np.int8), P_I8)
-        fc.bias = keep.ptr(nrng.integers(-9000, 9000, outd, dtype=np.int32), P_I32) if i % 3 else None
-        x = nrng.integers(-128, 128, (b, ind), dtype=np.int8)
-        got, want, fb = _call_both(cmsis_lib, "fully_connected_s8", "tg_fully_connected_s8_scratch", fc, [x],
-                                   (b, outd), keep)
-        assert not fb and np.array_equal(got, want), f"FC case {i} (b={b}, in={ind}, out={outd}, per_ch={per_ch})"
+        arrays = {"mult": nrng.integers(1 << 30, (1 << 31) - 1, nq, dtype=np.int64).astype(np.int32),
+                  "shift": nrng.integers(-11, -5, nq, dtype=np.int32),
+                  "weights": nrng.integers(-127, 128, outd * ind, dtype=np.int8)}
+        if i % 3:
+            arrays["bias"] = nrng.integers(-9000, 9000, outd, dtype=np.int32)
+        low = _fc_lowered({"batches": b, "in_depth": ind, "out_depth": outd, "per_channel": int(per_ch)}, arrays,
+                          rng.randint(-127, 128), rng.randint(-128, 127), -128, rng.choice([127, 50]))
+        check("FULLY_CONNECTED", low, [nrng.integers(-128, 128, (b, ind), dtype=np.int8)], (b, outd), f"FC case {i}")
         # pools
         n, ih, iw, c = rng.randint(1, 2), rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 20)
         fh, fw, s = rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 3)
         oh, ph = _geom(rng, ih, fh, s, 1)
         ow, pw = _geom(rng, iw, fw, s, 1)
-        pp = PoolP()
-        setattr(pp, "in", Dims(n, ih, iw, c))
-        pp.out = Dims(n, oh, ow, c)
-        pp.filter_h, pp.filter_w, pp.stride_h, pp.stride_w, pp.pad_h, pp.pad_w = fh, fw, s, s, ph, pw
-        pp.act_min, pp.act_max = rng.choice([-128, -10]), rng.choice([127, 90])
+        low = _pool_lowered({"in": (n, ih, iw, c), "out": (n, oh, ow, c), "filter_h": fh, "filter_w": fw,
+                             "stride_h": s, "stride_w": s, "pad_h": ph, "pad_w": pw},
+                            rng.choice([-128, -10]), rng.choice([127, 90]))
         x = nrng.integers(-128, 128, (n, ih, iw, c), dtype=np.int8)
-        for name, sfn in (("avgpool_s8", "tg_avgpool_s8_scratch"), ("maxpool_s8", None)):
-            got, want, fb = _call_both(cmsis_lib, name, sfn, pp, [x], (n, oh, ow, c), keep)
-            assert not fb and np.array_equal(got, want), f"{name} case {i}"
-        # ADD / MUL, equal shapes (CMSIS-NN) with TFLite-style parameters
-        from tinygen import quant
-
+        for kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            check(kind, low, [x], (n, oh, ow, c), f"pool case {i}")
+        # ADD / SUB / MUL, equal shapes (CMSIS-NN) with TFLite-style parameters
         shape = (1, rng.randint(1, 5), rng.randint(1, 6), rng.randint(1, 9))
         s1, s2, so = (float(np.float32(rng.uniform(0.005, 0.1))) for _ in range(3))
         z1, z2, zo = (rng.randint(-128, 127) for _ in range(3))
         a = nrng.integers(-128, 128, shape, dtype=np.int8)
         b2 = nrng.integers(-128, 128, shape, dtype=np.int8)
-        for name, qfn in (("add_s8", quant.add_params), ("mul_s8", quant.mul_params)):
-            q = qfn(s1, z1, s2, z2, so, zo)
-            bp = BinP()
-            bp.in1 = bp.in2 = bp.out = Dims(*shape)
-            for f, _ in BinP._fields_[3:]:
-                setattr(bp, f, int(q[f]))
-            got, want, fb = _call_both(cmsis_lib, name, None, bp, [a, b2], shape, keep)
-            assert not fb and np.array_equal(got, want), f"{name} case {i}: {q}"
+        act = rng.choice(["NONE", "RELU"])
+        for kind, qfn in (("ADD", quant.add_params), ("SUB", quant.sub_params), ("MUL", quant.mul_params)):
+            p = {"in1": _nhwc(shape), "in2": _nhwc(shape), "out": _nhwc(shape), **qfn(s1, z1, s2, z2, so, zo, act=act)}
+            check(kind, Lowered(p, {}, "tg_binary_params_t"), [a, b2], shape, f"{kind} case {i}")
+            # broadcasting: CMSIS-NN cannot, the portable kernel runs it
+            if shape[1] * shape[2] > 1:
+                pb = {**p, "in2": _nhwc((1, 1, 1, shape[3]))}
+                call = kernels.select(kind, Lowered(pb, {}, "tg_binary_params_t"), "cmsis-nn", "none")
+                assert call.kernel.kset == "portable", f"{kind} case {i}: {call.kernel.name} for a broadcast"
+        # SOFTMAX over rows of random length, scales as TFLite's converter gives them
+        rows, row_size = rng.randint(1, 4), rng.choice([1, 2, 5, 10, 33, 100])
+        mult, shift, diff_min = quant.softmax_params(1.0, float(np.float32(rng.uniform(0.01, 0.25))))
+        low = Lowered({"rows": rows, "row_size": row_size, "mult": mult, "shift": shift, "diff_min": diff_min}, {},
+                      "tg_softmax_params_t")
+        check("SOFTMAX", low, [nrng.integers(-128, 128, (rows, row_size), dtype=np.int8)], (rows, row_size),
+              f"softmax case {i}")
         # PAD on all four dims
         pin = [rng.randint(1, 3) for _ in range(4)]
         before = [rng.randint(0, 2) for _ in range(4)]
         after = [rng.randint(0, 2) for _ in range(4)]
         pout = [a_ + b_ + c_ for a_, b_, c_ in zip(pin, before, after)]
-        pd = PadP()
-        setattr(pd, "in", Dims(*pin))
-        pd.out, pd.before, pd.pad_value = Dims(*pout), Dims(*before), rng.randint(-128, 127)
-        x = nrng.integers(-128, 128, pin, dtype=np.int8)
-        got, want, fb = _call_both(cmsis_lib, "pad_s8", None, pd, [x], tuple(pout), keep)
-        assert not fb and np.array_equal(got, want), f"pad case {i}"
+        low = Lowered({"in": _nhwc(pin), "out": _nhwc(pout), "before": _nhwc(before),
+                       "pad_value": rng.randint(-128, 127)}, {}, "tg_pad_params_t")
+        check("PAD", low, [nrng.integers(-128, 128, pin, dtype=np.int8)], tuple(pout), f"pad case {i}")
+    _assert_all_exercised(seen, ["FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "SUB", "MUL",
+                                 "SOFTMAX", "PAD"])
 
 
-# ------------------------------------------------ 4. real target builds under QEMU (DSP and Helium)
+# ------------------------------------------------ 5. real target builds under QEMU (DSP and Helium)
 #
-# The host build is neither DSP nor MVE: there the DSP/Helium kernels and their scratch sizes
-# are not exercised. Build the backend + CMSIS-NN for Cortex-M33 (DSP,
-# QEMU mps2-an505) and Cortex-M55 (Helium, mps3-an547), run with semihosting, and check
-#   - tg_*_scratch() (the real arm_*_get_buffer_size of that build) == cmsis_scratch(arch)
-#   - tg_conv2d/dwconv2d/fully_connected/avgpool (CMSIS-NN DSP / MVE kernels) == tg_ref_* on
-#     random data, bit-exact. (This is how the Helium 1xN conv bug and the FC rounding
-#     mismatch of CMSIS-NN v7.0.0 were found.)
+# The host build is neither DSP nor MVE: there the DSP/Helium kernels and their scratch sizes are
+# not exercised. For random convolutions, depthwise, FC, pools, ADD/SUB/MUL, softmax and pad cases,
+# Python picks each case's kernel with kernels.select(..., arch) for the target
+# (as the compiler would for a board with that arch) and puts its id, the portable kernel's id and
+# the planned scratch in the case table; the harness (a switch generated from the registry) runs
+# that tg_cmsis_* adapter with a scratch of exactly the planned size (NULL when 0, as model.c)
+# followed by a guard, and reports the kernel's C scratch function (the real arm_*_get_buffer_size
+# of that build), the return codes, and the outputs that differ from the tg_ref_* kernel's.
+# (This is how the Helium 1xN conv bug and the FC rounding mismatch of CMSIS-NN v7.0.0 were found.)
 
 QEMU_TARGETS = {
-    "cortex-m33-dsp": dict(arch="dsp", machine="mps2-an505", flags=M33_FLAGS, text=0x10000000, ram=0x38000000),
-    "cortex-m55-mve": dict(arch="mve", machine="mps3-an547", flags=M55_FLAGS, text=0x00000000, ram=0x01000000),
+    "cortex-m33-dsp": dict(cpu="cortex-m33", arch="dsp", machine="mps2-an505", text=0x10000000, ram=0x38000000),
+    "cortex-m55-mve": dict(cpu="cortex-m55", arch="mve", machine="mps3-an547", text=0x00000000, ram=0x01000000),
 }
+QEMU_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "SUB", "MUL",
+            "SOFTMAX", "PAD")
+QEMU_KERNELS = [k for k in kernels.REGISTRY if set(k.ops) & set(QEMU_OPS)]
+SCRATCH_BYTES = 16384
 
 QEMU_START_C = r"""
 #include <stdint.h>
@@ -896,24 +990,43 @@ SECTIONS {{
 }}
 """
 
+
+def _dispatch_c() -> str:
+    """run_kernel(id, ...) and kernel_scratch(id, p) over QEMU_KERNELS, from their operands."""
+    arg = {("params", 0): "p", ("in", 0): "in", ("in", 1): "in2", ("out", 0): "out", ("scratch", 0): "scratch"}
+    run, scr = [], []
+    for i, k in enumerate(QEMU_KERNELS):
+        assert all((o.kind, o.index) in arg and not o.cast for o in k.operands), k
+        run.append(f"    case {i}: return {k.symbol}({', '.join(arg[o.kind, o.index] for o in k.operands)});")
+        if k.scratch_fn:
+            scr.append(f"    case {i}: return {k.scratch_fn}(p);")
+    return ("static int32_t run_kernel(int32_t id, const void *p, const int8_t *in, const int8_t *in2, int8_t *out,\n"
+            "                          int8_t *scratch)\n{\n    (void)in2;\n    (void)scratch;\n    switch (id) {\n"
+            + "\n".join(run) + "\n    default: return -100;\n    }\n}\n"
+            "/* the kernel's scratch-size function, -1 when it has none */\n"
+            "static int32_t kernel_scratch(int32_t id, const void *p)\n{\n    (void)p;\n    switch (id) {\n"
+            + "\n".join(scr) + "\n    default: return -1;\n    }\n}\n")
+
+
 QEMU_MAIN_C = r"""
 #include <stdio.h>
 #include <string.h>
 #include "tg_nn.h"
 #include "cases.h"
 
+#define GUARD 64
 static uint32_t rng_state = 12345u;
 static int32_t rnd(int32_t lo, int32_t hi) /* inclusive */
 {
     rng_state = rng_state * 1664525u + 1013904223u;
     return lo + (int32_t)((rng_state >> 8) % (uint32_t)(hi - lo + 1));
 }
-static int8_t in_buf[4096], w_buf[8192], out_a[4096], out_b[4096];
+static int8_t in_buf[4096], in2_buf[4096], w_buf[8192], out_a[4096], out_b[4096];
 static int32_t mult[256], shift[256], bias[256];
-static int8_t scratch[16384] __attribute__((aligned(16)));
+static int8_t scratch[SCRATCH_BYTES + GUARD] __attribute__((aligned(16)));
 
 static void fill(int8_t *p, int32_t n, int32_t lo) { for (int32_t i = 0; i < n; ++i) p[i] = (int8_t)rnd(lo, 127); }
-static void fill_q(int32_t n)
+static void fill_q(int32_t n) /* the ranges kernels.select was given in Python (tests/test_cmsis_backend.py) */
 {
     for (int32_t i = 0; i < n; ++i) {
         mult[i] = rnd(1 << 30, 0x7fffffff);
@@ -923,64 +1036,95 @@ static void fill_q(int32_t n)
 }
 static int32_t diff(int32_t n) { int32_t d = 0; for (int32_t i = 0; i < n; ++i) d += out_a[i] != out_b[i]; return d; }
 
+/* kernel kid with `planned` scratch bytes vs the portable kernel rid; prints
+ * "<kind> <i> <scratch fn> <rc kid> <rc rid> <outputs differing> <guard bytes overwritten>" */
+static void run_case(const char *kind, int i, const int32_t *c, const void *p, int32_t n_out)
+{
+    const int32_t kid = c[0], rid = c[1], planned = c[2];
+    if (planned > SCRATCH_BYTES) { printf("%s %d toolarge\n", kind, i); return; }
+    const int32_t sz = kernel_scratch(kid, p);
+    memset(scratch, 0x77, sizeof scratch); /* stale garbage: accumulators must be reset */
+    memset(scratch + planned, 0xA5, GUARD);
+    memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
+    const int32_t ra = run_kernel(kid, p, in_buf, in2_buf, out_a, planned ? scratch : NULL);
+    int32_t guard = 0;
+    for (int32_t j = 0; j < GUARD; ++j) guard += scratch[planned + j] != (int8_t)0xA5;
+    const int32_t rb = run_kernel(rid, p, in_buf, in2_buf, out_b, NULL);
+    printf("%s %d %ld %ld %ld %ld %ld\n", kind, i, (long)sz, (long)ra, (long)rb, (long)diff(n_out), (long)guard);
+}
+
 int main(void)
 {
     for (int i = 0; i < (int)(sizeof conv_cases / sizeof conv_cases[0]); ++i) {
         const int32_t *c = conv_cases[i];
         tg_conv_params_t p;
         memset(&p, 0, sizeof p);
-        p.in = (tg_dims_t){c[1], c[2], c[3], c[4]};
-        p.filter = (tg_dims_t){c[5], c[6], c[7], c[8]};
-        p.out = (tg_dims_t){c[9], c[10], c[11], c[12]};
-        p.stride_h = c[13]; p.stride_w = c[14]; p.pad_h = c[15]; p.pad_w = c[16];
-        p.dil_h = c[17]; p.dil_w = c[18]; p.ch_mult = c[19];
+        p.in = (tg_dims_t){c[3], c[4], c[5], c[6]};
+        p.filter = (tg_dims_t){c[7], c[8], c[9], c[10]};
+        p.out = (tg_dims_t){c[11], c[12], c[13], c[14]};
+        p.stride_h = c[15]; p.stride_w = c[16]; p.pad_h = c[17]; p.pad_w = c[18];
+        p.dil_h = c[19]; p.dil_w = c[20]; p.ch_mult = c[21];
         p.in_offset = rnd(-127, 128); p.out_offset = rnd(-128, 127); p.act_min = -128; p.act_max = 127;
-        const int32_t oc = p.out.c;
-        fill_q(oc);
+        fill_q(p.out.c);
         p.mult = mult; p.shift = shift; p.bias = (i % 5) ? bias : NULL; p.weights = w_buf;
         fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
         fill(w_buf, p.filter.n * p.filter.h * p.filter.w * p.filter.c, -127);
-        const int32_t sz = c[0] ? tg_dwconv2d_s8_scratch(&p) : tg_conv2d_s8_scratch(&p);
-        memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
-        const int32_t n_out = p.out.n * p.out.h * p.out.w * p.out.c;
-        int32_t ra, rb;
-        if (sz > (int32_t)sizeof scratch) { printf("conv %d %ld toolarge\n", i, (long)sz); continue; }
-        if (c[0]) { ra = tg_dwconv2d_s8(&p, in_buf, out_a, scratch); rb = tg_ref_dwconv2d_s8(&p, in_buf, out_b); }
-        else      { ra = tg_conv2d_s8(&p, in_buf, out_a, scratch);   rb = tg_ref_conv2d_s8(&p, in_buf, out_b); }
-        printf("conv %d %ld %ld %ld %ld\n", i, (long)sz, (long)ra, (long)rb, (long)diff(n_out));
+        run_case("conv", i, c, &p, p.out.n * p.out.h * p.out.w * p.out.c);
     }
     for (int i = 0; i < (int)(sizeof fc_cases / sizeof fc_cases[0]); ++i) {
         const int32_t *c = fc_cases[i];
         tg_fc_params_t p;
         memset(&p, 0, sizeof p);
-        p.batches = c[0]; p.in_depth = c[1]; p.out_depth = c[2]; p.per_channel = c[3];
+        p.batches = c[3]; p.in_depth = c[4]; p.out_depth = c[5]; p.per_channel = c[10];
         p.in_offset = rnd(-127, 128); p.out_offset = rnd(-128, 127); p.act_min = -128; p.act_max = 127;
         fill_q(p.out_depth);
         p.mult = mult; p.shift = shift; p.bias = (i % 3) ? bias : NULL; p.weights = w_buf;
         fill(in_buf, p.batches * p.in_depth, -128);
         fill(w_buf, p.in_depth * p.out_depth, -127);
-        const int32_t sz = tg_fully_connected_s8_scratch(&p);
-        memset(scratch, 0x77, sizeof scratch); /* stale garbage: the accumulators must be reset */
-        memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
-        const int32_t ra = tg_fully_connected_s8(&p, in_buf, out_a, scratch);
-        const int32_t rb = tg_ref_fully_connected_s8(&p, in_buf, out_b);
-        printf("fc %d %ld %ld %ld %ld\n", i, (long)sz, (long)ra, (long)rb, (long)diff(p.batches * p.out_depth));
+        run_case("fc", i, c, &p, p.batches * p.out_depth);
     }
     for (int i = 0; i < (int)(sizeof pool_cases / sizeof pool_cases[0]); ++i) {
         const int32_t *c = pool_cases[i];
         tg_pool_params_t p;
         memset(&p, 0, sizeof p);
-        p.in = (tg_dims_t){c[0], c[1], c[2], c[3]};
-        p.out = (tg_dims_t){c[4], c[5], c[6], c[7]};
-        p.filter_h = c[8]; p.filter_w = c[9]; p.stride_h = c[10]; p.stride_w = c[11]; p.pad_h = c[12]; p.pad_w = c[13];
+        p.in = (tg_dims_t){c[3], c[4], c[5], c[6]};
+        p.out = (tg_dims_t){c[7], c[8], c[9], c[10]};
+        p.filter_h = c[11]; p.filter_w = c[12]; p.stride_h = c[13]; p.stride_w = c[14]; p.pad_h = c[15]; p.pad_w = c[16];
         p.act_min = -128; p.act_max = 127;
         fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
-        const int32_t sz = tg_avgpool_s8_scratch(&p);
-        memset(out_a, 0x5a, sizeof out_a); memset(out_b, 0x5b, sizeof out_b);
-        const int32_t ra = tg_avgpool_s8(&p, in_buf, out_a, scratch);
-        const int32_t rb = tg_ref_avgpool_s8(&p, in_buf, out_b);
-        printf("pool %d %ld %ld %ld %ld\n", i, (long)sz, (long)ra, (long)rb,
-               (long)diff(p.out.n * p.out.h * p.out.w * p.out.c));
+        run_case("pool", i, c, &p, p.out.n * p.out.h * p.out.w * p.out.c);
+    }
+    for (int i = 0; i < (int)(sizeof bin_cases / sizeof bin_cases[0]); ++i) { /* equal shapes */
+        const int32_t *c = bin_cases[i];
+        tg_binary_params_t p;
+        p.in1 = (tg_dims_t){c[3], c[4], c[5], c[6]};
+        p.in2 = (tg_dims_t){c[7], c[8], c[9], c[10]};
+        p.out = (tg_dims_t){c[11], c[12], c[13], c[14]};
+        p.in1_offset = c[15]; p.in1_mult = c[16]; p.in1_shift = c[17];
+        p.in2_offset = c[18]; p.in2_mult = c[19]; p.in2_shift = c[20]; p.left_shift = c[21];
+        p.out_offset = c[22]; p.out_mult = c[23]; p.out_shift = c[24]; p.act_min = c[25]; p.act_max = c[26];
+        const int32_t n = p.out.n * p.out.h * p.out.w * p.out.c;
+        fill(in_buf, n, -128);
+        fill(in2_buf, n, -128);
+        run_case("bin", i, c, &p, n);
+    }
+    for (int i = 0; i < (int)(sizeof softmax_cases / sizeof softmax_cases[0]); ++i) {
+        const int32_t *c = softmax_cases[i];
+        tg_softmax_params_t p;
+        p.rows = c[3]; p.row_size = c[4]; p.mult = c[5]; p.shift = c[6]; p.diff_min = c[7];
+        fill(in_buf, p.rows * p.row_size, -128);
+        run_case("softmax", i, c, &p, p.rows * p.row_size);
+    }
+    for (int i = 0; i < (int)(sizeof pad_cases / sizeof pad_cases[0]); ++i) {
+        const int32_t *c = pad_cases[i];
+        tg_pad_params_t p;
+        memset(&p, 0, sizeof p);
+        p.in = (tg_dims_t){c[3], c[4], c[5], c[6]};
+        p.out = (tg_dims_t){c[7], c[8], c[9], c[10]};
+        p.before = (tg_dims_t){c[11], c[12], c[13], c[14]};
+        p.pad_value = (int8_t)c[15];
+        fill(in_buf, p.in.n * p.in.h * p.in.w * p.in.c, -128);
+        run_case("pad", i, c, &p, p.out.n * p.out.h * p.out.w * p.out.c);
     }
     printf("done\n");
     return 0;
@@ -996,11 +1140,9 @@ def _qemu_cases(seed: int):
         depthwise = len(conv) % 2 == 1
         k = kinds[(len(conv) // 2) % 4]
         if k == "1x1":
-            c = _conv_case(rng, depthwise=depthwise, kh=1, kw=1, sh=rng.choice([1, 2]), sw=None, padding="valid",
+            s = rng.choice([1, 2])
+            c = _conv_case(rng, depthwise=depthwise, kh=1, kw=1, sh=s, sw=s, padding="valid",
                            ih=rng.randint(1, 8), iw=rng.randint(1, 8), ic=rng.choice([1, 3, 4, 8, 16, 20]))
-            c["stride_w"] = c["stride_h"]
-            c = _conv_case(rng, depthwise=depthwise, kh=1, kw=1, sh=c["stride_h"], sw=c["stride_h"],
-                           padding="valid", ih=c["in"][1], iw=c["in"][2], ic=c["in"][3])
         elif k == "1xn":
             c = _conv_case(rng, depthwise=depthwise, ih=1, kh=1, iw=rng.randint(4, 20), kw=rng.randint(1, 5),
                            sh=1, sw=rng.choice([1, 2, 4]), ic=rng.choice([1, 4, 8, 12]),
@@ -1012,14 +1154,14 @@ def _qemu_cases(seed: int):
             c = _conv_case(rng, depthwise=depthwise, ih=rng.randint(2, 9), iw=rng.randint(2, 9),
                            kh=rng.randint(1, 4), kw=rng.randint(1, 4), ic=rng.choice([1, 2, 5, 8]),
                            dh=rng.choice([1, 2]), dw=rng.choice([1, 2]), ch_mult=rng.choice([1, 2, 16]) if depthwise else None)
-        if depthwise and c["in"][3] == 1 and rng.random() < 0.5:  # Helium: 1 input channel -> converted to conv
+        if depthwise and c["in"][3] == 1 and rng.random() < 0.5:  # 1 input channel, large multiplier
             c = _conv_case(rng, depthwise=True, ic=1, ch_mult=rng.choice([4, 9, 16]), ih=rng.randint(2, 9),
                            iw=rng.randint(2, 9), kh=rng.choice([1, 3]), kw=rng.choice([1, 3]))
         n_in = np.prod(c["in"])
         n_w = np.prod(c["filter"])
         n_out = np.prod(c["out"])
         if max(n_in, n_out) <= 4096 and n_w <= 8192 and c["out"][3] <= 256 and min(c["out"][1:3]) >= 1:
-            conv.append((int(depthwise), c))
+            conv.append((depthwise, c))
     for i in range(40):
         outd = rng.choice([1, 3, 4, 5, 16, 17, 40, 100, 256])
         ind = rng.randint(1, max(1, min(300, 8192 // outd)))
@@ -1032,12 +1174,84 @@ def _qemu_cases(seed: int):
         if n * ih * iw * c_ <= 4096:
             pool.append({"in": (n, ih, iw, c_), "out": (n, oh, ow, c_), "filter_h": fh, "filter_w": fw,
                          "stride_h": s, "stride_w": s, "pad_h": ph, "pad_w": pw})
-    return conv, fc, pool
+    other = []  # (op kind, Lowered) of the struct-only kernels: element-wise, softmax, pad
+    from tinygen import quant
+
+    for i in range(30):
+        shape = (rng.randint(1, 2), rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 24))
+        s1, s2, so = (float(np.float32(rng.uniform(0.005, 0.1))) for _ in range(3))
+        z1, z2, zo = (rng.randint(-128, 127) for _ in range(3))
+        act = rng.choice(["NONE", "RELU"])
+        for kind, qfn in (("ADD", quant.add_params), ("SUB", quant.sub_params), ("MUL", quant.mul_params)):
+            p = {"in1": _nhwc(shape), "in2": _nhwc(shape), "out": _nhwc(shape), **qfn(s1, z1, s2, z2, so, zo, act=act)}
+            other.append((kind, Lowered(p, {}, "tg_binary_params_t")))
+        rows, row_size = rng.randint(1, 4), rng.choice([1, 2, 5, 10, 16, 33, 100, 255])
+        mult, shift, diff_min = quant.softmax_params(1.0, float(np.float32(rng.uniform(0.01, 0.25))))
+        other.append(("SOFTMAX", Lowered({"rows": rows, "row_size": row_size, "mult": mult, "shift": shift,
+                                          "diff_min": diff_min}, {}, "tg_softmax_params_t")))
+        pout = [9999]
+        while np.prod(pout) > 4096:  # the harness's buffers
+            pin = [rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6), rng.randint(1, 20)]
+            before = [rng.randint(0, 1), rng.randint(0, 2), rng.randint(0, 2), rng.randint(0, 3)]
+            pout = [a + b + rng.randint(0, 2) for a, b in zip(pin, before)]
+        other.append(("PAD", Lowered({"in": _nhwc(pin), "out": _nhwc(pout), "before": _nhwc(before),
+                                      "pad_value": rng.randint(-128, 127)}, {}, "tg_pad_params_t")))
+    return conv, fc, pool, other
+
+
+def _q_arrays(n: int) -> dict:
+    """Stand-ins for the harness's random mult/shift (same ranges): all kernels.select looks at."""
+    return {"mult": np.full(n, 1 << 30, np.int32), "shift": np.full(n, -8, np.int32), "weights": np.zeros(1, np.int8)}
+
+
+def _qemu_plan(conv, fc, pool, other, arch: str):
+    """Per case: (table, label, op kind, Lowered, chosen Call, portable Call)."""
+    rows = []
+    for dw, c in conv:
+        rows.append(("conv", "DEPTHWISE_CONV_2D" if dw else "CONV_2D", _conv_lowered(c, _q_arrays(c["out"][3]))))
+    for f in fc:
+        rows.append(("fc", "FULLY_CONNECTED", _fc_lowered(f, _q_arrays(f["out_depth"] if f["per_channel"] else 1))))
+    for p in pool:
+        for kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            rows.append(("pool", kind, _pool_lowered(p)))
+    table = {"ADD": "bin", "SUB": "bin", "MUL": "bin", "SOFTMAX": "softmax", "PAD": "pad"}
+    rows += [(table[kind], kind, low) for kind, low in other]
+    return [(t, kind, low, kernels.select(kind, low, "cmsis-nn", arch), kernels.select(kind, low, "portable", arch))
+            for t, kind, low in rows]
 
 
 def _c_rows(name: str, rows: list[list[int]]) -> str:
     body = ",\n".join("    {" + ", ".join(str(int(v)) for v in r) + "}" for r in rows)
     return f"static const int32_t {name}[][{len(rows[0])}] = {{\n{body}\n}};\n"
+
+
+QEMU_TABLES = ("conv", "fc", "pool", "bin", "softmax", "pad")
+
+
+def _flat(low: Lowered) -> list[int]:
+    """The params' scalar fields in struct order (dims as n, h, w, c; pointers left out): the harness's columns 3..."""
+    out: list[int] = []
+    for f, _ in STRUCTS[low.ptype]._fields_:
+        v = low.params[f]
+        if isinstance(v, dict):
+            out += [int(v[d]) for d in "nhwc"]
+        elif v is not None and not isinstance(v, Arr):
+            out.append(int(v))
+    return out
+
+
+def _cases_h(plan) -> str:
+    """Case tables: kernel id, portable kernel id, planned scratch bytes, then the struct's scalar fields."""
+    ids = {k.symbol: i for i, k in enumerate(QEMU_KERNELS)}
+    tables: dict[str, list[list[int]]] = {t: [] for t in QEMU_TABLES}
+    for t, _kind, low, call, ref in plan:
+        p = low.params
+        n_out = (p["rows"] * p["row_size"] if t == "softmax" else p["batches"] * p["out_depth"] if t == "fc"
+                 else int(np.prod(list(p["out"].values()))))
+        assert n_out <= 4096, f"{t} case too large for the harness's buffers: {_desc(low)}"
+        tables[t].append([ids[call.symbol], ids[ref.symbol], call.scratch, *_flat(low)])
+    return (f"#define SCRATCH_BYTES {SCRATCH_BYTES}\n" + "".join(_c_rows(f"{t}_cases", r) for t, r in tables.items())
+            + _dispatch_c())
 
 
 @pytest.mark.parametrize("target", sorted(QEMU_TARGETS))
@@ -1047,56 +1261,58 @@ def test_cmsis_backend_on_qemu(cmsis_root, target, tmp_path):
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
         pytest.skip("qemu-system-arm not installed: target-run CMSIS-NN tests skipped")
-    flags = t["flags"]
-    lib = _build_static_lib(ARM_CC, flags, cmsis_root, target)
-    conv, fc, pool = _qemu_cases(sum(map(ord, target)))
-    (tmp_path / "cases.h").write_text(
-        _c_rows("conv_cases", [[dw, *c["in"], *c["filter"], *c["out"], c["stride_h"], c["stride_w"], c["pad_h"],
-                                c["pad_w"], c["dil_h"], c["dil_w"], c["ch_mult"]] for dw, c in conv])
-        + _c_rows("fc_cases", [[f["batches"], f["in_depth"], f["out_depth"], f["per_channel"]] for f in fc])
-        + _c_rows("pool_cases", [[*p["in"], *p["out"], p["filter_h"], p["filter_w"], p["stride_h"], p["stride_w"],
-                                  p["pad_h"], p["pad_w"]] for p in pool]))
+    flags, arch = CPU_FLAGS[t["cpu"]], t["arch"]
+    lib = _build_static_lib(ARM_CC, flags, cmsis_root, t["cpu"])
+    plan = _qemu_plan(*_qemu_cases(sum(map(ord, target))), arch)
+    (tmp_path / "cases.h").write_text(_cases_h(plan))
     (tmp_path / "start.c").write_text(QEMU_START_C)
     (tmp_path / "main.c").write_text(QEMU_MAIN_C)
     (tmp_path / "link.ld").write_text(QEMU_LD.format(text=t["text"], ram=t["ram"]))
     crt0 = _run([ARM_CC, *flags, "-print-file-name=rdimon-crt0.o"], "locating rdimon-crt0.o").stdout.strip()
     elf = tmp_path / "test.elf"
     inc = [f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", f"-I{tmp_path}"]
-    _run([ARM_CC, *flags, "-std=c99", "-DTG_BACKEND_CMSIS_NN", *inc, crt0, str(tmp_path / "start.c"),
-          str(tmp_path / "main.c"), str(FIRMWARE / "tg_backend_cmsis.c"), str(FIRMWARE / "tg_kernels_ref.c"),
-          str(lib), "-T", str(tmp_path / "link.ld"), "--specs=rdimon.specs", "-nostartfiles", "-lm", "-o", str(elf)],
-         f"{target} link")
+    _run([ARM_CC, *flags, "-std=c99", "-Wall", "-Wextra", "-DTG_BACKEND_CMSIS_NN", *inc, crt0,
+          str(tmp_path / "start.c"), str(tmp_path / "main.c"), str(FIRMWARE / "tg_backend_cmsis.c"),
+          str(FIRMWARE / "tg_kernels_ref.c"), str(lib), "-T", str(tmp_path / "link.ld"), "--specs=rdimon.specs",
+          "-nostartfiles", "-lm", "-o", str(elf)], f"{target} link")
     r = subprocess.run([qemu, "-M", t["machine"], "-nographic", "-monitor", "none", "-serial", "none",
                         "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=180)
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and lines and lines[-1] == "done", f"qemu run failed ({r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
-    arch = t["arch"]
-    problems = []
-    seen = {"conv": 0, "fc": 0, "pool": 0}
+    by_table: dict[str, list] = {tb: [] for tb in QEMU_TABLES}
+    for row in plan:
+        by_table[row[0]].append(row)
+    problems, seen = [], {}
+    results = dict.fromkeys(QEMU_TABLES, 0)
     nonzero = 0
     for line in lines[:-1]:
-        kind, idx, *vals = line.split()
-        idx = int(idx)
+        table, idx, *vals = line.split()
+        _, kind, low, call, ref = by_table[table][int(idx)]
+        k = call.kernel
+        where = f"{table} {idx} {kind} [{k.name}] {_desc(low)}"
+        results[table] += 1
         if vals == ["toolarge"]:
-            problems.append(f"{line}: scratch exceeds the test's buffer")
+            problems.append(f"{where}: planned scratch {call.scratch} exceeds the test's buffer")
             continue
-        size, ra, rb, ndiff = map(int, vals)
-        seen[kind] += 1
-        if kind == "conv":
-            dw, params = conv[idx]
-            want = (cmsis_scratch.dwconv2d_scratch if dw else cmsis_scratch.conv2d_scratch)(params, arch)
-        elif kind == "fc":
-            params = fc[idx]
-            want = cmsis_scratch.fully_connected_scratch(params, arch)
-        else:
-            params = pool[idx]
-            want = cmsis_scratch.avgpool_scratch(params, arch)
-        nonzero += size > 0
-        if size != want:
-            problems.append(f"{kind} {idx}: target scratch {size} != cmsis_scratch {want} for {params}")
-        if ra != 0 or rb != 0 or ndiff:
-            problems.append(f"{kind} {idx}: rc {ra}/{rb}, {ndiff} outputs differ from tg_ref_* for {params}")
-    assert seen == {"conv": len(conv), "fc": len(fc), "pool": len(pool)}, seen
+        size, ra, rb, ndiff, guard = map(int, vals)
+        seen[k.name] = seen.get(k.name, 0) + 1
+        nonzero += call.scratch > 0
+        if k.scratch_fn and size != call.scratch:
+            problems.append(f"{where}: {k.scratch_fn} on target {size} != planned {call.scratch}")
+        if not k.scratch_fn and call.scratch:
+            problems.append(f"{where}: {call.scratch} bytes planned for a kernel without a scratch function")
+        if k.kset != "cmsis-nn":
+            problems.append(f"{where}: no CMSIS-NN kernel chosen")
+        if ra != 0 or rb != 0 or ndiff or guard:
+            problems.append(f"{where}: rc {ra} ({k.symbol}) / {rb} ({ref.kernel.symbol}), {ndiff} outputs differ, "
+                            f"{guard} guard bytes past the {call.scratch}-byte scratch overwritten")
+    assert results == {tb: len(rows) for tb, rows in by_table.items()}, results
     assert not problems, f"{len(problems)} problems on {target}:\n" + "\n".join(problems[:20])
     assert nonzero > 20, "too few cases with a non-zero scratch: the sizes are not exercised"
+    # every CMSIS-NN entry that applies on this arch to some case was chosen for one
+    applicable = {k.name for k in CMSIS_KERNELS for _, kind, low, _, _ in plan
+                  if kind in k.ops and k.applies(low, arch) is None}
+    assert applicable <= set(seen), f"{target}: entries never chosen: {sorted(applicable - set(seen))} (seen {seen})"
+    if arch == "dsp":  # no CMSIS-NN entry is excluded on DSP: the cases must reach all of them
+        assert _cmsis_entries(QEMU_OPS) <= applicable, sorted(_cmsis_entries(QEMU_OPS) - applicable)

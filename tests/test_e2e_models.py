@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import backends, shared_model
+
 from tinygen import driver, frontend, hostbuild, plan, reference
 
 MODELS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "pretrainedResnet.h5", "ad01.h5"]
@@ -23,7 +23,7 @@ def _model_bytes(name: str) -> bytes:
 def test_model_bit_exact_on_host(model, backend, tmp_path):
     buf = _model_bytes(model)
     c = driver.compile_model(buf, model.split(".")[0], backend, arch="none")
-    plan.verify_plan(c.graph, c.plan)  # the planner's own overlap check, again, on every model
+    plan.verify_plan(c.graph, c.plan, c.calls)  # the planner's own overlap check, again, on every model
     from tinygen import project
 
     project.write(tmp_path / "p", driver.host_project(c))

@@ -2,9 +2,9 @@
 built on the host and compared byte for byte with the TFLite reference on random inputs."""
 
 import pytest
-
 from conftest import backends
 from opnets import OPNET_CASES, make_opnet
+
 from tinygen import driver, hostbuild, project, reference
 
 N_INPUTS = 40

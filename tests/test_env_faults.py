@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from opnets import opnet_path
+
 from tinygen import cli, project
 from tinygen.errors import OutputError, ToolchainError
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import shared_model
+
 from tinygen import cli, frontend, reference
 from tinygen.errors import InputError
 

@@ -9,8 +9,8 @@
 import shutil
 
 import pytest
-
 from conftest import backends, shared_model
+
 from tinygen import boards, driver, frontend, project, qemu, toolchain
 
 MODELS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]

@@ -22,8 +22,8 @@ import pytest
 from tinygen import FIRMWARE
 from tinygen.boards import firmware_sources, load_board, render_board_files
 from tinygen.errors import BoardError, DeviceError
+from tinygen.qemu import INSTRUCTIONS_LABEL, resume, run_selftest, start_pty, stop
 from tinygen.quant import multiply_by_quantized_multiplier, quantize_multiplier
-from tinygen.qemu import INSTRUCTIONS_LABEL, run_selftest, resume, start_pty, stop
 from tinygen.toolchain import make_firmware
 
 _MISSING = [t for t in ("arm-none-eabi-gcc", "make", "qemu-system-arm") if shutil.which(t) is None]
@@ -34,7 +34,7 @@ if _MISSING and os.environ.get("TINYGEN_REQUIRE_QEMU") != "1":
 pytestmark = pytest.mark.slow
 EMULATED = ["mps2-an505", "mps2-an386", "netduinoplus2"]
 N_IN, N_HID, N_OUT = 64, 32, 16
-HAVE_KERNELS = all((FIRMWARE / f).is_file() for f in ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_portable.c"))
+HAVE_KERNELS = all((FIRMWARE / f).is_file() for f in ("tg_nn.h", "tg_kernels_ref.c"))
 
 
 def _c_array(name: str, ctype: str, values: np.ndarray) -> str:
@@ -257,7 +257,7 @@ def test_pty_serial(built):
         stop(proc)
 
 
-@pytest.mark.skipif(not HAVE_KERNELS, reason="firmware/tg_kernels_ref.c or tg_backend_portable.c not there yet")
+@pytest.mark.skipif(not HAVE_KERNELS, reason="firmware/tg_kernels_ref.c not there yet")
 def test_portable_kernel_fc_matches(tmp_path):
     project, facts = make_project(tmp_path, "mps2-an386", fc_kernel=True)
     info = make_firmware(project, "portable")

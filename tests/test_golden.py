@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_model
+
 from tinygen import driver, frontend
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

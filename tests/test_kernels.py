@@ -1,6 +1,6 @@
 """The portable C reference kernels against TFLite's BUILTIN_REF interpreter, byte for byte.
 
-firmware/tg_kernels_ref.c + tg_backend_portable.c are compiled into a host shared library and
+firmware/tg_kernels_ref.c (the portable kernel set, tg_ref_*) is compiled into a host shared library and
 called through ctypes. For every model in ``opnets.OPNET_CASES`` the interpreter runs on random
 int8 (or float) inputs with all intermediate tensors preserved; each operator is then re-run by
 the matching ``tg_*`` kernel on the interpreter's own input tensors, with parameters computed from
@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from opnets import OPNET_CASES, make_opnet  # noqa: E402
+
 from tinygen import quant  # noqa: E402
 from tinygen.flatbuf import read_model  # noqa: E402
 
 FW = ROOT / "firmware"
-SOURCES = [FW / "tg_kernels_ref.c", FW / "tg_backend_portable.c"]
+SOURCES = [FW / "tg_kernels_ref.c"]
 TRIALS = int(os.environ.get("TG_KERNEL_TRIALS", "24"))
 TG_OK, TG_ERR_ARG = 0, -1
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-pedantic"]
@@ -105,21 +106,20 @@ def lib(tmp_path_factory):
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
     L = C.CDLL(str(so))
     sigs = {
-        "tg_conv2d_s8": [C.POINTER(ConvParams), P8, P8, P8],
-        "tg_dwconv2d_s8": [C.POINTER(ConvParams), P8, P8, P8],
-        "tg_fully_connected_s8": [C.POINTER(FcParams), P8, P8, P8],
-        "tg_avgpool_s8": [C.POINTER(PoolParams), P8, P8, P8],
-        "tg_maxpool_s8": [C.POINTER(PoolParams), P8, P8],
-        "tg_add_s8": [C.POINTER(BinaryParams), P8, P8, P8],
-        "tg_mul_s8": [C.POINTER(BinaryParams), P8, P8, P8],
-        "tg_softmax_s8": [C.POINTER(SoftmaxParams), P8, P8],
-        "tg_lut_s8": [P8, P8, P8, i32],
-        "tg_mean_s8": [C.POINTER(MeanParams), P8, P8],
-        "tg_pad_s8": [C.POINTER(PadParams), P8, P8],
-        "tg_concat_s8": [i32, C.POINTER(P8), P32, i32, P8],
-        "tg_quantize_f32_s8": [C.POINTER(C.c_float), P8, i32, C.c_float, i32],
-        "tg_dequantize_s8_f32": [P8, C.POINTER(C.c_float), i32, C.c_float, i32],
-        "tg_conv2d_s8_scratch": [C.POINTER(ConvParams)],
+        "tg_ref_conv2d_s8": [C.POINTER(ConvParams), P8, P8],
+        "tg_ref_dwconv2d_s8": [C.POINTER(ConvParams), P8, P8],
+        "tg_ref_fully_connected_s8": [C.POINTER(FcParams), P8, P8],
+        "tg_ref_avgpool_s8": [C.POINTER(PoolParams), P8, P8],
+        "tg_ref_maxpool_s8": [C.POINTER(PoolParams), P8, P8],
+        "tg_ref_add_s8": [C.POINTER(BinaryParams), P8, P8, P8],
+        "tg_ref_mul_s8": [C.POINTER(BinaryParams), P8, P8, P8],
+        "tg_ref_softmax_s8": [C.POINTER(SoftmaxParams), P8, P8],
+        "tg_ref_lut_s8": [P8, P8, P8, i32],
+        "tg_ref_mean_s8": [C.POINTER(MeanParams), P8, P8],
+        "tg_ref_pad_s8": [C.POINTER(PadParams), P8, P8],
+        "tg_ref_concat_s8": [i32, C.POINTER(P8), P32, i32, P8],
+        "tg_ref_quantize_f32_s8": [C.POINTER(C.c_float), P8, i32, C.c_float, i32],
+        "tg_ref_dequantize_s8_f32": [P8, C.POINTER(C.c_float), i32, C.c_float, i32],
     }
     for name, args in sigs.items():
         fn = getattr(L, name)
@@ -210,8 +210,8 @@ def _conv_like(lib, m: Model, op, vals, depthwise: bool):
         -in_zp, out_zp, lo, hi, p32(mult), p32(shift), p8(weights), None if bias is None else p32(bias),
     )
     out = np.zeros(out_shape, np.int8)
-    fn = lib.tg_dwconv2d_s8 if depthwise else lib.tg_conv2d_s8
-    assert fn(C.byref(p), p8(x), p8(out), None) == TG_OK
+    fn = lib.tg_ref_dwconv2d_s8 if depthwise else lib.tg_ref_conv2d_s8
+    assert fn(C.byref(p), p8(x), p8(out)) == TG_OK
     return out
 
 
@@ -239,7 +239,7 @@ def run_fc(lib, m, op, vals):
     p = FcParams(x.size // in_depth, in_depth, out_depth, -in_zp, out_zp, lo, hi, int(per_channel),
                  p32(mult), p32(shift), p8(weights), None if bias is None else p32(bias))
     out = np.zeros(m.t(op.outputs[0]).shape, np.int8)
-    assert lib.tg_fully_connected_s8(C.byref(p), p8(x), p8(out), None) == TG_OK
+    assert lib.tg_ref_fully_connected_s8(C.byref(p), p8(x), p8(out)) == TG_OK
     return out
 
 
@@ -257,9 +257,9 @@ def _pool(lib, m, op, vals, is_max):
     p = PoolParams(dims4(in_shape), dims4(out_shape), fh, fw, sh, sw, pad_h, pad_w, lo, hi)
     out = np.zeros(out_shape, np.int8)
     if is_max:
-        assert lib.tg_maxpool_s8(C.byref(p), p8(x), p8(out)) == TG_OK
+        assert lib.tg_ref_maxpool_s8(C.byref(p), p8(x), p8(out)) == TG_OK
     else:
-        assert lib.tg_avgpool_s8(C.byref(p), p8(x), p8(out), None) == TG_OK
+        assert lib.tg_ref_avgpool_s8(C.byref(p), p8(x), p8(out)) == TG_OK
     return out
 
 
@@ -271,25 +271,21 @@ def run_maxpool(lib, m, op, vals):
     return _pool(lib, m, op, vals, True)
 
 
-def _binary(lib, m, op, vals, is_mul):
+def run_binary(lib, m, op, vals):
+    """ADD / SUB / MUL ...: tinygen.quant.<op>_params and the registry's portable kernel for the op."""
+    from tinygen import kernels
+
+    kind = m.opname(op)
     a, b = vals[op.inputs[0]], vals[op.inputs[1]]
     out_shape = m.t(op.outputs[0]).shape
     act = ACT[op.options.scalar(0, "b")] if op.options is not None else "NONE"
     args = (*m.qp(op.inputs[0]), *m.qp(op.inputs[1]), *m.qp(op.outputs[0]))
-    q = quant.mul_params(*args, act=act) if is_mul else quant.add_params(*args, act=act)
+    q = getattr(quant, f"{kind.lower()}_params")(*args, act=act)
     p = BinaryParams(dims4(m.t(op.inputs[0]).shape), dims4(m.t(op.inputs[1]).shape), dims4(out_shape), **q)
     out = np.zeros(out_shape, np.int8)
-    fn = lib.tg_mul_s8 if is_mul else lib.tg_add_s8
+    fn = getattr(lib, kernels.candidates(kind, "portable")[0].symbol)
     assert fn(C.byref(p), p8(a), p8(b), p8(out)) == TG_OK
     return out
-
-
-def run_add(lib, m, op, vals):
-    return _binary(lib, m, op, vals, False)
-
-
-def run_mul(lib, m, op, vals):
-    return _binary(lib, m, op, vals, True)
 
 
 def run_softmax(lib, m, op, vals):
@@ -300,14 +296,14 @@ def run_softmax(lib, m, op, vals):
     mult, shift, diff_min = quant.softmax_params(beta, in_s)
     p = SoftmaxParams(x.size // x.shape[-1], x.shape[-1], mult, shift, diff_min)
     out = np.zeros(x.shape, np.int8)
-    assert lib.tg_softmax_s8(C.byref(p), p8(x), p8(out)) == TG_OK
+    assert lib.tg_ref_softmax_s8(C.byref(p), p8(x), p8(out)) == TG_OK
     return out
 
 
 def _lut(lib, table, x):
     assert table.dtype == np.int8 and table.shape == (256,)
     out = np.zeros(x.shape, np.int8)
-    assert lib.tg_lut_s8(p8(np.ascontiguousarray(table)), p8(x), p8(out), x.size) == TG_OK
+    assert lib.tg_ref_lut_s8(p8(np.ascontiguousarray(table)), p8(x), p8(out), x.size) == TG_OK
     return out
 
 
@@ -330,7 +326,7 @@ def run_quantize(lib, m, op, vals):
         return _lut(lib, quant.lut_requantize(*m.qp(op.inputs[0]), out_s, out_zp), x)
     assert x.dtype == np.float32
     out = np.zeros(x.shape, np.int8)
-    assert lib.tg_quantize_f32_s8(pf(x), p8(out), x.size, out_s, out_zp) == TG_OK
+    assert lib.tg_ref_quantize_f32_s8(pf(x), p8(out), x.size, out_s, out_zp) == TG_OK
     return out
 
 
@@ -338,7 +334,7 @@ def run_dequantize(lib, m, op, vals):
     x = vals[op.inputs[0]]
     s, zp = m.qp(op.inputs[0])
     out = np.zeros(x.shape, np.float32)
-    assert lib.tg_dequantize_s8_f32(p8(x), pf(out), x.size, s, zp) == TG_OK
+    assert lib.tg_ref_dequantize_s8_f32(p8(x), pf(out), x.size, s, zp) == TG_OK
     return out
 
 
@@ -350,7 +346,7 @@ def run_mean(lib, m, op, vals):
     dims = q.pop("in_dims")
     p = MeanParams(Dims(*dims), **q)
     out = np.zeros(m.t(op.outputs[0]).shape, np.int8)
-    assert lib.tg_mean_s8(C.byref(p), p8(x), p8(out)) == TG_OK
+    assert lib.tg_ref_mean_s8(C.byref(p), p8(x), p8(out)) == TG_OK
     return out
 
 
@@ -363,7 +359,7 @@ def run_pad(lib, m, op, vals):
     out_shape = m.t(op.outputs[0]).shape
     p = PadParams(dims4(x.shape), dims4(out_shape), Dims(*before), int(value))
     out = np.zeros(out_shape, np.int8)
-    assert lib.tg_pad_s8(C.byref(p), p8(x), p8(out)) == TG_OK
+    assert lib.tg_ref_pad_s8(C.byref(p), p8(x), p8(out)) == TG_OK
     return out
 
 
@@ -377,13 +373,13 @@ def run_concat(lib, m, op, vals):
     sizes = np.array([int(np.prod(a.shape[axis:], dtype=np.int64)) for a in ins], np.int32)
     ptrs = (P8 * len(ins))(*[p8(a) for a in ins])
     out = np.zeros(out_shape, np.int8)
-    assert lib.tg_concat_s8(len(ins), ptrs, p32(sizes), outer, p8(out)) == TG_OK
+    assert lib.tg_ref_concat_s8(len(ins), ptrs, p32(sizes), outer, p8(out)) == TG_OK
     return out
 
 
 RUNNERS = {
     "CONV_2D": run_conv, "DEPTHWISE_CONV_2D": run_dwconv, "FULLY_CONNECTED": run_fc,
-    "AVERAGE_POOL_2D": run_avgpool, "MAX_POOL_2D": run_maxpool, "ADD": run_add, "MUL": run_mul,
+    "AVERAGE_POOL_2D": run_avgpool, "MAX_POOL_2D": run_maxpool, "ADD": run_binary, "SUB": run_binary, "MUL": run_binary,
     "SOFTMAX": run_softmax, "LOGISTIC": run_logistic, "RELU": run_relu, "RELU6": run_relu6,
     "QUANTIZE": run_quantize, "DEQUANTIZE": run_dequantize, "MEAN": run_mean, "PAD": run_pad,
     "PADV2": run_pad, "CONCATENATION": run_concat,
@@ -481,7 +477,7 @@ def test_invalid_arguments_return_err_arg(lib):
     mult3, shift3 = np.repeat(one, 3), np.repeat(zero, 3)
     shift_bad = np.array([0, 40, 0], np.int32)
     good = conv(mult=p32(mult3), shift=p32(shift3))
-    assert lib.tg_conv2d_s8(C.byref(good), p8(x), p8(canary), None) == TG_OK
+    assert lib.tg_ref_conv2d_s8(C.byref(good), p8(x), p8(canary)) == TG_OK
     canary[:] = 0x5A
     bad_convs = [
         conv(mult=p32(mult3), shift=p32(shift3), in_=Dims(1, 0, 4, 2)),
@@ -498,66 +494,65 @@ def test_invalid_arguments_return_err_arg(lib):
         conv(mult=p32(mult3), shift=p32(shift3), weights=None),
     ]
     for i, p in enumerate(bad_convs):
-        assert lib.tg_conv2d_s8(C.byref(p), p8(x), p8(canary), None) == TG_ERR_ARG, i
-    assert lib.tg_conv2d_s8(None, p8(x), p8(canary), None) == TG_ERR_ARG
-    assert lib.tg_conv2d_s8(C.byref(good), None, p8(canary), None) == TG_ERR_ARG
-    assert lib.tg_conv2d_s8(C.byref(good), p8(x), None, None) == TG_ERR_ARG
+        assert lib.tg_ref_conv2d_s8(C.byref(p), p8(x), p8(canary)) == TG_ERR_ARG, i
+    assert lib.tg_ref_conv2d_s8(None, p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_conv2d_s8(C.byref(good), None, p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_conv2d_s8(C.byref(good), p8(x), None) == TG_ERR_ARG
     dw = conv(mult=p32(mult3), shift=p32(shift3), filter=Dims(1, 3, 3, 3), ch_mult=2)  # 2 * 2 != 3
-    assert lib.tg_dwconv2d_s8(C.byref(dw), p8(x), p8(canary), None) == TG_ERR_ARG
+    assert lib.tg_ref_dwconv2d_s8(C.byref(dw), p8(x), p8(canary)) == TG_ERR_ARG
 
     fc = FcParams(1, 8, 0, 0, 0, -128, 127, 0, p32(one), p32(zero), p8(w), None)
-    assert lib.tg_fully_connected_s8(C.byref(fc), p8(x), p8(canary), None) == TG_ERR_ARG
+    assert lib.tg_ref_fully_connected_s8(C.byref(fc), p8(x), p8(canary)) == TG_ERR_ARG
     fc = FcParams(1, 8, 4, 0, 0, -128, 127, 0, p32(one), p32(zero), None, None)
-    assert lib.tg_fully_connected_s8(C.byref(fc), p8(x), p8(canary), None) == TG_ERR_ARG
+    assert lib.tg_ref_fully_connected_s8(C.byref(fc), p8(x), p8(canary)) == TG_ERR_ARG
 
     pool = PoolParams(Dims(1, 4, 4, 2), Dims(1, 2, 2, 3), 2, 2, 2, 2, 0, 0, -128, 127)  # channel mismatch
-    assert lib.tg_avgpool_s8(C.byref(pool), p8(x), p8(canary), None) == TG_ERR_ARG
-    assert lib.tg_maxpool_s8(C.byref(pool), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_avgpool_s8(C.byref(pool), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_maxpool_s8(C.byref(pool), p8(x), p8(canary)) == TG_ERR_ARG
     pool = PoolParams(Dims(1, 4, 4, 2), Dims(1, 9, 2, 2), 2, 2, 2, 2, 0, 0, -128, 127)  # too many rows
-    assert lib.tg_maxpool_s8(C.byref(pool), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_maxpool_s8(C.byref(pool), p8(x), p8(canary)) == TG_ERR_ARG
 
     q = quant.add_params(0.1, 0, 0.2, 0, 0.3, 0)
     binp = BinaryParams(Dims(1, 2, 2, 3), Dims(1, 2, 2, 2), Dims(1, 2, 2, 3), **q)  # 2 does not broadcast to 3
-    assert lib.tg_add_s8(C.byref(binp), p8(x), p8(x), p8(canary)) == TG_ERR_ARG
-    assert lib.tg_mul_s8(C.byref(binp), p8(x), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_add_s8(C.byref(binp), p8(x), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_mul_s8(C.byref(binp), p8(x), p8(x), p8(canary)) == TG_ERR_ARG
     binp = BinaryParams(Dims(1, 2, 2, 3), Dims(1, 1, 1, 3), Dims(1, 2, 2, 3), **q)
-    assert lib.tg_add_s8(C.byref(binp), p8(x), None, p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_add_s8(C.byref(binp), p8(x), None, p8(canary)) == TG_ERR_ARG
 
     sm = SoftmaxParams(0, 10, 1 << 30, 20, -100)
-    assert lib.tg_softmax_s8(C.byref(sm), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_softmax_s8(C.byref(sm), p8(x), p8(canary)) == TG_ERR_ARG
     sm = SoftmaxParams(1, 10, 1 << 30, 40, -100)
-    assert lib.tg_softmax_s8(C.byref(sm), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_softmax_s8(C.byref(sm), p8(x), p8(canary)) == TG_ERR_ARG
 
     lut = np.zeros(256, np.int8)
-    assert lib.tg_lut_s8(p8(lut), p8(x), p8(canary), 0) == TG_ERR_ARG
-    assert lib.tg_lut_s8(None, p8(x), p8(canary), 4) == TG_ERR_ARG
+    assert lib.tg_ref_lut_s8(p8(lut), p8(x), p8(canary), 0) == TG_ERR_ARG
+    assert lib.tg_ref_lut_s8(None, p8(x), p8(canary), 4) == TG_ERR_ARG
 
     mp = MeanParams(Dims(1, 3, 3, 2), 0, 0, 1 << 30, 0, 8)  # num_elements != 9
-    assert lib.tg_mean_s8(C.byref(mp), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_mean_s8(C.byref(mp), p8(x), p8(canary)) == TG_ERR_ARG
     mp = MeanParams(Dims(1, 3, 3, 2), 0, 0, 1 << 30, -40, 9)  # shift out of range
-    assert lib.tg_mean_s8(C.byref(mp), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_mean_s8(C.byref(mp), p8(x), p8(canary)) == TG_ERR_ARG
 
     pad = PadParams(Dims(1, 3, 3, 2), Dims(1, 4, 4, 2), Dims(0, 2, 0, 0), 0)  # before + in > out
-    assert lib.tg_pad_s8(C.byref(pad), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_pad_s8(C.byref(pad), p8(x), p8(canary)) == TG_ERR_ARG
     pad = PadParams(Dims(1, 3, 3, 2), Dims(1, 4, 4, 2), Dims(0, -1, 0, 0), 0)
-    assert lib.tg_pad_s8(C.byref(pad), p8(x), p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_pad_s8(C.byref(pad), p8(x), p8(canary)) == TG_ERR_ARG
 
     ptrs = (P8 * 2)(p8(x), None)
-    assert lib.tg_concat_s8(2, ptrs, p32(np.array([2, 2], np.int32)), 3, p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_concat_s8(2, ptrs, p32(np.array([2, 2], np.int32)), 3, p8(canary)) == TG_ERR_ARG
     ptrs = (P8 * 2)(p8(x), p8(x))
-    assert lib.tg_concat_s8(2, ptrs, p32(np.array([2, -2], np.int32)), 3, p8(canary)) == TG_ERR_ARG
-    assert lib.tg_concat_s8(0, ptrs, p32(np.array([2, 2], np.int32)), 3, p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_concat_s8(2, ptrs, p32(np.array([2, -2], np.int32)), 3, p8(canary)) == TG_ERR_ARG
+    assert lib.tg_ref_concat_s8(0, ptrs, p32(np.array([2, 2], np.int32)), 3, p8(canary)) == TG_ERR_ARG
 
     f = np.zeros(16, np.float32)
-    assert lib.tg_quantize_f32_s8(pf(f), p8(canary), 16, 0.0, 0) == TG_ERR_ARG
-    assert lib.tg_quantize_f32_s8(pf(f), p8(canary), 16, 0.1, 300) == TG_ERR_ARG
-    assert lib.tg_quantize_f32_s8(pf(f), p8(canary), -1, 0.1, 0) == TG_ERR_ARG
+    assert lib.tg_ref_quantize_f32_s8(pf(f), p8(canary), 16, 0.0, 0) == TG_ERR_ARG
+    assert lib.tg_ref_quantize_f32_s8(pf(f), p8(canary), 16, 0.1, 300) == TG_ERR_ARG
+    assert lib.tg_ref_quantize_f32_s8(pf(f), p8(canary), -1, 0.1, 0) == TG_ERR_ARG
     fo = np.full(16, 7.0, np.float32)
-    assert lib.tg_dequantize_s8_f32(p8(x), pf(fo), 16, -1.0, 0) == TG_ERR_ARG
+    assert lib.tg_ref_dequantize_s8_f32(p8(x), pf(fo), 16, -1.0, 0) == TG_ERR_ARG
     assert np.all(fo == 7.0)
 
     assert np.all(canary.view(np.uint8) == 0x5A), "a rejected call wrote to its output"
-    assert lib.tg_conv2d_s8_scratch(C.byref(good)) == 0
 
 
 def test_kernels_compile_for_cortex_m33(tmp_path):

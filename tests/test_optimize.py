@@ -3,11 +3,10 @@ pruning across residual Adds, Keras-3 import, and end-to-end runs on digits and 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-
-import json
 
 import numpy as np
 import pytest

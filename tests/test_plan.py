@@ -1,11 +1,15 @@
 """Planner: placement tables, the overlap checker, and planning of every shared model."""
 
+import numpy as np
 import pytest
-
 from conftest import shared_model
+
 from tinygen import driver, frontend, plan
-from tinygen.errors import ModelError
+from tinygen.errors import CompilerBug
+from tinygen.ir import Graph, Op, Tensor
 from tinygen.plan import Buffer, _place
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
@@ -26,9 +30,9 @@ def test_place_peak(bufs, peak):
         assert a.offset % plan.ALIGN == 0
 
 
-def _kws_compiled():
+def _kws_compiled(kset="portable", arch="none"):
     buf = frontend.load(shared_model("kws_ref_model.tflite"), log=lambda m: None)[0]
-    return driver.compile_model(buf, "kws", "portable")
+    return driver.compile_model(buf, "kws", kset, arch, stop_after="plan")
 
 
 def test_verify_plan_catches_overlap():
@@ -37,8 +41,8 @@ def test_verify_plan_catches_overlap():
     # move the first op's output onto its input: both are live at step 0
     op = g.ops[0]
     p.offsets[op.outputs[0]] = p.offsets[op.inputs[0]]
-    with pytest.raises(ModelError, match="overlaps"):
-        plan.verify_plan(g, p)
+    with pytest.raises(CompilerBug, match="overlaps"):
+        plan.verify_plan(g, p, c.calls)
 
 
 def test_verify_plan_catches_misalignment_and_bounds():
@@ -46,11 +50,60 @@ def test_verify_plan_catches_misalignment_and_bounds():
     g, p = c.graph, c.plan
     tid = g.ops[1].outputs[0]
     p.offsets[tid] += 1
-    with pytest.raises(ModelError, match="misaligned"):
-        plan.verify_plan(g, p)
+    with pytest.raises(CompilerBug, match="misaligned"):
+        plan.verify_plan(g, p, c.calls)
     p.offsets[tid] = p.arena_size
-    with pytest.raises(ModelError, match="outside"):
-        plan.verify_plan(g, p)
+    with pytest.raises(CompilerBug, match="outside"):
+        plan.verify_plan(g, p, c.calls)
+
+
+def _chain_graph():
+    """t0 -RELU-> t1; ADD(t1, t0) -> t2: t0 is still read after the RELU."""
+    q = dict(scale=np.array([0.1], np.float32), zero_point=np.array([0]))
+    ts = [Tensor(i, f"t{i}", (1, 4, 4, 4), "int8", **q) for i in range(3)]
+    ops = [Op("RELU", [0], [1], {}, 0, "relu"), Op("ADD", [1, 0], [2], {"act": "NONE"}, 1, "add")]
+    return Graph(ts, ops, [0], [2], "chain")
+
+
+def test_verify_plan_accepts_legal_inplace_and_rejects_a_bogus_claim():
+    g = _chain_graph()
+    p = plan.plan(g, {})
+    plan.verify_plan(g, p, {})
+    # legal: the ADD writes over t1, which dies at the ADD (same size, op table says ADD is in-place)
+    p.offsets[2] = p.offsets[1]
+    p.arena_size = max(p.arena_size, p.offsets[1] + 64)
+    plan.verify_plan(g, p, {})
+    # bogus: the RELU "in place" over t0, which the ADD still reads afterwards
+    p = plan.plan(g, {})
+    p.offsets[1] = p.offsets[0]
+    p.inplace[0] = 0  # the planner's own flag must not make it legal
+    with pytest.raises(CompilerBug, match="overlaps"):
+        plan.verify_plan(g, p, {})
+
+
+def test_verify_plan_scratch_claims_come_from_the_kernel():
+    c = _kws_compiled("cmsis-nn", "dsp")
+    g, p = c.graph, c.plan
+    pos = {call.kernel.name: i for i, call in enumerate(c.calls) if call is not None}
+    fc, pool = pos["arm_nn_mat_mult_nt_t_s8_s32"], pos["arm_avgpool_s8"]
+    # the FC kernel's output may sit on its own scratch (its access order allows it): planned that way
+    assert p.offsets[g.ops[fc].outputs[0]] == p.scratch[fc][0]
+    plan.verify_plan(g, p, c.calls)
+    # the average pool's kernel does not allow it: an output moved onto its scratch is caught
+    root = g.ops[pool].outputs[0]
+    same = [t.id for t in g.tensors if t.id == root or t.alias_of == root]
+    saved = p.offsets[root]
+    for t in same:
+        p.offsets[t] = p.scratch[pool][0]
+    with pytest.raises(CompilerBug, match="overlaps"):
+        plan.verify_plan(g, p, c.calls)
+    for t in same:
+        p.offsets[t] = saved
+    # a scratch smaller than the kernel needs
+    off, size = p.scratch[pool]
+    p.scratch[pool] = (off, size - 16)
+    with pytest.raises(CompilerBug, match="needs 256 B of scratch"):
+        plan.verify_plan(g, p, c.calls)
 
 
 @pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"])

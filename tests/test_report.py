@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import shared_model
+
 from tinygen import driver, report, toolchain
 from tinygen.errors import OutputError
 

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import backends
 from opnets import OPNET_CASES, make_opnet
+
 from tinygen import driver, hostbuild, project, reference
 from tinygen.errors import ToolchainError
 

@@ -1,9 +1,8 @@
 """`tinygen analyze MODEL`: what the model costs on each board, without building anything.
 
 Per layer: op, shapes, MACs, parameters, flash bytes of its constants, activation and
-scratch bytes, and the kernel that runs it (for cmsis-nn the CMSIS-NN sub-kernel the
-wrapper picks, mirroring ``arm_convolve_wrapper_s8`` / ``arm_depthwise_conv_wrapper_s8``
-and the fallbacks of firmware/tg_backend_cmsis.c). Totals: the planned arena against
+scratch bytes, and the kernel that runs it: the compiler's own choice (the driver's stages
+up to ``plan``, :mod:`tinygen.kernels`), the same the firmware calls. Totals: the planned arena against
 TFLite Micro's for the same model, a flash estimate, whether it fits each board, and a
 latency *estimate* per board from :mod:`tinygen.cyclemodel` (QEMU instruction counts).
 
@@ -19,14 +18,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import ir, passes
-from . import ops as optable
+from . import driver
+from . import kernels as registry
 from . import plan as planner
-
-# CMSIS-NN kernels that run an op on the cmsis-nn backend when no sub-kernel rule applies
-_CMSIS_DIRECT = {"FULLY_CONNECTED": "arm_nn_mat_mult_nt_t_s8_s32", "AVERAGE_POOL_2D": "arm_avgpool_s8",
-                 "MAX_POOL_2D": "arm_max_pool_s8", "SOFTMAX": "arm_softmax_s8", "PAD": "arm_pad_s8",
-                 "PADV2": "arm_pad_s8"}
 
 
 @dataclass
@@ -44,63 +38,7 @@ class LayerInfo:
     scratch_bytes: int
     kernel: str             # the C function that does the work ("" for aliases)
     est_instructions: dict = field(default_factory=dict)  # core -> estimated instructions
-
-
-def _dims(params: dict, key: str) -> tuple[int, int, int, int]:
-    d = params[key]
-    return d["n"], d["h"], d["w"], d["c"]
-
-
-def cmsis_kernel(op: str, func: str, params: dict, arch: str = "dsp", equal_shapes: bool = True) -> str:
-    """The CMSIS-NN v7.0.0 function that runs a lowered op on the cmsis-nn backend.
-
-    Mirrors arm_convolve_wrapper_s8, arm_depthwise_conv_wrapper_s8 and the bypasses/fallbacks
-    in firmware/tg_backend_cmsis.c (see tinygen/cmsis_scratch.py for the same logic on sizes).
-
-    >>> p = {"in": {"n": 1, "h": 8, "w": 8, "c": 16}, "filter": {"n": 32, "h": 1, "w": 1, "c": 16},
-    ...      "out": {"n": 1, "h": 8, "w": 8, "c": 32}, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0,
-    ...      "dil_h": 1, "dil_w": 1, "ch_mult": 1}
-    >>> cmsis_kernel("CONV_2D", "tg_conv2d_s8", p)
-    'arm_convolve_1x1_s8_fast'
-    >>> cmsis_kernel("CONV_2D", "tg_conv2d_s8", dict(p, stride_h=2, stride_w=2))
-    'arm_convolve_1x1_s8'
-    >>> cmsis_kernel("CONV_2D", "tg_conv2d_s8", dict(p, filter={"n": 32, "h": 3, "w": 3, "c": 16}, pad_h=1, pad_w=1))
-    'arm_convolve_s8'
-    >>> dw = dict(p, filter={"n": 1, "h": 3, "w": 3, "c": 16}, out={"n": 1, "h": 8, "w": 8, "c": 16}, pad_h=1, pad_w=1)
-    >>> cmsis_kernel("DEPTHWISE_CONV_2D", "tg_dwconv2d_s8", dw), cmsis_kernel("DEPTHWISE_CONV_2D", "tg_dwconv2d_s8", dw, "mve")
-    ('arm_depthwise_conv_3x3_s8', 'arm_depthwise_conv_s8_opt')
-    """
-    if op == "CONV_2D":
-        n, ih, iw, ic = _dims(params, "in")
-        _, kh, kw, fc = _dims(params, "filter")
-        dil1 = params["dil_h"] == 1 and params["dil_w"] == 1
-        if params["pad_h"] == 0 and params["pad_w"] == 0 and kh == 1 and kw == 1 and dil1 and ic == fc:
-            return "arm_convolve_1x1_s8_fast" if params["stride_h"] == 1 and params["stride_w"] == 1 else "arm_convolve_1x1_s8"
-        if ih == 1 and params["dil_w"] == 1 and kh == 1 and (params["stride_w"] * ic) % 4 == 0 and ic == fc:
-            return "arm_convolve_s8" if arch == "mve" else "arm_convolve_1_x_n_s8"  # Helium 1xN bypassed
-        return "arm_convolve_s8"
-    if op == "DEPTHWISE_CONV_2D":
-        n, ih, iw, ic = _dims(params, "in")
-        _, kh, kw, oc = _dims(params, "filter")
-        if arch == "mve" and ic == 1 and oc > 1:
-            return "arm_depthwise_conv_to_conv_s8"
-        if params["ch_mult"] == 1 and n == 1 and params["dil_h"] == 1 and params["dil_w"] == 1:
-            if arch != "mve" and kh == 3 and kw == 3 and params["pad_h"] <= 1 and params["pad_w"] <= 1:
-                return "arm_depthwise_conv_3x3_s8"
-            return "arm_depthwise_conv_s8_opt"
-        return "arm_depthwise_conv_s8"
-    if op in ("ADD", "MUL"):
-        if equal_shapes:
-            return "arm_elementwise_add_s8" if op == "ADD" else "arm_elementwise_mul_s8"
-        return func.replace("tg_", "tg_ref_", 1)  # broadcasting: reference kernel
-    if op in _CMSIS_DIRECT:
-        return _CMSIS_DIRECT[op]
-    return func.replace("tg_", "tg_ref_", 1) if func else ""
-
-
-def portable_kernel(func: str) -> str:
-    """The portable C kernel behind a lowered call (tg_conv2d_s8 -> tg_ref_conv2d_s8)."""
-    return func.replace("tg_", "tg_ref_", 1) if func else ""
+    alternatives: dict = field(default_factory=dict)  # other kernels that apply -> estimated instructions (M33)
 
 
 @dataclass
@@ -123,16 +61,6 @@ class Analysis:
     cyclemodel_note: str
 
 
-def _compile(model_bytes: bytes, name: str, backend: str, arch: str):
-    g = ir.load(model_bytes, name)
-    passes.run(g, None)
-    karch = arch if backend == "cmsis-nn" else "portable"
-    lowered = [optable.lower(g, op, karch) for op in g.ops]
-    scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
-    p = planner.plan(g, scratch)
-    return g, lowered, p
-
-
 def _param_struct_bytes(params: dict) -> int:
     """Rough flash size of a params struct: 4 bytes per scalar or pointer field."""
     return sum(_param_struct_bytes(v) if isinstance(v, dict) else 4 for v in params.values())
@@ -143,33 +71,30 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
     """Analysis of an int8 TFLite model for ``backend`` ('cmsis-nn' or 'portable') and ``arch``."""
     from . import cyclemodel
 
-    g, lowered, p = _compile(model_bytes, name, backend, arch)
+    c = driver.compile_model(model_bytes, name, backend, arch, stop_after="plan")
+    g, p = c.graph, c.plan
     model = cyclemodel.load()
     layers: list[LayerInfo] = []
     params_struct = 0
-    for i, (op, low) in enumerate(zip(g.ops, lowered)):
+    for i, (op, call) in enumerate(zip(g.ops, c.calls)):
         acts_in = [g.t(t) for t in op.inputs if t >= 0 and not g.t(t).is_const]
         consts = [g.t(t) for t in op.inputs if t >= 0 and g.t(t).is_const]
         out = g.t(op.outputs[0])
-        if low.alias:
-            kernel = ""
-        elif backend == "cmsis-nn":
-            eq = len({a.shape for a in acts_in}) <= 1 and all(a.shape == out.shape for a in acts_in)
-            kernel = cmsis_kernel(op.kind, low.func, low.params, arch, eq)
-        else:
-            kernel = portable_kernel(low.func)
-        nparams = sum(c.size for c in consts) if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") else 0
-        wbytes = sum(int(a.nbytes) for a in low.arrays.values())
-        params_struct += _param_struct_bytes(low.params) if low.ptype else 0
-        macs = optable.macs(g, op)
+        kernel = call.kernel.name if call is not None else ""
+        nparams = sum(t.size for t in consts) if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") else 0
+        wbytes = sum(int(a.nbytes) for a in call.low.arrays.values()) if call else 0
+        params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype else 0
+        macs = c.macs[i]
         ly = LayerInfo(i, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
-                       int(nparams), wbytes, 0 if low.alias else sum(a.nbytes for a in acts_in) + out.nbytes,
-                       low.scratch, kernel)
+                       int(nparams), wbytes, 0 if call is None else sum(a.nbytes for a in acts_in) + out.nbytes,
+                       call.scratch if call else 0, kernel)
         if kernel:
             for core in cyclemodel.CORES:
                 ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out.nbytes)
+            for alt in call.alternatives:
+                ly.alternatives[alt] = registry.estimate(registry.by_name(alt), op.kind, macs, out.nbytes)
         layers.append(ly)
-    bufs, _ = planner.make_buffers(g, {i: s for i, s in enumerate(low.scratch for low in lowered) if s})
+    bufs, _ = planner.make_buffers(g, c.calls)
     kernels = sorted({ly.kernel for ly in layers if ly.kernel})
     weights = sum(ly.weight_bytes for ly in layers)
     io = sum(g.t(t).nbytes for t in g.inputs) + sum(g.t(t).nbytes for t in g.outputs)
@@ -248,7 +173,8 @@ def format_table(a: Analysis) -> str:
     for ly in a.layers:
         io = f"{','.join(_shape(s) for s in ly.inputs)}->{_shape(ly.output)}"
         rows.append(f"{ly.index:>3} {ly.op[:18]:<18} {io[:26]:<26} {ly.macs:>11,} {ly.params:>8,} {ly.weight_bytes:>8,} "
-                    f"{ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  {ly.kernel or '(alias, no call)'}")
+                    f"{ly.act_bytes:>7,} {ly.scratch_bytes:>7,}  {ly.kernel or '(alias, no call)'}"
+                    + (f"  (also: {', '.join(f'{k} ~{v:,}' for k, v in ly.alternatives.items())})" if ly.alternatives else ""))
     rows.append("")
     rows.append(f"arena    {a.arena_bytes:>9,} B planned ({a.arena_strategy}); live-set lower bound {a.arena_lower_bound:,} B"
                 + (" (optimal)" if a.arena_bytes == a.arena_lower_bound else ""))
@@ -295,7 +221,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("analyze", help="per-layer MACs, memory, kernels, arena vs TFLM, fit and latency estimate per board")
     p.add_argument("model", help="int8 .tflite (or a Keras model, quantized with synthetic data)")
     p.add_argument("--board", help="only this board (default: every board); sets the CMSIS-NN arch")
-    p.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None, help="kernels (default cmsis-nn)")
+    p.add_argument("--backend", choices=["generated", "cmsis-nn", "portable"], default=None,
+                   help="kernel set (default cmsis-nn)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-tflm", action="store_true", help="skip TFLite Micro's arena")
     p.set_defaults(func=cmd_analyze)

@@ -10,12 +10,12 @@ Compile options (backend, profiling) are arguments, never board data.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import tomllib
 
 from . import BOARDS, FIRMWARE, TEMPLATES
 from .errors import BoardError
@@ -236,16 +236,17 @@ def _parse(d: dict[str, Any], path: Path) -> Board:
 # Firmware sources owned by the board/runtime layer (always copied into src/).
 FIRMWARE_RUNTIME = ("tg_startup.c", "tg_uart.c", "tg_uart.h", "tg_cycles.c", "tg_cycles.h",
                     "tg_semihost.c", "tg_semihost.h", "tg_board.h", "tg_main.c", "tg_bench.c", "tg_bench.h")
-FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_portable.c"),
+FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c"),
                     "cmsis-nn": ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_cmsis.c")}
 CMSIS_NN_GIT = "https://github.com/ARM-software/CMSIS-NN.git#v7.0.0"
 
 
-def firmware_sources(backend: str, firmware_dir: Path = FIRMWARE) -> list[Path]:
-    """The firmware/ files a project for ``backend`` needs (those that exist), sorted by name."""
+def firmware_sources(backend: str, firmware_dir: Path = FIRMWARE, generated: bool = False) -> list[Path]:
+    """The firmware/ files a project for ``backend`` needs (those that exist), sorted by name;
+    ``generated``: a layer runs a generated kernel (it needs tg_dsp.h)."""
     if backend not in BACKENDS:
         raise BoardError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
-    names = sorted(set(FIRMWARE_RUNTIME) | set(FIRMWARE_KERNELS[backend]))
+    names = sorted(set(FIRMWARE_RUNTIME) | set(FIRMWARE_KERNELS[backend]) | ({"tg_dsp.h"} if generated else set()))
     return [firmware_dir / n for n in names if (firmware_dir / n).is_file()]
 
 

@@ -32,7 +32,6 @@ def log(msg: str) -> None:
 
 def cmd_build(a) -> int:
     from . import driver
-
     from .optimize.commands import history, run_optimize, wants_optimize
 
     model, opt = a.model, None
@@ -104,8 +103,9 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="compile a model into a firmware project (and build it when the toolchain is present)")
     b.add_argument("model", help=".h5 / .keras / SavedModel folder / int8 .tflite")
     b.add_argument("--board", default="mps2-an505", help="target board (default mps2-an505, emulated Cortex-M33); 'host' for a host program")
-    b.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None,
-                   help="kernels: cmsis-nn (default on boards when CMSIS_NN_PATH is set) or portable C")
+    b.add_argument("--backend", choices=["generated", "cmsis-nn", "portable"], default=None,
+                   help="kernel set: generated (per-layer specialized kernels, falling back to CMSIS-NN when "
+                        "CMSIS_NN_PATH is set, else to portable C), cmsis-nn, or portable C")
     b.add_argument("-o", "--out", default=DEFAULT_PROJECT, help=f"project folder (default ./{DEFAULT_PROJECT})")
     b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') for quantizing a float model")
     from .optimize.commands import add_optimize_flags

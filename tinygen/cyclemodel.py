@@ -112,6 +112,17 @@ class CycleModel:
 _CACHE: dict[str, CycleModel] = {}
 
 
+_CACHED: "CycleModel | None" = None
+
+
+def cached() -> "CycleModel":
+    """The shipped model, loaded once per process."""
+    global _CACHED
+    if _CACHED is None:
+        _CACHED = load()
+    return _CACHED
+
+
 def load(path: Path | str = DATA) -> CycleModel:
     key = str(path)
     if key not in _CACHE:

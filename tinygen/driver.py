@@ -1,73 +1,150 @@
 """The compiler driver: one straight line over the stages.
 
-frontend -> ir -> passes -> lower -> plan -> emit -> project (-> build).
-The IR is verified after every stage (:func:`tinygen.ir.verify`).
+    import -> passes -> schedule -> lower -> plan -> reference -> emit   (then project -> build)
+
+:data:`STAGES` is that list; :func:`compile_model` runs it (``stop_after`` ends early: `analyze`
+stops after ``plan``), verifying the IR after every stage (:func:`tinygen.ir.verify`).
+``lower`` asks the op table for each layer's parameters and the kernel registry
+(:mod:`tinygen.kernels`) for the kernel that runs it; ``plan`` sizes scratch from those kernels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-
+from typing import Callable
 
 import numpy as np
 
-from . import FIRMWARE, __version__, emit, frontend, ir, passes, plan, project
+from . import FIRMWARE, __version__, emit, frontend, importer, ir, kernels, passes, plan, project
 from . import ops as optable
 
-KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_portable.c", "tg_backend_cmsis.c")
-BACKENDS = ("cmsis-nn", "portable")
+KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_cmsis.c", "tg_dsp.h")
+BACKENDS = kernels.KERNEL_SETS
 
 
 @dataclass
 class Compiled:
-    graph: ir.Graph
-    plan: plan.Plan
-    emitted: emit.Emitted
     model_bytes: bytes
     name: str
     backend: str
     arch: str
-    test_input: np.ndarray
-    test_expected: np.ndarray
+    board_name: str = "host"
+    test_seed: int = 0
+    graph: ir.Graph | None = None
+    calls: list = field(default_factory=list)  # per op: kernels.Call, or None for shape-only ops
+    macs: list = field(default_factory=list)
+    plan: plan.Plan | None = None
+    test_input: np.ndarray | None = None
+    test_expected: np.ndarray | None = None
+    emitted: emit.Emitted | None = None
+    with_cmsis: bool = False  # the generated set may fall back to CMSIS-NN kernels (the build links CMSIS-NN)
+
+    @property
+    def link(self) -> str:
+        """What the build compiles in: 'cmsis-nn' when a layer calls a CMSIS-NN kernel, else 'portable'."""
+        return "cmsis-nn" if any(k is not None and k.kernel.kset == "cmsis-nn" for k in self.calls) else "portable"
+
+    @property
+    def gen_arch(self) -> str:
+        """The generated kernels' target: DSP code on every board with the DSP extension and on the
+        host (where tg_dsp.h emulates the intrinsics, so host tests run the board's code), else plain C."""
+        return "none" if self.arch == "none" and self.board_name != "host" else "dsp"
+
+    @property
+    def generated(self) -> bool:
+        return any(k is not None and k.generated is not None for k in self.calls)
+
+
+def _import(c: Compiled, dump) -> None:
+    c.graph = importer.load(c.model_bytes, c.name)
+
+
+def _passes(c: Compiled, dump) -> None:
+    passes.run(c.graph, dump)
+
+
+def _schedule(c: Compiled, dump) -> None:
+    plan.reorder(c.graph, plan.schedule(c.graph))  # lowest peak memory (ties keep source order)
+
+
+def _lower(c: Compiled, dump) -> None:
+    g = c.graph
+    c.calls = []
+    c.macs = [optable.macs(g, op) for op in g.ops]
+    fallback = ("cmsis-nn", "portable") if c.with_cmsis else ("portable",)
+    for pos, op in enumerate(g.ops):
+        low = optable.lower(g, op)
+        c.calls.append(None if low.alias else kernels.select(
+            op.kind, low, c.backend, c.arch, symbol=f"tg_gen_{pos}", fallback=fallback, macs=c.macs[pos],
+            out_bytes=g.t(op.outputs[0]).nbytes, gen_arch=c.gen_arch))
+
+
+def _plan(c: Compiled, dump) -> None:
+    c.plan = plan.plan(c.graph, c.calls)
+
+
+def _reference(c: Compiled, dump) -> None:
+    from . import reference
+
+    xs = reference.random_inputs(c.model_bytes, 1, seed=c.test_seed)
+    x, y = reference.pack(xs), reference.pack(reference.run(c.model_bytes, xs))
+    c.test_input, c.test_expected = x[0], y[0]
+
+
+def _emit(c: Compiled, dump) -> None:
+    g = c.graph
+    extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name, "link": c.link}
+    c.emitted = emit.emit_model(g, c.calls, c.plan, c.model_bytes, c.name, c.backend, c.macs, c.test_input,
+                                c.test_expected, extra)
+
+
+STAGES: list[tuple[str, Callable[[Compiled, Callable | None], None]]] = [
+    ("import", _import), ("passes", _passes), ("schedule", _schedule), ("lower", _lower), ("plan", _plan),
+    ("reference", _reference), ("emit", _emit),
+]
 
 
 def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch: str = "dsp",
-                  dump=None, test_seed: int = 0, board_name: str = "host") -> Compiled:
+                  dump=None, test_seed: int = 0, board_name: str = "host", stop_after: str | None = None,
+                  with_cmsis: bool | None = None) -> Compiled:
     """int8 TFLite bytes -> emitted C sources + manifest (no files written).
 
-    ``arch`` is the target's CMSIS-NN feature set ('dsp', 'mve', 'none'); it sizes the scratch
-    buffers of the cmsis-nn backend. The portable backend needs no scratch.
+    ``backend`` is the kernel set the registry picks from ('generated', 'cmsis-nn' or 'portable');
+    ``arch`` the target's feature set ('dsp', 'mve', 'none'), which sizes CMSIS-NN scratch and
+    picks the generated kernels' DSP code. The generated set falls back to CMSIS-NN kernels when
+    ``with_cmsis`` (default: CMSIS_NN_PATH is set), else to the portable ones.
     """
-    from . import reference
+    import os
 
-    g = ir.load(model_bytes, name)
-    passes.run(g, dump)
-    plan.reorder(g, plan.schedule(g))  # execution order with the lowest peak memory (ties keep source order)
-    ir.verify(g, "schedule")
-    karch = arch if backend == "cmsis-nn" else "portable"
-    lowered = [optable.lower(g, op, karch) for op in g.ops]
-    ir.verify(g, "lower")
-    scratch = {i: low.scratch for i, low in enumerate(lowered) if low.scratch}
-    p = plan.plan(g, scratch)
-    macs = [optable.macs(g, op) for op in g.ops]
-    xs = reference.random_inputs(model_bytes, 1, seed=test_seed)
-    x, y = reference.pack(xs), reference.pack(reference.run(model_bytes, xs))
-    extra = {"arch": karch, "ops": sorted({op.kind for op in g.ops}), "board": board_name}
-    emitted = emit.emit_model(g, lowered, p, model_bytes, name, backend, macs, x[0], y[0], extra)
-    return Compiled(g, p, emitted, model_bytes, name, backend, karch, x[0], y[0])
+    if with_cmsis is None:
+        with_cmsis = bool(os.environ.get("CMSIS_NN_PATH"))
+    if stop_after is not None and stop_after not in {n for n, _ in STAGES}:
+        raise ValueError(f"unknown stage {stop_after!r}")
+    c = Compiled(bytes(model_bytes), name, backend, arch if backend != "portable" else "portable", board_name, test_seed,
+                 with_cmsis=bool(with_cmsis) and backend == "generated")
+    for stage, fn in STAGES:
+        fn(c, dump)
+        if c.graph is not None:
+            ir.verify(c.graph, stage)
+        if stage == stop_after:
+            break
+    return c
 
 
-def kernel_sources() -> dict[str, str]:
-    return {f"src/{f}": (FIRMWARE / f).read_text() for f in KERNEL_FILES if (FIRMWARE / f).exists()}
+def kernel_sources(link: str = "cmsis-nn", generated: bool = False) -> dict[str, str]:
+    """The firmware/ kernel files a project compiles: the CMSIS-NN adapters only when it links
+    CMSIS-NN, tg_dsp.h only when a layer runs a generated kernel."""
+    files = [f for f in KERNEL_FILES if (link == "cmsis-nn" or f != "tg_backend_cmsis.c")
+             and (generated or f != "tg_dsp.h")]
+    return {f"src/{f}": (FIRMWARE / f).read_text() for f in files if (FIRMWARE / f).exists()}
 
 
 def host_project(c: Compiled) -> dict[str, str]:
     files = {f"src/{k}": v for k, v in c.emitted.files.items() if k != "manifest.json"}
-    files.update(kernel_sources())
+    files.update(kernel_sources(c.link, c.generated))
     files["src/tg_host_main.c"] = (FIRMWARE / "tg_host_main.c").read_text()
-    files["Makefile"] = emit.render("Makefile.host.j2", version=__version__, name=emit.c_string(c.name), backend=c.backend)
+    files["Makefile"] = emit.render("Makefile.host.j2", version=__version__, name=emit.c_string(c.name), backend=c.link)
     files["manifest.json"] = c.emitted.files["manifest.json"]
     return files
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import TEMPLATES, __version__
 from .ir import Graph
-from .ops import Lowered
+from .kernels import Call, Operand
+from .ops import Arr
 from .plan import Plan
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint8): "uint8_t",
@@ -48,12 +49,7 @@ def c_initializer(value) -> str:
     """
     if isinstance(value, dict):
         return "{ " + ", ".join(f".{k} = {c_initializer(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    if isinstance(value, (int, np.integer)):
-        v = int(value)
-        return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
-    return str(value)
+    return c_value(value)
 
 
 def c_ident(name: str) -> str:
@@ -75,19 +71,78 @@ def c_string(s: str) -> str:
     return "".join(ch if (32 <= ord(ch) < 127 and ch not in '"\\?') else f"\\{ord(ch) & 0xff:03o}" for ch in s)
 
 
+def c_value(v) -> str:
+    """An immediate operand or struct field as C: ints (INT32_MIN spelled safely), bools, C text.
+
+    >>> c_value(-2147483648), c_value(True), c_value("0x1.0p-1f"), c_value(None)
+    ('(-2147483647 - 1)', '1', '0x1.0p-1f', 'NULL')
+    """
+    if v is None:
+        return "NULL"
+    if isinstance(v, (bool, np.bool_)):
+        return str(int(v))
+    if isinstance(v, (int, np.integer)):
+        v = int(v)
+        return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
+    return str(v)
+
+
+def c_operand(o: Operand, tensor: dict, arrays: dict, scratch: str, params: str, ins: list[str], imm: dict) -> str:
+    """One call argument rendered from its :class:`tinygen.kernels.Operand` description.
+
+    >>> from tinygen.kernels import Operand
+    >>> c_operand(Operand("in", 0, cast="const float *"), {"in0": "(tg_arena + 16u)"}, {}, "NULL", "&tg_p0", [], {})
+    '(const float *)(tg_arena + 16u)'
+    >>> c_operand(Operand("ins"), {}, {}, "NULL", "", ["a", "b"], {})
+    '(const int8_t *const[]){a, b}'
+    """
+    if o.kind == "params":
+        expr = params
+    elif o.kind in ("in", "out"):
+        expr = tensor[f"{o.kind}{o.index}"]
+    elif o.kind == "ins":
+        expr = "(const int8_t *const[]){" + ", ".join(ins) + "}"
+    elif o.kind == "scratch":
+        expr = scratch
+    elif o.kind == "arr":
+        expr = arrays[o.name]
+    elif o.kind == "imm":
+        expr = c_value(imm[o.name])
+    else:
+        raise ValueError(f"unknown operand kind {o.kind!r}")
+    return f"({o.cast}){expr}" if o.cast else expr
+
+
+_PARAM_TYPES = {"in": "const int8_t *", "out": "int8_t *", "scratch": "int8_t *"}
+
+
+def c_prototype(symbol: str, operands) -> str:
+    """The C declaration of a generated kernel from its operands.
+
+    >>> from tinygen.kernels import IN0, OUT0, SCRATCH
+    >>> c_prototype("tg_gen_3", (IN0, OUT0, SCRATCH))
+    'int32_t tg_gen_3(const int8_t *in0, int8_t *out0, int8_t *scratch);'
+    """
+    args = ", ".join(f"{_PARAM_TYPES[o.kind]}{o.kind}{o.index if o.kind != 'scratch' else ''}" for o in operands)
+    return f"int32_t {symbol}({args});"
+
+
 @dataclass
 class Layer:
     index: int  # layer number (calls only)
     op_index: int
     kind: str
     name: str
-    call: str
+    symbol: str  # the C function called
+    args: list[str]
+    kernel: str  # what runs (CMSIS-NN function or tg_ref_* kernel)
     ptype: str | None
     pinit: str
     scratch: int
     scratch_fn: str | None
     macs: int
     out_bytes: int
+    alternatives: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -106,9 +161,11 @@ def render(template: str, **ctx) -> str:
     return _env().get_template(template).render(**ctx)
 
 
-def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, name: str, backend: str,
+def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, name: str, backend: str,
                macs: list[int], test_input: np.ndarray, test_expected: np.ndarray, extra_manifest: dict) -> Emitted:
-    """Render model.h, model.c, model_weights.h/.c and model_test.c; build the manifest."""
+    """Render model.h, model.c, model_weights.h/.c and model_test.c; build the manifest.
+
+    ``calls[i]`` is op i's kernel call (None for shape-only ops, which alias their input)."""
     arrays: list[tuple[str, str, str, int]] = []  # (symbol, ctype, body, nbytes)
 
     def tensor_expr(tid: int) -> str:
@@ -121,47 +178,41 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
         return f"(tg_arena + {p.offsets[tid]}u)"
 
     layers: list[Layer] = []
-    for pos, (op, low) in enumerate(zip(g.ops, lowered)):
-        if low.alias:
+    generated: list[dict] = []  # per generated kernel: symbol, file, prototype, source, notes
+    for pos, (op, call) in enumerate(zip(g.ops, calls)):
+        if call is None:
             continue
-        li = len(layers)
+        li, low, k = len(layers), call.low, call.kernel
         names = {}
-        for an, arr in low.arrays.items():
+        gen = call.generated
+        if gen is not None:  # its constants are inside its own source; it takes no params struct
+            generated.append({"symbol": gen.symbol, "file": f"{gen.symbol}.c", "layer": li, "kind": op.kind,
+                              "name": op.name, "prototype": c_prototype(gen.symbol, k.operands),
+                              "source": gen.source, "const_bytes": int(gen.const_bytes),
+                              "variant": str(gen.notes.get("variant", ""))})
+        for an, a in ({} if gen is not None else low.arrays).items():
             sym = f"tg_w{li}_{an}"
-            arr = np.ascontiguousarray(arr)
-            arrays.append((sym, CTYPES[arr.dtype], c_array_body(arr), arr.nbytes))
+            a = np.ascontiguousarray(a)
+            arrays.append((sym, CTYPES[a.dtype], c_array_body(a), a.nbytes))
             names[an] = sym
-        used = " ".join(low.args) + " ".join(v for v in low.params.values() if isinstance(v, str))
-        subst = {"params": f"tg_p{li}"}
-        for k, tid in enumerate(op.inputs):
-            if tid >= 0 and "{in%d}" % k in used:  # constant operands become arrays only when referenced
-                subst[f"in{k}"] = tensor_expr(tid)
-        for k, tid in enumerate(op.outputs):
-            subst[f"out{k}"] = tensor_expr(tid)
-        if p.scratch.get(pos):
-            subst["scratch"] = f"(tg_arena + {p.scratch[pos][0]}u)"
-        else:
-            subst["scratch"] = "NULL"
-
-        def fill(s: str) -> str:
-            for an, sym in names.items():
-                s = s.replace("{arr:%s}" % an, sym)
-            for k, v in subst.items():
-                s = s.replace("{%s}" % k, v)
-            return s
-
-        params = {k: (fill(v) if isinstance(v, str) else v) for k, v in low.params.items()}
-        call = f"{low.func}({', '.join(fill(a) for a in low.args)})"
-        scratch_fn = {"tg_conv2d_s8": "tg_conv2d_s8_scratch", "tg_dwconv2d_s8": "tg_dwconv2d_s8_scratch",
-                      "tg_fully_connected_s8": "tg_fully_connected_s8_scratch",
-                      "tg_avgpool_s8": "tg_avgpool_s8_scratch"}.get(low.func)
-        layers.append(Layer(li, op.op_index, op.kind, op.name, call, low.ptype, c_initializer(params) if low.ptype else "",
-                            p.scratch.get(pos, (0, 0))[1], scratch_fn, macs[pos], g.t(op.outputs[0]).nbytes))
+        tensor = {}
+        for o in k.operands:  # constant operands become arrays only when a kernel takes them
+            if o.kind in ("in", "out"):
+                tensor[f"{o.kind}{o.index}"] = tensor_expr((op.inputs if o.kind == "in" else op.outputs)[o.index])
+        ins = [tensor_expr(t) for t in op.inputs] if any(o.kind == "ins" for o in k.operands) else []
+        scratch = f"(tg_arena + {p.scratch[pos][0]}u)" if p.scratch.get(pos) else "NULL"
+        args = [c_operand(o, tensor, names, scratch, f"&tg_p{li}", ins, low.imm) for o in k.operands]
+        ptype = None if gen is not None else low.ptype
+        params = {f: (names[v.name] if isinstance(v, Arr) else v) for f, v in low.params.items()} if ptype else {}
+        layers.append(Layer(li, op.op_index, op.kind, op.name, k.symbol, args, k.name, ptype,
+                            c_initializer(params) if ptype else "", p.scratch.get(pos, (0, 0))[1],
+                            k.scratch_fn if p.scratch.get(pos) else None, macs[pos], g.t(op.outputs[0]).nbytes,
+                            list(call.alternatives)))
 
     model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]
     tins, touts = [g.t(i) for i in g.inputs], [g.t(i) for i in g.outputs]
     tin, tout = tins[0], touts[0]
-    weights_bytes = sum(a[3] for a in arrays)
+    weights_bytes = sum(a[3] for a in arrays) + sum(k["const_bytes"] for k in generated)
     ctx = dict(
         version=__version__, name=c_string(name), hash=model_hash, backend=backend, layers=layers, arrays=arrays,
         arena_size=p.arena_size, input_offset=p.offsets[tin.id], output_offset=p.offsets[tout.id],
@@ -171,7 +222,7 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
         layer_names=[c_string(f"{ly.kind}:{ly.name}"[:60]) for ly in layers],
         test_input=c_array_body(np.frombuffer(test_input.tobytes(), np.int8)),
         test_expected=c_array_body(np.frombuffer(test_expected.tobytes(), np.int8)),
-        total_macs=sum(macs),
+        total_macs=sum(macs), generated=generated,
     )
     files = {
         "model.h": render("model.h.j2", **ctx),
@@ -180,6 +231,10 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
         "model_weights.c": render("model_weights.c.j2", **ctx),
         "model_test.c": render("model_test.c.j2", **ctx),
     }
+    if generated:
+        files["model_kernels.h"] = render("model_kernels.h.j2", **ctx)
+        for k in generated:
+            files[k["file"]] = render("model_kernel.c.j2", kernel=k, **ctx)
     manifest = {
         "tinygen_version": __version__,
         "model": name,
@@ -193,7 +248,8 @@ def emit_model(g: Graph, lowered: list[Lowered], p: Plan, model_bytes: bytes, na
         "inputs": [_io(t, p) for t in tins], "outputs": [_io(t, p) for t in touts],
         "input_bytes": sum(t.nbytes for t in tins), "output_bytes": sum(t.nbytes for t in touts),
         "layers": [{"index": ly.index, "op_index": ly.op_index, "op": ly.kind, "name": ly.name,
-                    "kernel": ly.call.split("(")[0], "macs": ly.macs, "scratch_bytes": ly.scratch,
+                    "kernel": ly.kernel, "symbol": ly.symbol, "alternatives": ly.alternatives, "macs": ly.macs,
+                    "scratch_bytes": ly.scratch,
                     "output_bytes": ly.out_bytes} for ly in layers],
         "tensors": [{"id": tid, "name": g.t(tid).name, "offset": off, "bytes": g.t(tid).nbytes}
                     for tid, off in sorted(p.offsets.items())],

@@ -53,3 +53,13 @@ class OutputError(TinygenError):
     """The output folder cannot be written safely."""
 
     exit_code = 8
+
+
+class CompilerBug(TinygenError):
+    """An internal invariant failed: a bug in tinygen, not in the model. Please report it."""
+
+    exit_code = 9
+
+    def __init__(self, stage: str, msg: str):
+        self.stage = stage
+        super().__init__(f"internal error in stage '{stage}' (a tinygen bug, please report it with the model): {msg}")

@@ -18,9 +18,9 @@ from . import boards, toolchain
 
 def render(c, board: boards.Board, profile: bool = True) -> dict[str, str | bytes]:
     files: dict[str, str | bytes] = {f"src/{k}": v for k, v in c.emitted.files.items() if k != "manifest.json"}
-    for p in boards.firmware_sources(c.backend):
+    for p in boards.firmware_sources(c.link, generated=c.generated):
         files[f"src/{p.name}"] = p.read_text()
-    files.update(boards.render_board_files(board, backend=c.backend, profile=profile))
+    files.update(boards.render_board_files(board, backend=c.link, profile=profile))
     files["manifest.json"] = c.emitted.files["manifest.json"]
     # tinygen bench: the int8 model (host reference) and what the MLPerf Tiny results line needs.
     files["model.tflite"] = bytes(c.model_bytes)
@@ -45,7 +45,7 @@ def compile_and_report(c, out: Path, board_name: str, log=print):
         log("arm-none-eabi-gcc not found: project rendered but not compiled "
             "(install: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
         return None
-    info = toolchain.make_firmware(out, c.backend, board=board)
+    info = toolchain.make_firmware(out, c.link, board=board)
     log(size_report(info, board))
     return info
 

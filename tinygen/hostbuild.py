@@ -85,6 +85,9 @@ def build(project: Path, backend: str, extra_cflags: str = "", cflags: str = "-O
     """`make` the host project; returns the program path."""
     need("make", "sudo apt-get install make")
     need("gcc", "sudo apt-get install gcc")
+    from .project import link_of
+
+    backend = link_of(project, backend)
     args = ["make", "-s", "-C", str(project), f"BACKEND={backend}", f"CFLAGS={cflags}", f"EXTRA_CFLAGS={extra_cflags}"]
     if backend == "cmsis-nn":
         # instrumented builds (sanitizers, guards) need CMSIS-NN compiled with the same flags

@@ -1,9 +1,11 @@
 """The op table: one :class:`OpDef` per supported TFLite op.
 
-Adding an op = one entry here (parse options, check support, count MACs, lower
-to one kernel call) + its test net in ``tests/opnets.py``. Each check's
-docstring is the user's error message; ``SUPPORTED_OPS.md`` is generated from
-this table (``python -m tinygen.ops``).
+Adding an op = one entry here (parse options, check support, count MACs, lower to
+kernel-independent parameters, the op's facts: input roles, fuses an activation,
+shape-only, in-place) + a kernel entry in :mod:`tinygen.kernels` + its test net in
+``tests/opnets.py``. Each check's docstring is the user's error message;
+``SUPPORTED_OPS.md`` is generated from this table (``python -m tinygen.ops``).
+Which C function runs a layer is not decided here: :mod:`tinygen.kernels` picks it.
 """
 
 from __future__ import annotations
@@ -22,21 +24,27 @@ ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_
 PADDING = {0: "SAME", 1: "VALID"}
 
 
+@dataclass(frozen=True)
+class Arr:
+    """A constant array of the layer, named in :attr:`Lowered.arrays` (emitted as a flash symbol)."""
+
+    name: str
+
+
 @dataclass
 class Lowered:
-    """One kernel call: ``func(args...)`` with a const params struct and const arrays in flash.
+    """What a layer computes, independent of the kernel that will run it.
 
-    ``args`` are C expressions with placeholders ``{params}``, ``{in0}``, ``{in1}``.., ``{out0}``,
-    ``{scratch}`` and ``{arr:<name>}`` filled in by the emitter.
+    ``params`` are the fields of the C struct ``ptype`` (firmware/tg_nn.h): ints, nested dicts,
+    :class:`Arr` for constant arrays, ``None`` for NULL. ``imm`` holds named immediates of kernels
+    that take no struct (element counts, float scales). ``alias``: shape-only, no call emitted.
     """
 
-    func: str
-    args: list[str]
-    ptype: str | None = None
-    params: dict = field(default_factory=dict)  # struct field -> int | str (C expression) | tuple (nested)
+    params: dict = field(default_factory=dict)
     arrays: dict = field(default_factory=dict)  # name -> numpy array (int8/int32/int8 LUT)
-    scratch: int = 0  # bytes of backend scratch needed (filled per backend)
-    alias: bool = False  # output shares the input's storage: no call emitted
+    ptype: str | None = None
+    imm: dict = field(default_factory=dict)
+    alias: bool = False
 
 
 @dataclass
@@ -44,17 +52,29 @@ class OpDef:
     kind: str
     parse: Callable[[Table | None], dict]
     check: Callable[[Graph, Op], None]
-    lower: Callable[[Graph, Op, str], Lowered]
+    lower: Callable[[Graph, Op], Lowered]
     macs: Callable[[Graph, Op], int] = lambda g, op: 0
-    inplace: bool = False  # output may overwrite input 0 (element-wise, same size)
+    roles: tuple[str, ...] = ("input",)  # names of the inputs, in order
+    required: int = 1  # the first `required` roles must be present (later ones, such as a bias, are optional)
+    inplace: bool = False  # element-wise: the output may overwrite an input that dies at this op (same size)
+    fuses_act: bool = False  # has a fused activation (a following RELU/RELU6/RELU_N1_TO_1 can fold into it)
+    activation: bool = False  # a standalone clamp that can fold into a producer with fuses_act
+    shape_only: bool = False  # same bytes, new shape: an alias of its input, no call
     doc: str = ""
 
 
 TABLE: dict[str, OpDef] = {}
 
 
-def register(kind, parse, check, lower, macs=None, inplace=False, doc=""):
-    TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), inplace, doc)
+def register(kind, parse, check, lower, macs=None, *, roles=("input",), required=1, inplace=False, fuses_act=False,
+             activation=False, shape_only=False, doc=""):
+    TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), tuple(roles), required, inplace,
+                        fuses_act, activation, shape_only, doc)
+
+
+def facts(kind: str) -> OpDef:
+    """The table entry of ``kind`` (op facts for passes, planner, emitter and analyze)."""
+    return TABLE[kind]
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -128,7 +148,7 @@ def _bias(g: Graph, op: Op, idx: int, n: int) -> np.ndarray | None:
 
 def _add_bias(params: dict, arrays: dict, bias: np.ndarray | None) -> None:
     """The optional int32 bias: a const array in flash, or NULL in the params struct."""
-    params["bias"] = "NULL" if bias is None else "{arr:bias}"
+    params["bias"] = None if bias is None else Arr("bias")
     if bias is not None:
         arrays["bias"] = bias
 
@@ -256,33 +276,21 @@ def _conv_params(g, op, depthwise):
         "stride_h": a["stride_h"], "stride_w": a["stride_w"], "pad_h": ph, "pad_w": pw,
         "dil_h": a["dil_h"], "dil_w": a["dil_w"], "ch_mult": cout // x.shape[3] if depthwise else 1,
         "in_offset": -zx, "out_offset": zy, "act_min": lo, "act_max": hi,
-        "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
+        "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"),
     }
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": w.data.reshape(-1)}
     _add_bias(params, arrays, _bias(g, op, 2, cout))
     return params, arrays
 
 
-def _lower_conv(g, op, arch):
+def _lower_conv(g, op):
     params, arrays = _conv_params(g, op, False)
-    return Lowered("tg_conv2d_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_conv_params_t", params, arrays,
-                   scratch=_scratch("conv2d_scratch", params, arch))
+    return Lowered(params, arrays, "tg_conv_params_t")
 
 
-def _lower_dw(g, op, arch):
+def _lower_dw(g, op):
     params, arrays = _conv_params(g, op, True)
-    return Lowered("tg_dwconv2d_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_conv_params_t", params, arrays,
-                   scratch=_scratch("dwconv2d_scratch", params, arch))
-
-
-def _scratch(fn: str, params: dict, arch: str) -> int:
-    """Backend scratch bytes: CMSIS-NN's *_get_buffer_size formulas for the target ('dsp'/'mve'/'none');
-    arch 'portable' needs none."""
-    if arch == "portable":
-        return 0
-    from . import cmsis_scratch
-
-    return int(getattr(cmsis_scratch, fn)(params, arch))
+    return Lowered(params, arrays, "tg_conv_params_t")
 
 
 def _macs_conv(g, op):
@@ -295,8 +303,9 @@ def _macs_dw(g, op):
     return y.size * w.shape[1] * w.shape[2]
 
 
-register("CONV_2D", _parse_conv, _check_conv, _lower_conv, _macs_conv, doc=_check_conv.__doc__)
-register("DEPTHWISE_CONV_2D", _parse_dw, _check_dw, _lower_dw, _macs_dw, doc=_check_dw.__doc__)
+_WEIGHTED = dict(roles=("input", "weights", "bias"), required=2, fuses_act=True)
+register("CONV_2D", _parse_conv, _check_conv, _lower_conv, _macs_conv, **_WEIGHTED, doc=_check_conv.__doc__)
+register("DEPTHWISE_CONV_2D", _parse_dw, _check_dw, _lower_dw, _macs_dw, **_WEIGHTED, doc=_check_dw.__doc__)
 
 
 # ---- FULLY_CONNECTED ---------------------------------------------------------------------------
@@ -322,7 +331,7 @@ def _check_fc(g, op):
     _act(g, op)
 
 
-def _lower_fc(g, op, arch):
+def _lower_fc(g, op):
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     out_d, in_d = w.shape
     (sx, zx), (sy, zy) = x.q(), y.q()
@@ -334,11 +343,10 @@ def _lower_fc(g, op, arch):
     lo, hi = _act(g, op)
     params = {"batches": x.size // in_d, "in_depth": in_d, "out_depth": out_d, "in_offset": -zx, "out_offset": zy,
               "act_min": lo, "act_max": hi, "per_channel": int(w.scale.size > 1),
-              "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}"}
+              "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights")}
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": w.data.reshape(-1)}
     _add_bias(params, arrays, _bias(g, op, 2, out_d))
-    return Lowered("tg_fully_connected_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_fc_params_t", params,
-                   arrays, scratch=_scratch("fully_connected_scratch", params, arch))
+    return Lowered(params, arrays, "tg_fc_params_t")
 
 
 def _macs_fc(g, op):
@@ -346,7 +354,7 @@ def _macs_fc(g, op):
     return (x.size // w.shape[1]) * w.shape[0] * w.shape[1]
 
 
-register("FULLY_CONNECTED", _parse_fc, _check_fc, _lower_fc, _macs_fc, doc=_check_fc.__doc__)
+register("FULLY_CONNECTED", _parse_fc, _check_fc, _lower_fc, _macs_fc, **_WEIGHTED, doc=_check_fc.__doc__)
 
 
 # ---- pooling -----------------------------------------------------------------------------------
@@ -380,22 +388,16 @@ def _pool_params(g, op):
             "pad_h": ph, "pad_w": pw, "act_min": lo, "act_max": hi}
 
 
-def _lower_avgpool(g, op, arch):
-    p = _pool_params(g, op)
-    return Lowered("tg_avgpool_s8", ["&{params}", "{in0}", "{out0}", "{scratch}"], "tg_pool_params_t", p,
-                   scratch=_scratch("avgpool_scratch", p, arch))
-
-
-def _lower_maxpool(g, op, arch):
-    return Lowered("tg_maxpool_s8", ["&{params}", "{in0}", "{out0}"], "tg_pool_params_t", _pool_params(g, op))
+def _lower_pool(g, op):
+    return Lowered(_pool_params(g, op), {}, "tg_pool_params_t")
 
 
 def _macs_pool(g, op):
     return g.t(op.outputs[0]).size * op.attrs["filter_h"] * op.attrs["filter_w"]
 
 
-register("AVERAGE_POOL_2D", _parse_pool, _check_pool, _lower_avgpool, _macs_pool, doc=_check_pool.__doc__)
-register("MAX_POOL_2D", _parse_pool, _check_pool, _lower_maxpool, _macs_pool, doc=_check_pool.__doc__)
+register("AVERAGE_POOL_2D", _parse_pool, _check_pool, _lower_pool, _macs_pool, fuses_act=True, doc=_check_pool.__doc__)
+register("MAX_POOL_2D", _parse_pool, _check_pool, _lower_pool, _macs_pool, fuses_act=True, doc=_check_pool.__doc__)
 
 
 # ---- element-wise binary -----------------------------------------------------------------------
@@ -410,8 +412,11 @@ def _broadcastable(a, b, out) -> bool:
     return all(o == max(x, y) and x in (1, o) and y in (1, o) for x, y, o in zip(a, b, out))
 
 
+_BINARY_QUANT = {"ADD": quant.add_params, "SUB": quant.sub_params, "MUL": quant.mul_params}
+
+
 def _check_binary(g, op):
-    """ADD / MUL: two int8 inputs (constant or computed, per-tensor) broadcast over up to 4 dimensions, int8 output, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
+    """ADD / SUB / MUL: two int8 inputs (constant or computed, per-tensor) broadcast over up to 4 dimensions, int8 output, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
     if len(op.inputs) != 2:
         _fail(op, "expects two inputs")
     _int8_io(g, op, 2)
@@ -423,23 +428,25 @@ def _check_binary(g, op):
         raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
     _act(g, op)
     (sa, za), (sb, zb), (sy, zy) = a.q(), b.q(), y.q()
-    _params_in_range(op, quant.add_params if op.kind == "ADD" else quant.mul_params, sa, za, sb, zb, sy, zy)
+    _params_in_range(op, _BINARY_QUANT[op.kind], sa, za, sb, zb, sy, zy)
 
 
-def _lower_binary(g, op, arch):
+def _lower_binary(g, op):
     a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
     (sa, za), (sb, zb), (sy, zy) = a.q(), b.q(), y.q()
-    fn = quant.add_params if op.kind == "ADD" else quant.mul_params
+    fn = _BINARY_QUANT[op.kind]
     p = {"in1": _dims(a.shape), "in2": _dims(b.shape), "out": _dims(y.shape)}
     p.update(fn(sa, za, sb, zb, sy, zy))
     p["act_min"], p["act_max"] = _act(g, op)
-    func = "tg_add_s8" if op.kind == "ADD" else "tg_mul_s8"
-    return Lowered(func, ["&{params}", "{in0}", "{in1}", "{out0}"], "tg_binary_params_t", p)
+    return Lowered(p, {}, "tg_binary_params_t")
 
 
-register("ADD", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, inplace=True,
+_BINARY = dict(roles=("input 1", "input 2"), required=2, inplace=True, fuses_act=True)
+register("ADD", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, **_BINARY,
          doc=_check_binary.__doc__)
-register("MUL", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, inplace=True,
+register("MUL", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, **_BINARY,
+         doc=_check_binary.__doc__)
+register("SUB", _parse_act0, _check_binary, _lower_binary, lambda g, op: g.t(op.outputs[0]).size, **_BINARY,
          doc=_check_binary.__doc__)
 
 
@@ -459,11 +466,11 @@ def _check_softmax(g, op):
     _params_in_range(op, quant.softmax_params, op.attrs["beta"], x.q()[0])
 
 
-def _lower_softmax(g, op, arch):
+def _lower_softmax(g, op):
     x = g.t(op.inputs[0])
     mult, shift, diff_min = quant.softmax_params(op.attrs["beta"], x.q()[0])
     p = {"rows": x.size // x.shape[-1], "row_size": x.shape[-1], "mult": mult, "shift": shift, "diff_min": diff_min}
-    return Lowered("tg_softmax_s8", ["&{params}", "{in0}", "{out0}"], "tg_softmax_params_t", p)
+    return Lowered(p, {}, "tg_softmax_params_t")
 
 
 register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 1.0)}, _check_softmax, _lower_softmax,
@@ -477,10 +484,10 @@ def _check_unary(g, op):
     """LOGISTIC / RELU / RELU6 / RELU_N1_TO_1 / QUANTIZE (int8 -> int8): int8 per-tensor input and output; computed by a 256-entry table built with TFLite's exact arithmetic."""
     _int8_io(g, op)
     _same_size(g, op)
-    _params_in_range(op, _lower_unary, g, op, "portable")
+    _params_in_range(op, _lower_unary, g, op)
 
 
-def _lower_unary(g, op, arch):
+def _lower_unary(g, op):
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     (sx, zx), (sy, zy) = x.q(), y.q()
     if op.kind == "LOGISTIC":
@@ -489,11 +496,12 @@ def _lower_unary(g, op, arch):
         lut = quant.lut_requantize(sx, zx, sy, zy)
     else:
         lut = quant.lut_relu(sx, zx, sy, zy, op.kind)
-    return Lowered("tg_lut_s8", ["{arr:lut}", "{in0}", "{out0}", str(x.size)], arrays={"lut": np.asarray(lut, np.int8)})
+    return Lowered(arrays={"lut": np.asarray(lut, np.int8)}, imm={"size": x.size})
 
 
-for _k in ("LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1"):
-    register(_k, lambda t: {}, _check_unary, _lower_unary, inplace=True, doc=_check_unary.__doc__)
+register("LOGISTIC", lambda t: {}, _check_unary, _lower_unary, inplace=True, doc=_check_unary.__doc__)
+for _k in ("RELU", "RELU6", "RELU_N1_TO_1"):
+    register(_k, lambda t: {}, _check_unary, _lower_unary, inplace=True, activation=True, doc=_check_unary.__doc__)
 
 
 # ---- QUANTIZE / DEQUANTIZE at the graph edges --------------------------------------------------
@@ -510,12 +518,12 @@ def _check_quantize(g, op):
     _same_size(g, op)
 
 
-def _lower_quantize(g, op, arch):
+def _lower_quantize(g, op):
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     if x.dtype == "int8":
-        return _lower_unary(g, op, arch)
+        return _lower_unary(g, op)
     s, z = y.q()
-    return Lowered("tg_quantize_f32_s8", ["(const float *){in0}", "{out0}", str(x.size), _cfloat(s), str(z)])
+    return Lowered(imm={"size": x.size, "scale": _cfloat(s), "zero_point": z, "float_in": True})
 
 
 def _check_dequantize(g, op):
@@ -527,10 +535,10 @@ def _check_dequantize(g, op):
     _same_size(g, op)
 
 
-def _lower_dequantize(g, op, arch):
+def _lower_dequantize(g, op):
     x = g.t(op.inputs[0])
     s, z = x.q()
-    return Lowered("tg_dequantize_s8_f32", ["{in0}", "(float *){out0}", str(x.size), _cfloat(s), str(z)])
+    return Lowered(imm={"size": x.size, "scale": _cfloat(s), "zero_point": z})
 
 
 def _cfloat(v: float) -> str:
@@ -558,12 +566,12 @@ def _check_alias(g, op):
         _fail(op, f"{x.describe()} -> {y.describe()} changes quantization")
 
 
-def _lower_alias(g, op, arch):
-    return Lowered("", [], alias=True)
+def _lower_alias(g, op):
+    return Lowered(alias=True)
 
 
 for _k in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
-    register(_k, lambda t: {}, _check_alias, _lower_alias, doc=_check_alias.__doc__)
+    register(_k, lambda t: {}, _check_alias, _lower_alias, shape_only=True, doc=_check_alias.__doc__)
 
 
 # ---- PAD / PADV2 -------------------------------------------------------------------------------
@@ -588,7 +596,7 @@ def _check_pad(g, op):
             _fail(op, f"constant value {v.describe()} must be one int8")
 
 
-def _lower_pad(g, op, arch):
+def _lower_pad(g, op):
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     pads = np.asarray(g.t(op.inputs[1]).data).reshape(-1, 2)
     before = [0] * (4 - len(x.shape)) + [int(a) for a, _ in pads]
@@ -597,11 +605,12 @@ def _lower_pad(g, op, arch):
         value = int(np.asarray(g.t(op.inputs[2]).data).reshape(-1)[0])
     p = {"in": _dims(x.shape), "out": _dims(y.shape),
          "before": dict(zip("nhwc", before)), "pad_value": value}
-    return Lowered("tg_pad_s8", ["&{params}", "{in0}", "{out0}"], "tg_pad_params_t", p)
+    return Lowered(p, {}, "tg_pad_params_t")
 
 
-register("PAD", lambda t: {}, _check_pad, _lower_pad, doc=_check_pad.__doc__)
-register("PADV2", lambda t: {}, _check_pad, _lower_pad, doc=_check_pad.__doc__)
+register("PAD", lambda t: {}, _check_pad, _lower_pad, roles=("input", "paddings"), required=2, doc=_check_pad.__doc__)
+register("PADV2", lambda t: {}, _check_pad, _lower_pad, roles=("input", "paddings", "constant value"), required=2,
+         doc=_check_pad.__doc__)
 
 
 # ---- CONCATENATION -----------------------------------------------------------------------------
@@ -628,18 +637,16 @@ def _check_concat(g, op):
             raise ModelError(f"{op.where()}: input {x.describe()} does not fit output {y.describe()} on axis {axis}")
 
 
-def _lower_concat(g, op, arch):
+def _lower_concat(g, op):
     y = g.t(op.outputs[0])
     axis = op.attrs["axis"] % len(y.shape)
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
     sizes = np.array([int(np.prod(g.t(i).shape[axis:], dtype=np.int64)) for i in op.inputs], np.int32)
-    ins = "{" + ", ".join("{in%d}" % k for k in range(len(op.inputs))) + "}"
-    return Lowered("tg_concat_s8", [str(len(op.inputs)), "(const int8_t *const[])" + ins, "{arr:sizes}", str(outer),
-                                    "{out0}"], arrays={"sizes": sizes})
+    return Lowered(arrays={"sizes": sizes}, imm={"n_inputs": len(op.inputs), "outer": outer})
 
 
 register("CONCATENATION", lambda t: {"axis": _opt(t, 0, "i"), "act": ACT.get(_opt(t, 1, "b"), "?")},
-         _check_concat, _lower_concat, doc=_check_concat.__doc__)
+         _check_concat, _lower_concat, roles=("input 1", "input 2"), doc=_check_concat.__doc__)
 
 
 # ---- MEAN --------------------------------------------------------------------------------------
@@ -660,18 +667,18 @@ def _check_mean(g, op):
                      np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist())
 
 
-def _lower_mean(g, op, arch):
+def _lower_mean(g, op):
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     (sx, zx), (sy, zy) = x.q(), y.q()
     axes = np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist()
     q = quant.mean_params(x.shape, sx, zx, sy, zy, op.attrs["keep_dims"], axes)
     p = {"in": _dims(x.shape), "in_zp": q["in_zp"], "out_zp": q["out_zp"], "mult": q["mult"], "shift": q["shift"],
          "num_elements": q["num_elements"]}
-    return Lowered("tg_mean_s8", ["&{params}", "{in0}", "{out0}"], "tg_mean_params_t", p)
+    return Lowered(p, {}, "tg_mean_params_t")
 
 
 register("MEAN", lambda t: {"keep_dims": bool(_opt(t, 0, "B"))}, _check_mean, _lower_mean,
-         lambda g, op: g.t(op.inputs[0]).size, doc=_check_mean.__doc__)
+         lambda g, op: g.t(op.inputs[0]).size, roles=("input", "axes"), required=2, doc=_check_mean.__doc__)
 
 
 # ---- entry points ------------------------------------------------------------------------------
@@ -697,8 +704,9 @@ def check(g: Graph, op: Op) -> None:
     TABLE[op.kind].check(g, op)
 
 
-def lower(g: Graph, op: Op, arch: str) -> Lowered:
-    return TABLE[op.kind].lower(g, op, arch)
+def lower(g: Graph, op: Op) -> Lowered:
+    """The layer's kernel-independent parameters (:class:`Lowered`); the kernel is chosen by tinygen.kernels."""
+    return TABLE[op.kind].lower(g, op)
 
 
 def macs(g: Graph, op: Op) -> int:

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-
-
 from . import ops as optable
 from .errors import UnsupportedError
 from .ir import Graph, verify
-
-SHAPE_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
-ACT_OPS = ("RELU", "RELU6", "RELU_N1_TO_1")
-FUSES_ACT = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 
 
 def check_supported(g: Graph) -> bool:
@@ -30,7 +24,7 @@ def check_supported(g: Graph) -> bool:
 def fold_constant_shapes(g: Graph) -> bool:
     """A reshape of a constant is a constant: fold it (weights stay in flash, no op)."""
     for op in list(g.ops):
-        if op.kind in SHAPE_OPS and g.t(op.inputs[0]).is_const:
+        if optable.facts(op.kind).shape_only and g.t(op.inputs[0]).is_const:
             out = g.t(op.outputs[0])
             out.data = g.t(op.inputs[0]).data.reshape(out.shape)
             g.ops.remove(op)
@@ -43,11 +37,11 @@ def fuse_activations(g: Graph) -> bool:
     becomes that op's fused activation (exactly what TFLite computes: the requantized ReLU with
     equal scales is the identity before the clamp)."""
     for op in g.ops:
-        if op.kind not in ACT_OPS:
+        if not optable.facts(op.kind).activation:
             continue
         x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
         prod = g.producer(x.id)
-        if (prod is None or prod.kind not in FUSES_ACT or prod.attrs.get("act") != "NONE"
+        if (prod is None or not optable.facts(prod.kind).fuses_act or prod.attrs.get("act") != "NONE"
                 or len(g.consumers(x.id)) != 1 or x.id in g.outputs or x.dtype != "int8"
                 or (x.scale.tolist(), x.zero_point.tolist()) != (y.scale.tolist(), y.zero_point.tolist())):
             continue
@@ -62,7 +56,7 @@ def alias_reshapes(g: Graph) -> bool:
     """RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's storage: no copy."""
     changed = False
     for op in g.ops:
-        if op.kind in SHAPE_OPS:
+        if optable.facts(op.kind).shape_only:
             x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
             root = x.alias_of if x.alias_of is not None else x.id
             if y.alias_of != root:

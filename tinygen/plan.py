@@ -10,11 +10,15 @@
    the smallest arena wins; when it misses the live-set lower bound, a
    hill-climb over the placement order (Vela-style, < 0.3 s). An op's
    scratch may sit under its own output when the kernel allows it
-   (SCRATCH_HOLDS_OUTPUT). Every offset is 16-byte aligned.
+   (the chosen kernel's ``scratch_holds_output``). Every offset is 16-byte aligned.
    :func:`schedule` searches execution orders for the lowest peak of live
    bytes (apply with :func:`reorder` before lowering).
-4. :func:`verify_plan` re-derives liveness from the graph independently and
-   raises if two live tensors overlap, so a planner bug cannot reach a device.
+4. :func:`verify_plan` takes only the graph, the kernel calls and the offsets: it re-derives
+   liveness (:func:`live_ranges`, the one liveness computation), which overlaps are legal (an
+   in-place op from the op table whose input dies there; an output on its own kernel's scratch
+   when the kernel says its access order allows it) and raises :class:`CompilerBug` on any other
+   overlap, a scratch smaller than the kernel needs, misalignment or an offset out of bounds. It
+   never reads the planner's own in-place or scratch decisions.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ops as optable
-from .errors import ModelError
+from .errors import CompilerBug, ModelError
 from .ir import Graph
 
 ALIGN = 16
@@ -73,20 +77,25 @@ def _root(g: Graph, tid: int) -> int:
     return t.alias_of if t.alias_of is not None else tid
 
 
-def live_ranges(g: Graph) -> dict[int, tuple[int, int]]:
-    """Storage root -> (first step written, last step read); inputs from step 0, outputs to the end."""
-    end_step = len(g.ops)
+def live_ranges(g: Graph, order: list[int] | None = None) -> dict[int, tuple[int, int]]:
+    """Storage root -> (first step written, last step read) when the ops run in ``order``
+    (positions into g.ops; default: as listed); inputs from step 0, outputs to the end. Reshape
+    aliases count as their root. The one liveness computation of the planner and its verifier.
+
+    >>> from tinygen.ir import Graph, Op, Tensor
+    >>> ts = [Tensor(i, f"t{i}", (4,), "int8") for i in range(3)]
+    >>> g = Graph(ts, [Op("RELU", [0], [1], {}, 0), Op("RELU", [1], [2], {}, 1)], [0], [2])
+    >>> live_ranges(g)
+    {0: (0, 0), 1: (0, 1), 2: (1, 2)}
+    """
+    order = list(range(len(g.ops))) if order is None else order
+    end_step = len(order)
     rng: dict[int, list[int]] = {}
     for tid in g.inputs:
         rng[_root(g, tid)] = [0, 0]
-    for i, op in enumerate(g.ops):
-        for tid in op.outputs:
-            r = _root(g, tid)
-            rng.setdefault(r, [i, i])
-            rng[r][1] = max(rng[r][1], i)
-        for tid in op.inputs:
-            if tid < 0 or g.t(tid).is_const:
-                continue
+    for i, pos in enumerate(order):
+        op = g.ops[pos]
+        for tid in list(op.outputs) + [t for t in op.inputs if t >= 0 and not g.t(t).is_const]:
             r = _root(g, tid)
             rng.setdefault(r, [i, i])
             rng[r][1] = max(rng[r][1], i)
@@ -97,7 +106,22 @@ def live_ranges(g: Graph) -> dict[int, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in rng.items()}
 
 
-def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[int, int]]:
+def _scratch_sizes(calls) -> dict[int, int]:
+    if isinstance(calls, dict):
+        return {i: int(v) for i, v in calls.items() if v}
+    return {i: c.scratch for i, c in enumerate(calls) if c is not None and c.scratch}
+
+
+def _holds_output(calls, i: int, size: int) -> bool:
+    """May op i's output start at its scratch's first byte? The chosen kernel says (its access order)."""
+    if isinstance(calls, dict) or calls[i] is None:
+        return False
+    rule = calls[i].kernel.scratch_holds_output
+    return rule is not None and rule(calls[i].low, size)
+
+
+def make_buffers(g: Graph, calls) -> tuple[list[Buffer], dict[int, int]]:
+    """Buffers for the plan; ``calls`` are the layers' kernel calls (or a dict op position -> scratch bytes)."""
     rng = live_ranges(g)
     by_root: dict[int, Buffer] = {}
     for r, (s, e) in rng.items():
@@ -109,7 +133,7 @@ def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[
     owner = {r: r for r in by_root}
     inplace: dict[int, int] = {}
     for i, op in enumerate(g.ops):
-        if not optable.TABLE[op.kind].inplace or not op.outputs:
+        if not optable.facts(op.kind).inplace or not op.outputs:
             continue
         out_root = _root(g, op.outputs[0])
         if out_root not in by_root or owner[out_root] != out_root:
@@ -128,34 +152,15 @@ def make_buffers(g: Graph, scratch: dict[int, int]) -> tuple[list[Buffer], dict[
                 inplace[i] = tid
                 break
     buffers = list(by_root.values())
-    for i, size in sorted(scratch.items()):
-        if size <= 0:
-            continue
+    for i, size in sorted(_scratch_sizes(calls).items()):
         op = g.ops[i]
-        rule = SCRATCH_HOLDS_OUTPUT.get(op.kind)
         out = by_root.get(owner.get(_root(g, op.outputs[0]), -1)) if op.outputs else None
-        if rule is not None and rule(g, op, size) and out is not None and out.start == i and out.head == 0:
+        if _holds_output(calls, i, size) and out is not None and out.start == i and out.head == 0:
             out.head, out.scratch_of = size, i
             out.name = f"{out.name} (+scratch)"
             continue
         buffers.append(Buffer(f"scratch #{op.op_index} {op.kind}", size, i, i, []))
     return buffers, inplace
-
-
-def _fc_single_row(g: Graph, op, scratch: int) -> bool:
-    """FULLY_CONNECTED with one row and one output chunk on the cmsis-nn backend:
-    tg_fully_connected_s8 (firmware/tg_backend_cmsis.c) fills the int32 row acc[0..n) in the
-    scratch, then writes out[k] = requant(acc[k]) for k = 0, 1, ...: byte k of the output lies in
-    acc[k / 4], already read. So the int8 output can start at the scratch's first byte. Not when
-    the scratch holds less than the whole row (TG_FC_CHUNK chunks: the next chunk's accumulators
-    would overwrite outputs already written) nor for batched FCs (acc reset per row)."""
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    w = g.t(op.inputs[1])
-    return len(w.shape) == 2 and x.size == w.shape[1] and scratch >= 4 * y.size
-
-
-# op kind -> rule: may the op's output share the first bytes of its own scratch?
-SCRATCH_HOLDS_OUTPUT = {"FULLY_CONNECTED": _fc_single_row}
 
 
 def lower_bound(buffers: list[Buffer]) -> int:
@@ -226,12 +231,13 @@ ORDERS = {
 }
 
 
-def plan(g: Graph, scratch: dict[int, int], search_budget_s: float = 0.3) -> Plan:
-    """Plan the arena for ``g`` with per-op scratch sizes ``scratch`` (op position -> bytes).
+def plan(g: Graph, calls, search_budget_s: float = 0.3) -> Plan:
+    """Plan the arena for ``g`` whose ops run ``calls`` (kernel calls from tinygen.kernels, None for
+    shape-only ops; or a dict op position -> scratch bytes when no kernel is chosen yet).
 
     Greedy best fit over the orderings of ORDERS; unless that meets the live-set lower bound,
     a hill-climb over the placement order (deterministic, at most ``search_budget_s``)."""
-    buffers, inplace = make_buffers(g, scratch)
+    buffers, inplace = make_buffers(g, calls)
     bound = lower_bound(buffers)
     best = None
     for name, key in ORDERS.items():
@@ -257,109 +263,86 @@ def plan(g: Graph, scratch: dict[int, int], search_budget_s: float = 0.3) -> Pla
         if b.scratch_of is not None:
             scratch_at[b.scratch_of] = (b.offset, b.head)
     p = Plan(size, buffers, offsets, scratch_at, inplace, name + (" (optimal)" if size == bound else ""))
-    verify_plan(g, p)
+    verify_plan(g, p, calls)
     return p
 
 
-def verify_plan(g: Graph, p: Plan) -> None:
-    """Independent check: no two tensors live at the same step share bytes (except a reshape alias
-    and an in-place op's input/output), scratch overlaps nothing live, all offsets aligned, all in bounds."""
-    steps = len(g.ops)
-    live: dict[int, tuple[int, int]] = {}
-    for tid in g.inputs:
-        live[tid] = (0, 0)
-    for i, op in enumerate(g.ops):
-        for tid in op.outputs:
-            live.setdefault(tid, (i, i))
-        for tid in op.inputs:
-            if tid >= 0 and not g.t(tid).is_const:
-                s, _ = live.get(tid, (i, i))
-                live[tid] = (s, max(live.get(tid, (i, i))[1], i))
-    for tid in g.outputs:
-        live[tid] = (live.get(tid, (steps, steps))[0], steps)
-    # a reshape alias keeps its root's storage alive as long as the alias is read
-    for tid, (s, e) in list(live.items()):
-        r = _root(g, tid)
-        if r != tid:
-            rs, re_ = live.get(r, (s, e))
-            live[r] = (min(rs, s), max(re_, e))
-    items = []  # (name, offset, size, start, end, root, tid)
-    for tid, (s, e) in live.items():
-        if tid not in p.offsets:
-            raise ModelError(f"plan: tensor {g.t(tid).describe()} has no arena offset")
-        items.append((g.t(tid).name, p.offsets[tid], g.t(tid).nbytes, s, e, _root(g, tid), tid))
+def verify_plan(g: Graph, p: Plan, calls) -> None:
+    """Independent check of a plan: from the graph, the op table and the kernel calls only.
+
+    No two storage roots live at the same step share bytes, except (a) an in-place op (op table
+    ``inplace``) writing its output over an input that dies at that op, same offset and size, and
+    (b) an op's output at the first byte of its own scratch when its kernel's access order allows
+    it (``Kernel.scratch_holds_output``). Every op's scratch is at least what its kernel needs and
+    overlaps nothing else live; aliases sit at their root's offset; offsets are aligned and inside
+    the arena. ``p.inplace`` and the buffers' scratch marks are never read.
+    """
+    need = _scratch_sizes(calls)
+    rng = live_ranges(g)
+    for t in g.tensors:
+        if t.alias_of is not None and t.id in p.offsets and p.offsets.get(t.alias_of) != p.offsets[t.id]:
+            raise CompilerBug("plan", f"alias {t.describe()} is not at its root's offset")
+    items = []  # (name, offset, size, start, end, root or None, op position of a scratch or None)
+    for r, (s, e) in rng.items():
+        if r not in p.offsets:
+            raise CompilerBug("plan", f"tensor {g.t(r).describe()} has no arena offset")
+        items.append((g.t(r).name, p.offsets[r], g.t(r).nbytes, s, e, r, None))
+    for i, size in need.items():
+        if i not in p.scratch or p.scratch[i][1] < size:
+            have = p.scratch.get(i, (0, 0))[1]
+            raise CompilerBug("plan", f"op {g.ops[i].where()} needs {size} B of scratch, the plan gives {have} B")
     for i, (off, size) in p.scratch.items():
-        items.append((f"scratch of op {i}", off, size, i, i, -1 - i, None))
-    inplace_pairs = {(p.inplace[i], g.ops[i].outputs[0]) for i in p.inplace}
-    for name, off, size, s, e, root, tid in items:
+        items.append((f"scratch of {g.ops[i].where()}", off, size, i, i, None, i))
+    for name, off, size, s, e, _, _ in items:
         if off % ALIGN or off < 0 or off + size > p.arena_size:
-            raise ModelError(f"plan: '{name}' at offset {off} size {size} is misaligned or outside the {p.arena_size}-byte arena")
+            raise CompilerBug("plan", f"'{name}' at offset {off} size {size} is misaligned or outside the "
+                                      f"{p.arena_size}-byte arena")
     items.sort(key=lambda x: x[1])
     for a_i, a in enumerate(items):
         for b in items[a_i + 1:]:
             if b[1] >= a[1] + a[2]:
                 break
-            if a[5] == b[5] or not (a[3] <= b[4] and b[3] <= a[4]):
+            if not (a[3] <= b[4] and b[3] <= a[4]):
                 continue
-            pair = {(a[6], b[6]), (b[6], a[6])}
-            if pair & inplace_pairs and a[1] == b[1] and (a[4] == b[3] or b[4] == a[3]):
+            if _legal_inplace(g, rng, a, b) or _legal_inplace(g, rng, b, a):
                 continue
-            if _chained_inplace(g, p, a[6], b[6]):
+            if _legal_scratch_output(g, calls, a, b) or _legal_scratch_output(g, calls, b, a):
                 continue
-            if _scratch_holds_output(g, p, a, b) or _scratch_holds_output(g, p, b, a):
-                continue
-            raise ModelError(
-                f"plan: '{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
-                f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}"
-            )
+            raise CompilerBug(
+                "plan", f"'{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
+                        f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}")
 
 
-def _scratch_holds_output(g: Graph, p: Plan, s: tuple, o: tuple) -> bool:
-    """True when ``s`` is op i's scratch and ``o`` op i's output placed at the scratch's first byte,
-    inside it, for an op whose kernel allows that (SCRATCH_HOLDS_OUTPUT)."""
-    if s[6] is not None or s[5] >= 0 or o[6] is None:
+def _legal_inplace(g: Graph, rng: dict, x: tuple, y: tuple) -> bool:
+    """``x`` is an input of op i (an in-place op of the op table) that dies at i, ``y`` op i's output,
+    both at the same offset with the same size."""
+    if x[5] is None or y[5] is None or x[1] != y[1] or x[2] != y[2]:
         return False
-    i = -1 - s[5]
+    i = rng[x[5]][1]
+    if i >= len(g.ops) or rng[y[5]][0] != i or x[5] in {_root(g, t) for t in g.inputs}:
+        return False
     op = g.ops[i]
-    rule = SCRATCH_HOLDS_OUTPUT.get(op.kind)
-    return (rule is not None and o[6] == op.outputs[0] and o[1] == s[1] and o[2] <= s[2]
-            and rule(g, op, s[2]) and o[3] == i)
+    return (optable.facts(op.kind).inplace and _root(g, op.outputs[0]) == y[5]
+            and x[5] in {_root(g, t) for t in op.inputs if t >= 0 and not g.t(t).is_const})
 
 
-def _chained_inplace(g: Graph, p: Plan, a: int | None, b: int | None) -> bool:
-    """True when a and b are linked by a chain of in-place ops or aliases (same storage by design)."""
-    if a is None or b is None:
+def _legal_scratch_output(g: Graph, calls, s: tuple, o: tuple) -> bool:
+    """``s`` is op i's scratch and ``o`` op i's output, starting at the scratch's first byte and inside
+    it, and op i's kernel allows that."""
+    if s[6] is None or o[5] is None:
         return False
-    link: dict[int, int] = {}
-    for i, src in p.inplace.items():
-        link[_root(g, g.ops[i].outputs[0])] = _root(g, src)
-
-    def base(t: int) -> int:
-        t = _root(g, t)
-        while t in link:
-            t = link[t]
-        return t
-
-    return base(a) == base(b) and p.offsets[a] == p.offsets[b]
+    i = s[6]
+    return (o[5] == _root(g, g.ops[i].outputs[0]) and o[1] == s[1] and o[2] <= s[2] and o[3] == i
+            and _holds_output(calls, i, s[2]))
 
 
 def peak_live(g: Graph, order: list[int], scratch: dict[int, int] | None = None) -> int:
     """Peak of aligned live activation bytes (+ the running op's scratch) when ``g.ops`` run in
     ``order`` (positions into g.ops); reshape aliases share their root's bytes."""
     scratch = scratch or {}
-    need = _remaining_uses(g)
-    live = {_root(g, t) for t in g.inputs}
-    peak = 0
-    for pos in order:
-        op = g.ops[pos]
-        new = {_root(g, t) for t in op.outputs} - live
-        live |= new
-        peak = max(peak, sum(align(g.t(r).nbytes) for r in live) + scratch.get(pos, 0))
-        for t in op.inputs:
-            if t >= 0 and not g.t(t).is_const:
-                need[_root(g, t)] -= 1
-        live = {r for r in live if need.get(r, 0) > 0 or r in {_root(g, o) for o in g.outputs}}
-    return peak
+    rng = live_ranges(g, order)
+    return max((sum(align(g.t(r).nbytes) for r, (s, e) in rng.items() if s <= i <= e) + scratch.get(pos, 0)
+                for i, pos in enumerate(order)), default=0)
 
 
 def _remaining_uses(g: Graph) -> dict[int, int]:

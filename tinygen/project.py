@@ -85,3 +85,17 @@ def write(out: Path, files: dict[str, str | bytes]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def link_of(project_dir, backend: str) -> str:
+    """What a project's build compiles in ('cmsis-nn' or 'portable'): ``backend`` itself, or for the
+    generated kernel set the manifest's ``link`` (CMSIS-NN only if a layer falls back to it)."""
+    import json
+    from pathlib import Path
+
+    if backend != "generated":
+        return backend
+    try:
+        return json.loads((Path(project_dir) / "manifest.json").read_text()).get("link", "portable")
+    except (OSError, ValueError):
+        return "portable"

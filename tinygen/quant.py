@@ -120,6 +120,9 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_sca
 def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
     real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << (31 - input_integer_bits)), (1 << 31) - 1.0)
+    if not real > 1.0:  # TFLite's QuantizeMultiplierGreaterThanOne: TFLITE_CHECK_GT(real, 1.0) aborts otherwise
+        raise ValueError(f"beta x input scale x 2^{31 - input_integer_bits} = {real:.3g} must exceed 1 (input scale "
+                         f"{float(input_scale):.3g} is too small: the model is untrained or was calibrated on constant data)")
     mult, shift = quantize_multiplier(real)
     if shift < 0:
         raise ValueError("softmax multiplier below one")
@@ -163,6 +166,20 @@ def add_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, ac
         out_offset=int(zpo), out_mult=mo, out_shift=sho,
         act_min=lo, act_max=hi,
     )
+
+
+def sub_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, act: str = "NONE") -> dict:
+    """tg_binary_params_t fields for int8 SUB: TFLite's sub.cc prepares it as ADD with input 2's
+    multiplier negated (``input2_multiplier *= -1``), so the ADD kernels compute it exactly
+    (their rounding is symmetric: requant(x, -m) == -requant(x, m)).
+
+    >>> p = sub_params(0.5, 0, 0.25, 10, 1.0, -3)
+    >>> (p["in1_mult"], p["in2_mult"], p["in2_shift"]) == (add_params(0.5, 0, 0.25, 10, 1.0, -3)["in1_mult"], -1073741824, -1)
+    True
+    """
+    p = add_params(s1, zp1, s2, zp2, so, zpo, act)
+    p["in2_mult"] = -p["in2_mult"]
+    return p
 
 
 def mul_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int, act: str = "NONE") -> dict:

@@ -50,7 +50,16 @@ def _as_list(x) -> list[np.ndarray]:
 def run(model_bytes: bytes, inputs):
     """Run N samples through the reference. ``inputs``: an array [N, *shape] (one-input models) or a
     list of such arrays, one per graph input. Returns an array [N, *shape] for one-output models,
-    else a list, one per graph output."""
+    else a list, one per graph output.
+
+    The interpreter runs in a child process (:class:`_Worker`, started once and reused): TFLite
+    aborts the whole process on some models (a failed TFLITE_CHECK), which must end in a one-line
+    error, not in a silent exit of tinygen."""
+    return _worker().call(bytes(model_bytes), inputs)
+
+
+def run_here(model_bytes: bytes, inputs):
+    """:func:`run` in this process (the child's side)."""
     it = interpreter(model_bytes)
     dins, douts = it.get_input_details(), it.get_output_details()
     xs = _as_list(inputs)
@@ -97,3 +106,123 @@ def random_inputs(model_bytes: bytes, n: int, seed: int = 0) -> np.ndarray:
         else:
             raise InputError(f"cannot make random inputs of type {DTYPES[t.type]}")
     return xs[0] if len(xs) == 1 else xs
+
+
+# ---- the reference in a child process ---------------------------------------------------------
+
+_KERNEL_OPS = {"softmax": "SOFTMAX", "conv": "CONV_2D", "depthwise_conv": "DEPTHWISE_CONV_2D",
+               "fully_connected": "FULLY_CONNECTED", "pooling": "AVERAGE_POOL_2D/MAX_POOL_2D", "add": "ADD",
+               "mul": "MUL", "reduce": "MEAN", "activations": "an activation (LOGISTIC, RELU...)",
+               "quantize": "QUANTIZE", "dequantize": "DEQUANTIZE", "pad": "PAD", "concatenation": "CONCATENATION"}
+
+
+def _crash_message(code: int, stderr: str) -> str:
+    """One line for a reference interpreter that died: the failed check and the op it names.
+
+    >>> _crash_message(-6, "x\\ntensorflow/lite/kernels/internal/quantization_util.cc:117 "
+    ...                "q_fixed <= (1LL << 31) was not true.\\nFatal Python error: Aborted")
+    'TFLite reference interpreter aborted (signal 6) at tensorflow/lite/kernels/internal/quantization_util.cc:117 q_fixed <= (1LL << 31) was not true.'
+    """
+    import re
+
+    what = f"signal {-code}" if code < 0 else f"exit code {code}"
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    checks = [ln for ln in lines if re.search(r"\.(cc|h):\d+", ln)]
+    msg = f"TFLite reference interpreter aborted ({what})"
+    if checks:
+        msg += f" at {checks[-1][:300]}"
+        m = re.search(r"kernels/(?:internal/(?:reference/)?)?(?:integer_ops/)?(\w+?)(?:\.cc|\.h)", checks[-1])
+        if m and m.group(1) in _KERNEL_OPS:
+            msg += f" (op {_KERNEL_OPS[m.group(1)]})"
+    else:
+        msg += " without a diagnostic (a failed TFLITE_CHECK in one of its kernels)"
+    return msg
+
+
+class _Worker:
+    """A child Python that runs :func:`run_here` on request (pickles over its stdin/stdout)."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        self.err = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        self.proc = subprocess.Popen([sys.executable, "-m", "tinygen.reference"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.err, env=env)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def call(self, model_bytes: bytes, inputs):
+        import pickle
+        import struct
+
+        try:
+            data = pickle.dumps((model_bytes, inputs), protocol=4)
+            self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
+            self.proc.stdin.flush()
+            head = self.proc.stdout.read(8)
+            if len(head) != 8:
+                raise EOFError
+            (n,) = struct.unpack("<Q", head)
+            status, payload = pickle.loads(self.proc.stdout.read(n))
+        except (EOFError, BrokenPipeError, OSError, pickle.UnpicklingError):
+            code = self.proc.wait()
+            self.err.seek(0)
+            text = self.err.read().decode(errors="replace")
+            _reset()
+            raise ModelError(f"{_crash_message(code, text)}; tinygen needs the reference outputs for the "
+                             "self-test vectors: check the model's quantization (an untrained or mis-calibrated "
+                             "model can have scales TFLite refuses) and re-export it") from None
+        if status == "ok":
+            return payload
+        cls = {"InputError": InputError, "ModelError": ModelError}.get(payload[0], ModelError)
+        raise cls(payload[1])
+
+
+_WORKER: _Worker | None = None
+
+
+def _worker() -> _Worker:
+    global _WORKER
+    if _WORKER is None or not _WORKER.alive():
+        _WORKER = _Worker()
+    return _WORKER
+
+
+def _reset() -> None:
+    global _WORKER
+    _WORKER = None
+
+
+def _serve() -> None:
+    """Child side: read (model, inputs) requests until stdin closes."""
+    import pickle
+    import struct
+    import sys
+
+    rd, wr = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = rd.read(8)
+        if len(head) != 8:
+            return
+        (n,) = struct.unpack("<Q", head)
+        model_bytes, inputs = pickle.loads(rd.read(n))
+        try:
+            res = ("ok", run_here(model_bytes, inputs))
+        except (InputError, ModelError) as e:
+            res = ("err", (type(e).__name__, str(e)))
+        except Exception as e:  # noqa: BLE001 - reported to the parent as a model error
+            res = ("err", ("ModelError", f"the TFLite reference interpreter failed: {type(e).__name__}: {e}"))
+        data = pickle.dumps(res, protocol=4)
+        wr.write(struct.pack("<Q", len(data)) + data)
+        wr.flush()
+
+
+if __name__ == "__main__":
+    _serve()

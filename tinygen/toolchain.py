@@ -186,6 +186,9 @@ def make_firmware(
     Raises ToolchainError (tool missing, compile error) or BoardError (does not fit).
     """
     project = Path(project_dir)
+    from .project import link_of
+
+    backend = link_of(project, backend)
     if backend not in BACKENDS:
         raise ToolchainError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
     if not (project / "Makefile").is_file():

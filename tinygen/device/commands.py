@@ -14,8 +14,8 @@ def _log(msg: str) -> None:
 
 
 def cmd_flash(a) -> int:
-    from . import flash
     from .. import qemu
+    from . import flash
 
     proj = Path(a.project)
     m, board = flash.project_board(proj)
@@ -47,8 +47,8 @@ def cmd_flash(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from . import bench
     from .. import qemu
+    from . import bench
 
     proj = Path(a.project)
     kw = dict(runs=a.runs, warmup=a.warmup, inputs=a.inputs, vectors=a.vectors, seed=a.seed, timeout=a.timeout,

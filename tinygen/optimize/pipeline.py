@@ -13,7 +13,7 @@ from tinygen.errors import InputError
 from ._tf import seed_everything
 from .data import load_data, synthetic_data
 from .distill import fine_tune
-from .metrics import predict, StepRow, format_table, measure, to_int8_tflite
+from .metrics import StepRow, format_table, measure, predict, to_int8_tflite
 from .modelio import load_model
 from .prune import Space, check_ratio, plan_and_prune
 from .qat import quantize_aware

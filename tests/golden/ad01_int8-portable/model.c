@@ -51,25 +51,25 @@ const uint32_t tg_layer_macs[TG_NUM_LAYERS] = {
   81920u,
 };
 
-/* layer 0: op #0 FULLY_CONNECTED 'functional_1/activation/Relu;functional_1/dense/BiasAdd' */
+/* layer 0: op #0 FULLY_CONNECTED 'functional_1/activation/Relu;functional_1/dense/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p0 = { .batches = 1, .in_depth = 640, .out_depth = 128, .in_offset = -89, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w0_mult, .shift = tg_w0_shift, .weights = tg_w0_weights, .bias = tg_w0_bias };
-/* layer 1: op #1 FULLY_CONNECTED 'functional_1/activation_1/Relu;functional_1/dense_1/BiasAdd' */
+/* layer 1: op #1 FULLY_CONNECTED 'functional_1/activation_1/Relu;functional_1/dense_1/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p1 = { .batches = 1, .in_depth = 128, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w1_mult, .shift = tg_w1_shift, .weights = tg_w1_weights, .bias = tg_w1_bias };
-/* layer 2: op #2 FULLY_CONNECTED 'functional_1/activation_2/Relu;functional_1/dense_2/BiasAdd' */
+/* layer 2: op #2 FULLY_CONNECTED 'functional_1/activation_2/Relu;functional_1/dense_2/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p2 = { .batches = 1, .in_depth = 128, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w2_mult, .shift = tg_w2_shift, .weights = tg_w2_weights, .bias = tg_w2_bias };
-/* layer 3: op #3 FULLY_CONNECTED 'functional_1/activation_3/Relu;functional_1/dense_3/BiasAdd' */
+/* layer 3: op #3 FULLY_CONNECTED 'functional_1/activation_3/Relu;functional_1/dense_3/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p3 = { .batches = 1, .in_depth = 128, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w3_mult, .shift = tg_w3_shift, .weights = tg_w3_weights, .bias = tg_w3_bias };
-/* layer 4: op #4 FULLY_CONNECTED 'functional_1/activation_4/Relu;functional_1/dense_4/BiasAdd' */
+/* layer 4: op #4 FULLY_CONNECTED 'functional_1/activation_4/Relu;functional_1/dense_4/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p4 = { .batches = 1, .in_depth = 128, .out_depth = 8, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w4_mult, .shift = tg_w4_shift, .weights = tg_w4_weights, .bias = tg_w4_bias };
-/* layer 5: op #5 FULLY_CONNECTED 'functional_1/activation_5/Relu;functional_1/dense_5/BiasAdd' */
+/* layer 5: op #5 FULLY_CONNECTED 'functional_1/activation_5/Relu;functional_1/dense_5/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p5 = { .batches = 1, .in_depth = 8, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w5_mult, .shift = tg_w5_shift, .weights = tg_w5_weights, .bias = tg_w5_bias };
-/* layer 6: op #6 FULLY_CONNECTED 'functional_1/activation_6/Relu;functional_1/dense_6/BiasAdd' */
+/* layer 6: op #6 FULLY_CONNECTED 'functional_1/activation_6/Relu;functional_1/dense_6/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p6 = { .batches = 1, .in_depth = 128, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w6_mult, .shift = tg_w6_shift, .weights = tg_w6_weights, .bias = tg_w6_bias };
-/* layer 7: op #7 FULLY_CONNECTED 'functional_1/activation_7/Relu;functional_1/dense_7/BiasAdd' */
+/* layer 7: op #7 FULLY_CONNECTED 'functional_1/activation_7/Relu;functional_1/dense_7/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p7 = { .batches = 1, .in_depth = 128, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w7_mult, .shift = tg_w7_shift, .weights = tg_w7_weights, .bias = tg_w7_bias };
-/* layer 8: op #8 FULLY_CONNECTED 'functional_1/activation_8/Relu;functional_1/dense_8/BiasAdd' */
+/* layer 8: op #8 FULLY_CONNECTED 'functional_1/activation_8/Relu;functional_1/dense_8/BiasAdd', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p8 = { .batches = 1, .in_depth = 128, .out_depth = 128, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w8_mult, .shift = tg_w8_shift, .weights = tg_w8_weights, .bias = tg_w8_bias };
-/* layer 9: op #9 FULLY_CONNECTED 'Identity' */
+/* layer 9: op #9 FULLY_CONNECTED 'Identity', kernel tg_ref_fully_connected_s8 */
 static const tg_fc_params_t tg_p9 = { .batches = 1, .in_depth = 128, .out_depth = 640, .in_offset = 128, .out_offset = 96, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w9_mult, .shift = tg_w9_shift, .weights = tg_w9_weights, .bias = tg_w9_bias };
 
 int8_t *tg_model_input(void) { return tg_arena + 0u; }
@@ -88,16 +88,6 @@ void tg_model_get_output(int8_t *out)
 
 int32_t tg_model_init(void)
 {
-    if ((tg_fully_connected_s8_scratch(&tg_p0)) > 0) { tg_failed_layer = 0; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p1)) > 0) { tg_failed_layer = 1; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p2)) > 0) { tg_failed_layer = 2; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p3)) > 0) { tg_failed_layer = 3; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p4)) > 0) { tg_failed_layer = 4; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p5)) > 0) { tg_failed_layer = 5; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p6)) > 0) { tg_failed_layer = 6; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p7)) > 0) { tg_failed_layer = 7; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p8)) > 0) { tg_failed_layer = 8; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p9)) > 0) { tg_failed_layer = 9; return TG_ERR_SCRATCH_SIZE; }
 #ifdef TG_ARENA_GUARD
     for (uint32_t i = 0; i < TG_GUARD_WORDS; ++i) {
         memcpy(tg_arena + TG_ARENA_SIZE + 4u * i, &tg_guard_pattern, 4u);
@@ -111,34 +101,34 @@ int32_t tg_model_run(void)
 {
     int32_t st;
     TG_MARK(0);
-    st = tg_fully_connected_s8(&tg_p0, (tg_arena + 0u), (tg_arena + 640u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p0, (tg_arena + 0u), (tg_arena + 640u));
     if (st != 0) { tg_failed_layer = 0; return st; }
     TG_MARK(1);
-    st = tg_fully_connected_s8(&tg_p1, (tg_arena + 640u), (tg_arena + 0u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p1, (tg_arena + 640u), (tg_arena + 0u));
     if (st != 0) { tg_failed_layer = 1; return st; }
     TG_MARK(2);
-    st = tg_fully_connected_s8(&tg_p2, (tg_arena + 0u), (tg_arena + 128u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p2, (tg_arena + 0u), (tg_arena + 128u));
     if (st != 0) { tg_failed_layer = 2; return st; }
     TG_MARK(3);
-    st = tg_fully_connected_s8(&tg_p3, (tg_arena + 128u), (tg_arena + 0u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p3, (tg_arena + 128u), (tg_arena + 0u));
     if (st != 0) { tg_failed_layer = 3; return st; }
     TG_MARK(4);
-    st = tg_fully_connected_s8(&tg_p4, (tg_arena + 0u), (tg_arena + 128u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p4, (tg_arena + 0u), (tg_arena + 128u));
     if (st != 0) { tg_failed_layer = 4; return st; }
     TG_MARK(5);
-    st = tg_fully_connected_s8(&tg_p5, (tg_arena + 128u), (tg_arena + 0u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p5, (tg_arena + 128u), (tg_arena + 0u));
     if (st != 0) { tg_failed_layer = 5; return st; }
     TG_MARK(6);
-    st = tg_fully_connected_s8(&tg_p6, (tg_arena + 0u), (tg_arena + 128u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p6, (tg_arena + 0u), (tg_arena + 128u));
     if (st != 0) { tg_failed_layer = 6; return st; }
     TG_MARK(7);
-    st = tg_fully_connected_s8(&tg_p7, (tg_arena + 128u), (tg_arena + 0u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p7, (tg_arena + 128u), (tg_arena + 0u));
     if (st != 0) { tg_failed_layer = 7; return st; }
     TG_MARK(8);
-    st = tg_fully_connected_s8(&tg_p8, (tg_arena + 0u), (tg_arena + 640u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p8, (tg_arena + 0u), (tg_arena + 640u));
     if (st != 0) { tg_failed_layer = 8; return st; }
     TG_MARK(9);
-    st = tg_fully_connected_s8(&tg_p9, (tg_arena + 640u), (tg_arena + 0u), NULL);
+    st = tg_ref_fully_connected_s8(&tg_p9, (tg_arena + 640u), (tg_arena + 0u));
     if (st != 0) { tg_failed_layer = 9; return st; }
     TG_MARK(TG_NUM_LAYERS);
 #ifdef TG_ARENA_GUARD

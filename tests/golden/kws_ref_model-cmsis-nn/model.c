@@ -55,29 +55,29 @@ const uint32_t tg_layer_macs[TG_NUM_LAYERS] = {
   12u,
 };
 
-/* layer 0: op #0 CONV_2D 'functional_1/activation/Relu;functional_1/batch_normalization/FusedBatchNormV3;functional_1/conv2d/BiasAdd/ReadVariab...' */
+/* layer 0: op #0 CONV_2D 'functional_1/activation/Relu;functional_1/batch_normalization/FusedBatchNormV3;functional_1/conv2d/BiasAdd/ReadVariab...', kernel arm_convolve_s8 */
 static const tg_conv_params_t tg_p0 = { .in = { .n = 1, .h = 49, .w = 10, .c = 1 }, .filter = { .n = 64, .h = 10, .w = 4, .c = 1 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 2, .stride_w = 2, .pad_h = 4, .pad_w = 1, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = -83, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w0_mult, .shift = tg_w0_shift, .weights = tg_w0_weights, .bias = tg_w0_bias };
-/* layer 1: op #1 DEPTHWISE_CONV_2D 'functional_1/activation_1/Relu;functional_1/batch_normalization_1/FusedBatchNormV3;functional_1/depthwise_conv2d/dept...' */
+/* layer 1: op #1 DEPTHWISE_CONV_2D 'functional_1/activation_1/Relu;functional_1/batch_normalization_1/FusedBatchNormV3;functional_1/depthwise_conv2d/dept...', kernel arm_depthwise_conv_3x3_s8 */
 static const tg_conv_params_t tg_p1 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 1, .h = 3, .w = 3, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w1_mult, .shift = tg_w1_shift, .weights = tg_w1_weights, .bias = tg_w1_bias };
-/* layer 2: op #2 CONV_2D 'functional_1/activation_2/Relu;functional_1/batch_normalization_2/FusedBatchNormV3;functional_1/conv2d_1/BiasAdd/Read...' */
+/* layer 2: op #2 CONV_2D 'functional_1/activation_2/Relu;functional_1/batch_normalization_2/FusedBatchNormV3;functional_1/conv2d_1/BiasAdd/Read...', kernel arm_convolve_1x1_s8_fast */
 static const tg_conv_params_t tg_p2 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 64, .h = 1, .w = 1, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 0, .pad_w = 0, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w2_mult, .shift = tg_w2_shift, .weights = tg_w2_weights, .bias = tg_w2_bias };
-/* layer 3: op #3 DEPTHWISE_CONV_2D 'functional_1/activation_3/Relu;functional_1/batch_normalization_3/FusedBatchNormV3;functional_1/depthwise_conv2d_1/de...' */
+/* layer 3: op #3 DEPTHWISE_CONV_2D 'functional_1/activation_3/Relu;functional_1/batch_normalization_3/FusedBatchNormV3;functional_1/depthwise_conv2d_1/de...', kernel arm_depthwise_conv_3x3_s8 */
 static const tg_conv_params_t tg_p3 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 1, .h = 3, .w = 3, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w3_mult, .shift = tg_w3_shift, .weights = tg_w3_weights, .bias = tg_w3_bias };
-/* layer 4: op #4 CONV_2D 'functional_1/activation_4/Relu;functional_1/batch_normalization_4/FusedBatchNormV3;functional_1/conv2d_2/BiasAdd/Read...' */
+/* layer 4: op #4 CONV_2D 'functional_1/activation_4/Relu;functional_1/batch_normalization_4/FusedBatchNormV3;functional_1/conv2d_2/BiasAdd/Read...', kernel arm_convolve_1x1_s8_fast */
 static const tg_conv_params_t tg_p4 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 64, .h = 1, .w = 1, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 0, .pad_w = 0, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w4_mult, .shift = tg_w4_shift, .weights = tg_w4_weights, .bias = tg_w4_bias };
-/* layer 5: op #5 DEPTHWISE_CONV_2D 'functional_1/activation_5/Relu;functional_1/batch_normalization_5/FusedBatchNormV3;functional_1/depthwise_conv2d_2/de...' */
+/* layer 5: op #5 DEPTHWISE_CONV_2D 'functional_1/activation_5/Relu;functional_1/batch_normalization_5/FusedBatchNormV3;functional_1/depthwise_conv2d_2/de...', kernel arm_depthwise_conv_3x3_s8 */
 static const tg_conv_params_t tg_p5 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 1, .h = 3, .w = 3, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w5_mult, .shift = tg_w5_shift, .weights = tg_w5_weights, .bias = tg_w5_bias };
-/* layer 6: op #6 CONV_2D 'functional_1/activation_6/Relu;functional_1/batch_normalization_6/FusedBatchNormV3;functional_1/conv2d_3/BiasAdd/Read...' */
+/* layer 6: op #6 CONV_2D 'functional_1/activation_6/Relu;functional_1/batch_normalization_6/FusedBatchNormV3;functional_1/conv2d_3/BiasAdd/Read...', kernel arm_convolve_1x1_s8_fast */
 static const tg_conv_params_t tg_p6 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 64, .h = 1, .w = 1, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 0, .pad_w = 0, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w6_mult, .shift = tg_w6_shift, .weights = tg_w6_weights, .bias = tg_w6_bias };
-/* layer 7: op #7 DEPTHWISE_CONV_2D 'functional_1/activation_7/Relu;functional_1/batch_normalization_7/FusedBatchNormV3;functional_1/depthwise_conv2d_3/de...' */
+/* layer 7: op #7 DEPTHWISE_CONV_2D 'functional_1/activation_7/Relu;functional_1/batch_normalization_7/FusedBatchNormV3;functional_1/depthwise_conv2d_3/de...', kernel arm_depthwise_conv_3x3_s8 */
 static const tg_conv_params_t tg_p7 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 1, .h = 3, .w = 3, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w7_mult, .shift = tg_w7_shift, .weights = tg_w7_weights, .bias = tg_w7_bias };
-/* layer 8: op #8 CONV_2D 'functional_1/activation_8/Relu;functional_1/batch_normalization_8/FusedBatchNormV3;functional_1/conv2d_4/BiasAdd/Read...' */
+/* layer 8: op #8 CONV_2D 'functional_1/activation_8/Relu;functional_1/batch_normalization_8/FusedBatchNormV3;functional_1/conv2d_4/BiasAdd/Read...', kernel arm_convolve_1x1_s8_fast */
 static const tg_conv_params_t tg_p8 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .filter = { .n = 64, .h = 1, .w = 1, .c = 64 }, .out = { .n = 1, .h = 25, .w = 5, .c = 64 }, .stride_h = 1, .stride_w = 1, .pad_h = 0, .pad_w = 0, .dil_h = 1, .dil_w = 1, .ch_mult = 1, .in_offset = 128, .out_offset = -128, .act_min = -128, .act_max = 127, .mult = tg_w8_mult, .shift = tg_w8_shift, .weights = tg_w8_weights, .bias = tg_w8_bias };
-/* layer 9: op #9 AVERAGE_POOL_2D 'functional_1/average_pooling2d/AvgPool' */
+/* layer 9: op #9 AVERAGE_POOL_2D 'functional_1/average_pooling2d/AvgPool', kernel arm_avgpool_s8 */
 static const tg_pool_params_t tg_p9 = { .in = { .n = 1, .h = 25, .w = 5, .c = 64 }, .out = { .n = 1, .h = 1, .w = 1, .c = 64 }, .filter_h = 25, .filter_w = 5, .stride_h = 25, .stride_w = 5, .pad_h = 0, .pad_w = 0, .act_min = -128, .act_max = 127 };
-/* layer 10: op #11 FULLY_CONNECTED 'functional_1/dense/BiasAdd' */
+/* layer 10: op #11 FULLY_CONNECTED 'functional_1/dense/BiasAdd', kernel arm_nn_mat_mult_nt_t_s8_s32 */
 static const tg_fc_params_t tg_p10 = { .batches = 1, .in_depth = 64, .out_depth = 12, .in_offset = 128, .out_offset = 14, .act_min = -128, .act_max = 127, .per_channel = 0, .mult = tg_w10_mult, .shift = tg_w10_shift, .weights = tg_w10_weights, .bias = tg_w10_bias };
-/* layer 11: op #12 SOFTMAX 'Identity' */
+/* layer 11: op #12 SOFTMAX 'Identity', kernel arm_softmax_s8 */
 static const tg_softmax_params_t tg_p11 = { .rows = 1, .row_size = 12, .mult = 1242899200, .shift = 24, .diff_min = -124 };
 
 int8_t *tg_model_input(void) { return tg_arena + 8000u; }
@@ -96,17 +96,9 @@ void tg_model_get_output(int8_t *out)
 
 int32_t tg_model_init(void)
 {
-    if ((tg_conv2d_s8_scratch(&tg_p0)) > 160) { tg_failed_layer = 0; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_dwconv2d_s8_scratch(&tg_p1)) > 0) { tg_failed_layer = 1; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_conv2d_s8_scratch(&tg_p2)) > 0) { tg_failed_layer = 2; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_dwconv2d_s8_scratch(&tg_p3)) > 0) { tg_failed_layer = 3; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_conv2d_s8_scratch(&tg_p4)) > 0) { tg_failed_layer = 4; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_dwconv2d_s8_scratch(&tg_p5)) > 0) { tg_failed_layer = 5; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_conv2d_s8_scratch(&tg_p6)) > 0) { tg_failed_layer = 6; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_dwconv2d_s8_scratch(&tg_p7)) > 0) { tg_failed_layer = 7; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_conv2d_s8_scratch(&tg_p8)) > 0) { tg_failed_layer = 8; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_avgpool_s8_scratch(&tg_p9)) > 256) { tg_failed_layer = 9; return TG_ERR_SCRATCH_SIZE; }
-    if ((tg_fully_connected_s8_scratch(&tg_p10)) > 48) { tg_failed_layer = 10; return TG_ERR_SCRATCH_SIZE; }
+    if ((tg_cmsis_convolve_s8_scratch(&tg_p0)) > 160) { tg_failed_layer = 0; return TG_ERR_SCRATCH_SIZE; }
+    if ((tg_cmsis_avgpool_s8_scratch(&tg_p9)) > 256) { tg_failed_layer = 9; return TG_ERR_SCRATCH_SIZE; }
+    if ((tg_cmsis_fully_connected_s8_scratch(&tg_p10)) > 48) { tg_failed_layer = 10; return TG_ERR_SCRATCH_SIZE; }
 #ifdef TG_ARENA_GUARD
     for (uint32_t i = 0; i < TG_GUARD_WORDS; ++i) {
         memcpy(tg_arena + TG_ARENA_SIZE + 4u * i, &tg_guard_pattern, 4u);
@@ -120,40 +112,40 @@ int32_t tg_model_run(void)
 {
     int32_t st;
     TG_MARK(0);
-    st = tg_conv2d_s8(&tg_p0, (tg_arena + 8000u), (tg_arena + 0u), (tg_arena + 8496u));
+    st = tg_cmsis_convolve_s8(&tg_p0, (tg_arena + 8000u), (tg_arena + 0u), (tg_arena + 8496u));
     if (st != 0) { tg_failed_layer = 0; return st; }
     TG_MARK(1);
-    st = tg_dwconv2d_s8(&tg_p1, (tg_arena + 0u), (tg_arena + 8000u), NULL);
+    st = tg_cmsis_depthwise_conv_3x3_s8(&tg_p1, (tg_arena + 0u), (tg_arena + 8000u), NULL);
     if (st != 0) { tg_failed_layer = 1; return st; }
     TG_MARK(2);
-    st = tg_conv2d_s8(&tg_p2, (tg_arena + 8000u), (tg_arena + 0u), NULL);
+    st = tg_cmsis_convolve_1x1_s8_fast(&tg_p2, (tg_arena + 8000u), (tg_arena + 0u), NULL);
     if (st != 0) { tg_failed_layer = 2; return st; }
     TG_MARK(3);
-    st = tg_dwconv2d_s8(&tg_p3, (tg_arena + 0u), (tg_arena + 8000u), NULL);
+    st = tg_cmsis_depthwise_conv_3x3_s8(&tg_p3, (tg_arena + 0u), (tg_arena + 8000u), NULL);
     if (st != 0) { tg_failed_layer = 3; return st; }
     TG_MARK(4);
-    st = tg_conv2d_s8(&tg_p4, (tg_arena + 8000u), (tg_arena + 0u), NULL);
+    st = tg_cmsis_convolve_1x1_s8_fast(&tg_p4, (tg_arena + 8000u), (tg_arena + 0u), NULL);
     if (st != 0) { tg_failed_layer = 4; return st; }
     TG_MARK(5);
-    st = tg_dwconv2d_s8(&tg_p5, (tg_arena + 0u), (tg_arena + 8000u), NULL);
+    st = tg_cmsis_depthwise_conv_3x3_s8(&tg_p5, (tg_arena + 0u), (tg_arena + 8000u), NULL);
     if (st != 0) { tg_failed_layer = 5; return st; }
     TG_MARK(6);
-    st = tg_conv2d_s8(&tg_p6, (tg_arena + 8000u), (tg_arena + 0u), NULL);
+    st = tg_cmsis_convolve_1x1_s8_fast(&tg_p6, (tg_arena + 8000u), (tg_arena + 0u), NULL);
     if (st != 0) { tg_failed_layer = 6; return st; }
     TG_MARK(7);
-    st = tg_dwconv2d_s8(&tg_p7, (tg_arena + 0u), (tg_arena + 8000u), NULL);
+    st = tg_cmsis_depthwise_conv_3x3_s8(&tg_p7, (tg_arena + 0u), (tg_arena + 8000u), NULL);
     if (st != 0) { tg_failed_layer = 7; return st; }
     TG_MARK(8);
-    st = tg_conv2d_s8(&tg_p8, (tg_arena + 8000u), (tg_arena + 0u), NULL);
+    st = tg_cmsis_convolve_1x1_s8_fast(&tg_p8, (tg_arena + 8000u), (tg_arena + 0u), NULL);
     if (st != 0) { tg_failed_layer = 8; return st; }
     TG_MARK(9);
-    st = tg_avgpool_s8(&tg_p9, (tg_arena + 0u), (tg_arena + 8256u), (tg_arena + 8000u));
+    st = tg_cmsis_avgpool_s8(&tg_p9, (tg_arena + 0u), (tg_arena + 8256u), (tg_arena + 8000u));
     if (st != 0) { tg_failed_layer = 9; return st; }
     TG_MARK(10);
-    st = tg_fully_connected_s8(&tg_p10, (tg_arena + 8256u), (tg_arena + 0u), (tg_arena + 0u));
+    st = tg_cmsis_fully_connected_s8(&tg_p10, (tg_arena + 8256u), (tg_arena + 0u), (tg_arena + 0u));
     if (st != 0) { tg_failed_layer = 10; return st; }
     TG_MARK(11);
-    st = tg_softmax_s8(&tg_p11, (tg_arena + 0u), (tg_arena + 16u));
+    st = tg_cmsis_softmax_s8(&tg_p11, (tg_arena + 0u), (tg_arena + 16u));
     if (st != 0) { tg_failed_layer = 11; return st; }
     TG_MARK(TG_NUM_LAYERS);
 #ifdef TG_ARENA_GUARD

@@ -1,0 +1,372 @@
+"""The kernel registry: which C function runs each layer, chosen once, at compile time.
+
+One :class:`Kernel` entry per implementation: the portable reference kernels
+(``firmware/tg_kernels_ref.c``, any target) and one thin adapter per CMSIS-NN v7.0.0 function
+(``firmware/tg_backend_cmsis.c``: converts tinygen's params struct and calls exactly that
+function, no checks, no fallback). An entry says
+
+- which ops it runs and in which kernel set (``portable`` or ``cmsis-nn``),
+- when it applies: ``applies(low, arch)`` returns ``None`` or the reason it does not,
+- its C symbol and call operands (data, rendered by the emitter: :class:`Call`),
+- its scratch bytes (CMSIS-NN's ``*_get_buffer_size`` formulas, :mod:`tinygen.cmsis_scratch`),
+  the C function that returns the same size at start-up (checked by ``tg_model_init``), and
+  whether its output may start at its scratch's first byte (its access order allows it).
+
+:func:`select` picks, for a layer, the first entry of the requested set that applies (the
+CMSIS-NN entries reproduce ``arm_convolve_wrapper_s8`` / ``arm_depthwise_conv_wrapper_s8``'s
+choice), else the portable entry; `--backend` is a constraint on that choice. The estimate of a
+kernel's cost comes from :mod:`tinygen.cyclemodel` (keyed by :attr:`Kernel.name`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import cmsis_scratch as cs
+from .errors import CompilerBug
+from .ops import Lowered
+
+KERNEL_SETS = ("generated", "cmsis-nn", "portable")
+# op -> the tinygen.kernelgen family modules that may generate a specialized kernel for it
+GENERATED_FAMILIES = {"CONV_2D": ("conv",), "FULLY_CONNECTED": ("fc",), "DEPTHWISE_CONV_2D": ("dwconv",),
+                      "AVERAGE_POOL_2D": ("pool",), "MEAN": ("pool",), "MAX_POOL_2D": ("pool",),
+                      "ADD": ("eltwise",), "MUL": ("eltwise",)}
+FC_CHUNK = 32  # outputs per call of the CMSIS-NN matrix kernel (tg_cmsis_fully_connected_s8's int32 row)
+
+
+# ---- call operands (what the emitter renders) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One argument of a kernel call.
+
+    ``kind``: ``params`` (address of the layer's const struct), ``in``/``out`` (activation k),
+    ``ins`` (array of all inputs), ``scratch``, ``arr`` (constant array ``name``), ``imm``
+    (immediate ``name`` of :attr:`Lowered.imm`); ``cast`` is an optional C cast.
+    """
+
+    kind: str
+    index: int = 0
+    name: str = ""
+    cast: str = ""
+
+
+P, IN0, IN1, OUT0, SCRATCH, INS = (Operand("params"), Operand("in", 0), Operand("in", 1), Operand("out", 0),
+                                   Operand("scratch"), Operand("ins"))
+
+
+def arr(name: str) -> Operand:
+    return Operand("arr", name=name)
+
+
+def imm(name: str) -> Operand:
+    return Operand("imm", name=name)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str  # what runs (the CMSIS-NN function, or the tg_ref_* kernel); cycle-model key
+    symbol: str  # the C function the generated model.c calls
+    ops: tuple[str, ...]
+    kset: str
+    operands: tuple[Operand, ...]
+    applies: Callable[[Lowered, str], str | None] = lambda low, arch: None
+    scratch: Callable[[Lowered, str], int] = lambda low, arch: 0
+    scratch_fn: str | None = None  # C function returning the scratch size (start-up check)
+    scratch_holds_output: Callable[[Lowered, int], bool] | None = None
+    doc: str = ""
+
+
+@dataclass
+class Call:
+    """A layer's kernel call as data: the chosen kernel, the op's parameters and the scratch size.
+
+    For a generated kernel, ``generated`` holds its C source (rendered by tinygen.kernelgen with the
+    layer's constants baked in); ``kernel`` is then the layer's own entry (symbol ``tg_gen_<pos>``)."""
+
+    kernel: Kernel
+    low: Lowered
+    scratch: int = 0
+    alternatives: list[str] = field(default_factory=list)  # other kernels that apply (analyze shows them)
+    generated: object = None  # tinygen.kernelgen.Generated
+    cost: float = 0.0  # estimated instructions of the chosen kernel (0: unknown)
+
+    @property
+    def symbol(self) -> str:
+        return self.kernel.symbol
+
+
+REGISTRY: list[Kernel] = []
+
+
+def register(name, symbol, ops, kset, operands, applies=None, scratch=None, scratch_fn=None, holds_output=None, doc=""):
+    k = Kernel(name, symbol, tuple(ops), kset, tuple(operands), applies or (lambda low, arch: None),
+               scratch or (lambda low, arch: 0), scratch_fn, holds_output, doc)
+    REGISTRY.append(k)
+    return k
+
+
+# ---- portable reference kernels (firmware/tg_kernels_ref.c) ------------------------------------
+
+
+def _lut(low, arch):
+    return None if "lut" in low.arrays else "not a table op"
+
+
+def _float_in(low, arch):
+    return None if low.imm.get("float_in") else "not float32 -> int8"
+
+
+_STD = (P, IN0, OUT0)
+register("tg_ref_conv2d_s8", "tg_ref_conv2d_s8", ["CONV_2D"], "portable", _STD)
+register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD)
+register("tg_ref_fully_connected_s8", "tg_ref_fully_connected_s8", ["FULLY_CONNECTED"], "portable", _STD)
+register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portable", _STD)
+register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD)
+register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, IN1, OUT0))
+register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0))
+register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
+register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE"], "portable",
+         (arr("lut"), IN0, OUT0, imm("size")), applies=_lut)
+register("tg_ref_quantize_f32_s8", "tg_ref_quantize_f32_s8", ["QUANTIZE"], "portable",
+         (Operand("in", 0, cast="const float *"), OUT0, imm("size"), imm("scale"), imm("zero_point")), applies=_float_in)
+register("tg_ref_dequantize_s8_f32", "tg_ref_dequantize_s8_f32", ["DEQUANTIZE"], "portable",
+         (IN0, Operand("out", 0, cast="float *"), imm("size"), imm("scale"), imm("zero_point")))
+register("tg_ref_mean_s8", "tg_ref_mean_s8", ["MEAN"], "portable", _STD)
+register("tg_ref_pad_s8", "tg_ref_pad_s8", ["PAD", "PADV2"], "portable", _STD)
+register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION"], "portable",
+         (imm("n_inputs"), INS, arr("sizes"), imm("outer"), OUT0))
+
+
+# ---- CMSIS-NN v7.0.0 (firmware/tg_backend_cmsis.c adapters) -------------------------------------
+
+
+def _conv(low) -> tuple[dict, dict, dict, dict]:
+    p = low.params
+    return p, p["in"], p["filter"], p["out"]
+
+
+def _is_1x1(p, f) -> bool:
+    return p["pad_h"] == 0 and p["pad_w"] == 0 and f["h"] == 1 and f["w"] == 1 and p["dil_h"] == 1 and p["dil_w"] == 1
+
+
+def _is_1xn(p, i, f) -> bool:
+    return i["h"] == 1 and p["dil_w"] == 1 and f["h"] == 1 and (p["stride_w"] * i["c"]) % 4 == 0
+
+
+def _conv_1x1_fast(low, arch):
+    p, i, f, o = _conv(low)
+    ok = _is_1x1(p, f) and p["stride_h"] == 1 and p["stride_w"] == 1
+    return None if ok else "not a 1x1 stride-1 unpadded conv"
+
+
+def _conv_1x1(low, arch):
+    p, i, f, o = _conv(low)
+    return None if _is_1x1(p, f) and (p["stride_h"], p["stride_w"]) != (1, 1) else "not a strided 1x1 conv"
+
+
+def _conv_1xn(low, arch):
+    """Helium's arm_convolve_1_x_n_s8 is not bit-exact for some TFLite paddings in v7.0.0: not on MVE."""
+    p, i, f, o = _conv(low)
+    if arch == "mve":
+        return "arm_convolve_1_x_n_s8 (Helium) is not bit-exact for every TFLite padding"
+    return None if not _is_1x1(p, f) and _is_1xn(p, i, f) else "not a 1xN conv on a one-row input"
+
+
+def _dims(d) -> cs._Dims:
+    return cs._Dims(d["n"], d["h"], d["w"], d["c"])
+
+
+def _cmsis_arch(arch: str) -> str:
+    return arch if arch in cs.ARCHS else "none"
+
+
+def _s_conv_s8(low, arch):
+    p, i, f, o = _conv(low)
+    return cs._convolve_s8(_dims(i), _dims(f), _cmsis_arch(arch))
+
+
+def _s_conv_1xn(low, arch):
+    p, i, f, o = _conv(low)
+    return cs._convolve_1_x_n_s8(cs._Conv(p), _dims(i), _dims(f), _dims(o), _cmsis_arch(arch))
+
+
+def _s_conv_1x1_fast(low, arch):
+    return cs._convolve_1x1_s8_fast(_dims(low.params["in"]), _cmsis_arch(arch), "gcc")
+
+
+def _dw_opt_ok(p, i, o) -> bool:
+    return p["ch_mult"] == 1 and i["n"] == 1 and p["dil_h"] == 1 and p["dil_w"] == 1
+
+
+def _dw_3x3(low, arch):
+    p, i, f, o = _conv(low)
+    ok = (_dw_opt_ok(p, i, o) and f["h"] == 3 and f["w"] == 3 and p["pad_h"] <= 1 and p["pad_w"] <= 1
+          and arch != "mve")
+    return None if ok else "not a 3x3 depthwise conv with multiplier 1 and padding <= 1"
+
+
+def _dw_opt(low, arch):
+    p, i, f, o = _conv(low)
+    return None if _dw_opt_ok(p, i, o) else "depth multiplier > 1, batches or dilation"
+
+
+def _s_dw_opt(low, arch):
+    p, i, f, o = _conv(low)
+    return cs._dw_opt(_dims(i), _dims(f), _cmsis_arch(arch))
+
+
+def _fc_ok(low, arch):
+    mult, shift = low.arrays["mult"], low.arrays["shift"]
+    if shift.min() < -31 or shift.max() > 30 or mult.min() < 0:
+        return "requantization shift outside [-31, 30]"
+    return None
+
+
+def _s_fc(low, arch):
+    return min(low.params["out_depth"], FC_CHUNK) * 4
+
+
+def _fc_holds_output(low, scratch: int) -> bool:
+    """One row, one chunk: tg_cmsis_fully_connected_s8 fills the int32 row acc[0..n) in the scratch,
+    then writes out[k] = requant(acc[k]) for k = 0, 1, ...: byte k of the output lies in acc[k / 4],
+    already read, so the output may start at the scratch's first byte. Not for batched FCs (the row
+    is refilled per batch) nor when the row takes several chunks."""
+    p = low.params
+    return p["batches"] == 1 and scratch >= 4 * p["out_depth"]
+
+
+def _same_shapes(low, arch):
+    p = low.params
+    return None if p["in1"] == p["out"] and p["in2"] == p["out"] else "broadcasting (CMSIS-NN needs equal shapes)"
+
+
+def _s_avgpool(low, arch):
+    return cs.avgpool_s8_get_buffer_size(low.params, _cmsis_arch(arch))
+
+
+_SP = (P, IN0, OUT0, SCRATCH)
+_C = "cmsis-nn"
+register("arm_convolve_1x1_s8_fast", "tg_cmsis_convolve_1x1_s8_fast", ["CONV_2D"], _C, _SP, _conv_1x1_fast,
+         _s_conv_1x1_fast, "tg_cmsis_convolve_1x1_s8_fast_scratch")
+register("arm_convolve_1x1_s8", "tg_cmsis_convolve_1x1_s8", ["CONV_2D"], _C, _SP, _conv_1x1)
+register("arm_convolve_1_x_n_s8", "tg_cmsis_convolve_1_x_n_s8", ["CONV_2D"], _C, _SP, _conv_1xn, _s_conv_1xn,
+         "tg_cmsis_convolve_1_x_n_s8_scratch")
+register("arm_convolve_s8", "tg_cmsis_convolve_s8", ["CONV_2D"], _C, _SP, None, _s_conv_s8, "tg_cmsis_convolve_s8_scratch")
+register("arm_depthwise_conv_3x3_s8", "tg_cmsis_depthwise_conv_3x3_s8", ["DEPTHWISE_CONV_2D"], _C, _SP, _dw_3x3)
+register("arm_depthwise_conv_s8_opt", "tg_cmsis_depthwise_conv_s8_opt", ["DEPTHWISE_CONV_2D"], _C, _SP, _dw_opt,
+         _s_dw_opt, "tg_cmsis_depthwise_conv_s8_opt_scratch")
+register("arm_depthwise_conv_s8", "tg_cmsis_depthwise_conv_s8", ["DEPTHWISE_CONV_2D"], _C, _SP)
+register("arm_nn_mat_mult_nt_t_s8_s32", "tg_cmsis_fully_connected_s8", ["FULLY_CONNECTED"], _C, _SP, _fc_ok, _s_fc,
+         "tg_cmsis_fully_connected_s8_scratch", _fc_holds_output,
+         doc="CMSIS-NN's s8 x s8 -> s32 matrix kernel, then TFLite 2.21's single-rounding requantization")
+register("arm_avgpool_s8", "tg_cmsis_avgpool_s8", ["AVERAGE_POOL_2D"], _C, _SP, None, _s_avgpool,
+         "tg_cmsis_avgpool_s8_scratch")
+register("arm_max_pool_s8", "tg_cmsis_max_pool_s8", ["MAX_POOL_2D"], _C, _STD)
+register("arm_elementwise_add_s8", "tg_cmsis_elementwise_add_s8", ["ADD", "SUB"], _C, (P, IN0, IN1, OUT0), _same_shapes)
+register("arm_elementwise_mul_s8", "tg_cmsis_elementwise_mul_s8", ["MUL"], _C, (P, IN0, IN1, OUT0), _same_shapes)
+register("arm_softmax_s8", "tg_cmsis_softmax_s8", ["SOFTMAX"], _C, _STD)
+register("arm_pad_s8", "tg_cmsis_pad_s8", ["PAD", "PADV2"], _C, _STD)
+
+
+# ---- selection -----------------------------------------------------------------------------------
+
+
+def candidates(kind: str, kset: str) -> list[Kernel]:
+    """The registry entries of ``kset`` for op ``kind``, in priority order, then the portable ones
+    (the generated set's own kernels are made per layer: :func:`_generate`)."""
+    own = [k for k in REGISTRY if kind in k.ops and k.kset == kset]
+    return own + ([k for k in REGISTRY if kind in k.ops and k.kset == "portable"] if kset != "portable" else [])
+
+
+def _families(kind: str):
+    import importlib
+
+    for name in GENERATED_FAMILIES.get(kind, ()):
+        try:
+            yield name, importlib.import_module(f"tinygen.kernelgen.{name}")
+        except ImportError:
+            continue
+
+
+_GEN_OPERANDS = {"in0": IN0, "in1": IN1, "out0": OUT0, "scratch": SCRATCH}
+
+
+def _generate(kind: str, low: Lowered, arch: str, symbol: str) -> list[tuple[float, Call]]:
+    """Generated candidates for a layer: (estimated instructions, call) per family that applies."""
+    out = []
+    for name, fam in _families(kind):
+        if fam.applies(kind, low.params, low.arrays, arch) is not None:
+            continue
+        gen = fam.generate(kind, low.params, low.arrays, arch, symbol)
+        k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
+                   doc=str(gen.notes.get("variant", "")))
+        cost = float(fam.cost(kind, low.params, low.arrays, arch))
+        out.append((cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost)))
+    return out
+
+
+def select(kind: str, low: Lowered, kset: str, arch: str, symbol: str = "tg_gen", fallback=("portable",),
+           macs: int = 0, out_bytes: int = 0, gen_arch: str | None = None) -> Call:
+    """The kernel that runs a layer, chosen at compile time.
+
+    ``portable`` / ``cmsis-nn``: the first entry of :func:`candidates` that applies (the CMSIS-NN
+    entries are ordered as CMSIS-NN's wrappers choose). ``generated``: the cheapest by estimated
+    instructions among the kernels generated for this layer and the ``fallback`` sets' choices
+    (``cmsis-nn`` only when the build has CMSIS-NN); ``symbol`` names a generated kernel;
+    ``macs`` / ``out_bytes`` feed the cycle model's estimate of the fallback kernels; ``gen_arch`` is
+    what the generated code targets ('dsp': ACLE intrinsics, emulated in C by tg_dsp.h on the host;
+    'none': plain C), default ``arch``.
+    """
+    if kset not in KERNEL_SETS:
+        raise CompilerBug("kernels", f"unknown kernel set {kset!r}")
+    if kset == "generated":
+        options = _generate(kind, low, gen_arch or arch, symbol)
+        for fb in fallback:
+            c = select(kind, low, fb, arch)
+            c.cost = float(estimate(c.kernel, kind, macs, out_bytes))
+            options.append((c.cost if c.cost > 0 else float("inf"), c))
+        options.sort(key=lambda o: o[0])  # stable: ties keep generated first, then the fallback order
+        best = options[0][1]
+        best.alternatives = [c.kernel.name for _, c in options[1:]]
+        return best
+    chosen, others = None, []
+    for k in candidates(kind, kset):
+        if k.applies(low, arch) is None:
+            if chosen is None:
+                chosen = k
+            else:
+                others.append(k.name)
+    if chosen is None:
+        raise CompilerBug("kernels", f"no kernel in the {kset} set runs {kind}")
+    return Call(chosen, low, int(chosen.scratch(low, arch)), others)
+
+
+def estimate(kernel: Kernel, kind: str, macs: int, out_bytes: int, core: str = "cortex-m33") -> int:
+    """Estimated instructions of one call of ``kernel`` (the cycle model fitted on QEMU counts,
+    :mod:`tinygen.cyclemodel`; 0 where uncalibrated): the cost the choice and `analyze` use."""
+    from . import cyclemodel
+
+    return cyclemodel.cached().instructions(kernel.kset, core, kernel.name, kind, macs, out_bytes)
+
+
+def by_name(name: str) -> Kernel:
+    for k in REGISTRY:
+        if k.name == name:
+            return k
+    raise KeyError(name)
+
+
+def kernels_markdown() -> str:
+    rows = ["| kernel set | runs | C symbol | ops | scratch |", "|---|---|---|---|---|"]
+    for k in REGISTRY:
+        rows.append(f"| {k.kset} | {k.name} | `{k.symbol}` | {', '.join(k.ops)} | {'yes' if k.scratch_fn else '-'} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print("# Kernels\n\nGenerated from `tinygen/kernels.py` (`python -m tinygen.kernels`): every kernel the "
+          "compiler can choose for a layer, in priority order within its set.\n")
+    print(kernels_markdown(), end="")
