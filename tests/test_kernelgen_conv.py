@@ -231,17 +231,17 @@ def test_host_check_reports_a_wrong_kernel(tmp_path):
 
 
 def _model_cases(model: str) -> list[harness.Case]:
-    from tinygen import ir, ops, passes
+    from tinygen import importer, ops, passes
 
     path = shared_model(model)
-    g = ir.load(path.read_bytes(), path.stem)
+    g = importer.load(path.read_bytes(), path.stem)
     passes.run(g, None)
     rng = np.random.default_rng(12)
     cases = []
     for i, op in enumerate(g.ops):
         if op.kind not in ("CONV_2D", "FULLY_CONNECTED"):
             continue
-        low = ops.lower(g, op, "portable")
+        low = ops.lower(g, op)
         family = conv if op.kind == "CONV_2D" else fc
         assert family.applies(op.kind, low.params, low.arrays, "dsp") is None, op.kind
         n_in = (low.params["in"]["h"] * low.params["in"]["w"] * low.params["in"]["c"] if op.kind == "CONV_2D"
