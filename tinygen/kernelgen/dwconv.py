@@ -250,6 +250,7 @@ def random_layer(rng, name: str, h: int, w: int, c: int, k: int = 3, stride: int
     """A depthwise layer as ``ops._conv_params`` lowers it (per-channel, random int8 weights and input):
     (params, arrays, input), for benchmarks and QEMU tests."""
     from .. import quant
+    from ..ops import Arr
 
     del name
     oh, ph = quant.conv_pad(h, k, stride, 1, padding)
@@ -261,8 +262,8 @@ def random_layer(rng, name: str, h: int, w: int, c: int, k: int = 3, stride: int
     params = {"in": {"n": 1, "h": h, "w": w, "c": c}, "filter": {"n": 1, "h": k, "w": k, "c": c},
               "out": {"n": 1, "h": oh, "w": ow, "c": c}, "stride_h": stride, "stride_w": stride, "pad_h": ph,
               "pad_w": pw, "dil_h": 1, "dil_w": 1, "ch_mult": 1, "in_offset": -zx, "out_offset": zy,
-              "act_min": lo, "act_max": hi, "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
-              "bias": "{arr:bias}" if bias else "NULL"}
+              "act_min": lo, "act_max": hi, "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"),
+              "bias": Arr("bias") if bias else None}
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32),
               "weights": rng.integers(-128, 128, k * k * c).astype(np.int8)}
     if bias:
