@@ -244,6 +244,7 @@ def test_a_wrong_kernel_is_caught(tmp_path):
     assert not np.array_equal(out["tg_gen_bad1"], want) and not np.array_equal(out["tg_gen_bad2"], want)
 
 
+@pytest.mark.unit
 def test_dwconv_applies_reasons():
     rng = np.random.default_rng(1)
     params, arrays = dw_case(rng, 1)
@@ -252,6 +253,7 @@ def test_dwconv_applies_reasons():
     assert dwconv.applies("CONV_2D", params, arrays, "dsp") is not None
 
 
+@pytest.mark.unit
 def test_dwconv_deterministic():
     rng = np.random.default_rng(2)
     params, arrays = dw_case(rng, 1)
@@ -321,6 +323,7 @@ def test_eltwise_bit_exact_random(tmp_path, kind):
     assert forms == {"smmlar", "exact64"}
 
 
+@pytest.mark.unit
 def test_eltwise_broadcast_not_generated():
     rng = np.random.default_rng(3)
     p = binary_case(rng, "ADD", 1)
@@ -477,6 +480,7 @@ def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
 
 
 @pytest.mark.toolchain
+@pytest.mark.qemu
 @pytest.mark.slow
 @needs_qemu
 def test_qemu_an505_bitexact(tmp_path):
