@@ -84,23 +84,26 @@ def _geom(p: dict) -> dict:
 SPILL = {1: {1: 0, 2: 0, 3: 0, 4: 7, 5: 22}, 2: {1: 0, 2: 0, 3: 0, 4: 0, 5: 10}}
 
 
-def _block_cost(b: dict, kh: int, sw: int) -> float:
-    return kh * (len(b["loads"]) + len(b["macs"])) + 9 * b["bw"] + 10 + SPILL[sw][b["bw"]]
+LOOP = 8  # per iteration of the block loop (counter, pointer steps, branch, reloaded weights); 0 when unrolled
+
+
+def _block_cost(b: dict, kh: int, sw: int, looped: bool) -> float:
+    return kh * (len(b["loads"]) + len(b["macs"])) + 9 * b["bw"] + 4 + (LOOP if looped else 0) + SPILL[sw][b["bw"]]
 
 
 def block_width(sw: int, ow: int, kw: int = 3, kh: int = 3) -> int:
     """Outputs per block: the width in 2..5 with the fewest estimated instructions per output row
     (full blocks + the tail block); ties go to the wider block.
 
-    >>> block_width(1, 5), block_width(2, 24), block_width(1, 1)
-    (3, 4, 1)
+    >>> block_width(1, 5), block_width(1, 6), block_width(2, 24), block_width(1, 1)
+    (3, 4, 4, 1)
     """
     best = None
     for bw in range(min(5, ow), 0, -1):
         full, tail = divmod(ow, bw)
-        c = full * _block_cost(_schedule(bw, sw, kw), kh, sw)
+        c = full * _block_cost(_schedule(bw, sw, kw), kh, sw, full > 1)
         if tail:
-            c += _block_cost(_schedule(tail, sw, kw), kh, sw)
+            c += _block_cost(_schedule(tail, sw, kw), kh, sw, False)
         if best is None or c < best[0]:
             best = (c, bw)
     return best[1]
