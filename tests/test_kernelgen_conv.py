@@ -115,16 +115,31 @@ def _fast_conv(acc: np.ndarray, rq: dict, c: int) -> np.ndarray:
     return np.array([(v + rnd + ((v >> 31) & nm)) >> e for v in y])
 
 
+def _smmlar_conv(acc: np.ndarray, rq: dict, c: int) -> np.ndarray:
+    """The "smmlar" C expression (out_offset folded into K), in exact Python integers."""
+    m, ls, e, k = rq["m"][c], rq["ls"][c], rq["e"][c], rq["k"][c]
+    return np.array([((((int(a) << ls) * m + (1 << 31)) >> 32) + k + (-1 if a < 0 else 0)) >> e for a in acc])
+
+
 def test_fast_double_rounding_equals_tflite():
     rng = np.random.default_rng(3)
-    for _ in range(200):
-        m = int(rng.integers(1 << 30, 1 << 31))
+    seen = set()
+    for i in range(300):
+        m = int(rng.integers(1 << 30, 1 << 31)) if i % 10 else 1 << 30   # 2^30: the power-of-two scales
         s = int(rng.integers(-12, 3))
+        zp = int(rng.integers(-128, 128))
         bound = int(rng.integers(1, 1 << 22))
-        rq = requant.conv_requant(np.array([m]), np.array([s]), np.array([bound]))
-        assert rq["mode"] == "fast"
-        acc = np.concatenate([rng.integers(-bound, bound + 1, 300), [bound, -bound, 0, -1, 1]])
-        assert np.array_equal(_fast_conv(acc, rq, 0), _tflite_double(acc, m, s)), (m, s, bound)
+        rq = requant.conv_requant(np.array([m]), np.array([s]), np.array([bound]), zp)
+        seen.add(rq["mode"])
+        acc = np.concatenate([rng.integers(-bound, bound + 1, 300), [bound, -bound, 0, -1, 1, -2, 2]])
+        want = _tflite_double(acc, m, s)
+        if rq["mode"] == "smmlar":
+            assert s < 0
+            assert np.array_equal(_smmlar_conv(acc, rq, 0), want + zp), (m, s, bound, zp)
+        else:
+            assert rq["mode"] == "fast" and s >= 0
+            assert np.array_equal(_fast_conv(acc, rq, 0), want), (m, s, bound)
+    assert seen == {"smmlar", "fast"}
 
 
 def test_unbounded_accumulator_uses_general_requant():
@@ -203,7 +218,7 @@ def test_conv_host_bitexact(tmp_path, seed):
     cases = conv_cases(seed, 100)
     modes = {c.gen.notes["requant"] for c in cases}
     variants = {c.gen.notes["variant"].split()[0] for c in cases}
-    assert modes == {"fast", "general"} and variants == {"1x1", "kxk", "first"}
+    assert modes == {"smmlar", "fast", "general"} and variants == {"1x1", "kxk", "first"}
     assert harness.host_check(cases, tmp_path) == []
 
 

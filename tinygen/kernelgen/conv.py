@@ -111,7 +111,8 @@ def _context(params: dict, arrays: dict, symbol: str) -> dict:
     w = np.asarray(arrays["weights"], np.int8).reshape(cout, k)
     bias = arrays.get("bias")
     bias = None if bias is None else np.asarray(bias, np.int32)
-    rq = conv_requant(arrays["mult"], arrays["shift"], acc_bound(w, bias, int(params["in_offset"])))
+    rq = conv_requant(arrays["mult"], arrays["shift"], acc_bound(w, bias, int(params["in_offset"])),
+                      int(params["out_offset"]))
     wl = layout_weights(w, cout, s["kh"], s["kw"], s["cin"], perm)
     off = int(params["in_offset"]) & 0xFFFF
     ctx = dict(s, sym=symbol, k=k, kp=kp, coutp=coutp, npix=s["oh"] * s["ow"], perm=perm,
@@ -128,7 +129,9 @@ def _context(params: dict, arrays: dict, symbol: str) -> dict:
         ctx["bias_c"] = c_array("int32_t", f"{symbol}_b", b)
         const += b.size * 4
     if not rq["per_tensor"]:
-        const += 3 * 4 * cout + (0 if rq["ls_uniform"] else 4 * cout) + (0 if rq["nm_uniform"] else 4 * cout)
+        const += 3 * 4 * cout + (0 if rq["nm_uniform"] or rq["mode"] == "smmlar" else 4 * cout)
+    if not rq["ls_uniform"]:
+        const += 4 * cout
     ctx["const_bytes"] = const
     return ctx
 
