@@ -143,6 +143,13 @@ def arm_compile(source: str, workdir: Path, cpu_flags: list[str]) -> Path:
     return obj
 
 
+def code_bytes(obj: Path) -> int:
+    """Bytes of machine code (.text*) in an object built by :func:`arm_compile`."""
+    r = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
+    return sum(int(parts[1]) for parts in (ln.split() for ln in r.stdout.splitlines())
+               if len(parts) >= 2 and parts[0].startswith(".text") and parts[1].isdigit())
+
+
 def _model_h(n_layers: int, n_out: int) -> str:
     from ..emit import render
 
