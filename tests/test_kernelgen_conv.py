@@ -157,15 +157,17 @@ def test_fc_single_rounding_forms_equal_reference():
     for _ in range(200):
         m = int(rng.integers(1 << 30, 1 << 31))
         s = int(rng.integers(-20, 0))
-        rq = requant.fc_requant(np.array([m]), np.array([s]), 1)
+        zp = int(rng.integers(-128, 128))
+        rq = requant.fc_requant(np.array([m]), np.array([s]), 1, zp)
         accs = [int(v) for v in rng.integers(-(1 << 31), 1 << 31, 200)] + [-(1 << 31), (1 << 31) - 1, 0, -1]
         for a in accs:
-            if rq["mode"] == "smmul":
-                got = (((a * m) >> 32) + rq["rnd"][0]) >> rq["e"][0]
+            if rq["mode"] == "smmul":                     # SMMLA with rnd + zp * 2^e folded
+                got = (((a * m) >> 32) + rq["k"][0]) >> rq["e"][0]
+                assert -(1 << 31) <= ((a * m) >> 32) + rq["k"][0] < 1 << 31
             else:
                 assert rq["mode"] == "smmulr"
-                got = (a * m + (1 << 31)) >> 32
-            assert got == _tflite_single(a, m, s), (a, m, s)
+                got = ((a * m + (1 << 31)) >> 32) + zp
+            assert got == _tflite_single(a, m, s) + zp, (a, m, s)
 
 
 def test_conv_weight_layout_is_a_permutation():

@@ -52,7 +52,7 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
     ind, od = int(params["in_depth"]), int(params["out_depth"])
     ip, odp = (ind + 3) // 4 * 4, (od + 3) // 4 * 4
     bias = arrays.get("bias")
-    rq = fc_requant(arrays["mult"], arrays["shift"], od)
+    rq = fc_requant(arrays["mult"], arrays["shift"], od, int(params["out_offset"]))
     words = layout_weights(arrays["weights"], od, ind)
     off = int(params["in_offset"]) & 0xFFFF
     ctx = {"sym": symbol, "in_depth": ind, "out_depth": od, "ip": ip, "odp": odp, "groups": ip // 4,

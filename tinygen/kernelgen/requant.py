@@ -81,8 +81,11 @@ def conv_requant(mult: np.ndarray, shift: np.ndarray, bound: np.ndarray, out_off
     }
 
 
-def fc_requant(mult: np.ndarray, shift: np.ndarray, n: int) -> dict:
-    """Template constants for single rounding; ``mode`` "smmul", "smmulr" or "general"."""
+def fc_requant(mult: np.ndarray, shift: np.ndarray, n: int, out_offset: int = 0) -> dict:
+    """Template constants for single rounding; ``mode`` "smmul", "smmulr" or "general".
+
+    "smmul" folds out_offset too: y = SMMLA(acc, m, rnd + out_offset * 2^e) >> e, when every e is in
+    1..22 (|SMMUL| < 2^30, so the sum stays below 2^31; ``k`` holds the folded constant)."""
     mult = np.asarray(mult, np.int64).reshape(-1)
     shift = np.asarray(shift, np.int64).reshape(-1)
     per_tensor = mult.size == 1 or (_uniform(mult) and _uniform(shift))
@@ -97,5 +100,8 @@ def fc_requant(mult: np.ndarray, shift: np.ndarray, n: int) -> dict:
     else:
         mode = "general"
     rnd = [1 << int(v - 1) if v >= 1 else 0 for v in e]
-    return {"mode": mode, "per_tensor": per_tensor, "m": [int(v) for v in mult], "e": [int(v) for v in e],
+    if mode == "smmul" and not np.all(e <= 22):
+        mode = "general"
+    k = [r + out_offset * (1 << int(v)) if v >= 0 else 0 for r, v in zip(rnd, e)]
+    return {"mode": mode, "per_tensor": per_tensor, "m": [int(v) for v in mult], "e": [int(v) for v in e], "k": k,
             "rnd": rnd, "t": [int(v) for v in t], "trnd": [1 << int(v - 1) for v in t]}
