@@ -226,6 +226,16 @@ def test_conv_host_bitexact(tmp_path, seed):
 
 @pytest.mark.toolchain
 @needs_gcc
+def test_conv_host_bitexact_int8_weights(tmp_path, monkeypatch):
+    """The int8-weight variant (large layers: weights widened in the inner loop) on the same random layers."""
+    monkeypatch.setattr(conv, "INT16_MAX_WEIGHTS", 0)
+    cases = conv_cases(103, 80)
+    assert {c.gen.notes["variant"].split(", ")[-1] for c in cases} == {"int8 weights"}
+    assert harness.host_check(cases, tmp_path) == []
+
+
+@pytest.mark.toolchain
+@needs_gcc
 @pytest.mark.parametrize("seed", [201, 202])
 def test_fc_host_bitexact(tmp_path, seed):
     cases = fc_cases(seed, 100)
@@ -300,6 +310,9 @@ def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
 def test_qemu_an505_bitexact(tmp_path):
     """Generated (DSP path) vs tg_ref_* on the emulated Cortex-M33, one firmware, outputs compared there."""
     cases = conv_cases(31, 6) + fc_cases(32, 4)
+    big = harness.conv_case(np.random.default_rng(33), "big", 6, 5, 64, 64, 3, 3, 1, "SAME")  # 36,864 int8 weights
+    cases.append(_case("big", "CONV_2D", conv, *big))
+    assert "int8 weights" in cases[-1].gen.notes["variant"]
     res = harness.qemu_profile(cases, tmp_path, backend="portable", board_name="mps2-an505", timeout=120)
     assert all(r["match"] for r in res), res
     assert all(r["gen"] and r["ref"] and r["gen"] < r["ref"] for r in res), res

@@ -35,6 +35,10 @@ def render(template: str, **ctx) -> str:
     return _env().get_template(template).render(**ctx)
 
 PERM4 = np.array([0, 2, 1, 3])
+# Layers with more weights keep them int8 in flash (widened in the inner loop: 16 instructions per 16
+# MACs instead of 12); smaller ones get them pre-extended to int16 (2x their flash). 16,384 keeps a
+# MobileNetV1-0.25's flash within a 512 KB board; every KWS / ResNet-8 conv but the 64-channel 3x3 is int16.
+INT16_MAX_WEIGHTS = 16384
 
 
 def _shape(params: dict) -> dict:
@@ -100,6 +104,16 @@ def _pack16(wl: np.ndarray) -> np.ndarray:
     return words.reshape(-1)
 
 
+def _pack8(wl: np.ndarray) -> np.ndarray:
+    """int16-range [coutp][kp] (scratch lane order s0..s3 per group) -> int8 words in GEMM order
+    (per channel pair, per group, channel 0's word then channel 1's), bytes (s0, s2, s1, s3) so that
+    SXTB16 gives the lanes (s0, s1) and SXTB16 ROR #8 gives (s2, s3)."""
+    coutp, kp = wl.shape
+    b = wl.astype(np.int8).reshape(coutp, kp // 4, 4)[:, :, PERM4].view(np.uint8).astype(np.uint32)
+    words = b[:, :, 0] | (b[:, :, 1] << 8) | (b[:, :, 2] << 16) | (b[:, :, 3] << 24)  # [coutp][groups]
+    return words.reshape(coutp // 2, 2, kp // 4).transpose(0, 2, 1).reshape(-1)
+
+
 def _context(params: dict, arrays: dict, symbol: str) -> dict:
     s = _shape(params)
     k = s["kh"] * s["kw"] * s["cin"]
@@ -115,14 +129,15 @@ def _context(params: dict, arrays: dict, symbol: str) -> dict:
                       int(params["out_offset"]))
     wl = layout_weights(w, cout, s["kh"], s["kw"], s["cin"], perm)
     off = int(params["in_offset"]) & 0xFFFF
+    w16 = w.size <= INT16_MAX_WEIGHTS
     ctx = dict(s, sym=symbol, k=k, kp=kp, coutp=coutp, npix=s["oh"] * s["ow"], perm=perm,
                one_by_one=v == "1x1", variant=v, in_offset=int(params["in_offset"]),
                out_offset=int(params["out_offset"]), act_min=int(params["act_min"]), act_max=int(params["act_max"]),
                off2=off | (off << 16), has_bias=bias is not None, rq=rq,
                unroll=_unroll(kp // 4),
-               weights_c=c_array("uint32_t", f"{symbol}_w", _pack16(wl)))
+               w16=w16, weights_c=c_array("uint32_t", f"{symbol}_w", _pack16(wl) if w16 else _pack8(wl)))
     ctx["bias_c"] = ""
-    const = wl.size * 2
+    const = wl.size * (2 if w16 else 1)
     if bias is not None:
         b = np.zeros(coutp, np.int32)
         b[:cout] = bias
@@ -145,7 +160,8 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
     scratch = 4 * ctx["kp"] + (0 if ctx["perm"] else 2 * ctx["kp"])
     return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=scratch,
                      const_bytes=ctx["const_bytes"],
-                     notes={"variant": f"{ctx['variant']} 2x2 blocked, K {ctx['k']}->{ctx['kp']}",
+                     notes={"variant": f"{ctx['variant']} 2x2 blocked, K {ctx['k']}->{ctx['kp']}, "
+                                       f"{'int16' if ctx['w16'] else 'int8'} weights",
                             "requant": ctx["rq"]["mode"]})
 
 
@@ -161,5 +177,6 @@ def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
     npix = s["oh"] * s["ow"]
     blocks = (npix + 1) // 2 * ((s["cout"] + 1) // 2)
     col = npix * kp * (2.655 if s["cin"] % 4 == 0 else 7.164) + npix * (29.477 * s["kh"] - 29.581)
-    est = blocks * (11.954 * (kp // 4) + 73.533) + col
+    group = 11.954 if s["cout"] * k <= INT16_MAX_WEIGHTS else 15.954   # + 4 SXTB16 for int8 weights
+    est = blocks * (group * (kp // 4) + 73.533) + col
     return float(est if arch == "dsp" else 3 * est)
