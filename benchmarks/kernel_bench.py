@@ -8,8 +8,10 @@ one firmware (tinygen.kernelgen.harness, backend cmsis-nn, mps2-an505) runs the 
 the CMSIS-NN kernel the registry picks for the layer (tinygen.kernels, tg_cmsis_* adapters of
 firmware/tg_backend_cmsis.c) and tg_ref_*, and checks on the target that generated == reference.
 Instructions come from QEMU -icount shift=0 and SysTick (resolution 50 instructions): they are a
-proxy, not cycles. ``weighted`` is an estimate of cycles from an objdump instruction-class count of
-the generated hot loop (see ``cycle_weights``) and is printed only for generated kernels.
+proxy, not cycles. ``const B`` is the flash of the kernel's constant arrays (re-laid-out weights,
+bias, requantization constants; the CMSIS-NN path needs the int8 weights + bias + mult/shift),
+``code B`` its machine code (arm-none-eabi-gcc -O2, cortex-m33). A cycle-weighted estimate is
+benchmarks/kernel_cycles.py's job.
 
 Part B adds its cases (DEPTHWISE_CONV_2D, pools, ADD) to CASES: (name, kind, model, builder args).
 """
@@ -119,18 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"board {args.board}; instructions (QEMU -icount proxy, not cycles); generated == reference on target: "
           f"{'yes' if res and res[0]['match'] else 'NO'}")
     hdr = f"{'layer':16} {'model':9} {'x':>2} {'MACs':>9} {'generated':>10} {'cmsis-nn':>10} {'ref':>10} " \
-          f"{'gen/nn':>6} {'MAC/ins':>7} {'const B':>8} variant"
+          f"{'gen/nn':>6} {'MAC/ins':>7} {'const B':>8} {'code B':>7} variant"
     print(hdr)
     print("-" * len(hdr))
     totals: dict[str, list[float]] = {}
+    M33 = ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
     for (name, kind, model, kw, times), c, r in zip(sel, cases, res):
+        with tempfile.TemporaryDirectory(prefix="tg_kcode_") as tmp:
+            code = harness.code_bytes(harness.arm_compile(c.gen.source, Path(tmp), M33))
         macs = harness.case_macs(c)
         ratio = r["gen"] / r["nn"] if r["gen"] and r["nn"] else float("nan")
         t = totals.setdefault(model, [0.0, 0.0])
         t[0] += times * (r["gen"] or 0)
         t[1] += times * (r["nn"] or 0)
         print(f"{name:16} {model:9} {times:>2} {macs:>9,} {r['gen']:>10,} {r['nn']:>10,} {r['ref']:>10,} "
-              f"{ratio:>6.3f} {macs / r['gen']:>7.3f} {c.gen.const_bytes:>8,} {c.gen.notes.get('variant', '')}")
+              f"{ratio:>6.3f} {macs / r['gen']:>7.3f} {c.gen.const_bytes:>8,} {code:>7,} {c.gen.notes.get('variant', '')}")
     print()
     for model, (g, n) in totals.items():
         print(f"{model:9} these layers (x count): generated {g:,.0f}  cmsis-nn {n:,.0f}  ratio {g / n:.3f}")

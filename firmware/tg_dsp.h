@@ -24,6 +24,7 @@
  *   tg_qadd(a, b)         saturating a + b
  *   tg_smmul(a, b)        (int32)((int64)a * b >> 32)           (arithmetic shift: floor)
  *   tg_smmulr(a, b)       (int32)(((int64)a * b + 2^31) >> 32)  (rounded)
+ *   tg_smmla(a, b, c)     c + tg_smmul(a, b)  (mod 2^32; SMMLA)
  *   tg_smmlar(a, b, c)    c + tg_smmulr(a, b)  (mod 2^32; SMMLAR)
  *   tg_ror(x, n)          rotate right by n (0..31)
  *   tg_smax8(a, b)        byte-wise signed max of 4 int8 lanes (SSUB8 + SEL)
@@ -124,6 +125,12 @@ TG_INLINE int32_t tg_smmul(int32_t a, int32_t b)
     __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
+TG_INLINE int32_t tg_smmla(int32_t a, int32_t b, int32_t c)
+{
+    int32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
 TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b)
 {
     int32_t r;
@@ -163,9 +170,11 @@ TG_INLINE int32_t tg__lo(uint32_t x) { return (int32_t)(x & 0xFFFFu) - (int32_t)
 TG_INLINE int32_t tg__hi(uint32_t x) { return tg__lo(x >> 16); }
 TG_INLINE int32_t tg__wadd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
+/* SWAR: bytes 0 and 2 into halfwords; a set bit 7 times 0x1FE fills bits 8..15 of its lane */
 TG_INLINE uint32_t tg_sxtb16(uint32_t x)
 {
-    return (tg__sext8(x) & 0xFFFFu) | ((tg__sext8(x >> 16) & 0xFFFFu) << 16);
+    const uint32_t t = x & 0x00FF00FFu;
+    return t | ((t & 0x00800080u) * 0x1FEu);
 }
 
 TG_INLINE uint32_t tg_sxtb16_ror8(uint32_t x) { return tg_sxtb16(tg_ror(x, 8)); }
@@ -211,6 +220,7 @@ TG_INLINE int32_t tg__hi32(int64_t v)
 }
 
 TG_INLINE int32_t tg_smmul(int32_t a, int32_t b) { return tg__hi32((int64_t)a * (int64_t)b); }
+TG_INLINE int32_t tg_smmla(int32_t a, int32_t b, int32_t c) { return tg__wadd(c, tg_smmul(a, b)); }
 
 /* the sum cannot overflow int64: |a * b| <= 2^62 */
 TG_INLINE int32_t tg_smmulr(int32_t a, int32_t b) { return tg__hi32((int64_t)a * (int64_t)b + ((int64_t)1 << 31)); }

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tinygen import quant  # noqa: E402
 from tinygen.kernelgen import dwconv, eltwise, harness, pool  # noqa: E402
+from tinygen.ops import Arr  # noqa: E402
 
 FW = ROOT / "firmware"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
@@ -157,8 +158,8 @@ def dw_case(rng, k: int):
     params = {"in": {"n": n, "h": h, "w": w, "c": c}, "filter": {"n": 1, "h": kh, "w": kw, "c": c},
               "out": {"n": n, "h": oh, "w": ow, "c": c}, "stride_h": sh, "stride_w": sw, "pad_h": ph, "pad_w": pw,
               "dil_h": 1, "dil_w": 1, "ch_mult": 1, "in_offset": -zx, "out_offset": zy, "act_min": lo, "act_max": hi,
-              "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
-              "bias": "NULL" if bias is None else "{arr:bias}"}
+              "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"),
+              "bias": None if bias is None else Arr("bias")}
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32), "weights": wts.reshape(-1)}
     if bias is not None:
         arrays["bias"] = bias
@@ -224,7 +225,7 @@ def test_a_wrong_kernel_is_caught(tmp_path):
     params.update(in_offset=0, out_offset=0, act_min=-128, act_max=127)
     arrays["weights"] = rng.integers(-1, 2, arrays["weights"].size).astype(np.int8)  # small: no clamping
     arrays.pop("bias", None)
-    params["bias"] = "NULL"
+    params["bias"] = None
     arrays["shift"] = np.full_like(arrays["shift"], -1)   # right shift 1: every odd value is a tie
     arrays["mult"] = np.full_like(arrays["mult"], (1 << 31) - 1)
     good = dwconv.generate("DEPTHWISE_CONV_2D", params, arrays, "portable", "tg_gen_good")
@@ -243,6 +244,7 @@ def test_a_wrong_kernel_is_caught(tmp_path):
     assert not np.array_equal(out["tg_gen_bad1"], want) and not np.array_equal(out["tg_gen_bad2"], want)
 
 
+@pytest.mark.unit
 def test_dwconv_applies_reasons():
     rng = np.random.default_rng(1)
     params, arrays = dw_case(rng, 1)
@@ -251,6 +253,7 @@ def test_dwconv_applies_reasons():
     assert dwconv.applies("CONV_2D", params, arrays, "dsp") is not None
 
 
+@pytest.mark.unit
 def test_dwconv_deterministic():
     rng = np.random.default_rng(2)
     params, arrays = dw_case(rng, 1)
@@ -320,6 +323,7 @@ def test_eltwise_bit_exact_random(tmp_path, kind):
     assert forms == {"smmlar", "exact64"}
 
 
+@pytest.mark.unit
 def test_eltwise_broadcast_not_generated():
     rng = np.random.default_rng(3)
     p = binary_case(rng, "ADD", 1)
@@ -404,10 +408,11 @@ def model_cases(model: str) -> list:
     """Every depthwise/pool/ADD layer of a shared model, with the params/arrays of ``ops.lower`` itself."""
     from conftest import shared_model
 
-    from tinygen import driver, ops
+    from tinygen import importer, ops, passes
 
     path = shared_model(model)
-    g = driver.compile_model(path.read_bytes(), path.stem, "portable", stop_after="passes").graph
+    g = importer.load(path.read_bytes(), path.stem)
+    passes.run(g, None)
     rng = np.random.default_rng(12)
     cases = []
     for i, op in enumerate(g.ops):
@@ -475,6 +480,7 @@ def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
 
 
 @pytest.mark.toolchain
+@pytest.mark.qemu
 @pytest.mark.slow
 @needs_qemu
 def test_qemu_an505_bitexact(tmp_path):

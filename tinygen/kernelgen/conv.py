@@ -15,12 +15,30 @@ the input while widening, padding is 0, so no fold is needed). Requantization: r
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import Generated, c_array
 from .requant import acc_bound, conv_requant
 
+
+@functools.lru_cache(maxsize=1)
+def _env():
+    """The emitter's Jinja settings (StrictUndefined, templates/), built once: templates compile once."""
+    from ..emit import _env as emit_env
+
+    return emit_env()
+
+
+def render(template: str, **ctx) -> str:
+    return _env().get_template(template).render(**ctx)
+
 PERM4 = np.array([0, 2, 1, 3])
+# Layers with more weights keep them int8 in flash (widened in the inner loop: 16 instructions per 16
+# MACs instead of 12); smaller ones get them pre-extended to int16 (2x their flash). 16,384 keeps a
+# MobileNetV1-0.25's flash within a 512 KB board; every KWS / ResNet-8 conv but the 64-channel 3x3 is int16.
+INT16_MAX_WEIGHTS = 16384
 
 
 def _shape(params: dict) -> dict:
@@ -86,6 +104,16 @@ def _pack16(wl: np.ndarray) -> np.ndarray:
     return words.reshape(-1)
 
 
+def _pack8(wl: np.ndarray) -> np.ndarray:
+    """int16-range [coutp][kp] (scratch lane order s0..s3 per group) -> int8 words in GEMM order
+    (per channel pair, per group, channel 0's word then channel 1's), bytes (s0, s2, s1, s3) so that
+    SXTB16 gives the lanes (s0, s1) and SXTB16 ROR #8 gives (s2, s3)."""
+    coutp, kp = wl.shape
+    b = wl.astype(np.int8).reshape(coutp, kp // 4, 4)[:, :, PERM4].view(np.uint8).astype(np.uint32)
+    words = b[:, :, 0] | (b[:, :, 1] << 8) | (b[:, :, 2] << 16) | (b[:, :, 3] << 24)  # [coutp][groups]
+    return words.reshape(coutp // 2, 2, kp // 4).transpose(0, 2, 1).reshape(-1)
+
+
 def _context(params: dict, arrays: dict, symbol: str) -> dict:
     s = _shape(params)
     k = s["kh"] * s["kw"] * s["cin"]
@@ -97,24 +125,28 @@ def _context(params: dict, arrays: dict, symbol: str) -> dict:
     w = np.asarray(arrays["weights"], np.int8).reshape(cout, k)
     bias = arrays.get("bias")
     bias = None if bias is None else np.asarray(bias, np.int32)
-    rq = conv_requant(arrays["mult"], arrays["shift"], acc_bound(w, bias, int(params["in_offset"])))
+    rq = conv_requant(arrays["mult"], arrays["shift"], acc_bound(w, bias, int(params["in_offset"])),
+                      int(params["out_offset"]))
     wl = layout_weights(w, cout, s["kh"], s["kw"], s["cin"], perm)
     off = int(params["in_offset"]) & 0xFFFF
+    w16 = w.size <= INT16_MAX_WEIGHTS
     ctx = dict(s, sym=symbol, k=k, kp=kp, coutp=coutp, npix=s["oh"] * s["ow"], perm=perm,
                one_by_one=v == "1x1", variant=v, in_offset=int(params["in_offset"]),
                out_offset=int(params["out_offset"]), act_min=int(params["act_min"]), act_max=int(params["act_max"]),
                off2=off | (off << 16), has_bias=bias is not None, rq=rq,
                unroll=_unroll(kp // 4),
-               weights_c=c_array("uint32_t", f"{symbol}_w", _pack16(wl)))
+               w16=w16, weights_c=c_array("uint32_t", f"{symbol}_w", _pack16(wl) if w16 else _pack8(wl)))
     ctx["bias_c"] = ""
-    const = wl.size * 2
+    const = wl.size * (2 if w16 else 1)
     if bias is not None:
         b = np.zeros(coutp, np.int32)
         b[:cout] = bias
         ctx["bias_c"] = c_array("int32_t", f"{symbol}_b", b)
         const += b.size * 4
     if not rq["per_tensor"]:
-        const += 3 * 4 * cout + (0 if rq["ls_uniform"] else 4 * cout) + (0 if rq["nm_uniform"] else 4 * cout)
+        const += 3 * 4 * cout + (0 if rq["nm_uniform"] or rq["mode"] == "smmlar" else 4 * cout)
+    if not rq["ls_uniform"]:
+        const += 4 * cout
     ctx["const_bytes"] = const
     return ctx
 
@@ -123,26 +155,28 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
     reason = applies(kind, params, arrays, arch)
     if reason is not None:
         raise ValueError(f"{symbol}: {reason}")
-    from ..emit import render
-
     ctx = _context(params, arrays, symbol)
     src = render("kernels/conv_gemm.c.j2", **ctx)
     scratch = 4 * ctx["kp"] + (0 if ctx["perm"] else 2 * ctx["kp"])
     return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=scratch,
                      const_bytes=ctx["const_bytes"],
-                     notes={"variant": f"{ctx['variant']} 2x2 blocked, K {ctx['k']}->{ctx['kp']}",
+                     notes={"variant": f"{ctx['variant']} 2x2 blocked, K {ctx['k']}->{ctx['kp']}, "
+                                       f"{'int16' if ctx['w16'] else 'int8'} weights",
                             "requant": ctx["rq"]["mode"]})
 
 
 def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
-    """Estimated instructions on a Cortex-M33 with DSP (fitted to QEMU counts, see kernel_bench.py)."""
+    """Estimated instructions on a Cortex-M33 with DSP: least-squares fit on 23 QEMU counts of
+    benchmarks/kernel_bench.py shapes (within -6%/+23% of every one of them). Per 2x2 block and
+    group of 4 K: 12 (4 LDRD + 8 SMLAD); per 2x2 block: 73 (4 requantizations, loop); per widened
+    element: 2.7 (SXTAB16 path) or 7.2 (element copy); per output pixel and filter row: 29.5, less 29.6
+    per pixel. ``arch`` "none"/"portable" (tg_dsp.h's C definitions): x3, not measured."""
     s = _shape(params)
     k = s["kh"] * s["kw"] * s["cin"]
     kp = (k + 3) // 4 * 4
     npix = s["oh"] * s["ow"]
-    coutp = s["cout"] + (s["cout"] & 1)
-    gemm = (npix + 1) // 2 * (coutp // 2) * (kp // 4 * 13 + 40)
-    col = npix * (kp * (1.0 if s["cin"] % 4 == 0 else 3.0) + 12 * s["kh"])
-    if arch != "dsp":
-        gemm *= 3
-    return float(gemm + col)
+    blocks = (npix + 1) // 2 * ((s["cout"] + 1) // 2)
+    col = npix * kp * (2.655 if s["cin"] % 4 == 0 else 7.164) + npix * (29.477 * s["kh"] - 29.581)
+    group = 11.954 if s["cout"] * k <= INT16_MAX_WEIGHTS else 15.954   # + 4 SXTB16 for int8 weights
+    est = blocks * (group * (kp // 4) + 73.533) + col
+    return float(est if arch == "dsp" else 3 * est)

@@ -84,23 +84,26 @@ def _geom(p: dict) -> dict:
 SPILL = {1: {1: 0, 2: 0, 3: 0, 4: 7, 5: 22}, 2: {1: 0, 2: 0, 3: 0, 4: 0, 5: 10}}
 
 
-def _block_cost(b: dict, kh: int, sw: int) -> float:
-    return kh * (len(b["loads"]) + len(b["macs"])) + 9 * b["bw"] + 10 + SPILL[sw][b["bw"]]
+LOOP = 8  # per iteration of the block loop (counter, pointer steps, branch, reloaded weights); 0 when unrolled
+
+
+def _block_cost(b: dict, kh: int, sw: int, looped: bool) -> float:
+    return kh * (len(b["loads"]) + len(b["macs"])) + 9 * b["bw"] + 4 + (LOOP if looped else 0) + SPILL[sw][b["bw"]]
 
 
 def block_width(sw: int, ow: int, kw: int = 3, kh: int = 3) -> int:
     """Outputs per block: the width in 2..5 with the fewest estimated instructions per output row
     (full blocks + the tail block); ties go to the wider block.
 
-    >>> block_width(1, 5), block_width(2, 24), block_width(1, 1)
-    (3, 4, 1)
+    >>> block_width(1, 5), block_width(1, 6), block_width(2, 24), block_width(1, 1)
+    (3, 4, 4, 1)
     """
     best = None
     for bw in range(min(5, ow), 0, -1):
         full, tail = divmod(ow, bw)
-        c = full * _block_cost(_schedule(bw, sw, kw), kh, sw)
+        c = full * _block_cost(_schedule(bw, sw, kw), kh, sw, full > 1)
         if tail:
-            c += _block_cost(_schedule(tail, sw, kw), kh, sw)
+            c += _block_cost(_schedule(tail, sw, kw), kh, sw, False)
         if best is None or c < best[0]:
             best = (c, bw)
     return best[1]
@@ -250,6 +253,7 @@ def random_layer(rng, name: str, h: int, w: int, c: int, k: int = 3, stride: int
     """A depthwise layer as ``ops._conv_params`` lowers it (per-channel, random int8 weights and input):
     (params, arrays, input), for benchmarks and QEMU tests."""
     from .. import quant
+    from ..ops import Arr
 
     del name
     oh, ph = quant.conv_pad(h, k, stride, 1, padding)
@@ -261,8 +265,8 @@ def random_layer(rng, name: str, h: int, w: int, c: int, k: int = 3, stride: int
     params = {"in": {"n": 1, "h": h, "w": w, "c": c}, "filter": {"n": 1, "h": k, "w": k, "c": c},
               "out": {"n": 1, "h": oh, "w": ow, "c": c}, "stride_h": stride, "stride_w": stride, "pad_h": ph,
               "pad_w": pw, "dil_h": 1, "dil_w": 1, "ch_mult": 1, "in_offset": -zx, "out_offset": zy,
-              "act_min": lo, "act_max": hi, "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}",
-              "bias": "{arr:bias}" if bias else "NULL"}
+              "act_min": lo, "act_max": hi, "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"),
+              "bias": Arr("bias") if bias else None}
     arrays = {"mult": np.array(mult, np.int32), "shift": np.array(shift, np.int32),
               "weights": rng.integers(-128, 128, k * k * c).astype(np.int8)}
     if bias:

@@ -5,7 +5,8 @@ input, and the :class:`~tinygen.kernelgen.Generated` kernel. :func:`host_check` 
 case with the reference kernels (``firmware/tg_kernels_ref.c``) into one host program (gcc -O2
 -Wall -Wextra -Werror) and reports the cases whose output differs from ``tg_ref_*``.
 :func:`qemu_profile` builds a stand-in "model" firmware whose layers are, per case, the generated
-kernel, the backend kernel (CMSIS-NN with backend "cmsis-nn") and the reference, runs it under
+kernel, the kernel tinygen's registry picks in the ``backend`` set (cmsis-nn: the CMSIS-NN
+function) and the reference, runs it under
 QEMU (-icount shift=0) and returns per-layer instructions plus whether the outputs agree there.
 C text lives in ``templates/kernels/harness_*.j2``.
 """
@@ -22,26 +23,17 @@ import numpy as np
 from .. import FIRMWARE
 from . import Generated, c_array
 
-# kind -> (params struct, binary); the reference and the backend kernel come from the kernel registry
+# kind -> (params struct, reference kernel, binary op)
 KINDS = {
-    "CONV_2D": ("tg_conv_params_t", False), "DEPTHWISE_CONV_2D": ("tg_conv_params_t", False),
-    "FULLY_CONNECTED": ("tg_fc_params_t", False), "AVERAGE_POOL_2D": ("tg_pool_params_t", False),
-    "MAX_POOL_2D": ("tg_pool_params_t", False), "ADD": ("tg_binary_params_t", True),
-    "MUL": ("tg_binary_params_t", True), "MEAN": ("tg_mean_params_t", False),
+    "CONV_2D": ("tg_conv_params_t", "tg_ref_conv2d_s8", False),
+    "DEPTHWISE_CONV_2D": ("tg_conv_params_t", "tg_ref_dwconv2d_s8", False),
+    "FULLY_CONNECTED": ("tg_fc_params_t", "tg_ref_fully_connected_s8", False),
+    "AVERAGE_POOL_2D": ("tg_pool_params_t", "tg_ref_avgpool_s8", False),
+    "MAX_POOL_2D": ("tg_pool_params_t", "tg_ref_maxpool_s8", False),
+    "ADD": ("tg_binary_params_t", "tg_ref_add_s8", True),
+    "MUL": ("tg_binary_params_t", "tg_ref_mul_s8", True),
 }
-
-
-def _kernels(case, backend: str = "cmsis-nn", arch: str = "dsp"):
-    """(reference symbol, backend symbol, backend scratch-size function or "", backend takes scratch)
-    as the compiler would choose them (tinygen.kernels)."""
-    from .. import kernels
-    from ..ops import Lowered
-
-    low = Lowered(case.params, case.arrays, KINDS[case.kind][0])
-    ref = kernels.select(case.kind, low, "portable", "portable").kernel
-    nn = kernels.select(case.kind, low, backend, arch).kernel
-    return ref.symbol, nn.symbol, nn.scratch_fn or "", any(o.kind == "scratch" for o in nn.operands)
-HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
 
 
 @dataclass
@@ -70,10 +62,8 @@ def _cvalue(v, prefix: str) -> str:
         return f"{prefix}_{v.name}"
     if v is None:
         return "NULL"
-    if isinstance(v, str):
-        if v.startswith("{arr:") and v.endswith("}"):
-            return f"{prefix}_{v[5:-1]}"
-        return v
+    if isinstance(v, str):  # the pre-registry placeholders "{arr:name}" / "NULL"
+        return f"{prefix}_{v[5:-1]}" if v.startswith("{arr:") else v
     return str(int(v))
 
 
@@ -81,26 +71,37 @@ def _ctype(a: np.ndarray) -> str:
     return {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t"}[a.dtype]
 
 
-def case_context(case: Case, index: int) -> dict:
-    ptype, binary = KINDS[case.kind]
-    ref_fn, nn_fn, nn_scratch, nn_takes_scratch = _kernels(case)
+def _nn_kernel(case: Case, kset: str):
+    """The kernel tinygen's registry picks for this layer in ``kset`` (cmsis-nn: the CMSIS-NN adapter)."""
+    from .. import kernels
+    from ..ops import Lowered
+
+    ptype = KINDS[case.kind][0]
+    return kernels.select(case.kind, Lowered(case.params, case.arrays, ptype), kset, "dsp").kernel
+
+
+def case_context(case: Case, index: int, kset: str = "portable") -> dict:
+    from .. import kernels
+
+    ptype, ref_fn, binary = KINDS[case.kind]
+    nn = _nn_kernel(case, kset)
     prefix = f"tg_c{index}"
     arrays = [c_array(_ctype(np.asarray(a)), f"{prefix}_{n}", np.asarray(a)) for n, a in sorted(case.arrays.items())]
     ins = [np.asarray(x, np.int8).reshape(-1) for x in case.inputs]
     return {
         "name": case.name, "kind": case.kind, "prefix": prefix, "symbol": case.gen.symbol, "source": case.gen.source,
-        "gen_args": case.gen.args, "arrays": arrays, "ptype": ptype, "ref_fn": ref_fn, "nn_fn": nn_fn,
-        "nn_scratch": nn_scratch, "nn_takes_scratch": nn_takes_scratch,
+        "gen_args": case.gen.args, "arrays": arrays, "ptype": ptype, "ref_fn": ref_fn, "nn_fn": nn.symbol,
+        "nn_name": nn.name, "nn_scratch": nn.scratch_fn or "", "nn_has_scratch": kernels.SCRATCH in nn.operands,
         "params_c": _cvalue(case.params, prefix),
         "input_c": c_array("int8_t", f"{prefix}_in", ins[0]),
         "input2_c": c_array("int8_t", f"{prefix}_in2", ins[1]) if binary else "",
     }
 
 
-def _render(template: str, cases: list[Case], scratch: int) -> str:
-    from ..emit import render
+def _render(template: str, cases: list[Case], scratch: int, kset: str = "portable") -> str:
+    from .conv import render
 
-    ctxs = [case_context(c, i) for i, c in enumerate(cases)]
+    ctxs = [case_context(c, i, kset) for i, c in enumerate(cases)]
     out_max = max(out_size(c.kind, c.params) for c in cases)
     scratch = max([scratch] + [c.gen.scratch for c in cases])
     return render(template, cases=ctxs, out_max=out_max, scratch=(scratch + 7) // 8 * 8)
@@ -142,6 +143,13 @@ def arm_compile(source: str, workdir: Path, cpu_flags: list[str]) -> Path:
     return obj
 
 
+def code_bytes(obj: Path) -> int:
+    """Bytes of machine code (.text*) in an object built by :func:`arm_compile`."""
+    r = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
+    return sum(int(parts[1]) for parts in (ln.split() for ln in r.stdout.splitlines())
+               if len(parts) >= 2 and parts[0].startswith(".text") and parts[1].isdigit())
+
+
 def _model_h(n_layers: int, n_out: int) -> str:
     from ..emit import render
 
@@ -164,11 +172,10 @@ def qemu_profile(cases: list[Case], workdir: Path, backend: str = "cmsis-nn", bo
     (project / "src").mkdir(parents=True)
     for rel, text in render_board_files(board, backend=backend).items():
         (project / rel).write_text(text)
-    for src in firmware_sources(backend):
+    for src in firmware_sources(backend, generated=True):
         shutil.copy(src, project / "src" / src.name)
-    shutil.copy(FIRMWARE / "tg_dsp.h", project / "src" / "tg_dsp.h")
-    (project / "src" / "model.h").write_text(_model_h(3 * len(cases), len(cases)))
-    (project / "src" / "model.c").write_text(_render("kernels/harness_model.c.j2", cases, 65536))
+    (project / "src" / "model.h").write_text(_model_h(4 * len(cases), len(cases)))
+    (project / "src" / "model.c").write_text(_render("kernels/harness_model.c.j2", cases, 65536, backend))
     (project / "src" / "model_test.c").write_text(render("kernels/harness_model_test.c.j2", n_out=len(cases)))
     info = make_firmware(project, backend, board=board)
     r = run_selftest(info.elf, board, timeout=timeout)
@@ -176,10 +183,13 @@ def qemu_profile(cases: list[Case], workdir: Path, backend: str = "cmsis-nn", bo
         raise RuntimeError(f"harness firmware failed:\n{r.output[-2000:]}")
     lay = {ly.name: ly.instructions for ly in r.layers}
     return [{"name": c.name, "gen": lay.get(f"{c.name}:gen"), "nn": lay.get(f"{c.name}:nn"),
-             "ref": lay.get(f"{c.name}:ref"), "match": r.match, "elf": info.elf} for c in cases]
+             "ref": lay.get(f"{c.name}:ref"), "match": r.match, "nn_kernel": _nn_kernel(c, backend).name}
+            for c in cases]
 
 
 # ---- random layers with the lowering's params/arrays (tests and benchmarks) --------------------------
+from ..ops import Arr  # noqa: E402
+
 ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 
@@ -225,11 +235,11 @@ def conv_case(rng: np.random.Generator, name: str, h: int, w: int, cin: int, cou
     params = {"in": {"n": 1, "h": h, "w": w, "c": cin}, "filter": {"n": cout, "h": kh, "w": kw, "c": cin},
               "out": {"n": 1, "h": oh, "w": ow, "c": cout}, "stride_h": sh, "stride_w": sw, "pad_h": ph, "pad_w": pw,
               "dil_h": 1, "dil_w": 1, "ch_mult": 1, "in_offset": -zx, "out_offset": zy, "act_min": lo, "act_max": hi,
-              "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}", "bias": "NULL"}
+              "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"), "bias": None}
     arrays = {"mult": mult, "shift": shift, "weights": wts.reshape(-1)}
     if bias:
         arrays["bias"] = rng.integers(-20000, 20000, cout).astype(np.int32)
-        params["bias"] = "{arr:bias}"
+        params["bias"] = Arr("bias")
     x = rng.integers(-128, 128, h * w * cin).astype(np.int8)
     return params, arrays, x
 
@@ -247,11 +257,11 @@ def fc_case(rng: np.random.Generator, name: str, in_depth: int, out_depth: int, 
     mult, shift = _requant_arrays(rng, out_depth, in_depth, per_channel)
     params = {"batches": batches, "in_depth": in_depth, "out_depth": out_depth, "in_offset": -zx, "out_offset": zy,
               "act_min": lo, "act_max": hi, "per_channel": int(per_channel),
-              "mult": "{arr:mult}", "shift": "{arr:shift}", "weights": "{arr:weights}", "bias": "NULL"}
+              "mult": Arr("mult"), "shift": Arr("shift"), "weights": Arr("weights"), "bias": None}
     arrays = {"mult": mult, "shift": shift, "weights": wts.reshape(-1)}
     if bias:
         arrays["bias"] = rng.integers(-20000, 20000, out_depth).astype(np.int32)
-        params["bias"] = "{arr:bias}"
+        params["bias"] = Arr("bias")
     x = rng.integers(-128, 128, batches * in_depth).astype(np.int8)
     return params, arrays, x
 

@@ -38,8 +38,13 @@ def _uniform(a: np.ndarray) -> bool:
     return bool(np.all(a == a[0]))
 
 
-def conv_requant(mult: np.ndarray, shift: np.ndarray, bound: np.ndarray) -> dict:
-    """Template constants for double rounding; ``mode`` "fast" or "general"."""
+def conv_requant(mult: np.ndarray, shift: np.ndarray, bound: np.ndarray, out_offset: int = 0) -> dict:
+    """Template constants for double rounding; ``mode`` "smmlar", "fast" or "general".
+
+    "smmlar" (every e >= 1, fast conditions, |y| + rnd + |out_offset| 2^e < 2^31): one SMMLAR does
+    the high multiply and adds K = rnd + out_offset * 2^e + (acc >> 31); then ``>> e``. Exact: acc < 0
+    gives y <= 0, and y = 0 with the spurious -1 still shifts to 0 (rnd - 1 < 2^e); adding a
+    multiple of 2^e before the floor shift adds out_offset after it."""
     mult = np.asarray(mult, np.int64)
     shift = np.asarray(shift, np.int64)
     n = len(bound)
@@ -58,8 +63,17 @@ def conv_requant(mult: np.ndarray, shift: np.ndarray, bound: np.ndarray) -> dict
             fast = False
             break
     per_tensor = _uniform(mult) and _uniform(shift)
+    mode = "fast" if fast else "general"
+    if fast and np.all(e >= 1):
+        for c in range(n):
+            ymax = (int(bound[c]) * (1 << int(left[c])) * int(mult[c]) + (1 << 30)) // (1 << 31) + 1
+            if ymax + int(rnd[c]) + abs(out_offset) * (1 << int(e[c])) + 1 > INT32_MAX:
+                break
+        else:
+            mode = "smmlar"
+    kq = [int(rnd[c]) + out_offset * (1 << int(e[c])) for c in range(n)]
     return {
-        "mode": "fast" if fast else "general",
+        "mode": mode, "k": kq,
         "per_tensor": per_tensor,
         "m": [int(v) for v in mult], "ls": [int(v + 1) if fast else int(v) for v in left],
         "e": [int(v) for v in e], "rnd": [int(v) for v in rnd], "nm": [-1 if v > 0 else 0 for v in e],
@@ -67,8 +81,11 @@ def conv_requant(mult: np.ndarray, shift: np.ndarray, bound: np.ndarray) -> dict
     }
 
 
-def fc_requant(mult: np.ndarray, shift: np.ndarray, n: int) -> dict:
-    """Template constants for single rounding; ``mode`` "smmul", "smmulr" or "general"."""
+def fc_requant(mult: np.ndarray, shift: np.ndarray, n: int, out_offset: int = 0) -> dict:
+    """Template constants for single rounding; ``mode`` "smmul", "smmulr" or "general".
+
+    "smmul" folds out_offset too: y = SMMLA(acc, m, rnd + out_offset * 2^e) >> e, when every e is in
+    1..22 (|SMMUL| < 2^30, so the sum stays below 2^31; ``k`` holds the folded constant)."""
     mult = np.asarray(mult, np.int64).reshape(-1)
     shift = np.asarray(shift, np.int64).reshape(-1)
     per_tensor = mult.size == 1 or (_uniform(mult) and _uniform(shift))
@@ -83,5 +100,8 @@ def fc_requant(mult: np.ndarray, shift: np.ndarray, n: int) -> dict:
     else:
         mode = "general"
     rnd = [1 << int(v - 1) if v >= 1 else 0 for v in e]
-    return {"mode": mode, "per_tensor": per_tensor, "m": [int(v) for v in mult], "e": [int(v) for v in e],
+    if mode == "smmul" and not np.all(e <= 22):
+        mode = "general"
+    k = [r + out_offset * (1 << int(v)) if v >= 0 else 0 for r, v in zip(rnd, e)]
+    return {"mode": mode, "per_tensor": per_tensor, "m": [int(v) for v in mult], "e": [int(v) for v in e], "k": k,
             "rnd": rnd, "t": [int(v) for v in t], "trnd": [1 << int(v - 1) for v in t]}
