@@ -84,8 +84,9 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
         out = g.t(op.outputs[0])
         kernel = call.kernel.name if call is not None else ""
         nparams = sum(t.size for t in consts) if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") else 0
-        wbytes = sum(int(a.nbytes) for a in call.low.arrays.values()) if call else 0
-        params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype else 0
+        wbytes = (0 if call is None else int(call.generated.const_bytes) if call.generated is not None
+                  else sum(int(a.nbytes) for a in call.low.arrays.values()))
+        params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype and call.generated is None else 0
         macs = c.macs[i]
         index = None if call is None else sum(1 for x in c.calls[:i] if x is not None)
         ly = LayerInfo(index, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
@@ -93,7 +94,8 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
                        call.scratch if call else 0, kernel, shape_only=call is None, position=i)
         if kernel:
             for core in cyclemodel.CORES:
-                ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out.nbytes)
+                ly.est_instructions[core] = (int(call.cost) if call.generated is not None else  # the family's own estimate
+                                             model.instructions(call.kernel.kset, core, kernel, op.kind, macs, out.nbytes))
             for alt in call.alternatives:
                 ly.alternatives[alt] = registry.estimate(registry.by_name(alt), op.kind, macs, out.nbytes)
         layers.append(ly)
@@ -125,9 +127,11 @@ def _board_fit(a: Analysis, board, model) -> dict:
 
     core = cyclemodel.core_of(board.core)
     instr = sum(ly.est_instructions.get(core, 0) for ly in a.layers)
-    code = model.code_bytes(a.backend, core, a.kernels)
-    flash = a.weights_bytes + a.params_bytes + code + model.flash_other(a.backend, core, len(a.layers))
-    ram = a.arena_bytes + board.stack_size + model.ram_other(a.backend, core)
+    table = a.backend if a.backend != "generated" else ("cmsis-nn" if any(k.startswith("arm_") for k in a.kernels)
+                                                         else "portable")  # generated code counts as the fallback's
+    code = model.code_bytes(table, core, a.kernels)
+    flash = a.weights_bytes + a.params_bytes + code + model.flash_other(table, core, len(a.layers))
+    ram = a.arena_bytes + board.stack_size + model.ram_other(table, core)
     return {"board": board.name, "core": board.core, "clock_hz": board.clock_hz,
             "flash_bytes": flash, "flash_size": board.flash_size, "flash_margin": board.flash_size - flash,
             "ram_bytes": ram, "ram_size": board.ram_size, "ram_margin": board.ram_size - ram,
@@ -213,7 +217,9 @@ def cmd_analyze(args) -> int:
     from . import boards, frontend
 
     board = boards.load_board(args.board) if args.board else None
-    backend = args.backend or "cmsis-nn"
+    from .driver import default_backend
+
+    backend = args.backend or default_backend(board)
     arch = "none" if backend == "portable" else (board.arch_features if board else "dsp")
     buf, name = frontend.load(args.model, None, log=lambda m: None)
     a = analyze_bytes(buf, name, backend, arch, with_tflm=not args.no_tflm,
@@ -227,7 +233,7 @@ def add_commands(sub) -> None:
     p.add_argument("model", help="int8 .tflite (or a Keras model, quantized with synthetic data)")
     p.add_argument("--board", help="only this board (default: every board); sets the CMSIS-NN arch")
     p.add_argument("--backend", choices=["generated", "cmsis-nn", "portable"], default=None,
-                   help="kernel set (default cmsis-nn)")
+                   help="kernel set (default: generated, as tinygen build)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-tflm", action="store_true", help="skip TFLite Micro's arena")
     p.set_defaults(func=cmd_analyze)

@@ -161,10 +161,9 @@ def board_project(c: Compiled, board, mlperf=None) -> dict[str, str]:
 
 
 def default_backend(board) -> str:
-    """One rule for boards and the host: cmsis-nn when CMSIS-NN is installed ($CMSIS_NN_PATH), else portable."""
-    import os
-
-    return "cmsis-nn" if os.environ.get("CMSIS_NN_PATH") else "portable"
+    """One rule for boards and the host: the generated kernel set (per-layer specialized kernels; layers
+    without one fall back to CMSIS-NN when it is installed, $CMSIS_NN_PATH, else to the portable kernels)."""
+    return "generated"
 
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
@@ -176,9 +175,6 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     board = None if board_name == "host" else boards.load_board(board_name)
     if backend is None:
         backend = default_backend(board)
-        if backend == "portable":
-            log("note: CMSIS_NN_PATH is not set: using the portable C kernels (set it to CMSIS-NN v7.0.0 "
-                "for the optimized cmsis-nn backend)")
     if backend == "cmsis-nn":
         from .hostbuild import cmsis_nn_path
 
