@@ -5,6 +5,10 @@
  * success; a kernel error prints the layer to stderr and exits 2; a partial
  * input record exits 3.
  *
+ * model_host --dump (a build with -DTG_PROFILE): for each input record, the whole arena after each
+ * layer (TG_NUM_LAYERS x TG_ARENA_SIZE bytes), so that every intermediate tensor can be compared
+ * with the reference; the offsets are in manifest.json.
+ *
  * model_host --selftest runs every embedded self-test vector (model_test.c) instead and prints
  * the firmware's lines (tg_main.c): TG_BOOT, TG_MISMATCH per failing vector, TG_RESULT with the
  * CRC-32 of all outputs, TG_OK or TG_FAIL; exit code 0 when every output matches, else 1.
@@ -14,7 +18,16 @@
 
 #include "model.h"
 
-void tg_profile_mark(int32_t layer) { (void)layer; }
+static int tg_dump;
+
+/* With -DTG_PROFILE, model.c calls this before layer i and with TG_NUM_LAYERS after the last: the
+ * arena then holds layer i-1's output. */
+void tg_profile_mark(int32_t layer)
+{
+    if (tg_dump && layer > 0) {
+        (void)fwrite(tg_model_arena(), 1, TG_ARENA_SIZE, stdout);
+    }
+}
 
 /* CRC-32 (IEEE 802.3, reflected 0xEDB88320), chainable like zlib.crc32(data, crc). */
 static uint32_t crc32_update(uint32_t crc, const int8_t *data, uint32_t n)
@@ -72,6 +85,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--selftest") == 0) {
         return selftest();
     }
+    tg_dump = argc > 1 && strcmp(argv[1], "--dump") == 0;
     for (;;) {
         size_t got = fread(in, 1, TG_INPUT_SIZE, stdin);
         if (got == 0) {
@@ -88,7 +102,7 @@ int main(int argc, char **argv)
             return 2;
         }
         tg_model_get_output(out);
-        if (fwrite(out, 1, TG_OUTPUT_SIZE, stdout) != TG_OUTPUT_SIZE) {
+        if (!tg_dump && fwrite(out, 1, TG_OUTPUT_SIZE, stdout) != TG_OUTPUT_SIZE) {
             return 4;
         }
     }

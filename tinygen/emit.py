@@ -143,6 +143,7 @@ class Layer:
     macs: int
     out_bytes: int
     alternatives: list[str] = field(default_factory=list)
+    output: int = -1  # tensor id of the output (= its TFLite tensor index)
 
 
 @dataclass
@@ -207,7 +208,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         layers.append(Layer(li, op.op_index, op.kind, op.name, k.symbol, args, k.name, ptype,
                             c_initializer(params) if ptype else "", p.scratch.get(pos, (0, 0))[1],
                             k.scratch_fn if p.scratch.get(pos) else None, macs[pos], g.t(op.outputs[0]).nbytes,
-                            list(call.alternatives)))
+                            list(call.alternatives), op.outputs[0]))
 
     model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]
     tins, touts = [g.t(i) for i in g.inputs], [g.t(i) for i in g.outputs]
@@ -248,6 +249,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         "inputs": [_io(t, p) for t in tins], "outputs": [_io(t, p) for t in touts],
         "input_bytes": sum(t.nbytes for t in tins), "output_bytes": sum(t.nbytes for t in touts),
         "layers": [{"index": ly.index, "op_index": ly.op_index, "op": ly.kind, "name": ly.name,
+                    "output": ly.output, "output_offset": p.offsets[ly.output],
                     "kernel": ly.kernel, "symbol": ly.symbol, "alternatives": ly.alternatives, "macs": ly.macs,
                     "scratch_bytes": ly.scratch,
                     "output_bytes": ly.out_bytes} for ly in layers],

@@ -33,11 +33,12 @@ def _tf():
     return tf
 
 
-def interpreter(model_bytes: bytes):
+def interpreter(model_bytes: bytes, preserve_all_tensors: bool = False):
     tf = _tf()
     try:
         it = tf.lite.Interpreter(model_content=bytes(model_bytes),
-                                 experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+                                 experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
+                                 experimental_preserve_all_tensors=preserve_all_tensors)
         it.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"the TFLite reference interpreter rejects the model: {str(e).splitlines()[0]}") from None
@@ -57,6 +58,25 @@ def run(model_bytes: bytes, inputs):
     aborts the whole process on some models (a failed TFLITE_CHECK), which must end in a one-line
     error, not in a silent exit of tinygen."""
     return _worker().call(bytes(model_bytes), inputs)
+
+
+def run_tensors(model_bytes: bytes, inputs, tensor_ids: list[int]) -> list[dict[int, np.ndarray]]:
+    """Every listed tensor (TFLite tensor index) of the reference run, per sample: the intermediate
+    results the generated code must equal too (in the child process, like :func:`run`)."""
+    return _worker().call(bytes(model_bytes), inputs, tuple(int(t) for t in tensor_ids))
+
+
+def run_tensors_here(model_bytes: bytes, inputs, tensor_ids) -> list[dict[int, np.ndarray]]:
+    it = interpreter(model_bytes, preserve_all_tensors=True)
+    dins = it.get_input_details()
+    xs = _as_list(inputs)
+    res = []
+    for n in range(len(xs[0])):
+        for x, d in zip(xs, dins):
+            it.set_tensor(d["index"], x[n])
+        it.invoke()
+        res.append({t: it.get_tensor(t).copy() for t in tensor_ids})
+    return res
 
 
 def run_here(model_bytes: bytes, inputs):
@@ -164,12 +184,12 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def call(self, model_bytes: bytes, inputs):
+    def call(self, model_bytes: bytes, inputs, tensor_ids=None):
         import pickle
         import struct
 
         try:
-            data = pickle.dumps((model_bytes, inputs), protocol=4)
+            data = pickle.dumps((model_bytes, inputs, tensor_ids), protocol=4)
             self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
             self.proc.stdin.flush()
             head = self.proc.stdout.read(8)
@@ -218,9 +238,10 @@ def _serve() -> None:
         if len(head) != 8:
             return
         (n,) = struct.unpack("<Q", head)
-        model_bytes, inputs = pickle.loads(rd.read(n))
+        model_bytes, inputs, tensor_ids = pickle.loads(rd.read(n))
         try:
-            res = ("ok", run_here(model_bytes, inputs))
+            res = ("ok", run_here(model_bytes, inputs) if tensor_ids is None
+                   else run_tensors_here(model_bytes, inputs, tensor_ids))
         except (InputError, ModelError) as e:
             res = ("err", (type(e).__name__, str(e)))
         except Exception as e:  # noqa: BLE001 - reported to the parent as a model error
