@@ -138,6 +138,10 @@ MODEL_TRACEBACKS = [
     ("softmax-beta-negative", mutate(lambda: make_opnet("softmax", in_shape=(1, 1, 10)),
                                      lambda m, sg: setattr(sg.operators[0].builtinOptions, "beta", -1.0)), 3,
      ["SOFTMAX", "beta -1.0 must be a positive number"]),
+    # beta 0.0 is the schema default, so the field is left out: TFLite reads 0.0 (and aborts), tinygen read 1.0
+    ("softmax-beta-zero", mutate(lambda: make_opnet("softmax", in_shape=(1, 1, 10)),
+                                 lambda m, sg: setattr(sg.operators[0].builtinOptions, "beta", 0.0)), 3,
+     ["SOFTMAX", "beta 0.0 must be a positive number"]),
 ]
 
 

@@ -478,7 +478,8 @@ def _lower_softmax(g, op, arch):
     return Lowered("tg_softmax_s8", ["&{params}", "{in0}", "{out0}"], "tg_softmax_params_t", p)
 
 
-register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 1.0)}, _check_softmax, _lower_softmax,
+# beta absent = the schema default 0.0 (what TFLite reads, and aborts on), not 1.0
+register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 0.0)}, _check_softmax, _lower_softmax,
          lambda g, op: g.t(op.outputs[0]).size, doc=_check_softmax.__doc__)
 
 
