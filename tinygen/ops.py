@@ -258,6 +258,8 @@ def _conv_params(g, op, depthwise):
     (sx, zx), (sy, zy) = x.q(), y.q()
     wscales = np.broadcast_to(w.scale, (cout,))
     mult, shift = quant.conv_multipliers(sx, wscales, sy)
+    mult, shift = quant.flush_unreachable(mult, shift, quant.accumulator_bounds(
+        w.data, (0, 1, 2) if depthwise else (1, 2, 3), zx, _bias(g, op, 2, cout)))  # no shift -31 reaches CMSIS-NN
     lo, hi = _act(g, op)
     kh, kw = w.shape[1], w.shape[2]
     ph, pw = _pads(op, g, kh, kw)
