@@ -2,7 +2,7 @@
 #   make demo    set up, build the KWS model for the emulated default board and run it under QEMU
 #   make test    the test suite (what CI runs)
 #   make bench   benchmarks: arena vs TFLM, scoreboard
-#   make fuzz / sanitize / soak   bounded robustness runs (CI runs them too)
+#   make fuzz / sanitize / soak / sweep   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang chromium make
@@ -12,7 +12,7 @@ PROJECT ?= tinygen_project
 
 FUZZ_TIME ?= 60
 
-.PHONY: setup apt venv demo test test-fast bench fuzz sanitize soak report supported-ops clean
+.PHONY: setup apt venv demo test test-fast bench fuzz sanitize soak sweep report supported-ops clean
 
 setup: apt venv
 
@@ -60,6 +60,10 @@ sanitize: setup
 # 1,000 bench iterations over the emulated board's serial port with 1% of frames corrupted.
 soak: setup
 	$(PY) benchmarks/soak.py
+
+# 228 semantic mutations of the shared models, accepted ones under ASan + UBSan (~7 min).
+sweep: setup
+	$(PY) fuzz/hostile_sweep.py
 
 supported-ops: venv
 	$(PY) -m tinygen.ops > SUPPORTED_OPS.md
