@@ -4,7 +4,7 @@
 #   make test-unit  the fast lane: no TensorFlow, compiler or emulator (< 1 min)
 #   make lint    ruff
 #   make bench   benchmarks: arena vs TFLM, scoreboard
-#   make fuzz / sanitize / soak   bounded robustness runs (CI runs them too)
+#   make fuzz / sanitize / soak / sweep   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang chromium make
@@ -14,7 +14,7 @@ PROJECT ?= tinygen_project
 
 FUZZ_TIME ?= 60
 
-.PHONY: setup apt venv demo test test-unit test-fast lint bench fuzz sanitize soak report supported-ops clean
+.PHONY: setup apt venv demo test test-unit test-fast lint bench fuzz sanitize soak sweep report supported-ops clean
 
 setup: apt venv
 
@@ -69,6 +69,10 @@ sanitize: setup
 # 1,000 bench iterations over the emulated board's serial port with 1% of frames corrupted.
 soak: setup
 	$(PY) benchmarks/soak.py
+
+# 228 semantic mutations of the shared models, accepted ones under ASan + UBSan (~7 min).
+sweep: setup
+	$(PY) fuzz/hostile_sweep.py
 
 supported-ops: venv
 	$(PY) -m tinygen.ops > SUPPORTED_OPS.md

@@ -138,6 +138,10 @@ MODEL_TRACEBACKS = [
     ("softmax-beta-negative", mutate(lambda: make_opnet("softmax", in_shape=(1, 1, 10)),
                                      lambda m, sg: setattr(sg.operators[0].builtinOptions, "beta", -1.0)), 3,
      ["SOFTMAX", "beta -1.0 must be a positive number"]),
+    # beta 0.0 is the schema default, so the field is left out: TFLite reads 0.0 (and aborts), tinygen read 1.0
+    ("softmax-beta-zero", mutate(lambda: make_opnet("softmax", in_shape=(1, 1, 10)),
+                                 lambda m, sg: setattr(sg.operators[0].builtinOptions, "beta", 0.0)), 3,
+     ["SOFTMAX", "beta 0.0 must be a positive number"]),
 ]
 
 
@@ -276,3 +280,37 @@ def test_foreground_flash_stops_qemu_on_signal(sig, fc_board_project, tmp_path):
         if p.poll() is None:
             p.kill()
             p.communicate()
+
+
+# ---- 6. no requantization shift of -31 reaches CMSIS-NN -----------------------------------------
+
+
+def _tiny_channel(m, sg):
+    """Channel 0 of the conv gets a real multiplier of 1.5 * 2^-32 (shift -31)."""
+    op = sg.operators[0]
+    sx = sg.tensors[op.inputs[0]].quantization.scale[0]
+    sy = sg.tensors[op.outputs[0]].quantization.scale[0]
+    q = sg.tensors[op.inputs[1]].quantization
+    q.scale = [1.5 * 2.0**-32 * sy / sx] + [float(s) for s in q.scale[1:]]
+
+
+def test_shift_minus_31_channel_is_flushed(tmp_path):
+    """Bit-exact (the channel is 0 + zero point either way) and clean under UBSan with CMSIS-NN,
+    whose arm_nn_divide_by_power_of_two(x, 31) computes 1 << 31 in int32 (undefined)."""
+    import sys
+
+    from tinygen import driver, ops
+
+    buf = mutate(conv, _tiny_channel)(tmp_path).read_bytes()
+    c = driver.compile_model(buf, "tiny", "portable")
+    conv_op = next(op for op in c.graph.ops if op.kind == "CONV_2D")
+    low = ops.lower(c.graph, conv_op, "portable")
+    assert (int(low.arrays["mult"][0]), int(low.arrays["shift"][0])) == (0, 0)
+    assert -31 not in low.arrays["shift"].tolist() and low.arrays["mult"][1:].all()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
+    import run_sanitizers as rs
+
+    os.environ.update({k: v for k, v in rs.SAN_ENV.items() if k not in os.environ})
+    backends = ["portable"] + (["cmsis-nn"] if os.environ.get("CMSIS_NN_PATH") else [])
+    for b in backends:  # no CMSIS waiver: a conv-only model needs none
+        assert rs.check(buf, f"tiny-{b}", b, tmp_path, n_inputs=8, cflags=rs.SAN_CFLAGS) == "ok"

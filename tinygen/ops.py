@@ -278,6 +278,8 @@ def _conv_params(g, op, depthwise):
     (sx, zx), (sy, zy) = x.q(), y.q()
     wscales = np.broadcast_to(w.scale, (cout,))
     mult, shift = quant.conv_multipliers(sx, wscales, sy)
+    mult, shift = quant.flush_unreachable(mult, shift, quant.accumulator_bounds(
+        w.data, (0, 1, 2) if depthwise else (1, 2, 3), zx, _bias(g, op, 2, cout)))  # no shift -31 reaches CMSIS-NN
     lo, hi = _act(g, op)
     kh, kw = w.shape[1], w.shape[2]
     ph, pw = _pads(op, g, kh, kw)
@@ -485,7 +487,8 @@ def _lower_softmax(g, op):
     return Lowered(p, {}, "tg_softmax_params_t")
 
 
-register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 1.0)}, _check_softmax, _lower_softmax,
+# beta absent = the schema default 0.0 (what TFLite reads, and aborts on), not 1.0
+register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 0.0)}, _check_softmax, _lower_softmax,
          lambda g, op: g.t(op.outputs[0]).size, doc=_check_softmax.__doc__)
 
 

@@ -137,11 +137,9 @@ def check_accumulator_requant(weights: np.ndarray, reduce_axes: tuple[int, ...],
     Traceback (most recent call last):
     ValueError: channel 0: input scale 1e+30 * weight scale 0.01 / output scale 0.1 = multiplier 1e+29: requantization multiplier 1e+29 is 2^30 or more (the int32 kernels hold at most 2^30)
     """
-    w = np.abs(np.asarray(weights, dtype=np.int64)).sum(axis=reduce_axes).reshape(-1)
-    x_span = max(abs(-128 - int(in_zp)), abs(127 - int(in_zp)))
-    b = np.zeros(len(w), np.int64) if bias is None else np.abs(np.asarray(bias, np.int64).reshape(-1))
-    fs = np.broadcast_to(np.asarray(filter_scales, np.float64).reshape(-1), (len(w),))
-    for ch in range(len(w)):
+    bounds = accumulator_bounds(weights, reduce_axes, in_zp, bias)
+    fs = np.broadcast_to(np.asarray(filter_scales, np.float64).reshape(-1), (len(bounds),))
+    for ch in range(len(bounds)):
         eff = float(np.float32(input_scale)) * float(np.float32(fs[ch])) / float(np.float32(output_scale))
         what = (f"channel {ch}: input scale {input_scale:g} * weight scale {float(fs[ch]):g} / output scale "
                 f"{output_scale:g} = multiplier {eff:g}")
@@ -149,12 +147,41 @@ def check_accumulator_requant(weights: np.ndarray, reduce_axes: tuple[int, ...],
             _, shift = quantize_multiplier(eff, strict=True)
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
-        acc = int(w[ch]) * x_span + int(b[ch])
+        acc = int(bounds[ch])
         if acc << max(shift, 0) > INT32_MAX:
             raise ValueError(f"{what}: the accumulator (up to {acc:,}) shifted left by {max(shift, 0)} "
                              "overflows int32")
         if acc * eff + 1 + abs(int(out_zp)) > INT32_MAX:
             raise ValueError(f"{what}: the requantized accumulator (up to {acc * eff:.3g}) overflows int32")
+
+
+def accumulator_bounds(weights: np.ndarray, reduce_axes: tuple[int, ...], in_zp: int, bias) -> np.ndarray:
+    """Per output channel, the largest |int32 accumulator| of CONV/DEPTHWISE/FC: sum|w| * max|x - in_zp| + |bias|.
+
+    >>> accumulator_bounds(np.array([[1, -2], [0, 3]], np.int8), (1,), -128, np.array([5, -7]))
+    array([770, 772])
+    """
+    w = np.abs(np.asarray(weights, dtype=np.int64)).sum(axis=reduce_axes).reshape(-1)
+    x_span = max(abs(-128 - int(in_zp)), abs(127 - int(in_zp)))
+    b = np.zeros(len(w), np.int64) if bias is None else np.abs(np.asarray(bias, np.int64).reshape(-1))
+    return w * x_span + b
+
+
+def flush_unreachable(mults: list[int], shifts: list[int], bounds) -> tuple[list[int], list[int]]:
+    """Channels whose shift is -31 (real multiplier in [2^-32, 2^-31)) requantize every reachable
+    accumulator to exactly 0 when ``bound * mult + 2^30 < 2^61`` (the doubling high multiply stays
+    below 2^30, which a rounding right shift by 31 takes to 0). They get (0, 0), which also gives 0:
+    bit-exact, and CMSIS-NN's ``arm_nn_divide_by_power_of_two`` never sees exponent 31 (it computes
+    ``1 << 31`` in int32, undefined behaviour).
+
+    >>> flush_unreachable([1 << 30, 1 << 30], [-31, -5], [1000, 1000])
+    ([0, 1073741824], [0, -5])
+    """
+    m, s = list(mults), list(shifts)
+    for ch, (q, sh) in enumerate(zip(m, s)):
+        if sh == -31 and int(bounds[ch]) * int(q) + (1 << 30) < (1 << 61):
+            m[ch], s[ch] = 0, 0
+    return m, s
 
 
 def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
