@@ -337,6 +337,62 @@ def test_rewrite_budget_is_enforced_for_the_first_pick():
     assert sum(c.chosen for c in cands) == 2, "two picks fit 0.45, a third would not"
 
 
+def test_rewrite_saving_is_the_compilers_latency_estimate():
+    """A candidate's saving is what the board's latency estimate loses with that layer rewritten
+    (MACs mislead: depthwise kernels run fewer MACs per instruction)."""
+    from tinygen.optimize.metrics import to_int8_tflite
+    from tinygen.optimize.rewrite import split_weights
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="a"),
+                          keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="b"),
+                          keras.layers.MaxPooling2D(2), keras.layers.Flatten(), keras.layers.Dense(4, name="out")])
+    x = np.random.default_rng(0).random((32, 8, 8, 2), np.float32)
+
+    def cost_of(model):
+        return _cost(to_int8_tflite(model, x))
+
+    new, cands = plan_and_rewrite(m, _FixedJudge(), x, budget=1.0, min_saving=0.0, cost_of=cost_of,
+                                  log=lambda s: None)
+    base = cost_of(m).est_instructions
+    for c in cands:
+        after = cost_of(rewrite_model(m, {c.name: split_weights(m, c.name, x)})).est_instructions
+        assert c.saving == base - after and c.share == pytest.approx((base - after) / base)
+    assert any(c.saving != c.macs_before - c.macs_after for c in cands)
+
+
+class _Row:
+    def __init__(self, step, val):
+        self.step, self.val_int8, self.int8_acc, self.note = step, val, val - 0.01, ""
+
+
+@pytest.mark.parametrize("ptq_val, qat_val, shipped", [(0.98, 0.97, "ptq"), (0.96, 0.97, "qat")])
+def test_ptq_vs_qat_ships_the_better_and_warns_when_qat_loses(ptq_val, qat_val, shipped):
+    """Both branches get the same epochs; the validation metric decides; losing QAT is said plainly."""
+    from tinygen.optimize.pipeline import OptimizeResult, _ptq_or_qat
+
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    tuned = []
+
+    def tune(model, what):
+        tuned.append(what)
+        return model
+
+    def measure(step, model, tflite=None, acc_model=None, note=""):
+        return _Row(step, ptq_val if step.startswith("ptq") else qat_val), b"tfl-" + step.encode(), step
+
+    res = OptimizeResult([], "o.h5", "", b"")
+    logs = []
+    judge = Judge(Task("classify", "acc"), m, Data(*[np.zeros((2, 4), np.float32), np.zeros(2, int)] * 3))
+    model, tfl, cost = _ptq_or_qat(m, judge, measure, tune, lambda row: True, res, 3,
+                                   np.zeros((2, 4), np.float32), logs.append)
+    assert tuned == ["ptq", "qat"] and [r.step for r in res.rows] == ["ptq (+3 ep)", "qat (3 ep)"]
+    assert res.shipped == shipped and tfl.decode().startswith("tfl-" + shipped)
+    assert [r.note for r in res.rows] == (["shipped", "not shipped"] if shipped == "ptq" else ["not shipped", "shipped"])
+    assert any("QAT is not better than PTQ at the same 3" in w for w in res.warnings) == (shipped == "ptq")
+    assert (model is not m) if shipped == "qat" else (type(model) is type(m))
+
+
 def test_budget_parsing_and_misses():
     assert parse_bytes("64KB") == 65536 and parse_bytes("2048") == 2048 and parse_ms("0.05s") == 50.0
     for bad in ("-1", "12 parsecs", ""):
@@ -521,6 +577,7 @@ def test_digits_budget_is_met_in_the_compilers_numbers(digits):
     row = _shipped_row(res)
     assert base.val_int8 - row.val_int8 <= 0.02, format_table(res.rows)
     assert any("prune: search state" in line for line in logs), "the pruning search ran on compiler costs"
+    assert any("prune: scanned 1/2 conv2d" in line for line in logs), "progress during the sensitivity scan"
     assert any("budget: met" in line for line in logs)
 
 
