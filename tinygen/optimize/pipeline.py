@@ -182,6 +182,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     else:
         res.ptq_int8_acc = res.rows[-1].int8_acc
     res.cost = cost
+    _warn_collapse(judge, tflite, res, log)
     if not budget.empty:
         res.budget_misses = budget.misses(cost)
         log("budget: met (" + budget.describe() + ")" if not res.budget_misses else
@@ -196,6 +197,21 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     log(format_table(res.rows))
     log(f"saved {out} and {tfl_path} ({len(tflite):,} bytes)")
     return res
+
+
+def _warn_collapse(judge, tflite, res, log) -> None:
+    """A classifier that ends up predicting one class almost everywhere (when the original did
+    not) is said so: its agreement or accuracy can still read high on skewed data."""
+    if not judge.task.soft_classes:
+        return
+    from .metrics import tflite_predict
+
+    bad, cls, share = degenerate(tflite_predict(tflite, judge.x("val")))
+    if bad and not degenerate(judge.ref["val"])[0]:
+        w = (f"WARNING: the shipped model predicts class {cls} for {share:.0%} of the validation inputs "
+             "(the original does not): it has collapsed; give more data or epochs, or prune less")
+        log(w)
+        res.warnings.append(w)
 
 
 def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res, *, exclude, fixed, log):
