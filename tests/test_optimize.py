@@ -492,6 +492,38 @@ def test_degenerate_synthetic_case_warns_and_judges_by_divergence(tmp_path):
     assert res.rows[0].val_int8 >= 0 and res.info["data"] == "synthetic"
 
 
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C during the last step; --resume skips the finished steps (no second sensitivity
+    scan) and ends with the same rows; other flags start over."""
+    from tinygen.optimize import pipeline
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+                          keras.layers.Conv2D(8, 3, activation="relu", name="c2"), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax", name="out")])
+    m.save(tmp_path / "m.h5")
+    npz, out = _tiny_npz(tmp_path), tmp_path / "o.h5"
+    kw = dict(prune=0.5, qat=True, epochs=1, board="host", out_path=str(out))
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_ptq_or_qat", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(str(tmp_path / "m.h5"), str(npz), log=lambda s: None, **kw)
+    monkeypatch.undo()
+    logs = []
+    res = optimize(str(tmp_path / "m.h5"), str(npz), resume=True, log=logs.append, **kw)
+    assert any("resume: prune already done" in line for line in logs), logs
+    assert not any("scanned" in line for line in logs), "the finished prune step is not redone"
+    assert [r.step for r in res.rows] == ["baseline", "prune (0.5)", "ptq (+1 ep)", "qat (1 ep)"]
+    assert res.prune_report and res.prune_report[0].drops, "sensitivity tables restored"
+    logs = []
+    optimize(str(tmp_path / "m.h5"), str(npz), resume=True, log=logs.append, **{**kw, "epochs": 0, "qat": False})
+    assert any("from another model, data or flags; starting over" in line for line in logs)
+    assert any("scanned" in line for line in logs)
+
+
 def test_collapsed_student_is_warned():
     """The issue's ResNet-8 case: a pruned model that says 'class 6' everywhere while the original
     does not is called collapsed, whatever its agreement reads."""
