@@ -336,6 +336,62 @@ def test_rewrite_budget_is_enforced_for_the_first_pick():
     assert sum(c.chosen for c in cands) == 2, "two picks fit 0.45, a third would not"
 
 
+def test_rewrite_saving_is_the_compilers_latency_estimate():
+    """A candidate's saving is what the board's latency estimate loses with that layer rewritten
+    (MACs mislead: depthwise kernels run fewer MACs per instruction)."""
+    from tinygen.optimize.metrics import to_int8_tflite
+    from tinygen.optimize.rewrite import split_weights
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="a"),
+                          keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="b"),
+                          keras.layers.MaxPooling2D(2), keras.layers.Flatten(), keras.layers.Dense(4, name="out")])
+    x = np.random.default_rng(0).random((32, 8, 8, 2), np.float32)
+
+    def cost_of(model):
+        return _cost(to_int8_tflite(model, x))
+
+    new, cands = plan_and_rewrite(m, _FixedJudge(), x, budget=1.0, min_saving=0.0, cost_of=cost_of,
+                                  log=lambda s: None)
+    base = cost_of(m).est_instructions
+    for c in cands:
+        after = cost_of(rewrite_model(m, {c.name: split_weights(m, c.name, x)})).est_instructions
+        assert c.saving == base - after and c.share == pytest.approx((base - after) / base)
+    assert any(c.saving != c.macs_before - c.macs_after for c in cands)
+
+
+class _Row:
+    def __init__(self, step, val):
+        self.step, self.val_int8, self.int8_acc, self.note = step, val, val - 0.01, ""
+
+
+@pytest.mark.parametrize("ptq_val, qat_val, shipped", [(0.98, 0.97, "ptq"), (0.96, 0.97, "qat")])
+def test_ptq_vs_qat_ships_the_better_and_warns_when_qat_loses(ptq_val, qat_val, shipped):
+    """Both branches get the same epochs; the validation metric decides; losing QAT is said plainly."""
+    from tinygen.optimize.pipeline import OptimizeResult, _ptq_or_qat
+
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    tuned = []
+
+    def tune(model, what):
+        tuned.append(what)
+        return model
+
+    def measure(step, model, tflite=None, acc_model=None, note=""):
+        return _Row(step, ptq_val if step.startswith("ptq") else qat_val), b"tfl-" + step.encode(), step
+
+    res = OptimizeResult([], "o.h5", "", b"")
+    logs = []
+    judge = Judge(Task("classify", "acc"), m, Data(*[np.zeros((2, 4), np.float32), np.zeros(2, int)] * 3))
+    model, tfl, cost = _ptq_or_qat(m, judge, measure, tune, lambda row: True, res, 3,
+                                   np.zeros((2, 4), np.float32), logs.append)
+    assert tuned == ["ptq", "qat"] and [r.step for r in res.rows] == ["ptq (+3 ep)", "qat (3 ep)"]
+    assert res.shipped == shipped and tfl.decode().startswith("tfl-" + shipped)
+    assert [r.note for r in res.rows] == (["shipped", "not shipped"] if shipped == "ptq" else ["not shipped", "shipped"])
+    assert any("QAT is not better than PTQ at the same 3" in w for w in res.warnings) == (shipped == "ptq")
+    assert (model is not m) if shipped == "qat" else (type(model) is type(m))
+
+
 def test_budget_parsing_and_misses():
     assert parse_bytes("64KB") == 65536 and parse_bytes("2048") == 2048 and parse_ms("0.05s") == 50.0
     for bad in ("-1", "12 parsecs", ""):
@@ -435,6 +491,60 @@ def test_degenerate_synthetic_case_warns_and_judges_by_divergence(tmp_path):
     assert res.rows[0].val_int8 >= 0 and res.info["data"] == "synthetic"
 
 
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C during the last step; --resume skips the finished steps (no second sensitivity
+    scan) and ends with the same rows; other flags start over."""
+    from tinygen.optimize import pipeline
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+                          keras.layers.Conv2D(8, 3, activation="relu", name="c2"), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax", name="out")])
+    m.save(tmp_path / "m.h5")
+    npz, out = _tiny_npz(tmp_path), tmp_path / "o.h5"
+    kw = dict(prune=0.5, qat=True, epochs=1, board="host", out_path=str(out))
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_ptq_or_qat", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(str(tmp_path / "m.h5"), str(npz), log=lambda s: None, **kw)
+    monkeypatch.undo()
+    logs = []
+    res = optimize(str(tmp_path / "m.h5"), str(npz), resume=True, log=logs.append, **kw)
+    assert any("resume: prune already done" in line for line in logs), logs
+    assert not any("scanned" in line for line in logs), "the finished prune step is not redone"
+    assert [r.step for r in res.rows] == ["baseline", "prune (0.5)", "ptq (+1 ep)", "qat (1 ep)"]
+    assert res.prune_report and res.prune_report[0].drops, "sensitivity tables restored"
+    logs = []
+    optimize(str(tmp_path / "m.h5"), str(npz), resume=True, log=logs.append, **{**kw, "epochs": 0, "qat": False})
+    assert any("from another model, data or flags; starting over" in line for line in logs)
+    assert any("scanned" in line for line in logs)
+
+
+def test_collapsed_student_is_warned():
+    """The issue's ResNet-8 case: a pruned model that says 'class 6' everywhere while the original
+    does not is called collapsed, whatever its agreement reads."""
+    from tinygen.optimize.metrics import to_int8_tflite
+    from tinygen.optimize.pipeline import OptimizeResult, _warn_collapse
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((64, 6), np.float32)
+    teacher = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
+    student = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
+    w = student.layers[0].get_weights()
+    student.layers[0].set_weights([w[0] * 0, np.array([0, 0, 6.0, 0], np.float32)])
+    judge = Judge(Task("fidelity", "agree", True), teacher, Data(x, None, x, None, x, None, synthetic=True))
+    assert not degenerate(judge.ref["val"])[0]
+    res, logs = OptimizeResult([], "o.h5", "", b""), []
+    _warn_collapse(judge, to_int8_tflite(student, x), res, logs.append)
+    assert res.warnings and "predicts class 2 for 100%" in res.warnings[0] and "collapsed" in logs[0]
+    res2 = OptimizeResult([], "o.h5", "", b"")
+    _warn_collapse(judge, to_int8_tflite(teacher, x), res2, logs.append)
+    assert res2.warnings == []
+
+
 def test_autoencoder_prunes_and_is_scored_by_reconstruction_auc(tmp_path):
     """An AD-like Dense+BatchNorm autoencoder on low-rank data; anomalies are off the subspace.
     It prunes, and its rows are AUC of the reconstruction error (checked independently)."""
@@ -520,6 +630,7 @@ def test_digits_budget_is_met_in_the_compilers_numbers(digits):
     row = _shipped_row(res)
     assert base.val_int8 - row.val_int8 <= 0.02, format_table(res.rows)
     assert any("prune: search state" in line for line in logs), "the pruning search ran on compiler costs"
+    assert any("prune: scanned 1/2 conv2d" in line for line in logs), "progress during the sensitivity scan"
     assert any("budget: met" in line for line in logs)
 
 
@@ -597,11 +708,17 @@ def test_resnet8_rewrite_and_prune_on_synthetic_data(tmp_path, capsys):
     res = optimize(str(RESNET8), None, rewrite="dws", prune=0.3, epochs=1, seed=0, out_path=str(out),
                    synthetic=True, synthetic_range=(0.0, 255.0), synthetic_samples=512)
     base, last = res.rows[0], res.rows[-1]
-    assert len(res.rows) == 3
+    chosen = [c for c in res.rewrite_report if c.chosen]
+    assert sum(max(c.sensitivity, 0) for c in chosen) <= 0.1, "the rewrite budget holds, first pick included"
+    assert len(res.rows) == 2 + bool(chosen) and res.task.metric in ("agree", "kl")
     assert last.macs < base.macs and last.params < base.params
     print(f"ResNet-8 MACs {base.macs:,} -> {last.macs:,} ({base.macs / last.macs:.2f}x)")
     m = keras.models.load_model(out, compile=False)
-    assert m.count_params() == last.params
+    from tinygen import analyze
+
+    # params are the compiler's (conv/FC weights + biases after BatchNorm folding), not Keras's count
+    assert analyze.analyze_bytes(res.tflite, "r8", "portable", "none", with_tflm=False, boards=[]).params == last.params
+    assert m.count_params() < keras.models.load_model(RESNET8, compile=False).count_params()
     adds = [ly for ly in m.layers if type(ly).__name__ == "Add"]
     assert adds and all(len({tuple(s) for s in ly.input_shape}) == 1 for ly in adds)
     interp = tf.lite.Interpreter(model_content=res.tflite)

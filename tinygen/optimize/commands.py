@@ -62,7 +62,8 @@ def run_optimize(a, out_path: str, log=print):
     return optimize(a.model, a.data, rewrite=a.rewrite, prune=a.prune, qat=a.qat, epochs=a.epochs, seed=a.seed,
                     out_path=out_path, synthetic=a.synthetic, synthetic_range=tuple(a.synthetic_range or (0.0, 1.0)), log=log,
                     board=a.board, backend=a.backend, budget=budget, max_drop=a.max_acc_drop, exclude=exclude,
-                    prune_layers=_layer_ratios(a.prune_layer), measure=getattr(a, "measure", False))
+                    prune_layers=_layer_ratios(a.prune_layer), measure=getattr(a, "measure", False),
+                    resume=getattr(a, "resume", False))
 
 
 def history(res, flags: dict | None = None) -> dict:
@@ -104,6 +105,8 @@ def add_commands(sub) -> None:
                    help="kernels costed (default: as tinygen build chooses: cmsis-nn when CMSIS_NN_PATH is set)")
     p.add_argument("--measure", action="store_true",
                    help="emulated boards: measure each candidate's latency under QEMU (instructions) instead of estimating it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoints (OUT.steps/, same model, data and flags)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", required=True, help="output Keras model (.h5); the int8 model goes beside it")
     p.set_defaults(func=cmd_optimize)

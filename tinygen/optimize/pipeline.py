@@ -17,6 +17,7 @@ from tinygen.errors import InputError
 
 from ._tf import keras, seed_everything
 from .budget import Budget
+from .checkpoint import Checkpoint, run_key
 from .cost import Cost, check_compiles, compiler_cost, target_for
 from .data import check_range, load_data, synthetic_data
 from .distill import ends_in_softmax, fine_tune
@@ -79,12 +80,15 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
              temperature: float = 4.0, alpha: float = 0.7, batch_size: int = 64,
              lr: float | None = None, rewrite_budget: float = 0.1, board: str | None = "mps2-an505",
              backend: str | None = None, budget: Budget | None = None, max_drop: float | None = None,
-             exclude=(), prune_layers: dict[str, float] | None = None, measure: bool = False) -> OptimizeResult:
+             exclude=(), prune_layers: dict[str, float] | None = None, measure: bool = False,
+             resume: bool = False) -> OptimizeResult:
     """Run the requested steps on the Keras model at ``model_path`` and save the result.
 
     ``synthetic``: no data; distil on Gaussian inputs in ``synthetic_range`` and report
     fidelity to the original. ``board``/``backend``: what candidates are costed for;
     ``measure``: latency counted under QEMU (emulated boards) instead of the cycle-model estimate.
+    ``resume``: continue from the checkpoint of an interrupted run with the same model, data and
+    flags (:mod:`.checkpoint`; checkpoints are written either way).
     ``budget``: targets to meet (pruning searches for them); ``max_drop`` (default the
     budget's, else no limit): a step losing more is rejected. Writes ``out_path`` (Keras)
     and ``<out_path stem>_int8.tflite``.
@@ -120,7 +124,8 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     res.task = task
     src = "synthetic" if synthetic else str(data_path)
     res.info = {"data": src, "test_split": data.test_source, "seed": seed, "epochs": epochs, "board": target.name,
-                "backend": target.backend, "latency": "QEMU" if measure else "estimate", "task": task.kind, "metric": task.metric, "metric_name": task.label,
+                "backend": target.backend, "latency": "QEMU" if measure else "estimate", "task": task.kind,
+                "metric": task.metric, "metric_name": task.label,
                 "budget": None if budget.empty else budget.as_dict(), "max_drop": max_drop,
                 "samples": {s: int(len(getattr(data, f"x_{s}"))) for s in ("train", "val", "test")}}
     log(f"data: {src}; {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
@@ -136,7 +141,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         return fine_tune(student, teacher, data, epochs, task, temperature=temperature, alpha=alpha,
                          lr=lr, batch_size=batch_size, log=log, what=what)
 
-    def measure(step, model, tflite=None, acc_model=None, note=""):
+    def measure_row(step, model, tflite=None, acc_model=None, note=""):
         tfl = tflite if tflite is not None else to_int8_tflite(model, rep)
         cost = compiler_cost(tfl, name, target)
         fm = acc_model or model
@@ -147,41 +152,55 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
 
     base_tfl = to_int8_tflite(teacher, rep)
     check_compiles(base_tfl, name, target)  # before any optimization
-    base, tflite, cost = measure("baseline", teacher, base_tfl)
+    base, tflite, cost = measure_row("baseline", teacher, base_tfl)
     res.rows.append(base)
+    settings = dict(rewrite=rewrite, prune=prune, qat=qat, epochs=epochs, seed=seed, board=target.name,
+                    backend=target.backend, measure=measure, budget=budget.as_dict(), max_drop=max_drop,
+                    exclude=sorted(exclude), prune_layers=prune_layers, synthetic_range=list(synthetic_range),
+                    synthetic_samples=synthetic_samples, temperature=temperature, alpha=alpha,
+                    batch_size=batch_size, lr=lr, rewrite_budget=rewrite_budget)
+    ckpt = Checkpoint(out, run_key(model_path, data_path, settings), resume, log)
+    model = teacher
+    if ckpt.state["done"]:
+        model, tflite = ckpt.restore(res)
+        base, cost = res.rows[0], compiler_cost(tflite, name, target)
     if not budget.empty:
         log(f"budget: {budget.describe()} on {target.name}; baseline "
             + ("meets it" if budget.met(cost) else "misses " + "; ".join(budget.misses(cost))))
 
     def accept(row) -> bool:
-        d = judge.drop(base.val_int8, row.val_int8)
+        d = judge.drop(res.rows[0].val_int8, row.val_int8)
         if max_drop is None or d <= max_drop:
             return True
         row.note = f"rejected: int8 drop {d:+.4f} > --max-acc-drop {max_drop:g}"
         log(f"{row.step}: {row.note}; keeping the previous model")
         return False
 
-    model = teacher
-    if rewrite == "dws":
+    if rewrite == "dws" and not ckpt.done("rewrite"):
         cand, res.rewrite_report = plan_and_rewrite(model, judge, data.x_train[:256], budget=rewrite_budget,
                                                     cost_of=cost_of, log=log)
         if cand is not model:
-            row, tfl, c = measure("rewrite (dws)", tune(cand, "rewrite"))
+            row, tfl, c = measure_row("rewrite (dws)", tune(cand, "rewrite"))
             res.rows.append(row)
             if accept(row):
                 model, tflite, cost = cand, tfl, c
         else:
             log("rewrite: no layer chosen; model unchanged")
+        ckpt.save("rewrite", model, tflite, res)
     want_prune = prune is not None or prune_layers or (not budget.empty and not budget.met(cost))
-    if want_prune:
-        model, tflite, cost = _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res,
+    if want_prune and not ckpt.done("prune"):
+        model, tflite, cost = _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of, res,
                                           exclude=exclude, fixed=prune_layers, log=log) or (model, tflite, cost)
-    if qat:
-        model, tflite, cost = _ptq_or_qat(model, judge, measure, tune, accept, res, epochs, rep, log) \
-            or (model, tflite, cost)
-    else:
-        res.ptq_int8_acc = res.rows[-1].int8_acc
+        ckpt.save("prune", model, tflite, res)
+    if not ckpt.done("final"):
+        if qat:
+            model, tflite, cost = _ptq_or_qat(model, judge, measure_row, tune, accept, res, epochs, rep, log) \
+                or (model, tflite, cost)
+        else:
+            res.ptq_int8_acc = res.rows[-1].int8_acc
+        ckpt.save("final", model, tflite, res)
     res.cost = cost
+    _warn_collapse(judge, tflite, res, log)
     if not budget.empty:
         res.budget_misses = budget.misses(cost)
         log("budget: met (" + budget.describe() + ")" if not res.budget_misses else
@@ -198,7 +217,22 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     return res
 
 
-def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res, *, exclude, fixed, log):
+def _warn_collapse(judge, tflite, res, log) -> None:
+    """A classifier that ends up predicting one class almost everywhere (when the original did
+    not) is said so: its agreement or accuracy can still read high on skewed data."""
+    if not judge.task.soft_classes:
+        return
+    from .metrics import tflite_predict
+
+    bad, cls, share = degenerate(tflite_predict(tflite, judge.x("val")))
+    if bad and not degenerate(judge.ref["val"])[0]:
+        w = (f"WARNING: the shipped model predicts class {cls} for {share:.0%} of the validation inputs "
+             "(the original does not): it has collapsed; give more data or epochs, or prune less")
+        log(w)
+        res.warnings.append(w)
+
+
+def _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of, res, *, exclude, fixed, log):
     """Fixed-ratio pruning (``--prune R``, ``--prune-layer``) or the search to the budget.
     Returns (model, tflite, cost) of the accepted step, or None."""
     if prune is not None or budget.empty:
@@ -211,7 +245,7 @@ def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res
         if cand is model:
             log("prune: nothing prunable; model unchanged")
             return None
-        row, tfl, c = measure(f"prune ({prune:g})" if prune is not None else "prune (per layer)", tune(cand, "prune"))
+        row, tfl, c = measure_row(f"prune ({prune:g})" if prune is not None else "prune (per layer)", tune(cand, "prune"))
         res.rows.append(row)
         return (cand, tfl, c) if accept(row) else None
     live = scan(model, judge, exclude=exclude, fixed=fixed, log=log)
@@ -246,7 +280,7 @@ def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res
             sp.ratio = ratios[sp.root]
         log(format_spaces(res.prune_report, *removed(live, ratios)))
         cand = apply(model, live, ratios)
-        row, tfl, c = measure(f"prune ({removed(live, ratios)[0]}/{removed(live, ratios)[1]} ch)",
+        row, tfl, c = measure_row(f"prune ({removed(live, ratios)[0]}/{removed(live, ratios)[1]} ch)",
                               tune(cand, "prune"))
         res.rows.append(row)
         if accept(row):
@@ -254,15 +288,15 @@ def _prune_step(model, prune, budget, judge, measure, accept, tune, cost_of, res
     return None
 
 
-def _ptq_or_qat(model, judge, measure, tune, accept, res, epochs, rep, log):
+def _ptq_or_qat(model, judge, measure_row, tune, accept, res, epochs, rep, log):
     """Fine-tune the final float model for ``epochs`` more epochs and post-training quantize it,
     or run QAT for the same ``epochs``: ship the better on the validation split, say so.
     Returns None (keep the previous step) when even the better one breaks ``max_drop``."""
     ptq_model = keras.models.clone_model(model)
     ptq_model.set_weights(model.get_weights())
-    ptq_row, ptq_tfl, ptq_cost = measure(f"ptq (+{epochs} ep)", tune(ptq_model, "ptq"))
+    ptq_row, ptq_tfl, ptq_cost = measure_row(f"ptq (+{epochs} ep)", tune(ptq_model, "ptq"))
     qmodel = tune(quantize_aware(model), "qat")
-    qat_row, qat_tfl, qat_cost = measure(f"qat ({epochs} ep)", model, tflite=to_int8_tflite(qmodel, rep),
+    qat_row, qat_tfl, qat_cost = measure_row(f"qat ({epochs} ep)", model, tflite=to_int8_tflite(qmodel, rep),
                                          acc_model=qmodel)
     res.rows += [ptq_row, qat_row]
     res.ptq_int8_acc, res.qat_int8_acc = ptq_row.int8_acc, qat_row.int8_acc
