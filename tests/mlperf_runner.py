@@ -99,6 +99,37 @@ def windows(dataset: Path, model_id: str, mode: str) -> list[tuple[str, int, byt
     return out
 
 
+VWW_MODEL = r'''
+import os, sys
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np, tf_keras as k
+k.utils.set_random_seed(0)
+L = k.layers
+inp = L.Input((96, 96, 3))
+x = L.Conv2D(8, 3, 2, padding="same", use_bias=False)(inp)
+x = L.ReLU(6.0)(L.BatchNormalization()(x))
+for ch, s in ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1)):   # MobileNetV1 (alpha 0.25) blocks
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, s, padding="same", use_bias=False)(x)))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(ch, 1, use_bias=False)(x)))
+out = L.Softmax()(L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+k.Model(inp, out).save(sys.argv[1])
+np.savez(sys.argv[2], x=np.random.default_rng(0).uniform(-1, 1, (16, 96, 96, 3)).astype("float32"))
+'''
+
+
+def make_vww_model(folder: Path) -> tuple[Path, Path]:
+    """A MobileNetV1-class person-detection net (96x96x3 -> 2, random weights) and calibration data.
+    Five depthwise-separable blocks: with the sixth (128 channels at 6x6) TF 2.21's BUILTIN_REF
+    interpreter aborts in allocate_tensors, so there would be no reference to compare with."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h5, calib = folder / "vww.h5", folder / "calib.npz"
+    if not h5.exists():
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        r = subprocess.run([sys.executable, "-c", VWW_MODEL, str(h5), str(calib)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+    return h5, calib
+
+
 # ---------------------------------------------------------------------------------------------
 # what a conforming DUT reports
 

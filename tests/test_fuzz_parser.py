@@ -37,10 +37,12 @@ def test_fuzz_harness_catches_an_overflow(tmp_path):
     fw = tmp_path / "fw"
     fw.mkdir()
     (fw / "tg_bench.c").write_text(bad)
-    shutil.copy(ROOT / "firmware" / "tg_bench.h", fw / "tg_bench.h")
+    for f in ("tg_bench.h", "tg_bench_internal.h", "tg_bench_mlperf.c"):
+        shutil.copy(ROOT / "firmware" / f, fw / f)
     exe = tmp_path / "bad_fuzz"
     r = subprocess.run(["clang", "-g", "-O1", "-std=c99", "-fsanitize=fuzzer,address,undefined", f"-I{fw}",
-                        f"-I{ROOT / 'fuzz'}", str(ROOT / "fuzz" / "bench_fuzz.c"), str(fw / "tg_bench.c"), "-o", str(exe)],
+                        f"-I{ROOT / 'fuzz'}", str(ROOT / "fuzz" / "bench_fuzz.c"), str(fw / "tg_bench.c"),
+                        str(fw / "tg_bench_mlperf.c"), "-o", str(exe)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     crash = tmp_path / "long_line"

@@ -37,7 +37,8 @@ from tinygen.cli import main  # noqa: E402
 pytestmark = pytest.mark.slow
 BOARD = "mps2-an505"
 MODELS = {"kws01": ("kws_ref_model.tflite", 12, 12), "ic01": ("pretrainedResnet_quant.tflite", 10, 10),
-          "ad01": ("ad01_int8.tflite", 6, 2)}   # id -> (shared model, dataset files, classes)
+          "ad01": ("ad01_int8.tflite", 6, 2), "vww01": (None, 6, 2)}
+# id -> (shared model, dataset files, classes); vww01: a MobileNet-class net with random weights
 _BUILT: dict = {}
 
 
@@ -54,8 +55,12 @@ def build(tmp_path_factory, model_id: str):
     if model_id not in _BUILT:
         out = tmp_path_factory.mktemp(f"mlperf-{model_id}") / "proj"
         backend = "cmsis-nn" if os.environ.get("CMSIS_NN_PATH") else "portable"
-        rc = main(["build", str(shared_model(MODELS[model_id][0])), "--board", BOARD, "--backend", backend,
-                   "--mlperf", model_id, "-o", str(out)])
+        if MODELS[model_id][0] is None:
+            h5, calib = R.make_vww_model(out.parent / "model")
+            src = [str(h5), "--calib", str(calib)]
+        else:
+            src = [str(shared_model(MODELS[model_id][0]))]
+        rc = main(["build", *src, "--board", BOARD, "--backend", backend, "--mlperf", model_id, "-o", str(out)])
         assert rc == 0
         _BUILT[model_id] = out
     return _BUILT[model_id]
@@ -83,7 +88,7 @@ def test_runner_accuracy(tmp_path_factory, tmp_path, runner_py, model_id):
     assert R.metrics(txt) == R.metrics(R.score(ref, tmp_path / "score")) and "auc" in R.metrics(txt)
 
 
-@pytest.mark.parametrize("model_id, infer", [("kws01", "4 1"), ("ad01", "20 2")])
+@pytest.mark.parametrize("model_id, infer", [("kws01", "4 1"), ("ad01", "20 2"), ("ic01", "2 1"), ("vww01", "2 1")])
 def test_runner_performance(tmp_path_factory, tmp_path, runner_py, model_id, infer):
     proj = build(tmp_path_factory, model_id)
     _, n_files, n_classes = MODELS[model_id]

@@ -24,7 +24,7 @@ from ..errors import DeviceError, OutputError, ToolchainError
 BENCH_ARG = "tg-bench"      # on the semihosting command line: tg_main.c stays in the bench loop
 INSTALL = {
     "pio": "pip install platformio (needs internet once to download the ST platform)",
-    "st-flash": "sudo apt-get install stlink-tools",
+    "st-flash": "sudo apt-get install stlink-tools (STM32U5 needs stlink-tools >= 1.8.0)",
     "openocd": "sudo apt-get install openocd",
     "pyocd": "pip install pyocd",
 }
@@ -34,6 +34,11 @@ _PIO_OFFLINE = re.compile(r"HTTPClientError|Could not resolve|Name or service no
                           r"Network is unreachable|InternetConnectionError|PackageException", re.I)
 _OPENOCD_TARGET = {"STM32F4": "stm32f4x", "STM32H7": "stm32h7x", "STM32L4": "stm32l4x", "STM32U5": "stm32u5x",
                    "STM32F7": "stm32f7x"}
+# pyOCD target names: built in (stm32h743xx), or from the device's CMSIS pack (pack device names,
+# lower case), which `pyocd pack install <target>` fetches once.
+_PYOCD_TARGET = {"STM32H743": ("stm32h743xx", True), "STM32U575ZI": ("stm32u575zitxq", False),
+                 "STM32F446RE": ("stm32f446retx", False), "STM32L4R5ZI": ("stm32l4r5zitx", False)}
+_STFLASH_MIN = {"STM32U5": ((1, 8, 0), "0x482")}   # stlink-tools 1.7.0 (Debian 12) has no U5 support
 
 
 def project_board(project: Path) -> tuple[dict, Board]:
@@ -113,8 +118,62 @@ def uploaders(project: Path, board: Board, elf: Path) -> list[tuple[str, list[st
         if family:
             out.append(("openocd", ["openocd", "-f", "interface/stlink.cfg", "-f", f"target/{family}.cfg",
                                     "-c", f"program {elf} verify reset exit"]))
-        out.append(("pyocd", ["pyocd", "flash", "-t", re.sub(r"\d(q?)$", r"x\1", board.mcu.lower()), str(elf)]))
+        # -W: do not wait for a probe to be plugged in (pyOCD's default waits forever)
+        out.append(("pyocd", ["pyocd", "flash", "-W", "-t", pyocd_target(board)[0], str(elf)]))
     return out
+
+
+def pyocd_target(board: Board) -> tuple[str, bool]:
+    """(pyOCD target name, built in?) for the board's MCU."""
+    mcu = board.mcu.upper()
+    for k, v in _PYOCD_TARGET.items():
+        if mcu.startswith(k):
+            return v
+    return re.sub(r"\d(q?)$", r"x\1", board.mcu.lower()), False
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def precheck(name: str, exe: str, board: Board, timeout: float = 20.0) -> str | None:
+    """Why ``name`` cannot flash ``board`` (the fix in the message), or None. Checks the tool's
+    version / target support before it runs."""
+    mcu = board.mcu.upper()
+    try:
+        if name == "st-flash":
+            for fam, (least, chip) in _STFLASH_MIN.items():
+                if mcu.startswith(fam):
+                    r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=timeout)
+                    v = _version(r.stdout + r.stderr)
+                    if v is None or v < least:
+                        have = ".".join(map(str, v)) if v else "unknown"
+                        return (f"st-flash {have} cannot flash {fam} (chip id {chip}): needs stlink-tools >= "
+                                f"{'.'.join(map(str, least))} (Debian 12 ships 1.7.0: build github.com/stlink-org/stlink "
+                                "v1.8.0, or use openocd / pyocd / PlatformIO)")
+        elif name == "pyocd":
+            target, builtin = pyocd_target(board)
+            if not builtin:
+                r = subprocess.run([exe, "list", "--targets"], capture_output=True, text=True, timeout=timeout)
+                if not re.search(rf"^\s*{re.escape(target)}\s", r.stdout, re.M | re.I):
+                    return (f"pyocd has no target {target} (it comes from the device's CMSIS pack): run "
+                            f"`pyocd pack install {target}` once (needs internet)")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{name} did not answer its version/target query ({e})"
+    return None
+
+
+_ERROR_LINE = re.compile(r"^\s*(Error|error|ERROR|FATAL|Fatal|CRITICAL)\b.*", re.M)
+
+
+def error_line(text: str, returncode: int) -> str:
+    """The line that says what went wrong: the first "Error: ..." line (OpenOCD's real error comes
+    before its closing "** OpenOCD init failed **"), else the last line."""
+    m = _ERROR_LINE.search(text)
+    if m:
+        return m.group(0).strip()
+    return text.splitlines()[-1].strip() if text.strip() else f"exit {returncode}"
 
 
 def flash_real(project: Path, board: Board, elf: Path, tool: str | None = None, timeout: float = 300.0,
@@ -132,6 +191,11 @@ def flash_real(project: Path, board: Board, elf: Path, tool: str | None = None, 
         if exe is None:
             missing.append(name)
             continue
+        problem = precheck(name, exe, board)
+        if problem:
+            log(f"{name}: {problem}")
+            failures.append(f"{name}: {problem}")
+            continue
         if name != "pio" and build is not None:
             build()                          # st-flash/openocd/pyocd take the ELF/.bin from make
             build = None
@@ -148,8 +212,7 @@ def flash_real(project: Path, board: Board, elf: Path, tool: str | None = None, 
             log("PlatformIO cannot download the platform packages (offline?): trying the next uploader")
             failures.append("pio: offline, cannot download the ST platform")
             continue
-        tail = text.splitlines()[-1] if text else f"exit {r.returncode}"
-        failures.append(f"{name}: {tail}")
+        failures.append(f"{name}: {error_line(text, r.returncode)}")
     if failures:
         raise ToolchainError(f"flashing {board.name} failed: {'; '.join(failures)}"
                              + (f"; not installed: {', '.join(missing)}" if missing else ""))
