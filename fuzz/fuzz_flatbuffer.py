@@ -1,6 +1,6 @@
 """Fuzz the TFLite flatbuffer loader and the compiler front half with atheris.
 
-Bytes go through :func:`tinygen.ir.load` (flatbuffer reader + importer + verify), the graph
+Bytes go through the driver's stages up to the plan (flatbuffer reader, importer, verify), the graph
 passes, lowering for both backends and the arena planner (+ ``verify_plan``). A
 :class:`tinygen.errors.TinygenError` is the expected answer to bad bytes; any other exception is
 a crash: atheris stops and writes ``crash-<sha1>`` (copy it to ``tests/fuzz_corpus/`` as a
