@@ -7,7 +7,7 @@
 #   make fuzz / sanitize / soak / sweep   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
 PIP := .venv/bin/pip
-APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang chromium make
+APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang chromium make git
 MODEL ?= ../shared/models/mlperf-tiny/kws_ref_model.tflite
 BOARD ?= mps2-an505
 PROJECT ?= tinygen_project
