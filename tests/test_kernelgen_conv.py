@@ -13,12 +13,11 @@ and a few run under qemu-system-arm -M mps2-an505 against the reference there.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_model
+
 from tinygen import quant
 from tinygen.kernelgen import conv, fc, harness, requant
 
