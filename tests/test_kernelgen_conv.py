@@ -120,6 +120,7 @@ def _smmlar_conv(acc: np.ndarray, rq: dict, c: int) -> np.ndarray:
     return np.array([((((int(a) << ls) * m + (1 << 31)) >> 32) + k + (-1 if a < 0 else 0)) >> e for a in acc])
 
 
+@pytest.mark.unit
 def test_fast_double_rounding_equals_tflite():
     rng = np.random.default_rng(3)
     seen = set()
@@ -141,6 +142,7 @@ def test_fast_double_rounding_equals_tflite():
     assert seen == {"smmlar", "fast"}
 
 
+@pytest.mark.unit
 def test_unbounded_accumulator_uses_general_requant():
     rq = requant.conv_requant(np.array([1 << 30]), np.array([2]), np.array([1 << 29]))
     assert rq["mode"] == "general"
@@ -151,6 +153,7 @@ def _tflite_single(acc: int, m: int, s: int) -> int:
     return max(min((acc * m + (1 << (t - 1))) >> t, (1 << 31) - 1), -(1 << 31))
 
 
+@pytest.mark.unit
 def test_fc_single_rounding_forms_equal_reference():
     rng = np.random.default_rng(4)
     for _ in range(200):
@@ -169,6 +172,7 @@ def test_fc_single_rounding_forms_equal_reference():
             assert got == _tflite_single(a, m, s) + zp, (a, m, s)
 
 
+@pytest.mark.unit
 def test_conv_weight_layout_is_a_permutation():
     rng = np.random.default_rng(5)
     w = rng.integers(-128, 128, (5, 3, 3, 8)).astype(np.int8)
@@ -180,6 +184,7 @@ def test_conv_weight_layout_is_a_permutation():
     assert lay1.shape == (6, 4) and np.array_equal(lay1[:5, :3], w[:, 0, 0, :3]) and not lay1[:, 3].any()
 
 
+@pytest.mark.unit
 def test_fc_weight_layout_round_trips():
     rng = np.random.default_rng(6)
     w = rng.integers(-128, 128, (6, 10)).astype(np.int8)
@@ -189,6 +194,7 @@ def test_fc_weight_layout_round_trips():
     assert np.array_equal(back[:6, :10], w) and not back[6:].any() and not back[:, 10:].any()
 
 
+@pytest.mark.unit
 def test_applies_reasons():
     rng = np.random.default_rng(7)
     params, arrays, _ = harness.conv_case(rng, "c", 6, 6, 4, 4, 3, 3)
@@ -202,6 +208,7 @@ def test_applies_reasons():
     assert conv.cost("CONV_2D", params, arrays, "dsp") < conv.cost("CONV_2D", params, arrays, "none")
 
 
+@pytest.mark.unit
 def test_generation_is_deterministic():
     a = conv_cases(8, 4)
     b = conv_cases(8, 4)
@@ -304,6 +311,7 @@ def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
 
 
 @pytest.mark.toolchain
+@pytest.mark.qemu
 @pytest.mark.slow
 @needs_qemu
 def test_qemu_an505_bitexact(tmp_path):
