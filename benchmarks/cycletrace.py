@@ -46,6 +46,8 @@ WEIGHTS = {
     "cortex-m4": {"load": 2, "store": 1, "multi_base": 1, "multi_reg": 1, "branch_taken": 3,
                   "branch_not_taken": 1, "refill": 2, "mul": 1, "div": 12, "vdiv": 14, "other": 1},
 }
+# The same with a taken branch of 2 cycles (refill 1), to show how much a ratio depends on it.
+WEIGHTS.update({f"{k}-b2": {**w, "branch_taken": 2, "refill": 1} for k, w in list(WEIGHTS.items())})
 CLASSES = ("load", "store", "multi", "branch_taken", "branch_not_taken", "mul", "div", "other")
 
 _CONDS = {"eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le", "al"}
