@@ -3,7 +3,7 @@
 #   make test    the test suite (what CI runs; with CMSIS_NN_PATH set the cmsis-nn tests run too)
 #   make test-unit  the fast lane: no TensorFlow, compiler or emulator (< 1 min)
 #   make lint    ruff
-#   make bench   benchmarks: arena vs TFLM, scoreboard
+#   make bench   benchmarks: arena vs TFLM, scoreboard, speed of the kernel sets (benchmarks/speed.py)
 #   make fuzz / sanitize / soak   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
 PIP := .venv/bin/pip
@@ -55,6 +55,7 @@ lint: venv
 bench: setup
 	$(PY) benchmarks/arena_vs_tflm.py
 	@if [ -f benchmarks/scoreboard.py ]; then $(PY) benchmarks/scoreboard.py; fi
+	CMSIS_NN_PATH=$${CMSIS_NN_PATH:-../shared/deps/CMSIS-NN-7.0.0} $(PY) benchmarks/speed.py
 
 # Bounded fuzzing: the TFLite loader (atheris) and the device's bench protocol parser (libFuzzer).
 fuzz: setup
