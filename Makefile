@@ -3,7 +3,7 @@
 #   make test    the test suite (what CI runs; with CMSIS_NN_PATH set the cmsis-nn tests run too)
 #   make test-unit  the fast lane: no TensorFlow, compiler or emulator (< 1 min)
 #   make lint    ruff
-#   make bench   benchmarks: arena vs TFLM, scoreboard, speed of the kernel sets (benchmarks/speed.py)
+#   make bench   benchmarks: arena vs TFLM, scoreboard
 #   make fuzz / sanitize / soak   bounded robustness runs (CI runs them too)
 PY := .venv/bin/python
 PIP := .venv/bin/pip
