@@ -154,7 +154,10 @@ def run_one(c, board, work: Path, weighted: bool) -> dict:
 
 
 def _one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:900]
+    """The error in one line; of a compiler's output only its first line and its error lines."""
+    lines = str(e).splitlines() or [""]
+    errs = [ln.strip() for ln in lines[1:] if " error: " in ln or ln.startswith("make: ***")]
+    return f"{type(e).__name__}: {' '.join((lines[0] + ' ' + ' | '.join(errs[:3])).split())}"[:900]
 
 
 def measure(names, board_names, weighted: bool, log=print) -> tuple[dict, list[str]]:
