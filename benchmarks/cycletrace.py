@@ -54,7 +54,7 @@ _CONDS = {"eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls"
 _BRANCHES = {"b", "bl", "blx", "bx", "cbz", "cbnz", "tbb", "tbh"}
 _MUL = ("mul", "mla", "mls", "smla", "smul", "smua", "smus", "smls", "smml", "smmu", "umul", "umla", "umaa", "usad",
         "usada")
-_INSN = re.compile(r"^0x([0-9a-f]+):\s+((?:[0-9a-f]{4} )+)\s*(\S+)\s*(.*)$")
+_INSN = re.compile(r"^0x([0-9a-f]+):\s+((?:[0-9a-f]{4}(?:[0-9a-f]{4})? )+)\s*(\S+)\s*(.*)$")
 
 
 def _base(mn: str) -> str:
@@ -172,9 +172,9 @@ class _Parser:
         self.prev_cut: str | None = None
 
     def _close_pending(self) -> None:
-        if self.pending:
+        if self.pending is not None:
             ins = tuple(self.pending)
-            self.blocks.append(Block(ins[0].addr, ins[-1].addr + ins[-1].size, ins))
+            self.blocks.append(Block(ins[0].addr, ins[-1].addr + ins[-1].size, ins) if ins else Block(0, 0, ()))
             self.bind_next = True
         self.pending = None
 
@@ -189,7 +189,9 @@ class _Parser:
             if self.bind_next:
                 self.ptr_ids[ptr] = len(self.blocks) - 1
                 self.bind_next = False
-            bid = self.ptr_ids[ptr]
+            bid = self.ptr_ids.get(ptr)
+            if bid is None:
+                raise RuntimeError(f"the trace runs block {ptr} whose disassembly it never logged: {line.strip()}")
             pc = line[lb + 10:lb + 18]
             if self.state == 1:
                 self.pairs[(self.prev, pc, self.cut)] += 1
@@ -209,9 +211,10 @@ class _Parser:
             return True
         if c == "0" and self.pending is not None:
             m = _INSN.match(line)
-            if m:
-                size = len(m.group(2).split()) * 2
-                self.pending.append(classify(int(m.group(1), 16), size, m.group(3), m.group(4)))
+            if not m:
+                raise RuntimeError(f"unexpected disassembly line in QEMU's log: {line.strip()}")
+            size = sum(len(g) for g in m.group(2).split()) // 2
+            self.pending.append(classify(int(m.group(1), 16), size, m.group(3), m.group(4)))
             return True
         if c == "-" and line.startswith("----------------"):
             self._close_pending()
@@ -269,7 +272,8 @@ def parse_log(lines, start_sym: str = "tg_model_run") -> Result:
 
 
 def weighted_run(elf: Path | str, board, timeout: float = 900.0, start_sym: str = "tg_model_run") -> Result:
-    """Runs ``elf`` on ``board``'s QEMU with the block trace into a FIFO and counts one inference."""
+    """Runs ``elf`` on ``board``'s QEMU with the block trace into a FIFO and counts one inference.
+    Raises RuntimeError (with QEMU's own message) when the window is not seen."""
     from tinygen import qemu
 
     with tempfile.TemporaryDirectory(prefix="tg_trace_") as tmp:
@@ -277,17 +281,35 @@ def weighted_run(elf: Path | str, board, timeout: float = 900.0, start_sym: str 
         os.mkfifo(fifo)
         cmd = qemu.qemu_command(elf, board, "-display", "none", "-monitor", "none", "-serial", "null",
                                 "-d", "in_asm,exec,nochain", "-D", fifo)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            with open(fifo, encoding="utf-8", errors="replace", buffering=1 << 20) as f:
-                res = parse_log(f, start_sym)
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+        with open(os.path.join(tmp, "stderr"), "w+b") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            opened = threading.Event()
+
+            def unblock() -> None:  # QEMU ended before opening the log: let open() below return (EOF)
+                proc.wait()
+                if not opened.is_set():
+                    try:
+                        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                    except OSError:
+                        pass
+
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+            threading.Thread(target=unblock, daemon=True).start()
+            try:
+                with open(fifo, encoding="utf-8", errors="replace", buffering=1 << 20) as f:
+                    opened.set()
+                    try:
+                        res = parse_log(f, start_sym)
+                    except RuntimeError as e:
+                        proc.wait()
+                        err.seek(0)
+                        lines = err.read().decode("utf-8", "replace").strip().splitlines()
+                        msg = next((ln for ln in lines if "qemu" in ln.lower()), lines[0] if lines else "")[:300]
+                        raise RuntimeError(f"{e} (QEMU exit {proc.returncode}{': ' + msg if msg else ''})") from None
+            finally:
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
     return res
