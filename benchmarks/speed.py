@@ -143,7 +143,10 @@ def run_one(c, board, work: Path, weighted: bool) -> dict:
            "vectors": r.vectors}
     if weighted:
         t0 = time.time()
-        w = cycletrace.weighted_run(info.elf, board)
+        try:
+            w = cycletrace.weighted_run(info.elf, board)
+        except RuntimeError as e:
+            raise BenchError(f"{c.name} {c.backend} {board.name}: weighted count: {e}") from None
         diff = (w.instructions - r.instructions) / r.instructions
         if abs(diff) > 0.01:
             raise BenchError(f"{c.name} {c.backend} {board.name}: the block trace counts {w.instructions:,} "
