@@ -329,6 +329,10 @@ def main(argv=None) -> int:
             print(f"speed: error: {tool} not found: {toolchain.INSTALL[tool]}", file=sys.stderr)
             return 2
     board_names = [b for b in a.boards.split(",") if b]
+    if not board_names or any(b not in CORE for b in board_names):
+        print(f"speed: error: --boards {a.boards!r}: choose from {', '.join(CORE)} (the emulated boards whose "
+              "core has cycle weights)", file=sys.stderr)
+        return 2
     t0 = time.time()
     res, failures = measure(names, board_names, not a.no_weighted, log=lambda s: print(s, flush=True))
     report(res, board_names, not a.no_weighted)
