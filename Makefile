@@ -55,6 +55,7 @@ lint: venv
 bench: setup
 	$(PY) benchmarks/arena_vs_tflm.py
 	@if [ -f benchmarks/scoreboard.py ]; then $(PY) benchmarks/scoreboard.py; fi
+	CMSIS_NN_PATH=$${CMSIS_NN_PATH:-../shared/deps/CMSIS-NN-7.0.0} $(PY) benchmarks/speed.py
 
 # Bounded fuzzing: the TFLite loader (atheris) and the device's bench protocol parser (libFuzzer).
 fuzz: setup
