@@ -75,6 +75,7 @@ static const tg_fc_params_t tg_p9 = { .batches = 1, .in_depth = 128, .out_depth 
 int8_t *tg_model_input(void) { return tg_arena + 0u; }
 int8_t *tg_model_output(void) { return tg_arena + 0u; }
 int32_t tg_model_failed_layer(void) { return tg_failed_layer; }
+const int8_t *tg_model_arena(void) { return tg_arena; }
 
 void tg_model_set_input(const int8_t *in)
 {

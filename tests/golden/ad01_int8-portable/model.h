@@ -40,6 +40,8 @@ void tg_model_set_input(const int8_t *in);
 void tg_model_get_output(int8_t *out);
 /* Run the model on tg_model_input(); 0 or a negative error (tg_model_failed_layer() says where). */
 int32_t tg_model_run(void);
+/* The arena (debug: the host harness's --dump mode reads layer outputs from it). */
+const int8_t *tg_model_arena(void);
 int32_t tg_model_failed_layer(void);
 /* Copy in, run, copy out. */
 int32_t tg_model_invoke(const int8_t *in, int8_t *out);

@@ -83,6 +83,7 @@ static const tg_softmax_params_t tg_p11 = { .rows = 1, .row_size = 12, .mult = 1
 int8_t *tg_model_input(void) { return tg_arena + 8000u; }
 int8_t *tg_model_output(void) { return tg_arena + 16u; }
 int32_t tg_model_failed_layer(void) { return tg_failed_layer; }
+const int8_t *tg_model_arena(void) { return tg_arena; }
 
 void tg_model_set_input(const int8_t *in)
 {
