@@ -462,14 +462,43 @@ static int32_t tg_bidx(const tg_dims_t *d, int32_t n, int32_t h, int32_t w, int3
     return tg_off4(d, d->n == 1 ? 0 : n, d->h == 1 ? 0 : h, d->w == 1 ? 0 : w, d->c == 1 ? 0 : c);
 }
 
-static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out, int is_mul)
+enum { TG_BIN_ADD, TG_BIN_MUL, TG_BIN_MAX, TG_BIN_MIN, TG_BIN_SQDIFF, TG_BIN_PRELU };
+
+/* One output element of the binary op `mode` from the offset inputs a = in1 + in1_offset,
+ * b = in2 + in2_offset (before out_offset and the clamp). */
+static int32_t tg_binary_one(const tg_binary_params_t *p, int32_t a, int32_t b, int mode)
+{
+    switch (mode) {
+    case TG_BIN_MUL:
+        return tg_mbqm(a * b, p->out_mult, p->out_shift);
+    case TG_BIN_MAX:
+        return a > b ? a : b;
+    case TG_BIN_MIN:
+        return a < b ? a : b;
+    case TG_BIN_SQDIFF: {
+        /* TFLite int8 SQUARED_DIFFERENCE: |scaled| <= 255 * 2^7 / 2, so the square fits int32 */
+        const int32_t d = tg_mbqm(tg_shl_wrap(a, p->left_shift), p->in1_mult, p->in1_shift) -
+                          tg_mbqm(tg_shl_wrap(b, p->left_shift), p->in2_mult, p->in2_shift);
+        return tg_mbqm(d * d, p->out_mult, p->out_shift);
+    }
+    case TG_BIN_PRELU: /* in2 is alpha: x >= 0 -> x * m1, else x * alpha * m2 */
+        return a >= 0 ? tg_mbqm(a, p->in1_mult, p->in1_shift) : tg_mbqm(a * b, p->out_mult, p->out_shift);
+    default: {
+        const int32_t sa = tg_mbqm(tg_shl_wrap(a, p->left_shift), p->in1_mult, p->in1_shift);
+        const int32_t sb = tg_mbqm(tg_shl_wrap(b, p->left_shift), p->in2_mult, p->in2_shift);
+        return tg_mbqm(tg_add_wrap(sa, sb), p->out_mult, p->out_shift);
+    }
+    }
+}
+
+static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out, int mode)
 {
     int32_t n, h, w, c;
     if (!tg_binary_ok(p, in1, in2, out)) {
         return TG_ERR_ARG;
     }
-    if (!is_mul) {
-        /* TFLite int8 ADD: left_shift 20, input shifts are right shifts (<= 0) */
+    if (mode == TG_BIN_ADD || mode == TG_BIN_SQDIFF) {
+        /* TFLite int8 ADD (left_shift 20) / SQUARED_DIFFERENCE (7): input shifts are right shifts (<= 0) */
         if (p->left_shift < 0 || p->left_shift > 22 || p->in1_shift > 0 || p->in2_shift > 0 ||
             !tg_valid_shift(p->in1_shift) || !tg_valid_shift(p->in2_shift)) {
             return TG_ERR_ARG;
@@ -481,15 +510,7 @@ static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const i
                 for (c = 0; c < p->out.c; ++c) {
                     const int32_t a = (int32_t)in1[tg_bidx(&p->in1, n, h, w, c)] + p->in1_offset;
                     const int32_t b = (int32_t)in2[tg_bidx(&p->in2, n, h, w, c)] + p->in2_offset;
-                    int32_t r;
-                    if (is_mul) {
-                        r = tg_mbqm(a * b, p->out_mult, p->out_shift);
-                    } else {
-                        const int32_t sa = tg_mbqm(tg_shl_wrap(a, p->left_shift), p->in1_mult, p->in1_shift);
-                        const int32_t sb = tg_mbqm(tg_shl_wrap(b, p->left_shift), p->in2_mult, p->in2_shift);
-                        r = tg_mbqm(tg_add_wrap(sa, sb), p->out_mult, p->out_shift);
-                    }
-                    r += p->out_offset;
+                    const int32_t r = tg_binary_one(p, a, b, mode) + p->out_offset;
                     out[tg_off4(&p->out, n, h, w, c)] = (int8_t)tg_clamp(r, p->act_min, p->act_max);
                 }
             }
@@ -500,12 +521,36 @@ static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const i
 
 int32_t tg_ref_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    return tg_binary(p, in1, in2, out, 0);
+    return tg_binary(p, in1, in2, out, TG_BIN_ADD);
 }
 
 int32_t tg_ref_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    return tg_binary(p, in1, in2, out, 1);
+    return tg_binary(p, in1, in2, out, TG_BIN_MUL);
+}
+
+/* MAXIMUM / MINIMUM: raw int8 values (offsets 0), as TFLite's maximum_minimum.cc. */
+int32_t tg_ref_maximum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    return tg_binary(p, in1, in2, out, TG_BIN_MAX);
+}
+
+int32_t tg_ref_minimum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    return tg_binary(p, in1, in2, out, TG_BIN_MIN);
+}
+
+int32_t tg_ref_squared_difference_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    return tg_binary(p, in1, in2, out, TG_BIN_SQDIFF);
+}
+
+int32_t tg_ref_prelu_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    if (p == NULL || !tg_valid_shift(p->in1_shift)) {
+        return TG_ERR_ARG;
+    }
+    return tg_binary(p, in1, in2, out, TG_BIN_PRELU);
 }
 
 /* ---------------------------------------------------------------------------------------- */

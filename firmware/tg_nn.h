@@ -77,7 +77,11 @@ typedef struct {
 /* ADD and MUL with TFLite broadcasting over 4-D shapes (in1, in2 broadcast to out).
  * ADD: x_i = ((in_i + in_i_offset) << left_shift) * in_i_mult >> in_i_shift (TFLite int8 ADD),
  *      out = requant(x_1 + x_2, out_mult, out_shift) + out_offset.
- * MUL: out = requant((in1 + in1_offset) * (in2 + in2_offset), out_mult, out_shift) + out_offset. */
+ * MUL: out = requant((in1 + in1_offset) * (in2 + in2_offset), out_mult, out_shift) + out_offset.
+ * MAXIMUM / MINIMUM: max/min of the raw int8 values (all offsets 0, TFLite rescales nothing).
+ * SQUARED_DIFFERENCE: x_i as ADD with left_shift 7, out = requant((x_1 - x_2)^2, out_mult, out_shift).
+ * PRELU (in2 = alpha): x = in1 + in1_offset; x >= 0: requant(x, in1_mult, in1_shift),
+ *      else requant(x * (alpha + in2_offset), out_mult, out_shift); then + out_offset. */
 typedef struct {
     tg_dims_t in1, in2, out;
     int32_t in1_offset, in1_mult, in1_shift;
@@ -96,7 +100,7 @@ typedef struct {
 
 
 /* Element-wise int8 -> int8 through a 256-entry table indexed by (uint8_t)(x + 128):
- * LOGISTIC, standalone RELU/RELU6, int8 QUANTIZE (requantize). Tables are computed
+ * LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, standalone RELU/RELU6, int8 QUANTIZE (requantize). Tables are computed
  * on the host with TFLite's exact arithmetic. Safe in place (in == out). */
 
 /* MEAN over H and W of an NHWC tensor (keep_dims or not; same memory layout).
@@ -133,6 +137,10 @@ int32_t tg_ref_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *o
 int32_t tg_ref_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int32_t tg_ref_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_maximum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_minimum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_squared_difference_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_prelu_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int32_t tg_ref_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
 int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);

@@ -19,6 +19,11 @@ avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
 add / mul             shape1, shape2 (broadcast, without batch), act, ranges ((lo,hi),(lo,hi))
 softmax               in_shape
 logistic/relu/relu6   in_shape
+tanh / hard_swish     in_shape (hard_swish: x * relu6(x + 3) / 6, fused by the converter)
+leaky_relu            in_shape, alpha
+prelu                 in_shape, shared_axes (alpha drawn from [-0.6, 0.9])
+maximum / minimum     shape1, shape2, ranges (as add)
+sqdiff                shape1, shape2, ranges (tf.math.squared_difference)
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
@@ -87,7 +92,7 @@ def _build(kind: str, spec: dict):
     bias_init = K.initializers.RandomUniform(-0.5, 0.5)
 
     if kind in ("conv2d", "dwconv2d", "avgpool", "maxpool", "softmax", "logistic", "relu", "relu6",
-                "mean", "pad", "quant_io"):
+                "mean", "pad", "quant_io", "tanh", "hard_swish", "leaky_relu"):
         in_shape = tuple(spec.get("in_shape", (7, 7, 3)))
         x = K.Input(in_shape, batch_size=1)
         if kind == "conv2d":
@@ -117,6 +122,12 @@ def _build(kind: str, spec: dict):
             y = L.ReLU()(x)
         elif kind == "relu6":
             y = L.ReLU(6.0)(x)
+        elif kind == "tanh":
+            y = L.Activation("tanh")(x)
+        elif kind == "hard_swish":  # MobileNetV3's x * relu6(x + 3) / 6: the converter fuses it to HARD_SWISH
+            y = L.Multiply()([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
+        elif kind == "leaky_relu":
+            y = L.LeakyReLU(spec.get("alpha", 0.3))(x)
         elif kind == "mean":
             y = L.GlobalAveragePooling2D(keepdims=bool(spec.get("keepdims", False)))(x)
         elif kind == "pad":
@@ -133,7 +144,14 @@ def _build(kind: str, spec: dict):
                     bias_initializer=bias_init)(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
-    if kind in ("add", "sub", "mul"):
+    if kind == "prelu":
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        y = L.PReLU(alpha_initializer=K.initializers.RandomUniform(-0.6, 0.9),
+                    shared_axes=spec.get("shared_axes"))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind in ("add", "sub", "mul", "maximum", "minimum", "sqdiff"):
         s1 = tuple(spec.get("shape1", (4, 5, 3)))
         s2 = tuple(spec.get("shape2", s1))
         ranges = spec.get("ranges", ((-3.0, 3.0), (-1.0, 2.0)))
@@ -144,6 +162,12 @@ def _build(kind: str, spec: dict):
             y = L.Lambda(lambda t: tf.add(t[0], t[1]))([a, b])
         elif kind == "sub":
             y = L.Lambda(lambda t: tf.subtract(t[0], t[1]))([a, b])
+        elif kind == "maximum":
+            y = L.Lambda(lambda t: tf.maximum(t[0], t[1]))([a, b])
+        elif kind == "minimum":
+            y = L.Lambda(lambda t: tf.minimum(t[0], t[1]))([a, b])
+        elif kind == "sqdiff":
+            y = L.Lambda(lambda t: tf.math.squared_difference(t[0], t[1]))([a, b])
         else:
             y = L.Lambda(lambda t: tf.multiply(t[0], t[1]))([a, b])
         act = _act(spec.get("act"))
@@ -278,6 +302,24 @@ OPNET_CASES: list[tuple[str, str, dict]] = [
 ]
 
 OPNET_CASES.append(("requantize", "requantize", dict(in_shape=(3, 3, 2))))
+
+# TANH / HARD_SWISH / LEAKY_RELU as tables (tests/test_quant_lut.py checks every table over all 256 inputs)
+OPNET_CASES += [
+    ("tanh", "tanh", dict(in_shape=(3, 5, 7))),
+    ("tanh_narrow", "tanh", dict(in_shape=(5, 3), range=(-0.7, 0.4))),
+    ("hard_swish", "hard_swish", dict(in_shape=(3, 5, 7))),
+    ("hard_swish_wide", "hard_swish", dict(in_shape=(7, 3, 2), range=(-9.0, 2.0))),
+    ("leaky_relu", "leaky_relu", dict(in_shape=(3, 5, 7))),
+    ("leaky_relu_a007", "leaky_relu", dict(in_shape=(2, 9), alpha=0.07, range=(-5.0, 1.0))),
+    # binary with broadcasting
+    ("maximum_same", "maximum", dict(shape1=(3, 5, 7), shape2=(3, 5, 7))),
+    ("maximum_bcast", "maximum", dict(shape1=(3, 5, 4), shape2=(1, 1, 4), ranges=((-2, 4), (-0.5, 3)))),
+    ("minimum_bcast_row", "minimum", dict(shape1=(3, 1, 2), shape2=(3, 4, 2), ranges=((-5, 1), (-1, 4)))),
+    ("sqdiff_same", "sqdiff", dict(shape1=(3, 5, 7), shape2=(3, 5, 7), ranges=((-3, 5), (-6, 2)))),
+    ("sqdiff_bcast", "sqdiff", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-1, 1), (-2, 2)))),
+    ("prelu_full_alpha", "prelu", dict(in_shape=(3, 5, 7))),
+    ("prelu_channel_alpha", "prelu", dict(in_shape=(5, 3, 6), shared_axes=[1, 2], range=(-4.0, 2.0))),
+]
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the
 # concatenated inputs share the output's scale

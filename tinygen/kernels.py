@@ -118,8 +118,11 @@ register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portabl
 register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD)
 register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0))
+for _k in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
+    register(f"tg_ref_{_k.lower()}_s8", f"tg_ref_{_k.lower()}_s8", [_k], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
-register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE"], "portable",
+register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE", "TANH", "HARD_SWISH",
+                                          "LEAKY_RELU"], "portable",
          (arr("lut"), IN0, OUT0, imm("size")), applies=_lut)
 register("tg_ref_quantize_f32_s8", "tg_ref_quantize_f32_s8", ["QUANTIZE"], "portable",
          (Operand("in", 0, cast="const float *"), OUT0, imm("size"), imm("scale"), imm("zero_point")), applies=_float_in)

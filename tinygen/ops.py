@@ -721,5 +721,11 @@ def supported_ops_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- further entries live in their own modules and register into TABLE when imported ----------
+
+from . import ops_elementwise  # noqa: E402,F401
+
 if __name__ == "__main__":
-    print(supported_ops_markdown(), end="")
+    from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)
+
+    print(_markdown(), end="")
