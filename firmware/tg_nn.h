@@ -5,6 +5,7 @@
  *
  *   tg_kernels_ref.c     portable C99 reference kernels (tg_ref_*), bit-exact with
  *                        the TFLite reference interpreter; any target, host included.
+ *   tg_kernels_move.c    portable data-movement kernels (remap, split): no arithmetic.
  *   tg_backend_cmsis.c   tg_cmsis_*: one thin adapter per CMSIS-NN v7.0.0 function (params
  *                        struct -> CMSIS-NN structs, one call, no checks, no fallback).
  *                        Built when CMSIS_NN_PATH is set (-DTG_BACKEND_CMSIS_NN).
@@ -127,6 +128,21 @@ typedef struct {
 /* CONCATENATION (inputs share the output's quantization): the output is `outer` rows;
  * row r is the concatenation of each input's row r, input k contributing sizes[k] bytes. */
 
+/* Data movement (tg_kernels_move.c). REMAP: out[n][h][w][c] = in[off_n[n] + off_h[h] + off_w[w] +
+ * off_c[c]]; `offsets` holds the four tables one after the other (out.n + out.h + out.w + out.c
+ * int32 byte offsets into the input, computed by the compiler); c_contiguous: off_c[c] = off_c[0] + c,
+ * so rows are copied with memcpy. Runs STRIDED_SLICE, SLICE, TRANSPOSE, GATHER with constant
+ * indices and RESIZE_NEAREST_NEIGHBOR. Not in place. */
+typedef struct {
+    tg_dims_t out;
+    int32_t in_size;            /* bytes of the input: every read is checked against it */
+    int32_t c_contiguous;
+    const int32_t *offsets;
+} tg_remap_params_t;
+
+/* SPLIT / SPLIT_V / UNPACK (the inverse of CONCATENATION): the input is `outer` rows; row r is
+ * output 0's row r (sizes[0] bytes), then output 1's row r, ... */
+
 /* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the graph edges. */
 
 /* Portable reference kernels (tg_kernels_ref.c; they validate their arguments: TG_ERR_ARG). */
@@ -146,6 +162,8 @@ int32_t tg_ref_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t 
 int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
+int32_t tg_ref_remap_s8(const tg_remap_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_split_s8(int32_t n_outputs, const int8_t *in, const int32_t *sizes, int32_t outer, int8_t *const *outs);
 int32_t tg_ref_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
 int32_t tg_ref_dequantize_s8_f32(const int8_t *in, float *out, int32_t size, float scale, int32_t zero_point);
 

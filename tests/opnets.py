@@ -24,6 +24,9 @@ leaky_relu            in_shape, alpha
 prelu                 in_shape, shared_axes (alpha drawn from [-0.6, 0.9])
 maximum / minimum     shape1, shape2, ranges (as add)
 sqdiff                shape1, shape2, ranges (tf.math.squared_difference)
+move                  in_shape, expr: a TF expression of the input `t` (slices, tf.split, tf.transpose,
+                      tf.gather, tf.image.resize...); upsample (h, w): a Keras UpSampling2D instead
+pack                  shape, n inputs, axis (tf.stack)
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
@@ -143,6 +146,24 @@ def _build(kind: str, spec: dict):
         y = L.Dense(spec.get("units", 5), activation=_act(spec.get("act")), use_bias=spec.get("use_bias", True),
                     bias_initializer=bias_init)(x)
         return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "move":  # a data-movement expression of `t` (the input), e.g. "t[:, 1:5:2]" or "tf.split(t, 3, -1)"
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        expr = spec["expr"]
+        y = L.Lambda(lambda t: eval(expr, {"tf": tf, "t": t}))(x)  # noqa: S307 - test nets from this file only
+        if spec.get("upsample"):
+            y = L.UpSampling2D(tuple(spec["upsample"]))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "pack":
+        shapes = [tuple(spec.get("shape", (3, 4)))] * spec.get("n", 2)
+        ins = [K.Input(s, batch_size=1) for s in shapes]
+        tf = _tf()
+        axis = spec.get("axis", 1)
+        y = L.Lambda(lambda t: tf.stack(t, axis=axis))(ins)
+        return K.Model(ins, y), [(s, rng_default) for s in shapes]
 
     if kind == "prelu":
         in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
@@ -319,6 +340,31 @@ OPNET_CASES += [
     ("sqdiff_bcast", "sqdiff", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-1, 1), (-2, 2)))),
     ("prelu_full_alpha", "prelu", dict(in_shape=(3, 5, 7))),
     ("prelu_channel_alpha", "prelu", dict(in_shape=(5, 3, 6), shared_axes=[1, 2], range=(-4.0, 2.0))),
+]
+
+# data movement: remaps (slices, transposes, gathers, nearest resizes), splits, PACK
+_MOVES = [
+    ("strided_slice", (6, 7, 5), "t[:, 1:6:2, ::-1, 1:]"),
+    ("strided_slice_shrink", (5, 4, 6), "t[:, 2, :, 1::2]"),
+    ("strided_slice_neg", (7, 6, 3), "t[:, -2:0:-3, 1:-1]"),
+    ("slice", (5, 6, 4), "tf.slice(t, [0, 1, 2, 1], [1, 3, -1, 2])"),
+    ("transpose_hw", (3, 5, 4), "tf.transpose(t, [0, 2, 1, 3])"),
+    ("transpose_3d", (5, 7), "tf.transpose(t, [0, 2, 1])"),
+    ("transpose_chw", (3, 4, 5), "tf.transpose(t, [0, 3, 1, 2])"),
+    ("gather_w", (3, 5, 4), "tf.gather(t, [2, 0, 0, 4], axis=2)"),
+    ("gather_c", (3, 5, 6), "tf.gather(t, [5, 1, 3], axis=3)"),
+    ("split_c", (3, 5, 6), "tf.split(t, 3, axis=-1)"),
+    ("split_v_h", (6, 4, 3), "tf.split(t, [1, 3, 2], axis=1)"),
+    ("unpack_h", (3, 5, 2), "tf.unstack(t, axis=1)"),
+    ("resize_nn_half_pixel", (3, 4, 2), "tf.image.resize(t, (7, 5), 'nearest')"),
+    ("resize_nn_align", (4, 3, 2), "tf.compat.v1.image.resize_nearest_neighbor(t, (7, 8), align_corners=True)"),
+    ("resize_nn_v1", (3, 5, 2), "tf.compat.v1.image.resize_nearest_neighbor(t, (5, 12))"),
+]
+OPNET_CASES += [(cid, "move", dict(in_shape=s, expr=e)) for cid, s, e in _MOVES]
+OPNET_CASES += [
+    ("upsampling2d", "move", dict(in_shape=(3, 4, 3), expr="t", upsample=(2, 3))),
+    ("pack_axis1", "pack", dict(shape=(3, 4), n=3, axis=1)),
+    ("pack_axis0", "pack", dict(shape=(5,), n=2, axis=0)),
 ]
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the

@@ -236,8 +236,8 @@ def _parse(d: dict[str, Any], path: Path) -> Board:
 # Firmware sources owned by the board/runtime layer (always copied into src/).
 FIRMWARE_RUNTIME = ("tg_startup.c", "tg_uart.c", "tg_uart.h", "tg_cycles.c", "tg_cycles.h",
                     "tg_semihost.c", "tg_semihost.h", "tg_board.h", "tg_main.c", "tg_bench.c", "tg_bench.h")
-FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c"),
-                    "cmsis-nn": ("tg_nn.h", "tg_kernels_ref.c", "tg_backend_cmsis.c")}
+FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c"),
+                    "cmsis-nn": ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_backend_cmsis.c")}
 CMSIS_NN_GIT = "https://github.com/ARM-software/CMSIS-NN.git#v7.0.0"
 
 

@@ -105,10 +105,12 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
 
 
 def _check_arity(op: Op, source: str) -> None:
-    """Every op has one output and all the inputs it cannot run without (index -1 means 'absent')."""
-    if len(op.outputs) != 1 or op.outputs[0] < 0:
-        raise ModelError(f"{source}: {op.where()} has outputs {op.outputs}; it needs exactly one output tensor")
+    """Every op has its outputs (one, or one or more for the op table's multi-output ops) and all
+    the inputs it cannot run without (index -1 means 'absent')."""
     d = optable.TABLE[op.kind]
+    if not op.outputs or any(o < 0 for o in op.outputs) or (d.outputs and len(op.outputs) != d.outputs):
+        need = f"exactly {d.outputs} output tensor{'s' if d.outputs > 1 else ''}" if d.outputs else "output tensors"
+        raise ModelError(f"{source}: {op.where()} has outputs {op.outputs}; it needs {need}")
     for k, what in enumerate(d.roles[: d.required]):
         if k >= len(op.inputs) or op.inputs[k] < 0:
             raise ModelError(f"{source}: {op.where()} has no {what} (inputs {op.inputs}); the file is corrupt: re-export it")

@@ -39,7 +39,7 @@ class Operand:
     """One argument of a kernel call.
 
     ``kind``: ``params`` (address of the layer's const struct), ``in``/``out`` (activation k),
-    ``ins`` (array of all inputs), ``scratch``, ``arr`` (constant array ``name``), ``imm``
+    ``ins`` / ``outs`` (array of all inputs / outputs), ``scratch``, ``arr`` (constant array ``name``), ``imm``
     (immediate ``name`` of :attr:`Lowered.imm`); ``cast`` is an optional C cast.
     """
 
@@ -49,8 +49,8 @@ class Operand:
     cast: str = ""
 
 
-P, IN0, IN1, OUT0, SCRATCH, INS = (Operand("params"), Operand("in", 0), Operand("in", 1), Operand("out", 0),
-                                   Operand("scratch"), Operand("ins"))
+P, IN0, IN1, OUT0, SCRATCH, INS, OUTS = (Operand("params"), Operand("in", 0), Operand("in", 1), Operand("out", 0),
+                                         Operand("scratch"), Operand("ins"), Operand("outs"))
 
 
 def arr(name: str) -> Operand:
@@ -130,8 +130,14 @@ register("tg_ref_dequantize_s8_f32", "tg_ref_dequantize_s8_f32", ["DEQUANTIZE"],
          (IN0, Operand("out", 0, cast="float *"), imm("size"), imm("scale"), imm("zero_point")))
 register("tg_ref_mean_s8", "tg_ref_mean_s8", ["MEAN"], "portable", _STD)
 register("tg_ref_pad_s8", "tg_ref_pad_s8", ["PAD", "PADV2"], "portable", _STD)
-register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION"], "portable",
+register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION", "PACK"], "portable",
          (imm("n_inputs"), INS, arr("sizes"), imm("outer"), OUT0))
+register("tg_ref_remap_s8", "tg_ref_remap_s8", ["SLICE", "STRIDED_SLICE", "TRANSPOSE", "GATHER", "RESIZE_NEAREST_NEIGHBOR"],
+         "portable", _STD)
+register("tg_ref_split_s8", "tg_ref_split_s8", ["SPLIT_V", "UNPACK"], "portable",
+         (imm("n_outputs"), IN0, arr("sizes"), imm("outer"), OUTS))
+register("tg_ref_split_s8", "tg_ref_split_s8", ["SPLIT"], "portable",  # SPLIT's data is its second input
+         (imm("n_outputs"), IN1, arr("sizes"), imm("outer"), OUTS))
 
 
 # ---- CMSIS-NN v7.0.0 (firmware/tg_backend_cmsis.c adapters) -------------------------------------

@@ -61,15 +61,16 @@ class OpDef:
     activation: bool = False  # a standalone clamp that can fold into a producer with fuses_act
     shape_only: bool = False  # same bytes, new shape: an alias of its input, no call
     doc: str = ""
+    outputs: int = 1  # output tensors; 0 = one or more (SPLIT, UNPACK: as many as the options say)
 
 
 TABLE: dict[str, OpDef] = {}
 
 
 def register(kind, parse, check, lower, macs=None, *, roles=("input",), required=1, inplace=False, fuses_act=False,
-             activation=False, shape_only=False, doc=""):
+             activation=False, shape_only=False, doc="", outputs=1):
     TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), tuple(roles), required, inplace,
-                        fuses_act, activation, shape_only, doc)
+                        fuses_act, activation, shape_only, doc, outputs)
 
 
 def facts(kind: str) -> OpDef:
@@ -723,7 +724,7 @@ def supported_ops_markdown() -> str:
 
 # ---- further entries live in their own modules and register into TABLE when imported ----------
 
-from . import ops_elementwise  # noqa: E402,F401
+from . import ops_elementwise, ops_shape  # noqa: E402,F401
 
 if __name__ == "__main__":
     from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)
