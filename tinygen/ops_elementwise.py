@@ -13,7 +13,7 @@ import numpy as np
 
 from . import quant, quant_lut
 from .errors import ModelError
-from .ops import Lowered, _broadcastable, _dims, _fail, _int8_io, _opt, _params_in_range, _same_size, register
+from .opdefs import Lowered, _broadcastable, _dims, _fail, _int8_io, _opt, _params_in_range, _same_size, register
 
 # ---- unary via a 256-entry table ---------------------------------------------------------------
 

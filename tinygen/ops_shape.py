@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ModelError
 from .ir import Op
-from .ops import Arr, Lowered, _const, _fail, _int8_io, _opt, register
+from .opdefs import Arr, Lowered, _const, _fail, _int8_io, _opt, register
 
 # ---- the remap: per-dimension offset tables ----------------------------------------------------
 
