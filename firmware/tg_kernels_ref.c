@@ -737,6 +737,75 @@ int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* MEAN / REDUCE_MAX / REDUCE_MIN over any dims (folded to 4)                               */
+/* ---------------------------------------------------------------------------------------- */
+
+int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t o[4], r[4], d[4], k, total;
+    int64_t count;
+    if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0 || p->mode < 0 || p->mode > 2) {
+        return TG_ERR_ARG;
+    }
+    if (p->in_zp < TG_I8_MIN || p->in_zp > TG_I8_MAX || p->out_zp < TG_I8_MIN || p->out_zp > TG_I8_MAX ||
+        !tg_valid_shift(p->shift)) {
+        return TG_ERR_ARG;
+    }
+    d[0] = p->in.n;
+    d[1] = p->in.h;
+    d[2] = p->in.w;
+    d[3] = p->in.c;
+    r[0] = p->reduce.n;
+    r[1] = p->reduce.h;
+    r[2] = p->reduce.w;
+    r[3] = p->reduce.c;
+    count = 1;
+    for (k = 0; k < 4; ++k) {
+        if (r[k] != 0 && r[k] != 1) {
+            return TG_ERR_ARG;
+        }
+        if (r[k]) {
+            count *= d[k];
+        }
+    }
+    if (count > (1 << 23)) {
+        return TG_ERR_ARG; /* the int32 sum of 2^23 int8 values cannot overflow */
+    }
+    total = 0;
+    for (o[0] = 0; o[0] < (r[0] ? 1 : d[0]); ++o[0]) {
+        for (o[1] = 0; o[1] < (r[1] ? 1 : d[1]); ++o[1]) {
+            for (o[2] = 0; o[2] < (r[2] ? 1 : d[2]); ++o[2]) {
+                for (o[3] = 0; o[3] < (r[3] ? 1 : d[3]); ++o[3]) {
+                    int32_t a, b, c, e;
+                    int32_t acc = p->mode == 1 ? TG_I8_MIN : (p->mode == 2 ? TG_I8_MAX : 0);
+                    for (a = 0; a < (r[0] ? d[0] : 1); ++a) {
+                        for (b = 0; b < (r[1] ? d[1] : 1); ++b) {
+                            for (c = 0; c < (r[2] ? d[2] : 1); ++c) {
+                                for (e = 0; e < (r[3] ? d[3] : 1); ++e) {
+                                    const int32_t v = in[tg_off4(&p->in, o[0] + a, o[1] + b, o[2] + c, o[3] + e)];
+                                    if (p->mode == 1) {
+                                        acc = v > acc ? v : acc;
+                                    } else if (p->mode == 2) {
+                                        acc = v < acc ? v : acc;
+                                    } else {
+                                        acc += v - p->in_zp;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if (p->mode == 0) {
+                        acc = tg_clamp(tg_mbqm(acc, p->mult, p->shift) + p->out_zp, TG_I8_MIN, TG_I8_MAX);
+                    }
+                    out[total++] = (int8_t)acc;
+                }
+            }
+        }
+    }
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* PAD / CONCATENATION                                                                      */
 /* ---------------------------------------------------------------------------------------- */
 

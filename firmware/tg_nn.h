@@ -117,6 +117,19 @@ typedef struct {
 } tg_mean_params_t;
 
 
+/* MEAN / REDUCE_MAX / REDUCE_MIN over any dims of a tensor folded to 4: reduce.x = 1 marks a
+ * reduced dim (the output has 1 there). mode 0 (MEAN): out = clamp(requant(sum(in - in_zp), mult,
+ * shift) + out_zp) as TFLite's QuantizedMeanOrSum (1/n folded into mult/shift); 1 / 2: max / min
+ * of the raw values. */
+typedef struct {
+    tg_dims_t in;
+    tg_dims_t reduce;           /* 1 = reduced, 0 = kept, per dim */
+    int32_t mode;
+    int32_t in_zp, out_zp;
+    int32_t mult, shift;
+} tg_reduce_params_t;
+
+
 /* PAD / PADV2 on up to 4 dims: out = in surrounded by pad_value. */
 typedef struct {
     tg_dims_t in, out;
@@ -161,6 +174,7 @@ int32_t tg_ref_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t
 int32_t tg_ref_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
 int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
 int32_t tg_ref_remap_s8(const tg_remap_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_split_s8(int32_t n_outputs, const int8_t *in, const int32_t *sizes, int32_t outer, int8_t *const *outs);

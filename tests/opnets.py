@@ -27,6 +27,7 @@ sqdiff                shape1, shape2, ranges (tf.math.squared_difference)
 move                  in_shape, expr: a TF expression of the input `t` (slices, tf.split, tf.transpose,
                       tf.gather, tf.image.resize...); upsample (h, w): a Keras UpSampling2D instead
 pack                  shape, n inputs, axis (tf.stack)
+reduce                in_shape, op (mean|sum|max|min), axes, keepdims; gap1d: Keras GlobalAveragePooling1D
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
@@ -155,6 +156,15 @@ def _build(kind: str, spec: dict):
         y = L.Lambda(lambda t: eval(expr, {"tf": tf, "t": t}))(x)  # noqa: S307 - test nets from this file only
         if spec.get("upsample"):
             y = L.UpSampling2D(tuple(spec["upsample"]))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "reduce":  # tf.reduce_<op>(t, axes, keepdims); op: mean, sum, max, min
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        fn = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "max": tf.reduce_max, "min": tf.reduce_min}[spec["op"]]
+        axes, keep = list(spec["axes"]), bool(spec.get("keepdims", False))
+        y = L.GlobalAveragePooling1D()(x) if spec.get("gap1d") else L.Lambda(lambda t: fn(t, axes, keepdims=keep))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "pack":
@@ -365,6 +375,17 @@ OPNET_CASES += [
     ("upsampling2d", "move", dict(in_shape=(3, 4, 3), expr="t", upsample=(2, 3))),
     ("pack_axis1", "pack", dict(shape=(3, 4), n=3, axis=1)),
     ("pack_axis0", "pack", dict(shape=(5,), n=2, axis=0)),
+]
+
+# MEAN / REDUCE_MAX / REDUCE_MIN over any axes
+OPNET_CASES += [
+    ("mean_gap1d", "reduce", dict(in_shape=(9, 5), op="mean", axes=[1], gap1d=True)),
+    ("mean_last_keep", "reduce", dict(in_shape=(3, 4, 5), op="mean", axes=[-1], keepdims=True)),
+    ("mean_hwc", "reduce", dict(in_shape=(3, 4, 5), op="mean", axes=[1, 2, 3], range=(-1.0, 4.0))),
+    ("mean_h_c", "reduce", dict(in_shape=(5, 3, 7), op="mean", axes=[1, 3])),
+    ("reduce_max_w", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[2])),
+    ("reduce_max_hw_keep", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[1, 2], keepdims=True)),
+    ("reduce_min_c", "reduce", dict(in_shape=(3, 4, 5), op="min", axes=[-1])),
 ]
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the

@@ -2,7 +2,7 @@
 
 The core ops are here; further entries live in :mod:`tinygen.ops_elementwise` (TANH, HARD_SWISH,
 LEAKY_RELU, MAXIMUM, ...), :mod:`tinygen.ops_shape` (slices, transposes, splits...) and
-:mod:`tinygen.ops_reduce` (MEAN/SUM/REDUCE_MAX), imported at the end of this module; all register
+:mod:`tinygen.ops_reduce` (MEAN/REDUCE_MAX/REDUCE_MIN), imported at the end of this module; all register
 into :data:`tinygen.opdefs.TABLE` (the building blocks and shared helpers live there).
 Adding an op = one entry (parse options, check support, count MACs, lower to
 kernel-independent parameters, the op's facts: input roles, fuses an activation,
@@ -479,38 +479,6 @@ register("CONCATENATION", lambda t: {"axis": _opt(t, 0, "i"), "act": ACT.get(_op
          _check_concat, _lower_concat, roles=("input 1", "input 2"), doc=_check_concat.__doc__)
 
 
-# ---- MEAN --------------------------------------------------------------------------------------
-
-
-def _check_mean(g, op):
-    """MEAN: int8 4-D NHWC input reduced over axes 1 and 2 (global average pooling), keep_dims either way."""
-    _int8_io(g, op)
-    x = g.t(op.inputs[0])
-    axes = sorted(int(a) % 4 for a in np.asarray(_const(g, op, 1, "axes").data).reshape(-1)) if len(x.shape) == 4 else []
-    if len(x.shape) != 4 or axes != [1, 2]:
-        _fail(op, f"only the mean over H and W of a 4-D tensor is supported (input {x.describe()}, axes {axes})")
-    y = g.t(op.outputs[0])
-    if y.size != x.shape[0] * x.shape[3]:
-        raise ModelError(f"{op.where()}: the mean over H, W of {x.describe()} does not give {y.describe()}")
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    _params_in_range(op, quant.mean_params, x.shape, sx, zx, sy, zy, op.attrs["keep_dims"],
-                     np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist())
-
-
-def _lower_mean(g, op):
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    axes = np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist()
-    q = quant.mean_params(x.shape, sx, zx, sy, zy, op.attrs["keep_dims"], axes)
-    p = {"in": _dims(x.shape), "in_zp": q["in_zp"], "out_zp": q["out_zp"], "mult": q["mult"], "shift": q["shift"],
-         "num_elements": q["num_elements"]}
-    return Lowered(p, {}, "tg_mean_params_t")
-
-
-register("MEAN", lambda t: {"keep_dims": bool(_opt(t, 0, "B"))}, _check_mean, _lower_mean,
-         lambda g, op: g.t(op.inputs[0]).size, roles=("input", "axes"), required=2, doc=_check_mean.__doc__)
-
-
 # ---- entry points ------------------------------------------------------------------------------
 
 
@@ -524,6 +492,7 @@ HINTS = {
     "TRANSPOSE_CONV": "use UpSampling2D + Conv2D instead of Conv2DTranspose",
     "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) where one operand is constant",
     "REDUCE_PROD": "dynamic-shape arithmetic: export with a fixed batch size",
+    "SUM": "int8 SUM is not bit-exact yet: use MEAN (GlobalAveragePooling) or a Dense layer",
     "CUSTOM": "tinygen compiles TFLite builtin ops only",
 }
 
@@ -584,7 +553,7 @@ def supported_ops_markdown() -> str:
 
 # ---- further entries live in their own modules and register into TABLE when imported ----------
 
-from . import ops_elementwise, ops_shape  # noqa: E402,F401 - they register into TABLE
+from . import ops_elementwise, ops_reduce, ops_shape  # noqa: E402,F401 - they register into TABLE
 
 if __name__ == "__main__":
     from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)

@@ -227,12 +227,26 @@ def mean_params(in_shape, in_scale: float, in_zp: int, out_scale: float, out_zp:
     if ax != [1, 2]:
         raise ValueError(f"MEAN over axes {tuple(axes)}: only H,W (1, 2) is supported")
     num = h * w
-    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)))
-    s = min(num.bit_length() - 1, 32, 31 + shift)
-    mult = (mult << s) // num
-    shift -= s
+    mult, shift = reduce_multiplier(in_scale, out_scale, num)
     return dict(in_dims=(n, h, w, c), in_zp=int(in_zp), out_zp=int(out_zp), mult=int(mult), shift=int(shift),
                 num_elements=num)
+
+
+def reduce_multiplier(in_scale: float, out_scale: float, num_elements: int | None) -> tuple[int, int]:
+    """QuantizedMeanOrSum's requantization (TFLite 2.21 reduce.h): ``in_scale / out_scale`` (double of
+    the float scales), quantized; for MEAN (``num_elements`` given) 1/num_elements is folded in by
+    integer division: ``s = min(floor(log2 n), 32, 31 + shift)``, ``mult = (mult << s) // n``,
+    ``shift -= s``. SUM passes None (no folding).
+
+    >>> reduce_multiplier(0.5, 0.25, 16), reduce_multiplier(0.5, 0.25, None)
+    ((1073741824, -2), (1073741824, 2))
+    """
+    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)))
+    if num_elements:
+        s = min(int(num_elements).bit_length() - 1, 32, 31 + shift)
+        mult = (mult << s) // int(num_elements)
+        shift -= s
+    return int(mult), int(shift)
 
 
 def _libm_expf():
