@@ -11,9 +11,11 @@ Kinds and their spec keys (all optional except where noted):
 
 ====================  =====================================================================
 conv2d                in_shape (h,w,c), filters, kernel (kh,kw), strides, padding, dilation,
-                      act ('linear'|'relu'|'relu6'), use_bias, per_tensor
+                      act ('linear'|'relu'|'relu6'), use_bias, per_tensor, unknown_batch (Input
+                      without batch_size: the converter writes a dilated conv as
+                      SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND)
 dwconv2d              in_shape, kernel, strides, padding, dilation, depth_multiplier, act,
-                      use_bias, per_tensor
+                      use_bias, per_tensor, unknown_batch
 fc                    in_shape ((d,) or (t,d)), units, act, use_bias, per_tensor
 avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
 add / mul             shape1, shape2 (broadcast, without batch), act, ranges ((lo,hi),(lo,hi))
@@ -98,7 +100,7 @@ def _build(kind: str, spec: dict):
     if kind in ("conv2d", "dwconv2d", "avgpool", "maxpool", "softmax", "logistic", "relu", "relu6",
                 "mean", "pad", "quant_io", "tanh", "hard_swish", "leaky_relu"):
         in_shape = tuple(spec.get("in_shape", (7, 7, 3)))
-        x = K.Input(in_shape, batch_size=1)
+        x = K.Input(in_shape, batch_size=None if spec.get("unknown_batch") else 1)
         if kind == "conv2d":
             y = L.Conv2D(
                 spec.get("filters", 4), tuple(spec.get("kernel", (3, 3))), strides=tuple(spec.get("strides", (1, 1))),
@@ -350,6 +352,21 @@ OPNET_CASES += [
     ("sqdiff_bcast", "sqdiff", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-1, 1), (-2, 2)))),
     ("prelu_full_alpha", "prelu", dict(in_shape=(3, 5, 7))),
     ("prelu_channel_alpha", "prelu", dict(in_shape=(5, 3, 6), shared_axes=[1, 2], range=(-4.0, 2.0))),
+]
+
+# Keras dilated convolutions converted with an unknown batch: SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND,
+# folded into one dilated convolution (tinygen/passes_dilated.py)
+OPNET_CASES += [
+    ("conv_dil2_same_s2b", "conv2d", dict(in_shape=(9, 9, 3), filters=4, kernel=(3, 3), dilation=(2, 2), padding="same",
+                                          unknown_batch=True)),
+    ("conv_dil3x2_same_odd_s2b", "conv2d", dict(in_shape=(10, 7, 2), filters=3, kernel=(3, 3), dilation=(3, 2),
+                                                padding="same", act="relu", unknown_batch=True)),
+    ("conv_dil2_valid_s2b", "conv2d", dict(in_shape=(11, 9, 3), filters=5, kernel=(3, 2), dilation=(2, 2),
+                                           padding="valid", unknown_batch=True)),
+    ("dw_dil2_same_s2b", "dwconv2d", dict(in_shape=(9, 8, 4), kernel=(3, 3), dilation=(2, 2), padding="same",
+                                          unknown_batch=True)),
+    ("dw_dil4_same_m2_s2b", "dwconv2d", dict(in_shape=(13, 11, 2), kernel=(3, 3), dilation=(4, 4), padding="same",
+                                             depth_multiplier=2, unknown_batch=True)),
 ]
 
 # data movement: remaps (slices, transposes, gathers, nearest resizes), splits, PACK

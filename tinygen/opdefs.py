@@ -180,12 +180,24 @@ def _expected_out(padding, in_size, k, stride, dil) -> int:
     return (in_size - eff + stride) // stride
 
 
+def _explicit_fits(in_size, out_size, k, stride, dil, pad) -> bool:
+    """EXPLICIT padding (set by the dilated-convolution fold): a leading pad inside the kernel's
+    reach and a trailing pad of at most one more (what the kernels accept)."""
+    eff = (k - 1) * dil + 1
+    return 0 <= pad < eff and out_size >= 1 and (out_size - 1) * stride + eff <= in_size + 2 * pad + 1
+
+
 def _check_spatial(op: Op, g: Graph, kh: int, kw: int) -> None:
     a = op.attrs
     n, h, w, _ = g.t(op.inputs[0]).shape
     _, oh, ow, _ = g.t(op.outputs[0]).shape
     if min(a["stride_h"], a["stride_w"], a.get("dil_h", 1), a.get("dil_w", 1)) < 1:
         raise ModelError(f"{op.where()}: non-positive stride or dilation {a}")
+    if a["padding"] == "EXPLICIT":
+        if not (_explicit_fits(h, oh, kh, a["stride_h"], a["dil_h"], a["pad_h"])
+                and _explicit_fits(w, ow, kw, a["stride_w"], a["dil_w"], a["pad_w"])):
+            raise ModelError(f"{op.where()}: explicit padding {a} does not fit {h}x{w} -> {oh}x{ow}")
+        return
     eh = _expected_out(a["padding"], h, kh, a["stride_h"], a.get("dil_h", 1))
     ew = _expected_out(a["padding"], w, kw, a["stride_w"], a.get("dil_w", 1))
     if g.t(op.outputs[0]).shape[0] != n:
@@ -196,6 +208,8 @@ def _check_spatial(op: Op, g: Graph, kh: int, kw: int) -> None:
 
 def _pads(op: Op, g: Graph, kh: int, kw: int) -> tuple[int, int]:
     a = op.attrs
+    if a["padding"] == "EXPLICIT":
+        return a["pad_h"], a["pad_w"]
     if a["padding"] != "SAME":
         return 0, 0
     _, h, w, _ = g.t(op.inputs[0]).shape

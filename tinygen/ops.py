@@ -73,7 +73,7 @@ def _check_conv(g, op):
         raise ModelError(f"{op.where()}: weights {w.describe()} do not match output channels {y.shape[3]}")
     if w.shape[3] != x.shape[3]:
         _fail(op, f"grouped convolution (weights {w.describe()} for {x.shape[3]} input channels) is not supported")
-    if op.attrs["padding"] not in ("SAME", "VALID"):
+    if op.attrs["padding"] not in ("SAME", "VALID", "EXPLICIT"):
         raise ModelError(f"{op.where()}: unknown padding")
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
@@ -89,7 +89,7 @@ def _check_dw(g, op):
     w = _weights(g, op, 1, y.shape[3])
     if len(w.shape) != 4 or w.shape[0] != 1 or w.shape[3] != y.shape[3] or y.shape[3] % x.shape[3]:
         raise ModelError(f"{op.where()}: weights {w.describe()} do not fit {x.describe()} -> {y.describe()}")
-    if op.attrs["padding"] not in ("SAME", "VALID"):
+    if op.attrs["padding"] not in ("SAME", "VALID", "EXPLICIT"):
         raise ModelError(f"{op.where()}: unknown padding")
     _bias(g, op, 2, y.shape[3])
     _act(g, op)

@@ -330,6 +330,22 @@ register("UNPACK", lambda t: {"num": _opt(t, 0, "i"), "axis": _opt(t, 1, "i")}, 
          outputs=0, doc=_check_split.__doc__)
 
 
+# ---- SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND: only around a convolution (folded away) ----------
+
+
+def _check_s2b(g, op):
+    """SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND: only as the converter writes a dilated convolution with an unknown batch (SPACE_TO_BATCH_ND -> CONV_2D or DEPTHWISE_CONV_2D with stride 1 -> BATCH_TO_SPACE_ND, batch 1, constant block and paddings/crops), which tinygen folds into one dilated convolution; anywhere else they are not supported."""
+    _fail(op, "is only supported around a CONV_2D / DEPTHWISE_CONV_2D of stride 1 (a dilated convolution, which "
+              "tinygen folds); this one is not such a pattern: give the model a fixed batch size (Input(..., "
+              "batch_size=1)) so the converter writes the dilation into the convolution")
+
+
+register("SPACE_TO_BATCH_ND", lambda t: {}, _check_s2b, lambda g, op: Lowered(), roles=("input", "block_shape", "paddings"),
+         required=3, doc=_check_s2b.__doc__)
+register("BATCH_TO_SPACE_ND", lambda t: {}, _check_s2b, lambda g, op: Lowered(), roles=("input", "block_shape", "crops"),
+         required=3, doc=_check_s2b.__doc__)
+
+
 # ---- PACK: a CONCATENATION of the inputs with a new axis ---------------------------------------
 
 
