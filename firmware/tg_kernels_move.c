@@ -6,6 +6,8 @@
  *                     SLICE, TRANSPOSE, GATHER (constant indices), RESIZE_NEAREST_NEIGHBOR. The
  *                     compiler computes the four offset tables (tinygen/ops_shape.py).
  *   tg_ref_split_s8   the inverse of CONCATENATION: SPLIT, SPLIT_V, UNPACK.
+ *   tg_ref_resize_bilinear_s8  TFLite's integer bilinear interpolation (indices and weights from
+ *                     the compiler; int64 products, no requantization).
  *
  * Every kernel validates its arguments first (TG_ERR_ARG, output untouched).
  */
@@ -70,6 +72,55 @@ int32_t tg_ref_remap_s8(const tg_remap_params_t *p, const int8_t *in, int8_t *ou
                     for (c = 0; c < d[3]; ++c) {
                         *o++ = row[t[3][c]];
                     }
+                }
+            }
+        }
+    }
+    return TG_OK;
+}
+
+/* one index/weight table of RESIZE_BILINEAR: 0 <= lo, hi < size, |weight| < 2048 */
+static int tg_bilinear_table_ok(const int32_t *t, int32_t n, int32_t size)
+{
+    int32_t i;
+    if (t == NULL || n <= 0) {
+        return 0;
+    }
+    for (i = 0; i < n; ++i) {
+        if (t[3 * i] < 0 || t[3 * i] >= size || t[3 * i + 1] < 0 || t[3 * i + 1] >= size ||
+            t[3 * i + 2] <= -2048 || t[3 * i + 2] >= 2048) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int32_t tg_ref_resize_bilinear_s8(const tg_resize_params_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t b, y, x, c;
+    if (p == NULL || in == NULL || out == NULL || in == out || p->in.n != p->out.n || p->in.c != p->out.c ||
+        p->in.n <= 0 || p->in.c <= 0 || !tg_bilinear_table_ok(p->rows, p->out.h, p->in.h) ||
+        !tg_bilinear_table_ok(p->cols, p->out.w, p->in.w)) {
+        return TG_ERR_ARG;
+    }
+    for (b = 0; b < p->out.n; ++b) {
+        for (y = 0; y < p->out.h; ++y) {
+            const int32_t *r = p->rows + 3 * y;
+            const int64_t wy = r[2];
+            for (x = 0; x < p->out.w; ++x) {
+                const int32_t *q = p->cols + 3 * x;
+                const int64_t wx = q[2];
+                const int8_t *i00 = in + (((int64_t)b * p->in.h + r[0]) * p->in.w + q[0]) * p->in.c;
+                const int8_t *i10 = in + (((int64_t)b * p->in.h + r[1]) * p->in.w + q[0]) * p->in.c;
+                const int8_t *i01 = in + (((int64_t)b * p->in.h + r[0]) * p->in.w + q[1]) * p->in.c;
+                const int8_t *i11 = in + (((int64_t)b * p->in.h + r[1]) * p->in.w + q[1]) * p->in.c;
+                int8_t *o = out + (((int64_t)b * p->out.h + y) * p->out.w + x) * p->out.c;
+                for (c = 0; c < p->in.c; ++c) {
+                    const int64_t v = (int64_t)i00[c] * (1024 - wy) * (1024 - wx) + (int64_t)i10[c] * wy * (1024 - wx) +
+                                      (int64_t)i01[c] * (1024 - wy) * wx + (int64_t)i11[c] * wy * wx;
+                    const int64_t r20 = (v + (v > 0 ? (1 << 19) : -(1 << 19))) / (1 << 20); /* truncates, as C++ */
+                    const int32_t u = (int32_t)((uint32_t)r20 & 0xffu);
+                    o[c] = (int8_t)(u > 127 ? u - 256 : u);
                 }
             }
         }

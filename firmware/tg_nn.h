@@ -153,6 +153,16 @@ typedef struct {
     const int32_t *offsets;
 } tg_remap_params_t;
 
+/* RESIZE_BILINEAR int8 (TFLite's integer interpolation): rows[3 * y] = {y0, y1, wy} and
+ * cols[3 * x] = {x0, x1, wx} (source indices and the upper neighbour's weight in 1/1024, from the
+ * compiler); out = round_half_away((in[y0,x0] (1024-wy)(1024-wx) + in[y1,x0] wy (1024-wx) +
+ * in[y0,x1] (1024-wy) wx + in[y1,x1] wy wx) / 2^20), wrapped to int8 as TFLite's cast. */
+typedef struct {
+    tg_dims_t in, out;
+    const int32_t *rows;        /* [3 * out.h] */
+    const int32_t *cols;        /* [3 * out.w] */
+} tg_resize_params_t;
+
 /* SPLIT / SPLIT_V / UNPACK (the inverse of CONCATENATION): the input is `outer` rows; row r is
  * output 0's row r (sizes[0] bytes), then output 1's row r, ... */
 
@@ -177,6 +187,7 @@ int32_t tg_ref_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
 int32_t tg_ref_remap_s8(const tg_remap_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_resize_bilinear_s8(const tg_resize_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_split_s8(int32_t n_outputs, const int8_t *in, const int32_t *sizes, int32_t outer, int8_t *const *outs);
 int32_t tg_ref_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
 int32_t tg_ref_dequantize_s8_f32(const int8_t *in, float *out, int32_t size, float scale, int32_t zero_point);

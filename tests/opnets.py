@@ -157,7 +157,7 @@ def _build(kind: str, spec: dict):
         expr = spec["expr"]
         y = L.Lambda(lambda t: eval(expr, {"tf": tf, "t": t}))(x)  # noqa: S307 - test nets from this file only
         if spec.get("upsample"):
-            y = L.UpSampling2D(tuple(spec["upsample"]))(x)
+            y = L.UpSampling2D(tuple(spec["upsample"]), interpolation=spec.get("interpolation", "nearest"))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "reduce":  # tf.reduce_<op>(t, axes, keepdims); op: mean, sum, max, min
@@ -386,10 +386,14 @@ _MOVES = [
     ("resize_nn_half_pixel", (3, 4, 2), "tf.image.resize(t, (7, 5), 'nearest')"),
     ("resize_nn_align", (4, 3, 2), "tf.compat.v1.image.resize_nearest_neighbor(t, (7, 8), align_corners=True)"),
     ("resize_nn_v1", (3, 5, 2), "tf.compat.v1.image.resize_nearest_neighbor(t, (5, 12))"),
+    ("resize_bilinear_half_pixel", (3, 4, 2), "tf.image.resize(t, (7, 9), 'bilinear')"),
+    ("resize_bilinear_align", (4, 3, 3), "tf.compat.v1.image.resize_bilinear(t, (7, 8), align_corners=True)"),
+    ("resize_bilinear_v1_down", (9, 7, 2), "tf.compat.v1.image.resize_bilinear(t, (4, 5))"),
 ]
 OPNET_CASES += [(cid, "move", dict(in_shape=s, expr=e)) for cid, s, e in _MOVES]
 OPNET_CASES += [
     ("upsampling2d", "move", dict(in_shape=(3, 4, 3), expr="t", upsample=(2, 3))),
+    ("upsampling2d_bilinear", "move", dict(in_shape=(3, 4, 3), expr="t", upsample=(2, 2), interpolation="bilinear")),
     ("pack_axis1", "pack", dict(shape=(3, 4), n=3, axis=1)),
     ("pack_axis0", "pack", dict(shape=(5,), n=2, axis=0)),
 ]

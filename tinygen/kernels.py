@@ -137,6 +137,7 @@ register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION", "PACK"], "por
          (imm("n_inputs"), INS, arr("sizes"), imm("outer"), OUT0))
 register("tg_ref_remap_s8", "tg_ref_remap_s8", ["SLICE", "STRIDED_SLICE", "TRANSPOSE", "GATHER", "RESIZE_NEAREST_NEIGHBOR"],
          "portable", _STD)
+register("tg_ref_resize_bilinear_s8", "tg_ref_resize_bilinear_s8", ["RESIZE_BILINEAR"], "portable", _STD)
 register("tg_ref_split_s8", "tg_ref_split_s8", ["SPLIT_V", "UNPACK"], "portable",
          (imm("n_outputs"), IN0, arr("sizes"), imm("outer"), OUTS))
 register("tg_ref_split_s8", "tg_ref_split_s8", ["SPLIT"], "portable",  # SPLIT's data is its second input

@@ -2,7 +2,7 @@
 
 The core ops are here; further entries live in :mod:`tinygen.ops_elementwise` (TANH, HARD_SWISH,
 LEAKY_RELU, MAXIMUM, ...), :mod:`tinygen.ops_shape` (slices, transposes, splits...) and
-:mod:`tinygen.ops_reduce` (MEAN/REDUCE_MAX/REDUCE_MIN), imported at the end of this module; all register
+:mod:`tinygen.ops_reduce` (MEAN/REDUCE_MAX/REDUCE_MIN), :mod:`tinygen.ops_resize`, imported at the end of this module; all register
 into :data:`tinygen.opdefs.TABLE` (the building blocks and shared helpers live there).
 Adding an op = one entry (parse options, check support, count MACs, lower to
 kernel-independent parameters, the op's facts: input roles, fuses an activation,
@@ -488,7 +488,6 @@ HINTS = {
     "BIDIRECTIONAL_SEQUENCE_LSTM": "build the LSTM/GRU layers with unroll=True",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "build the RNN layer with unroll=True",
     "SHAPE": "the model computes shapes at run time: export with a fixed batch size (Input(..., batch_size=1))",
-    "RESIZE_BILINEAR": "use UpSampling2D(interpolation='nearest') (RESIZE_NEAREST_NEIGHBOR is supported)",
     "TRANSPOSE_CONV": "use UpSampling2D + Conv2D instead of Conv2DTranspose",
     "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) where one operand is constant",
     "REDUCE_PROD": "dynamic-shape arithmetic: export with a fixed batch size",
@@ -553,7 +552,7 @@ def supported_ops_markdown() -> str:
 
 # ---- further entries live in their own modules and register into TABLE when imported ----------
 
-from . import ops_elementwise, ops_reduce, ops_shape  # noqa: E402,F401 - they register into TABLE
+from . import ops_elementwise, ops_reduce, ops_resize, ops_shape  # noqa: E402,F401 - they register into TABLE
 
 if __name__ == "__main__":
     from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)

@@ -4,7 +4,7 @@ They copy int8 values without arithmetic (TFLite's reference copies the raw valu
 they are exact by construction. Most become one *remap*: the compiler computes, per output
 dimension, the input byte offset of each index (:func:`remap`), and ``tg_ref_remap_s8`` reads
 ``in[off_n[n] + off_h[h] + off_w[w] + off_c[c]]``: STRIDED_SLICE, SLICE, TRANSPOSE, GATHER with
-constant indices, RESIZE_NEAREST_NEIGHBOR. SPLIT / SPLIT_V / UNPACK are the inverse of
+constant indices (and RESIZE_NEAREST_NEIGHBOR, :mod:`tinygen.ops_resize`). SPLIT / SPLIT_V / UNPACK are the inverse of
 CONCATENATION (``tg_ref_split_s8``, one call writing every output); PACK is a CONCATENATION.
 Any rank works as long as the copy folds to 4 dimensions (unit dims dropped, adjacent dims merged).
 """
@@ -223,53 +223,6 @@ def _lower_gather(g, op):
 
 register("GATHER", lambda t: {"axis": _opt(t, 0, "i"), "batch_dims": _opt(t, 1, "i")}, _check_gather, _lower_gather,
          roles=("params", "indices"), required=2, doc=_check_gather.__doc__)
-
-
-# ---- RESIZE_NEAREST_NEIGHBOR -------------------------------------------------------------------
-
-
-def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> list[int]:
-    """TFLite's GetNearestNeighbor for each output index (float32 arithmetic, as the kernel).
-
-    >>> nearest_indices(3, 6, False, False), nearest_indices(3, 6, False, True), nearest_indices(3, 5, True, False)
-    ([0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 2])
-    """
-    f = np.float32
-    scale = f(in_size - 1) / f(out_size - 1) if align_corners and out_size > 1 else f(in_size) / f(out_size)
-    off = f(0.5) if half_pixel_centers else f(0.0)
-    out = []
-    for i in range(out_size):
-        v = (f(i) + off) * scale
-        r = int(np.floor(v)) if not align_corners else int(np.trunc(v + np.copysign(f(0.5), v)))
-        r = min(r, in_size - 1)
-        out.append(max(0, r) if half_pixel_centers else r)
-    return out
-
-
-def _check_resize_nn(g, op):
-    """RESIZE_NEAREST_NEIGHBOR: int8 4-D NHWC, constant output size, align_corners and half_pixel_centers as TFLite computes them."""
-    _data_io(g, op)
-    x = g.t(op.inputs[0])
-    size = _ints(g, op, 1, "size")
-    if len(x.shape) != 4 or len(size) != 2 or min(size) < 1:
-        _fail(op, f"expects a 4-D NHWC input and a size [h, w] (got {x.describe()}, size {size})")
-    _shape_is(g, op, [x.shape[0], size[0], size[1], x.shape[3]])
-    _lower_resize_nn(g, op)
-
-
-def _lower_resize_nn(g, op):
-    x = g.t(op.inputs[0])
-    n, h, w, c = x.shape
-    oh, ow = _ints(g, op, 1, "size")
-    a = op.attrs
-    ys = np.array(nearest_indices(h, oh, a["align_corners"], a["half_pixel_centers"]), np.int64)
-    xs = np.array(nearest_indices(w, ow, a["align_corners"], a["half_pixel_centers"]), np.int64)
-    return remap(x.size, [np.arange(n, dtype=np.int64) * h * w * c, ys * w * c, xs * c, np.arange(c, dtype=np.int64)])
-
-
-register("RESIZE_NEAREST_NEIGHBOR",
-         lambda t: {"align_corners": bool(_opt(t, 0, "B")), "half_pixel_centers": bool(_opt(t, 1, "B"))},
-         _check_resize_nn, _lower_resize_nn, roles=("input", "size"), required=2, doc=_check_resize_nn.__doc__)
 
 
 # ---- SPLIT / SPLIT_V / UNPACK: one call, every output ------------------------------------------
