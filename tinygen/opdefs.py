@@ -60,15 +60,16 @@ class OpDef:
     shape_only: bool = False  # same bytes, new shape: an alias of its input, no call
     doc: str = ""
     outputs: int = 1  # output tensors; 0 = one or more (SPLIT, UNPACK: as many as the options say)
+    folded: bool = False  # only valid inside a pattern a graph pass folds away (never lowered, no kernel)
 
 
 TABLE: dict[str, OpDef] = {}
 
 
 def register(kind, parse, check, lower, macs=None, *, roles=("input",), required=1, inplace=False, fuses_act=False,
-             activation=False, shape_only=False, doc="", outputs=1):
+             activation=False, shape_only=False, doc="", outputs=1, folded=False):
     TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), tuple(roles), required, inplace,
-                        fuses_act, activation, shape_only, doc, outputs)
+                        fuses_act, activation, shape_only, doc, outputs, folded)
 
 
 def facts(kind: str) -> OpDef:

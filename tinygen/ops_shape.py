@@ -294,9 +294,9 @@ def _check_s2b(g, op):
 
 
 register("SPACE_TO_BATCH_ND", lambda t: {}, _check_s2b, lambda g, op: Lowered(), roles=("input", "block_shape", "paddings"),
-         required=3, doc=_check_s2b.__doc__)
+         required=3, doc=_check_s2b.__doc__, folded=True)
 register("BATCH_TO_SPACE_ND", lambda t: {}, _check_s2b, lambda g, op: Lowered(), roles=("input", "block_shape", "crops"),
-         required=3, doc=_check_s2b.__doc__)
+         required=3, doc=_check_s2b.__doc__, folded=True)
 
 
 # ---- PACK: a CONCATENATION of the inputs with a new axis ---------------------------------------
