@@ -169,6 +169,23 @@ def _build(kind: str, spec: dict):
         y = L.GlobalAveragePooling1D()(x) if spec.get("gap1d") else L.Lambda(lambda t: fn(t, axes, keepdims=keep))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
+    if kind == "mix":  # many of the later ops in one small net (unknown batch: the dilated conv is S2B/B2S)
+        tf = _tf()
+        x = K.Input((12, 10, 3))
+        h = L.Conv2D(8, 3, padding="same")(x)
+        h = L.Multiply()([h, L.ReLU(6.0)(h + 3.0) * (1.0 / 6.0)])  # HARD_SWISH
+        h = L.DepthwiseConv2D(3, dilation_rate=2, padding="same")(h)
+        h = L.LeakyReLU(0.2)(h)
+        h = L.MaxPooling2D(2)(h)
+        a, b = L.Lambda(lambda t: tf.split(t, 2, axis=-1))(h)
+        h = L.Lambda(lambda t: tf.maximum(t[0], t[1]))([a, b])
+        h = L.Activation("tanh")(h)
+        h = L.UpSampling2D(2)(h)
+        h = L.Lambda(lambda t: tf.transpose(t[:, 1:11:2, ::-1, :], [0, 2, 1, 3]))(h)
+        h = L.Lambda(lambda t: tf.reduce_mean(t, axis=[1]))(h)
+        h = L.Dense(6)(L.Flatten()(h))
+        return K.Model(x, L.Softmax()(h)), [((12, 10, 3), rng_default)]
+
     if kind == "pack":
         shapes = [tuple(spec.get("shape", (3, 4)))] * spec.get("n", 2)
         ins = [K.Input(s, batch_size=1) for s in shapes]
