@@ -310,6 +310,59 @@ int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *
 /* FULLY_CONNECTED                                                                          */
 /* ---------------------------------------------------------------------------------------- */
 
+/* TRANSPOSE_CONV as TFLite's reference computes it (scatter of (in + in_offset) * w into an int32
+ * buffer, + bias, per-channel requantization, clamp), written as a gather: output (oy, ox) sums
+ * the input pixels iy = (oy + pad_h - ky) / stride_h that divide exactly, so no scratch. */
+int32_t tg_ref_transpose_conv_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t b, oy, ox, oc, ky, kx, ic;
+    if (p == NULL || in == NULL || out == NULL || p->weights == NULL || p->mult == NULL || p->shift == NULL ||
+        in == out) {
+        return TG_ERR_ARG;
+    }
+    if (tg_dims_count(&p->in) < 0 || tg_dims_count(&p->out) < 0 || tg_dims_count(&p->filter) < 0 ||
+        p->in.n != p->out.n || p->filter.n != p->out.c || p->filter.c != p->in.c || p->stride_h <= 0 ||
+        p->stride_w <= 0 || p->pad_h < 0 || p->pad_w < 0 || !tg_valid_offset(p->in_offset) ||
+        !tg_valid_offset(p->out_offset) || !tg_valid_act(p->act_min, p->act_max) || !tg_shifts_ok(p->shift, p->out.c)) {
+        return TG_ERR_ARG;
+    }
+    for (b = 0; b < p->out.n; ++b) {
+        for (oy = 0; oy < p->out.h; ++oy) {
+            for (ox = 0; ox < p->out.w; ++ox) {
+                for (oc = 0; oc < p->out.c; ++oc) {
+                    int32_t acc = 0;
+                    for (ky = 0; ky < p->filter.h; ++ky) {
+                        const int32_t ty = oy + p->pad_h - ky;
+                        const int32_t iy = ty / p->stride_h;
+                        if (ty < 0 || ty % p->stride_h != 0 || iy >= p->in.h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < p->filter.w; ++kx) {
+                            const int32_t tx = ox + p->pad_w - kx;
+                            const int32_t ix = tx / p->stride_w;
+                            const int8_t *ip, *wp;
+                            if (tx < 0 || tx % p->stride_w != 0 || ix >= p->in.w) {
+                                continue;
+                            }
+                            ip = in + tg_off4(&p->in, b, iy, ix, 0);
+                            wp = p->weights + tg_off4(&p->filter, oc, ky, kx, 0);
+                            for (ic = 0; ic < p->in.c; ++ic) {
+                                acc += ((int32_t)ip[ic] + p->in_offset) * (int32_t)wp[ic];
+                            }
+                        }
+                    }
+                    if (p->bias != NULL) {
+                        acc += p->bias[oc];
+                    }
+                    acc = tg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+                    out[tg_off4(&p->out, b, oy, ox, oc)] = (int8_t)tg_clamp(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+    return TG_OK;
+}
+
 int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out)
 {
     int32_t b, o, i;

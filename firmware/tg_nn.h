@@ -36,7 +36,9 @@ typedef struct {
 
 /* CONV_2D and DEPTHWISE_CONV_2D.
  * conv:      filter = {out_c, kh, kw, in_c}, weights OHWI
- * depthwise: filter = {1, kh, kw, out_c},  weights 1HWO, out_c = in_c * ch_mult */
+ * depthwise: filter = {1, kh, kw, out_c},  weights 1HWO, out_c = in_c * ch_mult
+ * transpose conv (TRANSPOSE_CONV): filter = {out_c, kh, kw, in_c}, weights OHWI; input pixel (y, x)
+ *            reaches output (y * stride - pad + ky, x * stride - pad + kx); dil = 1 */
 typedef struct {
     tg_dims_t in, filter, out;
     int32_t stride_h, stride_w;
@@ -171,6 +173,7 @@ typedef struct {
 /* Portable reference kernels (tg_kernels_ref.c; they validate their arguments: TG_ERR_ARG). */
 int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_transpose_conv_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);

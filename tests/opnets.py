@@ -16,6 +16,7 @@ conv2d                in_shape (h,w,c), filters, kernel (kh,kw), strides, paddin
                       SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND)
 dwconv2d              in_shape, kernel, strides, padding, dilation, depth_multiplier, act,
                       use_bias, per_tensor, unknown_batch
+deconv                in_shape, filters, kernel, strides, padding, act, use_bias (Conv2DTranspose)
 fc                    in_shape ((d,) or (t,d)), units, act, use_bias, per_tensor
 avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
 add / mul             shape1, shape2 (broadcast, without batch), act, ranges ((lo,hi),(lo,hi))
@@ -141,6 +142,15 @@ def _build(kind: str, spec: dict):
             tf = _tf()
             paddings = [[0, 0]] + [list(p) for p in pads]
             y = L.Lambda(lambda t: tf.pad(t, paddings))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "deconv":  # Keras Conv2DTranspose -> TRANSPOSE_CONV
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        y = L.Conv2DTranspose(spec.get("filters", 4), tuple(spec.get("kernel", (3, 3))),
+                              strides=tuple(spec.get("strides", (2, 2))), padding=spec.get("padding", "same"),
+                              activation=_act(spec.get("act")), use_bias=spec.get("use_bias", True),
+                              bias_initializer=bias_init)(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "fc":
@@ -369,6 +379,17 @@ OPNET_CASES += [
     ("sqdiff_bcast", "sqdiff", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-1, 1), (-2, 2)))),
     ("prelu_full_alpha", "prelu", dict(in_shape=(3, 5, 7))),
     ("prelu_channel_alpha", "prelu", dict(in_shape=(5, 3, 6), shared_axes=[1, 2], range=(-4.0, 2.0))),
+]
+
+# TRANSPOSE_CONV (Keras Conv2DTranspose)
+OPNET_CASES += [
+    ("deconv_3x3_s2_same", "deconv", dict(in_shape=(4, 5, 3), filters=4, kernel=(3, 3), strides=(2, 2))),
+    ("deconv_4x3_s2x1_valid_relu", "deconv", dict(in_shape=(3, 4, 2), filters=5, kernel=(4, 3), strides=(2, 1),
+                                                  padding="valid", act="relu")),
+    ("deconv_2x2_s2_nobias", "deconv", dict(in_shape=(5, 3, 6), filters=3, kernel=(2, 2), strides=(2, 2),
+                                            use_bias=False)),
+    ("deconv_5x5_s3_same_per_tensor", "deconv", dict(in_shape=(3, 3, 2), filters=2, kernel=(5, 5), strides=(3, 3),
+                                                     per_tensor=True)),
 ]
 
 # Keras dilated convolutions converted with an unknown batch: SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND,

@@ -114,6 +114,8 @@ _STD = (P, IN0, OUT0)
 register("tg_ref_conv2d_s8", "tg_ref_conv2d_s8", ["CONV_2D"], "portable", _STD)
 register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD)
 register("tg_ref_fully_connected_s8", "tg_ref_fully_connected_s8", ["FULLY_CONNECTED"], "portable", _STD)
+register("tg_ref_transpose_conv_s8", "tg_ref_transpose_conv_s8", ["TRANSPOSE_CONV"], "portable",
+         (P, Operand("in", 2), OUT0))  # TRANSPOSE_CONV's data is its third input
 register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portable", _STD)
 register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD)
 register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, IN1, OUT0))
