@@ -31,6 +31,8 @@ def test_mix_on_host(backend, tmp_path):
     buf = _mix()
     c = driver.compile_model(buf, "mix", backend, arch="none")
     assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & {op.kind for op in c.graph.ops}
+    again = driver.compile_model(buf, "mix", backend, arch="none")
+    assert driver.host_project(again) == driver.host_project(c)  # deterministic, byte for byte
     project.write(tmp_path / "p", driver.host_project(c))
     exe = hostbuild.build(tmp_path / "p", backend)
     x = reference.random_inputs(buf, 30, seed=5)
