@@ -31,6 +31,8 @@ move                  in_shape, expr: a TF expression of the input `t` (slices, 
                       tf.gather, tf.image.resize...); upsample (h, w): a Keras UpSampling2D instead
 pack                  shape, n inputs, axis (tf.stack)
 reduce                in_shape, op (mean|sum|max|min), axes, keepdims; gap1d: Keras GlobalAveragePooling1D
+rnn                   cell (gru|lstm|simplernn), in_shape (t, d), units, sequences: unroll=True
+matmul_const          in_shape, units: tf.matmul by a constant
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
@@ -195,6 +197,23 @@ def _build(kind: str, spec: dict):
         h = L.Lambda(lambda t: tf.reduce_mean(t, axis=[1]))(h)
         h = L.Dense(6)(L.Flatten()(h))
         return K.Model(x, L.Softmax()(h)), [((12, 10, 3), rng_default)]
+
+    if kind == "rnn":  # a Keras GRU / LSTM / SimpleRNN with unroll=True: FULLY_CONNECTED, SPLIT(_V), UNPACK, TANH...
+        in_shape = tuple(spec.get("in_shape", (5, 4)))
+        x = K.Input(in_shape, batch_size=1)
+        cell = {"gru": L.GRU, "lstm": L.LSTM, "simplernn": L.SimpleRNN}[spec["cell"]]
+        y = cell(spec.get("units", 8), unroll=True, return_sequences=bool(spec.get("sequences", False)))(x)
+        return K.Model(x, y), [(in_shape, tuple(spec.get("range", (-1.0, 1.0))))]
+
+    if kind == "matmul_const":  # tf.matmul with a constant right operand (the converter writes FULLY_CONNECTED)
+        in_shape = tuple(spec.get("in_shape", (5, 4)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        import numpy as np
+
+        w = np.random.default_rng(0).standard_normal((in_shape[-1], spec.get("units", 3))).astype(np.float32)
+        y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w)))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "pack":
         shapes = [tuple(spec.get("shape", (3, 4)))] * spec.get("n", 2)
@@ -390,6 +409,14 @@ OPNET_CASES += [
                                             use_bias=False)),
     ("deconv_5x5_s3_same_per_tensor", "deconv", dict(in_shape=(3, 3, 2), filters=2, kernel=(5, 5), strides=(3, 3),
                                                      per_tensor=True)),
+]
+
+# unrolled recurrent layers (FULLY_CONNECTED, SPLIT/SPLIT_V, UNPACK, TANH, LOGISTIC, SUB...), matmul by a constant
+OPNET_CASES += [
+    ("gru_unroll", "rnn", dict(cell="gru", in_shape=(5, 4), units=8)),
+    ("lstm_unroll_seq", "rnn", dict(cell="lstm", in_shape=(4, 3), units=6, sequences=True)),
+    ("simplernn_unroll", "rnn", dict(cell="simplernn", in_shape=(6, 5), units=7)),
+    ("matmul_const", "matmul_const", dict(in_shape=(5, 4), units=3)),
 ]
 
 # Keras dilated convolutions converted with an unknown batch: SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND,
