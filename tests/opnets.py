@@ -33,6 +33,8 @@ pack                  shape, n inputs, axis (tf.stack)
 reduce                in_shape, op (mean|sum|max|min), axes, keepdims; gap1d: Keras GlobalAveragePooling1D
 rnn                   cell (gru|lstm|simplernn), in_shape (t, d), units, sequences: unroll=True
 matmul_const          in_shape, units: tf.matmul by a constant
+mobilenet_v3_small    size, minimalistic (tf_keras.applications, random weights; not in OPNET_CASES:
+                      tests/test_e2e_zoo.py)
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
@@ -214,6 +216,13 @@ def _build(kind: str, spec: dict):
         w = np.random.default_rng(0).standard_normal((in_shape[-1], spec.get("units", 3))).astype(np.float32)
         y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w)))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "mobilenet_v3_small":  # tf_keras.applications, random weights, no softmax (random logits are tiny)
+        size = int(spec.get("size", 64))
+        m = K.applications.MobileNetV3Small(input_shape=(size, size, 3), weights=None, classes=10,
+                                            minimalistic=bool(spec.get("minimalistic", False)),
+                                            include_preprocessing=True, classifier_activation=None)
+        return m, [((size, size, 3), (0.0, 255.0))]
 
     if kind == "pack":
         shapes = [tuple(spec.get("shape", (3, 4)))] * spec.get("n", 2)

@@ -87,9 +87,15 @@ def _sdhm16(a: int, b: int) -> int:
 
 
 def _rdbpot16(x: int, exponent: int) -> int:
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    """gemmlowp RoundingDivideByPOT on int16: the mask is ``int16((1 << exponent) - 1)``, so from
+    exponent 16 on it is -1 (what TFLite computes for the tiny scales of untrained models).
+
+    >>> _rdbpot16(5, 1), _rdbpot16(-5, 1), _rdbpot16(0, 20), _rdbpot16(-3, 20)
+    (3, -3, 1, -1)
+    """
+    mask = _i16((1 << exponent) - 1)
+    remainder = _i16(x & mask)
+    threshold = _i16((mask >> 1) + (1 if x < 0 else 0))
     return _i16((x >> exponent) + (1 if remainder > threshold else 0))
 
 
