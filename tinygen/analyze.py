@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import driver
+from . import ops as optable
 from . import plan as planner
 
 
@@ -76,19 +77,21 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
     params_struct = 0
     for i, (op, call) in enumerate(zip(g.ops, c.calls)):
         acts_in = [g.t(t) for t in op.inputs if t >= 0 and not g.t(t).is_const]
-        consts = [g.t(t) for t in op.inputs if t >= 0 and g.t(t).is_const]
         out = g.t(op.outputs[0])
+        out_bytes = sum(g.t(t).nbytes for t in op.outputs)  # SPLIT / UNPACK write several outputs
         kernel = call.kernel.name if call is not None else ""
-        nparams = sum(t.size for t in consts) if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") else 0
+        roles = optable.facts(op.kind).roles  # parameters: the inputs in the weights and bias roles
+        nparams = sum(g.t(t).size for k, t in enumerate(op.inputs)
+                      if t >= 0 and g.t(t).is_const and k < len(roles) and roles[k] in ("weights", "bias"))
         wbytes = sum(int(a.nbytes) for a in call.low.arrays.values()) if call else 0
         params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype else 0
         macs = c.macs[i]
         ly = LayerInfo(i, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
-                       int(nparams), wbytes, 0 if call is None else sum(a.nbytes for a in acts_in) + out.nbytes,
+                       int(nparams), wbytes, 0 if call is None else sum(a.nbytes for a in acts_in) + out_bytes,
                        call.scratch if call else 0, kernel)
         if kernel:
             for core in cyclemodel.CORES:
-                ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out.nbytes)
+                ly.est_instructions[core] = model.instructions(backend, core, kernel, op.kind, macs, out_bytes)
         layers.append(ly)
     bufs, _ = planner.make_buffers(g, c.calls)
     kernels = sorted({ly.kernel for ly in layers if ly.kernel})
