@@ -310,6 +310,59 @@ int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *
 /* FULLY_CONNECTED                                                                          */
 /* ---------------------------------------------------------------------------------------- */
 
+/* TRANSPOSE_CONV as TFLite's reference computes it (scatter of (in + in_offset) * w into an int32
+ * buffer, + bias, per-channel requantization, clamp), written as a gather: output (oy, ox) sums
+ * the input pixels iy = (oy + pad_h - ky) / stride_h that divide exactly, so no scratch. */
+int32_t tg_ref_transpose_conv_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t b, oy, ox, oc, ky, kx, ic;
+    if (p == NULL || in == NULL || out == NULL || p->weights == NULL || p->mult == NULL || p->shift == NULL ||
+        in == out) {
+        return TG_ERR_ARG;
+    }
+    if (tg_dims_count(&p->in) < 0 || tg_dims_count(&p->out) < 0 || tg_dims_count(&p->filter) < 0 ||
+        p->in.n != p->out.n || p->filter.n != p->out.c || p->filter.c != p->in.c || p->stride_h <= 0 ||
+        p->stride_w <= 0 || p->pad_h < 0 || p->pad_w < 0 || !tg_valid_offset(p->in_offset) ||
+        !tg_valid_offset(p->out_offset) || !tg_valid_act(p->act_min, p->act_max) || !tg_shifts_ok(p->shift, p->out.c)) {
+        return TG_ERR_ARG;
+    }
+    for (b = 0; b < p->out.n; ++b) {
+        for (oy = 0; oy < p->out.h; ++oy) {
+            for (ox = 0; ox < p->out.w; ++ox) {
+                for (oc = 0; oc < p->out.c; ++oc) {
+                    int32_t acc = 0;
+                    for (ky = 0; ky < p->filter.h; ++ky) {
+                        const int32_t ty = oy + p->pad_h - ky;
+                        const int32_t iy = ty / p->stride_h;
+                        if (ty < 0 || ty % p->stride_h != 0 || iy >= p->in.h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < p->filter.w; ++kx) {
+                            const int32_t tx = ox + p->pad_w - kx;
+                            const int32_t ix = tx / p->stride_w;
+                            const int8_t *ip, *wp;
+                            if (tx < 0 || tx % p->stride_w != 0 || ix >= p->in.w) {
+                                continue;
+                            }
+                            ip = in + tg_off4(&p->in, b, iy, ix, 0);
+                            wp = p->weights + tg_off4(&p->filter, oc, ky, kx, 0);
+                            for (ic = 0; ic < p->in.c; ++ic) {
+                                acc += ((int32_t)ip[ic] + p->in_offset) * (int32_t)wp[ic];
+                            }
+                        }
+                    }
+                    if (p->bias != NULL) {
+                        acc += p->bias[oc];
+                    }
+                    acc = tg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+                    out[tg_off4(&p->out, b, oy, ox, oc)] = (int8_t)tg_clamp(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+    return TG_OK;
+}
+
 int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out)
 {
     int32_t b, o, i;
@@ -462,14 +515,43 @@ static int32_t tg_bidx(const tg_dims_t *d, int32_t n, int32_t h, int32_t w, int3
     return tg_off4(d, d->n == 1 ? 0 : n, d->h == 1 ? 0 : h, d->w == 1 ? 0 : w, d->c == 1 ? 0 : c);
 }
 
-static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out, int is_mul)
+enum { TG_BIN_ADD, TG_BIN_MUL, TG_BIN_MAX, TG_BIN_MIN, TG_BIN_SQDIFF, TG_BIN_PRELU };
+
+/* One output element of the binary op `mode` from the offset inputs a = in1 + in1_offset,
+ * b = in2 + in2_offset (before out_offset and the clamp). */
+static int32_t tg_binary_one(const tg_binary_params_t *p, int32_t a, int32_t b, int mode)
+{
+    switch (mode) {
+    case TG_BIN_MUL:
+        return tg_mbqm(a * b, p->out_mult, p->out_shift);
+    case TG_BIN_MAX:
+        return a > b ? a : b;
+    case TG_BIN_MIN:
+        return a < b ? a : b;
+    case TG_BIN_SQDIFF: {
+        /* TFLite int8 SQUARED_DIFFERENCE: |scaled| <= 255 * 2^7 / 2, so the square fits int32 */
+        const int32_t d = tg_mbqm(tg_shl_wrap(a, p->left_shift), p->in1_mult, p->in1_shift) -
+                          tg_mbqm(tg_shl_wrap(b, p->left_shift), p->in2_mult, p->in2_shift);
+        return tg_mbqm(d * d, p->out_mult, p->out_shift);
+    }
+    case TG_BIN_PRELU: /* in2 is alpha: x >= 0 -> x * m1, else x * alpha * m2 */
+        return a >= 0 ? tg_mbqm(a, p->in1_mult, p->in1_shift) : tg_mbqm(a * b, p->out_mult, p->out_shift);
+    default: {
+        const int32_t sa = tg_mbqm(tg_shl_wrap(a, p->left_shift), p->in1_mult, p->in1_shift);
+        const int32_t sb = tg_mbqm(tg_shl_wrap(b, p->left_shift), p->in2_mult, p->in2_shift);
+        return tg_mbqm(tg_add_wrap(sa, sb), p->out_mult, p->out_shift);
+    }
+    }
+}
+
+static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out, int mode)
 {
     int32_t n, h, w, c;
     if (!tg_binary_ok(p, in1, in2, out)) {
         return TG_ERR_ARG;
     }
-    if (!is_mul) {
-        /* TFLite int8 ADD: left_shift 20, input shifts are right shifts (<= 0) */
+    if (mode == TG_BIN_ADD || mode == TG_BIN_SQDIFF) {
+        /* TFLite int8 ADD (left_shift 20) / SQUARED_DIFFERENCE (7): input shifts are right shifts (<= 0) */
         if (p->left_shift < 0 || p->left_shift > 22 || p->in1_shift > 0 || p->in2_shift > 0 ||
             !tg_valid_shift(p->in1_shift) || !tg_valid_shift(p->in2_shift)) {
             return TG_ERR_ARG;
@@ -481,15 +563,7 @@ static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const i
                 for (c = 0; c < p->out.c; ++c) {
                     const int32_t a = (int32_t)in1[tg_bidx(&p->in1, n, h, w, c)] + p->in1_offset;
                     const int32_t b = (int32_t)in2[tg_bidx(&p->in2, n, h, w, c)] + p->in2_offset;
-                    int32_t r;
-                    if (is_mul) {
-                        r = tg_mbqm(a * b, p->out_mult, p->out_shift);
-                    } else {
-                        const int32_t sa = tg_mbqm(tg_shl_wrap(a, p->left_shift), p->in1_mult, p->in1_shift);
-                        const int32_t sb = tg_mbqm(tg_shl_wrap(b, p->left_shift), p->in2_mult, p->in2_shift);
-                        r = tg_mbqm(tg_add_wrap(sa, sb), p->out_mult, p->out_shift);
-                    }
-                    r += p->out_offset;
+                    const int32_t r = tg_binary_one(p, a, b, mode) + p->out_offset;
                     out[tg_off4(&p->out, n, h, w, c)] = (int8_t)tg_clamp(r, p->act_min, p->act_max);
                 }
             }
@@ -500,12 +574,36 @@ static int32_t tg_binary(const tg_binary_params_t *p, const int8_t *in1, const i
 
 int32_t tg_ref_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    return tg_binary(p, in1, in2, out, 0);
+    return tg_binary(p, in1, in2, out, TG_BIN_ADD);
 }
 
 int32_t tg_ref_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    return tg_binary(p, in1, in2, out, 1);
+    return tg_binary(p, in1, in2, out, TG_BIN_MUL);
+}
+
+/* MAXIMUM / MINIMUM: raw int8 values (offsets 0), as TFLite's maximum_minimum.cc. */
+int32_t tg_ref_maximum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    return tg_binary(p, in1, in2, out, TG_BIN_MAX);
+}
+
+int32_t tg_ref_minimum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    return tg_binary(p, in1, in2, out, TG_BIN_MIN);
+}
+
+int32_t tg_ref_squared_difference_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    return tg_binary(p, in1, in2, out, TG_BIN_SQDIFF);
+}
+
+int32_t tg_ref_prelu_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    if (p == NULL || !tg_valid_shift(p->in1_shift)) {
+        return TG_ERR_ARG;
+    }
+    return tg_binary(p, in1, in2, out, TG_BIN_PRELU);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -686,6 +784,75 @@ int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out)
             }
             acc = tg_mbqm(acc, p->mult, p->shift) + p->out_zp;
             out[b * p->in.c + c] = (int8_t)tg_clamp(acc, TG_I8_MIN, TG_I8_MAX);
+        }
+    }
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* MEAN / REDUCE_MAX / REDUCE_MIN over any dims (folded to 4)                               */
+/* ---------------------------------------------------------------------------------------- */
+
+int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t o[4], r[4], d[4], k, total;
+    int64_t count;
+    if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0 || p->mode < 0 || p->mode > 2) {
+        return TG_ERR_ARG;
+    }
+    if (p->in_zp < TG_I8_MIN || p->in_zp > TG_I8_MAX || p->out_zp < TG_I8_MIN || p->out_zp > TG_I8_MAX ||
+        !tg_valid_shift(p->shift)) {
+        return TG_ERR_ARG;
+    }
+    d[0] = p->in.n;
+    d[1] = p->in.h;
+    d[2] = p->in.w;
+    d[3] = p->in.c;
+    r[0] = p->reduce.n;
+    r[1] = p->reduce.h;
+    r[2] = p->reduce.w;
+    r[3] = p->reduce.c;
+    count = 1;
+    for (k = 0; k < 4; ++k) {
+        if (r[k] != 0 && r[k] != 1) {
+            return TG_ERR_ARG;
+        }
+        if (r[k]) {
+            count *= d[k];
+        }
+    }
+    if (count > (1 << 23)) {
+        return TG_ERR_ARG; /* the int32 sum of 2^23 int8 values cannot overflow */
+    }
+    total = 0;
+    for (o[0] = 0; o[0] < (r[0] ? 1 : d[0]); ++o[0]) {
+        for (o[1] = 0; o[1] < (r[1] ? 1 : d[1]); ++o[1]) {
+            for (o[2] = 0; o[2] < (r[2] ? 1 : d[2]); ++o[2]) {
+                for (o[3] = 0; o[3] < (r[3] ? 1 : d[3]); ++o[3]) {
+                    int32_t a, b, c, e;
+                    int32_t acc = p->mode == 1 ? TG_I8_MIN : (p->mode == 2 ? TG_I8_MAX : 0);
+                    for (a = 0; a < (r[0] ? d[0] : 1); ++a) {
+                        for (b = 0; b < (r[1] ? d[1] : 1); ++b) {
+                            for (c = 0; c < (r[2] ? d[2] : 1); ++c) {
+                                for (e = 0; e < (r[3] ? d[3] : 1); ++e) {
+                                    const int32_t v = in[tg_off4(&p->in, o[0] + a, o[1] + b, o[2] + c, o[3] + e)];
+                                    if (p->mode == 1) {
+                                        acc = v > acc ? v : acc;
+                                    } else if (p->mode == 2) {
+                                        acc = v < acc ? v : acc;
+                                    } else {
+                                        acc += v - p->in_zp;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if (p->mode == 0) {
+                        acc = tg_clamp(tg_mbqm(acc, p->mult, p->shift) + p->out_zp, TG_I8_MIN, TG_I8_MAX);
+                    }
+                    out[total++] = (int8_t)acc;
+                }
+            }
         }
     }
     return TG_OK;

@@ -5,6 +5,7 @@
  *
  *   tg_kernels_ref.c     portable C99 reference kernels (tg_ref_*), bit-exact with
  *                        the TFLite reference interpreter; any target, host included.
+ *   tg_kernels_move.c    portable data-movement kernels (remap, split): no arithmetic.
  *   tg_backend_cmsis.c   tg_cmsis_*: one thin adapter per CMSIS-NN v7.0.0 function (params
  *                        struct -> CMSIS-NN structs, one call, no checks, no fallback).
  *                        Built when CMSIS_NN_PATH is set (-DTG_BACKEND_CMSIS_NN).
@@ -35,7 +36,9 @@ typedef struct {
 
 /* CONV_2D and DEPTHWISE_CONV_2D.
  * conv:      filter = {out_c, kh, kw, in_c}, weights OHWI
- * depthwise: filter = {1, kh, kw, out_c},  weights 1HWO, out_c = in_c * ch_mult */
+ * depthwise: filter = {1, kh, kw, out_c},  weights 1HWO, out_c = in_c * ch_mult
+ * transpose conv (TRANSPOSE_CONV): filter = {out_c, kh, kw, in_c}, weights OHWI; input pixel (y, x)
+ *            reaches output (y * stride - pad + ky, x * stride - pad + kx); dil = 1 */
 typedef struct {
     tg_dims_t in, filter, out;
     int32_t stride_h, stride_w;
@@ -77,7 +80,11 @@ typedef struct {
 /* ADD and MUL with TFLite broadcasting over 4-D shapes (in1, in2 broadcast to out).
  * ADD: x_i = ((in_i + in_i_offset) << left_shift) * in_i_mult >> in_i_shift (TFLite int8 ADD),
  *      out = requant(x_1 + x_2, out_mult, out_shift) + out_offset.
- * MUL: out = requant((in1 + in1_offset) * (in2 + in2_offset), out_mult, out_shift) + out_offset. */
+ * MUL: out = requant((in1 + in1_offset) * (in2 + in2_offset), out_mult, out_shift) + out_offset.
+ * MAXIMUM / MINIMUM: max/min of the raw int8 values (all offsets 0, TFLite rescales nothing).
+ * SQUARED_DIFFERENCE: x_i as ADD with left_shift 7, out = requant((x_1 - x_2)^2, out_mult, out_shift).
+ * PRELU (in2 = alpha): x = in1 + in1_offset; x >= 0: requant(x, in1_mult, in1_shift),
+ *      else requant(x * (alpha + in2_offset), out_mult, out_shift); then + out_offset. */
 typedef struct {
     tg_dims_t in1, in2, out;
     int32_t in1_offset, in1_mult, in1_shift;
@@ -96,7 +103,7 @@ typedef struct {
 
 
 /* Element-wise int8 -> int8 through a 256-entry table indexed by (uint8_t)(x + 128):
- * LOGISTIC, standalone RELU/RELU6, int8 QUANTIZE (requantize). Tables are computed
+ * LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, standalone RELU/RELU6, int8 QUANTIZE (requantize). Tables are computed
  * on the host with TFLite's exact arithmetic. Safe in place (in == out). */
 
 /* MEAN over H and W of an NHWC tensor (keep_dims or not; same memory layout).
@@ -112,6 +119,19 @@ typedef struct {
 } tg_mean_params_t;
 
 
+/* MEAN / REDUCE_MAX / REDUCE_MIN over any dims of a tensor folded to 4: reduce.x = 1 marks a
+ * reduced dim (the output has 1 there). mode 0 (MEAN): out = clamp(requant(sum(in - in_zp), mult,
+ * shift) + out_zp) as TFLite's QuantizedMeanOrSum (1/n folded into mult/shift); 1 / 2: max / min
+ * of the raw values. */
+typedef struct {
+    tg_dims_t in;
+    tg_dims_t reduce;           /* 1 = reduced, 0 = kept, per dim */
+    int32_t mode;
+    int32_t in_zp, out_zp;
+    int32_t mult, shift;
+} tg_reduce_params_t;
+
+
 /* PAD / PADV2 on up to 4 dims: out = in surrounded by pad_value. */
 typedef struct {
     tg_dims_t in, out;
@@ -123,21 +143,55 @@ typedef struct {
 /* CONCATENATION (inputs share the output's quantization): the output is `outer` rows;
  * row r is the concatenation of each input's row r, input k contributing sizes[k] bytes. */
 
+/* Data movement (tg_kernels_move.c). REMAP: out[n][h][w][c] = in[off_n[n] + off_h[h] + off_w[w] +
+ * off_c[c]]; `offsets` holds the four tables one after the other (out.n + out.h + out.w + out.c
+ * int32 byte offsets into the input, computed by the compiler); c_contiguous: off_c[c] = off_c[0] + c,
+ * so rows are copied with memcpy. Runs STRIDED_SLICE, SLICE, TRANSPOSE, GATHER with constant
+ * indices and RESIZE_NEAREST_NEIGHBOR. Not in place. */
+typedef struct {
+    tg_dims_t out;
+    int32_t in_size;            /* bytes of the input: every read is checked against it */
+    int32_t c_contiguous;
+    const int32_t *offsets;
+} tg_remap_params_t;
+
+/* RESIZE_BILINEAR int8 (TFLite's integer interpolation): rows[3 * y] = {y0, y1, wy} and
+ * cols[3 * x] = {x0, x1, wx} (source indices and the upper neighbour's weight in 1/1024, from the
+ * compiler); out = round_half_away((in[y0,x0] (1024-wy)(1024-wx) + in[y1,x0] wy (1024-wx) +
+ * in[y0,x1] (1024-wy) wx + in[y1,x1] wy wx) / 2^20), wrapped to int8 as TFLite's cast. */
+typedef struct {
+    tg_dims_t in, out;
+    const int32_t *rows;        /* [3 * out.h] */
+    const int32_t *cols;        /* [3 * out.w] */
+} tg_resize_params_t;
+
+/* SPLIT / SPLIT_V / UNPACK (the inverse of CONCATENATION): the input is `outer` rows; row r is
+ * output 0's row r (sizes[0] bytes), then output 1's row r, ... */
+
 /* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the graph edges. */
 
 /* Portable reference kernels (tg_kernels_ref.c; they validate their arguments: TG_ERR_ARG). */
 int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_transpose_conv_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int32_t tg_ref_mul_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_maximum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_minimum_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_squared_difference_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int32_t tg_ref_prelu_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int32_t tg_ref_softmax_s8(const tg_softmax_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_lut_s8(const int8_t *lut, const int8_t *in, int8_t *out, int32_t size);
 int32_t tg_ref_mean_s8(const tg_mean_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_pad_s8(const tg_pad_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_concat_s8(int32_t n_inputs, const int8_t *const *ins, const int32_t *sizes, int32_t outer, int8_t *out);
+int32_t tg_ref_remap_s8(const tg_remap_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_resize_bilinear_s8(const tg_resize_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_split_s8(int32_t n_outputs, const int8_t *in, const int32_t *sizes, int32_t outer, int8_t *const *outs);
 int32_t tg_ref_quantize_f32_s8(const float *in, int8_t *out, int32_t size, float scale, int32_t zero_point);
 int32_t tg_ref_dequantize_s8_f32(const int8_t *in, float *out, int32_t size, float scale, int32_t zero_point);
 

@@ -11,14 +11,30 @@ Kinds and their spec keys (all optional except where noted):
 
 ====================  =====================================================================
 conv2d                in_shape (h,w,c), filters, kernel (kh,kw), strides, padding, dilation,
-                      act ('linear'|'relu'|'relu6'), use_bias, per_tensor
+                      act ('linear'|'relu'|'relu6'), use_bias, per_tensor, unknown_batch (Input
+                      without batch_size: the converter writes a dilated conv as
+                      SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND)
 dwconv2d              in_shape, kernel, strides, padding, dilation, depth_multiplier, act,
-                      use_bias, per_tensor
+                      use_bias, per_tensor, unknown_batch
+deconv                in_shape, filters, kernel, strides, padding, act, use_bias (Conv2DTranspose)
 fc                    in_shape ((d,) or (t,d)), units, act, use_bias, per_tensor
 avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
 add / mul             shape1, shape2 (broadcast, without batch), act, ranges ((lo,hi),(lo,hi))
 softmax               in_shape
 logistic/relu/relu6   in_shape
+tanh / hard_swish     in_shape (hard_swish: x * relu6(x + 3) / 6, fused by the converter)
+leaky_relu            in_shape, alpha
+prelu                 in_shape, shared_axes (alpha drawn from [-0.6, 0.9])
+maximum / minimum     shape1, shape2, ranges (as add)
+sqdiff                shape1, shape2, ranges (tf.math.squared_difference)
+move                  in_shape, expr: a TF expression of the input `t` (slices, tf.split, tf.transpose,
+                      tf.gather, tf.image.resize...); upsample (h, w): a Keras UpSampling2D instead
+pack                  shape, n inputs, axis (tf.stack)
+reduce                in_shape, op (mean|sum|max|min), axes, keepdims; gap1d: Keras GlobalAveragePooling1D
+rnn                   cell (gru|lstm|simplernn), in_shape (t, d), units, sequences: unroll=True
+matmul_const          in_shape, units: tf.matmul by a constant
+mobilenet_v3_small    size, minimalistic (tf_keras.applications, random weights; not in OPNET_CASES:
+                      tests/test_e2e_zoo.py)
 mean                  in_shape, keepdims
 pad                   in_shape, pads (((t,b),(l,r),(front,back)) over H,W,C)
 concat                shapes (list of shapes), axis, ranges
@@ -87,9 +103,9 @@ def _build(kind: str, spec: dict):
     bias_init = K.initializers.RandomUniform(-0.5, 0.5)
 
     if kind in ("conv2d", "dwconv2d", "avgpool", "maxpool", "softmax", "logistic", "relu", "relu6",
-                "mean", "pad", "quant_io"):
+                "mean", "pad", "quant_io", "tanh", "hard_swish", "leaky_relu"):
         in_shape = tuple(spec.get("in_shape", (7, 7, 3)))
-        x = K.Input(in_shape, batch_size=1)
+        x = K.Input(in_shape, batch_size=None if spec.get("unknown_batch") else 1)
         if kind == "conv2d":
             y = L.Conv2D(
                 spec.get("filters", 4), tuple(spec.get("kernel", (3, 3))), strides=tuple(spec.get("strides", (1, 1))),
@@ -117,6 +133,12 @@ def _build(kind: str, spec: dict):
             y = L.ReLU()(x)
         elif kind == "relu6":
             y = L.ReLU(6.0)(x)
+        elif kind == "tanh":
+            y = L.Activation("tanh")(x)
+        elif kind == "hard_swish":  # MobileNetV3's x * relu6(x + 3) / 6: the converter fuses it to HARD_SWISH
+            y = L.Multiply()([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
+        elif kind == "leaky_relu":
+            y = L.LeakyReLU(spec.get("alpha", 0.3))(x)
         elif kind == "mean":
             y = L.GlobalAveragePooling2D(keepdims=bool(spec.get("keepdims", False)))(x)
         elif kind == "pad":
@@ -126,6 +148,15 @@ def _build(kind: str, spec: dict):
             y = L.Lambda(lambda t: tf.pad(t, paddings))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
+    if kind == "deconv":  # Keras Conv2DTranspose -> TRANSPOSE_CONV
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        y = L.Conv2DTranspose(spec.get("filters", 4), tuple(spec.get("kernel", (3, 3))),
+                              strides=tuple(spec.get("strides", (2, 2))), padding=spec.get("padding", "same"),
+                              activation=_act(spec.get("act")), use_bias=spec.get("use_bias", True),
+                              bias_initializer=bias_init)(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
     if kind == "fc":
         in_shape = tuple(spec.get("in_shape", (16,)))
         x = K.Input(in_shape, batch_size=1)
@@ -133,7 +164,82 @@ def _build(kind: str, spec: dict):
                     bias_initializer=bias_init)(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
-    if kind in ("add", "sub", "mul"):
+    if kind == "move":  # a data-movement expression of `t` (the input), e.g. "t[:, 1:5:2]" or "tf.split(t, 3, -1)"
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        expr = spec["expr"]
+        y = L.Lambda(lambda t: eval(expr, {"tf": tf, "t": t}))(x)  # noqa: S307 - test nets from this file only
+        if spec.get("upsample"):
+            y = L.UpSampling2D(tuple(spec["upsample"]), interpolation=spec.get("interpolation", "nearest"))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "reduce":  # tf.reduce_<op>(t, axes, keepdims); op: mean, sum, max, min
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        fn = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "max": tf.reduce_max, "min": tf.reduce_min}[spec["op"]]
+        axes, keep = list(spec["axes"]), bool(spec.get("keepdims", False))
+        y = L.GlobalAveragePooling1D()(x) if spec.get("gap1d") else L.Lambda(lambda t: fn(t, axes, keepdims=keep))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "mix":  # many of the later ops in one small net (unknown batch: the dilated conv is S2B/B2S)
+        tf = _tf()
+        x = K.Input((12, 10, 3))
+        h = L.Conv2D(8, 3, padding="same")(x)
+        h = L.Multiply()([h, L.ReLU(6.0)(h + 3.0) * (1.0 / 6.0)])  # HARD_SWISH
+        h = L.DepthwiseConv2D(3, dilation_rate=2, padding="same")(h)
+        h = L.LeakyReLU(0.2)(h)
+        h = L.MaxPooling2D(2)(h)
+        a, b = L.Lambda(lambda t: tf.split(t, 2, axis=-1))(h)
+        h = L.Lambda(lambda t: tf.maximum(t[0], t[1]))([a, b])
+        h = L.Activation("tanh")(h)
+        h = L.UpSampling2D(2)(h)
+        h = L.Lambda(lambda t: tf.transpose(t[:, 1:11:2, ::-1, :], [0, 2, 1, 3]))(h)
+        h = L.Lambda(lambda t: tf.reduce_mean(t, axis=[1]))(h)
+        h = L.Dense(6)(L.Flatten()(h))
+        return K.Model(x, L.Softmax()(h)), [((12, 10, 3), rng_default)]
+
+    if kind == "rnn":  # a Keras GRU / LSTM / SimpleRNN with unroll=True: FULLY_CONNECTED, SPLIT(_V), UNPACK, TANH...
+        in_shape = tuple(spec.get("in_shape", (5, 4)))
+        x = K.Input(in_shape, batch_size=1)
+        cell = {"gru": L.GRU, "lstm": L.LSTM, "simplernn": L.SimpleRNN}[spec["cell"]]
+        y = cell(spec.get("units", 8), unroll=True, return_sequences=bool(spec.get("sequences", False)))(x)
+        return K.Model(x, y), [(in_shape, tuple(spec.get("range", (-1.0, 1.0))))]
+
+    if kind == "matmul_const":  # tf.matmul with a constant right operand (the converter writes FULLY_CONNECTED)
+        in_shape = tuple(spec.get("in_shape", (5, 4)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        import numpy as np
+
+        w = np.random.default_rng(0).standard_normal((in_shape[-1], spec.get("units", 3))).astype(np.float32)
+        y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w)))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "mobilenet_v3_small":  # tf_keras.applications, random weights, no softmax (random logits are tiny)
+        size = int(spec.get("size", 64))
+        m = K.applications.MobileNetV3Small(input_shape=(size, size, 3), weights=None, classes=10,
+                                            minimalistic=bool(spec.get("minimalistic", False)),
+                                            include_preprocessing=True, classifier_activation=None)
+        return m, [((size, size, 3), (0.0, 255.0))]
+
+    if kind == "pack":
+        shapes = [tuple(spec.get("shape", (3, 4)))] * spec.get("n", 2)
+        ins = [K.Input(s, batch_size=1) for s in shapes]
+        tf = _tf()
+        axis = spec.get("axis", 1)
+        y = L.Lambda(lambda t: tf.stack(t, axis=axis))(ins)
+        return K.Model(ins, y), [(s, rng_default) for s in shapes]
+
+    if kind == "prelu":
+        in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
+        x = K.Input(in_shape, batch_size=1)
+        y = L.PReLU(alpha_initializer=K.initializers.RandomUniform(-0.6, 0.9),
+                    shared_axes=spec.get("shared_axes"))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind in ("add", "sub", "mul", "maximum", "minimum", "sqdiff"):
         s1 = tuple(spec.get("shape1", (4, 5, 3)))
         s2 = tuple(spec.get("shape2", s1))
         ranges = spec.get("ranges", ((-3.0, 3.0), (-1.0, 2.0)))
@@ -144,6 +250,12 @@ def _build(kind: str, spec: dict):
             y = L.Lambda(lambda t: tf.add(t[0], t[1]))([a, b])
         elif kind == "sub":
             y = L.Lambda(lambda t: tf.subtract(t[0], t[1]))([a, b])
+        elif kind == "maximum":
+            y = L.Lambda(lambda t: tf.maximum(t[0], t[1]))([a, b])
+        elif kind == "minimum":
+            y = L.Lambda(lambda t: tf.minimum(t[0], t[1]))([a, b])
+        elif kind == "sqdiff":
+            y = L.Lambda(lambda t: tf.math.squared_difference(t[0], t[1]))([a, b])
         else:
             y = L.Lambda(lambda t: tf.multiply(t[0], t[1]))([a, b])
         act = _act(spec.get("act"))
@@ -278,6 +390,98 @@ OPNET_CASES: list[tuple[str, str, dict]] = [
 ]
 
 OPNET_CASES.append(("requantize", "requantize", dict(in_shape=(3, 3, 2))))
+
+# TANH / HARD_SWISH / LEAKY_RELU as tables (tests/test_quant_lut.py checks every table over all 256 inputs)
+OPNET_CASES += [
+    ("tanh", "tanh", dict(in_shape=(3, 5, 7))),
+    ("tanh_narrow", "tanh", dict(in_shape=(5, 3), range=(-0.7, 0.4))),
+    ("hard_swish", "hard_swish", dict(in_shape=(3, 5, 7))),
+    ("hard_swish_wide", "hard_swish", dict(in_shape=(7, 3, 2), range=(-9.0, 2.0))),
+    ("leaky_relu", "leaky_relu", dict(in_shape=(3, 5, 7))),
+    ("leaky_relu_a007", "leaky_relu", dict(in_shape=(2, 9), alpha=0.07, range=(-5.0, 1.0))),
+    # binary with broadcasting
+    ("maximum_same", "maximum", dict(shape1=(3, 5, 7), shape2=(3, 5, 7))),
+    ("maximum_bcast", "maximum", dict(shape1=(3, 5, 4), shape2=(1, 1, 4), ranges=((-2, 4), (-0.5, 3)))),
+    ("minimum_bcast_row", "minimum", dict(shape1=(3, 1, 2), shape2=(3, 4, 2), ranges=((-5, 1), (-1, 4)))),
+    ("sqdiff_same", "sqdiff", dict(shape1=(3, 5, 7), shape2=(3, 5, 7), ranges=((-3, 5), (-6, 2)))),
+    ("sqdiff_bcast", "sqdiff", dict(shape1=(1, 5, 1), shape2=(4, 5, 3), ranges=((-1, 1), (-2, 2)))),
+    ("prelu_full_alpha", "prelu", dict(in_shape=(3, 5, 7))),
+    ("prelu_channel_alpha", "prelu", dict(in_shape=(5, 3, 6), shared_axes=[1, 2], range=(-4.0, 2.0))),
+]
+
+# TRANSPOSE_CONV (Keras Conv2DTranspose)
+OPNET_CASES += [
+    ("deconv_3x3_s2_same", "deconv", dict(in_shape=(4, 5, 3), filters=4, kernel=(3, 3), strides=(2, 2))),
+    ("deconv_4x3_s2x1_valid_relu", "deconv", dict(in_shape=(3, 4, 2), filters=5, kernel=(4, 3), strides=(2, 1),
+                                                  padding="valid", act="relu")),
+    ("deconv_2x2_s2_nobias", "deconv", dict(in_shape=(5, 3, 6), filters=3, kernel=(2, 2), strides=(2, 2),
+                                            use_bias=False)),
+    ("deconv_5x5_s3_same_per_tensor", "deconv", dict(in_shape=(3, 3, 2), filters=2, kernel=(5, 5), strides=(3, 3),
+                                                     per_tensor=True)),
+]
+
+# unrolled recurrent layers (FULLY_CONNECTED, SPLIT/SPLIT_V, UNPACK, TANH, LOGISTIC, SUB...), matmul by a constant
+OPNET_CASES += [
+    ("gru_unroll", "rnn", dict(cell="gru", in_shape=(5, 4), units=8)),
+    ("lstm_unroll_seq", "rnn", dict(cell="lstm", in_shape=(4, 3), units=6, sequences=True)),
+    ("simplernn_unroll", "rnn", dict(cell="simplernn", in_shape=(6, 5), units=7)),
+    ("matmul_const", "matmul_const", dict(in_shape=(5, 4), units=3)),
+]
+
+# Keras dilated convolutions converted with an unknown batch: SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND,
+# folded into one dilated convolution (tinygen/passes_dilated.py)
+OPNET_CASES += [
+    ("conv_dil2_same_s2b", "conv2d", dict(in_shape=(9, 9, 3), filters=4, kernel=(3, 3), dilation=(2, 2), padding="same",
+                                          unknown_batch=True)),
+    ("conv_dil3x2_same_odd_s2b", "conv2d", dict(in_shape=(10, 7, 2), filters=3, kernel=(3, 3), dilation=(3, 2),
+                                                padding="same", act="relu", unknown_batch=True)),
+    ("conv_dil2_valid_s2b", "conv2d", dict(in_shape=(11, 9, 3), filters=5, kernel=(3, 2), dilation=(2, 2),
+                                           padding="valid", unknown_batch=True)),
+    ("dw_dil2_same_s2b", "dwconv2d", dict(in_shape=(9, 8, 4), kernel=(3, 3), dilation=(2, 2), padding="same",
+                                          unknown_batch=True)),
+    ("dw_dil4_same_m2_s2b", "dwconv2d", dict(in_shape=(13, 11, 2), kernel=(3, 3), dilation=(4, 4), padding="same",
+                                             depth_multiplier=2, unknown_batch=True)),
+]
+
+# data movement: remaps (slices, transposes, gathers, nearest resizes), splits, PACK
+_MOVES = [
+    ("strided_slice", (6, 7, 5), "t[:, 1:6:2, ::-1, 1:]"),
+    ("strided_slice_shrink", (5, 4, 6), "t[:, 2, :, 1::2]"),
+    ("strided_slice_neg", (7, 6, 3), "t[:, -2:0:-3, 1:-1]"),
+    ("slice", (5, 6, 4), "tf.slice(t, [0, 1, 2, 1], [1, 3, -1, 2])"),
+    ("transpose_hw", (3, 5, 4), "tf.transpose(t, [0, 2, 1, 3])"),
+    ("transpose_3d", (5, 7), "tf.transpose(t, [0, 2, 1])"),
+    ("transpose_chw", (3, 4, 5), "tf.transpose(t, [0, 3, 1, 2])"),
+    ("gather_w", (3, 5, 4), "tf.gather(t, [2, 0, 0, 4], axis=2)"),
+    ("gather_c", (3, 5, 6), "tf.gather(t, [5, 1, 3], axis=3)"),
+    ("split_c", (3, 5, 6), "tf.split(t, 3, axis=-1)"),
+    ("split_v_h", (6, 4, 3), "tf.split(t, [1, 3, 2], axis=1)"),
+    ("unpack_h", (3, 5, 2), "tf.unstack(t, axis=1)"),
+    ("resize_nn_half_pixel", (3, 4, 2), "tf.image.resize(t, (7, 5), 'nearest')"),
+    ("resize_nn_align", (4, 3, 2), "tf.compat.v1.image.resize_nearest_neighbor(t, (7, 8), align_corners=True)"),
+    ("resize_nn_v1", (3, 5, 2), "tf.compat.v1.image.resize_nearest_neighbor(t, (5, 12))"),
+    ("resize_bilinear_half_pixel", (3, 4, 2), "tf.image.resize(t, (7, 9), 'bilinear')"),
+    ("resize_bilinear_align", (4, 3, 3), "tf.compat.v1.image.resize_bilinear(t, (7, 8), align_corners=True)"),
+    ("resize_bilinear_v1_down", (9, 7, 2), "tf.compat.v1.image.resize_bilinear(t, (4, 5))"),
+]
+OPNET_CASES += [(cid, "move", dict(in_shape=s, expr=e)) for cid, s, e in _MOVES]
+OPNET_CASES += [
+    ("upsampling2d", "move", dict(in_shape=(3, 4, 3), expr="t", upsample=(2, 3))),
+    ("upsampling2d_bilinear", "move", dict(in_shape=(3, 4, 3), expr="t", upsample=(2, 2), interpolation="bilinear")),
+    ("pack_axis1", "pack", dict(shape=(3, 4), n=3, axis=1)),
+    ("pack_axis0", "pack", dict(shape=(5,), n=2, axis=0)),
+]
+
+# MEAN / REDUCE_MAX / REDUCE_MIN over any axes
+OPNET_CASES += [
+    ("mean_gap1d", "reduce", dict(in_shape=(9, 5), op="mean", axes=[1], gap1d=True)),
+    ("mean_last_keep", "reduce", dict(in_shape=(3, 4, 5), op="mean", axes=[-1], keepdims=True)),
+    ("mean_hwc", "reduce", dict(in_shape=(3, 4, 5), op="mean", axes=[1, 2, 3], range=(-1.0, 4.0))),
+    ("mean_h_c", "reduce", dict(in_shape=(5, 3, 7), op="mean", axes=[1, 3])),
+    ("reduce_max_w", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[2])),
+    ("reduce_max_hw_keep", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[1, 2], keepdims=True)),
+    ("reduce_min_c", "reduce", dict(in_shape=(3, 4, 5), op="min", axes=[-1])),
+]
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the
 # concatenated inputs share the output's scale

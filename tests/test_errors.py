@@ -35,12 +35,34 @@ def _tflite_with(layer_fn, shape=(8,)) -> bytes:
 
 def test_unsupported_op(tmp_path, capsys):
     tf = reference._tf()
-    m = tmp_path / "tanh.tflite"
-    m.write_bytes(_tflite_with(lambda x: tf.keras.layers.Activation("tanh")(tf.keras.layers.Dense(4)(x))))
+    m = tmp_path / "logsm.tflite"
+    logsm = tf.keras.layers.Lambda(tf.nn.log_softmax)
+    m.write_bytes(_tflite_with(lambda x: logsm(tf.keras.layers.Dense(4)(x))))
     code, err = run_cli(capsys, "build", str(m), "--board", "host", "-o", str(tmp_path / "o"))
     line = _one_line_error(err)
     assert code == 3
-    assert "TANH" in line and "not supported" in line and "SUPPORTED_OPS.md" in line
+    assert "LOG_SOFTMAX x1" in line and "not supported" in line and "SUPPORTED_OPS.md" in line
+
+
+def test_every_unsupported_op_reported_at_once(tmp_path, capsys):
+    """One line lists each unsupported kind with its count and first location, not only the first op."""
+    tf = reference._tf()
+
+    def net(x):
+        L = tf.keras.layers
+        h = L.Dense(6)(x)
+        a = L.Lambda(tf.nn.log_softmax)(L.Dense(4)(h))
+        b = L.Lambda(tf.nn.log_softmax)(L.Dense(4)(h))
+        c = L.Lambda(lambda t: tf.math.l2_normalize(t, axis=-1))(L.Dense(4)(h))
+        return L.Concatenate()([a, b, c])
+
+    m = tmp_path / "many.tflite"
+    m.write_bytes(_tflite_with(net))
+    code, err = run_cli(capsys, "build", str(m), "--board", "host", "-o", str(tmp_path / "o"))
+    line = _one_line_error(err)
+    assert code == 3
+    assert "3 ops are not supported" in line, line
+    assert "LOG_SOFTMAX x2 (first: op #" in line and "L2_NORMALIZATION x1 (first: op #" in line, line
 
 
 @pytest.mark.parametrize("cut", [3, 20, 200, 0.5, 0.9])

@@ -1,7 +1,10 @@
 """The portable C reference kernels against TFLite's BUILTIN_REF interpreter, byte for byte.
 
 firmware/tg_kernels_ref.c (the portable kernel set, tg_ref_*) is compiled into a host shared library and
-called through ctypes. For every model in ``opnets.OPNET_CASES`` the interpreter runs on random
+called through ctypes. For every model in ``opnets.OPNET_CASES`` of the kinds below (``KERNEL_KINDS``:
+the kernels mirrored here in ctypes; the later ops, from TANH to the data movement and reductions,
+are checked end to end by test_e2e_opnets.py and their kernels' argument checks by
+test_kernels_more.py) the interpreter runs on random
 int8 (or float) inputs with all intermediate tensors preserved; each operator is then re-run by
 the matching ``tg_*`` kernel on the interpreter's own input tensors, with parameters computed from
 the model's tensors by ``tinygen.quant``, and the outputs must be identical.
@@ -113,6 +116,8 @@ def lib(tmp_path_factory):
         "tg_ref_maxpool_s8": [C.POINTER(PoolParams), P8, P8],
         "tg_ref_add_s8": [C.POINTER(BinaryParams), P8, P8, P8],
         "tg_ref_mul_s8": [C.POINTER(BinaryParams), P8, P8, P8],
+        **{f"tg_ref_{k}_s8": [C.POINTER(BinaryParams), P8, P8, P8]
+           for k in ("maximum", "minimum", "squared_difference", "prelu")},
         "tg_ref_softmax_s8": [C.POINTER(SoftmaxParams), P8, P8],
         "tg_ref_lut_s8": [P8, P8, P8, i32],
         "tg_ref_mean_s8": [C.POINTER(MeanParams), P8, P8],
@@ -271,21 +276,35 @@ def run_maxpool(lib, m, op, vals):
     return _pool(lib, m, op, vals, True)
 
 
-def run_binary(lib, m, op, vals):
-    """ADD / SUB / MUL ...: tinygen.quant.<op>_params and the registry's portable kernel for the op."""
-    from tinygen import kernels
+_MINMAX = dict(in1_offset=0, in1_mult=0, in1_shift=0, in2_offset=0, in2_mult=0, in2_shift=0, left_shift=0,
+               out_offset=0, out_mult=0, out_shift=0, act_min=-128, act_max=127)
+_BINARY_Q = {"add": quant.add_params, "sub": quant.sub_params, "mul": quant.mul_params,
+             "squared_difference": lambda *a, act: quant.squared_difference_params(*a),
+             "prelu": lambda *a, act: quant.prelu_params(*a),
+             "maximum": lambda *a, act: _MINMAX, "minimum": lambda *a, act: _MINMAX}
 
-    kind = m.opname(op)
-    a, b = vals[op.inputs[0]], vals[op.inputs[1]]
+
+def _binary(lib, m, op, vals, kind):
+    """ADD / SUB (the add kernel, input 2's multiplier negated), MUL, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, PRELU."""
+    a = vals[op.inputs[0]]
+    b = vals[op.inputs[1]] if op.inputs[1] in vals else m.const(op.inputs[1])  # PRELU's alpha is constant
     out_shape = m.t(op.outputs[0]).shape
-    act = ACT[op.options.scalar(0, "b")] if op.options is not None else "NONE"
+    act = ACT[op.options.scalar(0, "b")] if op.options is not None and kind in ("add", "sub", "mul") else "NONE"
     args = (*m.qp(op.inputs[0]), *m.qp(op.inputs[1]), *m.qp(op.outputs[0]))
-    q = getattr(quant, f"{kind.lower()}_params")(*args, act=act)
+    q = _BINARY_Q[kind](*args, act=act)
     p = BinaryParams(dims4(m.t(op.inputs[0]).shape), dims4(m.t(op.inputs[1]).shape), dims4(out_shape), **q)
     out = np.zeros(out_shape, np.int8)
-    fn = getattr(lib, kernels.candidates(kind, "portable")[0].symbol)
+    fn = getattr(lib, f"tg_ref_{'add' if kind == 'sub' else kind}_s8")
     assert fn(C.byref(p), p8(a), p8(b), p8(out)) == TG_OK
     return out
+
+
+def run_add(lib, m, op, vals):
+    return _binary(lib, m, op, vals, "add")
+
+
+def run_mul(lib, m, op, vals):
+    return _binary(lib, m, op, vals, "mul")
 
 
 def run_softmax(lib, m, op, vals):
@@ -379,10 +398,12 @@ def run_concat(lib, m, op, vals):
 
 RUNNERS = {
     "CONV_2D": run_conv, "DEPTHWISE_CONV_2D": run_dwconv, "FULLY_CONNECTED": run_fc,
-    "AVERAGE_POOL_2D": run_avgpool, "MAX_POOL_2D": run_maxpool, "ADD": run_binary, "SUB": run_binary, "MUL": run_binary,
+    "AVERAGE_POOL_2D": run_avgpool, "MAX_POOL_2D": run_maxpool, "ADD": run_add, "MUL": run_mul,
     "SOFTMAX": run_softmax, "LOGISTIC": run_logistic, "RELU": run_relu, "RELU6": run_relu6,
     "QUANTIZE": run_quantize, "DEQUANTIZE": run_dequantize, "MEAN": run_mean, "PAD": run_pad,
     "PADV2": run_pad, "CONCATENATION": run_concat,
+    **{k.upper(): (lambda kk: lambda lib, m, op, vals: _binary(lib, m, op, vals, kk))(k)
+       for k in ("sub", "maximum", "minimum", "squared_difference", "prelu")},
 }
 
 
@@ -419,7 +440,13 @@ def _random_input(rng, detail, trial):
     return ((q - zp + rng.uniform(-0.5, 0.5, size=shape)) * s).astype(np.float32)
 
 
-@pytest.mark.parametrize("case_id,kind,spec", OPNET_CASES, ids=[c[0] for c in OPNET_CASES])
+KERNEL_KINDS = {"conv2d", "dwconv2d", "fc", "avgpool", "maxpool", "add", "sub", "mul", "softmax", "logistic", "relu",
+                "relu6", "mean", "pad", "concat", "requantize", "quant_io", "maximum", "minimum", "sqdiff", "prelu"}
+# (unknown-batch nets hold SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND, which only the compiler's fold removes)
+KERNEL_CASES = [c for c in OPNET_CASES if c[1] in KERNEL_KINDS and not c[2].get("unknown_batch")]
+
+
+@pytest.mark.parametrize("case_id,kind,spec", KERNEL_CASES, ids=[c[0] for c in KERNEL_CASES])
 def test_kernel_matches_tflite_reference(lib, case_id, kind, spec):
     data = make_opnet(kind, **spec)
     m = Model(data)

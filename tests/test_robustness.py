@@ -249,7 +249,7 @@ BAD_INPUTS = [
     # graph and ops
     ("multiple-subgraphs", mutate(relu, _second_subgraph), 3, ["2 subgraphs", "single-subgraph"]),
     ("unknown-custom-op", mutate(relu, _custom_op), 3, ["custom op 'MyVendorOp'", "SUPPORTED_OPS.md"]),
-    ("unsupported-builtin-op", mutate(relu, _builtin(28)), 3, ["TANH", "not supported"]),
+    ("unsupported-builtin-op", mutate(relu, _builtin(50)), 3, ["LOG_SOFTMAX x1", "not supported"]),
     ("op-tensor-index-out-of-range", mutate(fc, lambda m, sg: _set(sg.operators[0], inputs=[0, 42, 1])), 2, ["tensor 42", "has 4"]),
     ("op-tensor-index-negative", mutate(fc, lambda m, sg: _set(sg.operators[0], inputs=[0, -7, 1])), 2, ["tensor -7"]),
     ("op-missing-weights", mutate(fc, lambda m, sg: _set(sg.operators[0], inputs=[0, -1, 1])), 2, ["no weights"]),

@@ -16,7 +16,8 @@ from tinygen.errors import ToolchainError
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import run_sanitizers as san  # noqa: E402
 
-SUBSET = ["conv_3x3_s2_same_relu", "dw_5x5_s2_same_relu6_m3", "fc_rows", "add_bcast_hw", "softmax_rows", "concat_width3"]
+SUBSET = ["conv_3x3_s2_same_relu", "dw_5x5_s2_same_relu6_m3", "fc_rows", "add_bcast_hw", "softmax_rows", "concat_width3",
+          "split_v_h", "resize_bilinear_half_pixel", "deconv_4x3_s2x1_valid_relu", "gru_unroll"]
 CASES = {c[0]: c for c in OPNET_CASES}
 
 

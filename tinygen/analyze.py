@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import driver
 from . import kernels as registry
+from . import ops as optable
 from . import plan as planner
 
 
@@ -80,24 +81,26 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
     params_struct = 0
     for i, (op, call) in enumerate(zip(g.ops, c.calls)):
         acts_in = [g.t(t) for t in op.inputs if t >= 0 and not g.t(t).is_const]
-        consts = [g.t(t) for t in op.inputs if t >= 0 and g.t(t).is_const]
         out = g.t(op.outputs[0])
+        out_bytes = sum(g.t(t).nbytes for t in op.outputs)  # SPLIT / UNPACK write several outputs
         kernel = call.kernel.name if call is not None else ""
-        nparams = sum(t.size for t in consts) if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") else 0
+        roles = optable.facts(op.kind).roles  # parameters: the inputs in the weights and bias roles
+        nparams = sum(g.t(t).size for k, t in enumerate(op.inputs)
+                      if t >= 0 and g.t(t).is_const and k < len(roles) and roles[k] in ("weights", "bias"))
         wbytes = (0 if call is None else int(call.generated.const_bytes) if call.generated is not None
                   else sum(int(a.nbytes) for a in call.low.arrays.values()))
         params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype and call.generated is None else 0
         macs = c.macs[i]
         index = None if call is None else sum(1 for x in c.calls[:i] if x is not None)
         ly = LayerInfo(index, op.op_index, op.kind, op.name, [list(a.shape) for a in acts_in], list(out.shape), macs,
-                       int(nparams), wbytes, 0 if call is None else sum(a.nbytes for a in acts_in) + out.nbytes,
+                       int(nparams), wbytes, 0 if call is None else sum(a.nbytes for a in acts_in) + out_bytes,
                        call.scratch if call else 0, kernel, shape_only=call is None, position=i)
         if kernel:
             for core in cyclemodel.CORES:
                 ly.est_instructions[core] = (int(call.cost) if call.generated is not None else  # the family's own estimate
-                                             model.instructions(call.kernel.kset, core, kernel, op.kind, macs, out.nbytes))
+                                             model.instructions(call.kernel.kset, core, kernel, op.kind, macs, out_bytes))
             for alt in call.alternatives:
-                ly.alternatives[alt] = registry.estimate(registry.by_name(alt), op.kind, macs, out.nbytes)
+                ly.alternatives[alt] = registry.estimate(registry.by_name(alt), op.kind, macs, out_bytes)
         layers.append(ly)
     bufs, _ = planner.make_buffers(g, c.calls)
     kernels = sorted({ly.kernel for ly in layers if ly.kernel})

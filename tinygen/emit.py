@@ -87,7 +87,8 @@ def c_value(v) -> str:
     return str(v)
 
 
-def c_operand(o: Operand, tensor: dict, arrays: dict, scratch: str, params: str, ins: list[str], imm: dict) -> str:
+def c_operand(o: Operand, tensor: dict, arrays: dict, scratch: str, params: str, ins: list[str], imm: dict,
+              outs: list[str] | None = None) -> str:
     """One call argument rendered from its :class:`tinygen.kernels.Operand` description.
 
     >>> from tinygen.kernels import Operand
@@ -102,6 +103,8 @@ def c_operand(o: Operand, tensor: dict, arrays: dict, scratch: str, params: str,
         expr = tensor[f"{o.kind}{o.index}"]
     elif o.kind == "ins":
         expr = "(const int8_t *const[]){" + ", ".join(ins) + "}"
+    elif o.kind == "outs":
+        expr = "(int8_t *const[]){" + ", ".join(outs or []) + "}"
     elif o.kind == "scratch":
         expr = scratch
     elif o.kind == "arr":
@@ -201,13 +204,14 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
             if o.kind in ("in", "out"):
                 tensor[f"{o.kind}{o.index}"] = tensor_expr((op.inputs if o.kind == "in" else op.outputs)[o.index])
         ins = [tensor_expr(t) for t in op.inputs] if any(o.kind == "ins" for o in k.operands) else []
+        outs = [tensor_expr(t) for t in op.outputs] if any(o.kind == "outs" for o in k.operands) else []
         scratch = f"(tg_arena + {p.scratch[pos][0]}u)" if p.scratch.get(pos) else "NULL"
-        args = [c_operand(o, tensor, names, scratch, f"&tg_p{li}", ins, low.imm) for o in k.operands]
+        args = [c_operand(o, tensor, names, scratch, f"&tg_p{li}", ins, low.imm, outs) for o in k.operands]
         ptype = None if gen is not None else low.ptype
         params = {f: (names[v.name] if isinstance(v, Arr) else v) for f, v in low.params.items()} if ptype else {}
         layers.append(Layer(li, op.op_index, op.kind, op.name, k.symbol, args, k.name, ptype,
                             c_initializer(params) if ptype else "", p.scratch.get(pos, (0, 0))[1],
-                            k.scratch_fn if p.scratch.get(pos) else None, macs[pos], g.t(op.outputs[0]).nbytes,
+                            k.scratch_fn if p.scratch.get(pos) else None, macs[pos], sum(g.t(t).nbytes for t in op.outputs),
                             list(call.alternatives), op.outputs[0]))
 
     model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]

@@ -76,7 +76,7 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             data = np.frombuffer(raw, dtype=NP_DTYPES[dtype]).reshape(ft.shape).copy()
         tensors.append(Tensor(ti, ft.name, tuple(int(d) for d in ft.shape), dtype, scale, zp, ft.quant.quantized_dimension, data))
 
-    ops = []
+    ops, unknown = [], []  # unknown: every op kind tinygen does not compile, reported together
     for oi, fo in enumerate(sg.operators):
         if fo.opcode_index >= len(fb.opcodes):
             raise ModelError(f"{source}: op #{oi} uses opcode {fo.opcode_index} but the model has {len(fb.opcodes)}")
@@ -85,16 +85,16 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             if t >= len(tensors) or t < -1:
                 raise ModelError(f"{source}: op #{oi} refers to tensor {t} but the model has {len(tensors)}")
         out_name = tensors[fo.outputs[0]].name if fo.outputs else ""
-        if code.builtin == 32:  # CUSTOM
-            raise UnsupportedError(
-                f"{source}: op #{oi} is the custom op '{safe_name(code.custom)}' (output '{out_name}'); "
-                "tinygen compiles TFLite builtin ops only: see SUPPORTED_OPS.md"
-            )
         kind = BUILTIN_OPS.get(code.builtin, f"BUILTIN_{code.builtin}")
+        if code.builtin == 32 or kind not in optable.TABLE:  # CUSTOM, or a builtin without an entry
+            unknown.append((f"custom op '{safe_name(code.custom)}'" if code.builtin == 32 else kind, oi, out_name))
+            continue
         op = Op(kind, list(fo.inputs), list(fo.outputs), {}, oi, out_name)
         optable.parse(op, fo.options, tensors)
         _check_arity(op, source)
         ops.append(op)
+    if unknown:
+        raise optable.unsupported_ops_error(source, unknown)
     g = Graph(tensors, ops, list(sg.inputs), list(sg.outputs), source)
     if not g.inputs or not g.outputs:
         raise ModelError(f"{source}: the model has no inputs or no outputs")
@@ -111,10 +111,12 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
 
 
 def _check_arity(op: Op, source: str) -> None:
-    """Every op has one output and all the inputs it cannot run without (index -1 means 'absent')."""
-    if len(op.outputs) != 1 or op.outputs[0] < 0:
-        raise ModelError(f"{source}: {op.where()} has outputs {op.outputs}; it needs exactly one output tensor")
+    """Every op has its outputs (one, or one or more for the op table's multi-output ops) and all
+    the inputs it cannot run without (index -1 means 'absent')."""
     d = optable.TABLE[op.kind]
+    if not op.outputs or any(o < 0 for o in op.outputs) or (d.outputs and len(op.outputs) != d.outputs):
+        need = {0: "output tensors", 1: "exactly one output tensor"}.get(d.outputs, f"exactly {d.outputs} output tensors")
+        raise ModelError(f"{source}: {op.where()} has outputs {op.outputs}; it needs {need}")
     for k, what in enumerate(d.roles[: d.required]):
         if k >= len(op.inputs) or op.inputs[k] < 0:
             raise ModelError(f"{source}: {op.where()} has no {what} (inputs {op.inputs}); the file is corrupt: re-export it")

@@ -43,7 +43,7 @@ class Operand:
     """One argument of a kernel call.
 
     ``kind``: ``params`` (address of the layer's const struct), ``in``/``out`` (activation k),
-    ``ins`` (array of all inputs), ``scratch``, ``arr`` (constant array ``name``), ``imm``
+    ``ins`` / ``outs`` (array of all inputs / outputs), ``scratch``, ``arr`` (constant array ``name``), ``imm``
     (immediate ``name`` of :attr:`Lowered.imm`); ``cast`` is an optional C cast.
     """
 
@@ -53,8 +53,8 @@ class Operand:
     cast: str = ""
 
 
-P, IN0, IN1, OUT0, SCRATCH, INS = (Operand("params"), Operand("in", 0), Operand("in", 1), Operand("out", 0),
-                                   Operand("scratch"), Operand("ins"))
+P, IN0, IN1, OUT0, SCRATCH, INS, OUTS = (Operand("params"), Operand("in", 0), Operand("in", 1), Operand("out", 0),
+                                         Operand("scratch"), Operand("ins"), Operand("outs"))
 
 
 def arr(name: str) -> Operand:
@@ -123,21 +123,36 @@ _STD = (P, IN0, OUT0)
 register("tg_ref_conv2d_s8", "tg_ref_conv2d_s8", ["CONV_2D"], "portable", _STD)
 register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD)
 register("tg_ref_fully_connected_s8", "tg_ref_fully_connected_s8", ["FULLY_CONNECTED"], "portable", _STD)
+register("tg_ref_transpose_conv_s8", "tg_ref_transpose_conv_s8", ["TRANSPOSE_CONV"], "portable",
+         (P, Operand("in", 2), OUT0))  # TRANSPOSE_CONV's data is its third input
 register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portable", _STD)
 register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD)
 register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0))
+for _k in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
+    register(f"tg_ref_{_k.lower()}_s8", f"tg_ref_{_k.lower()}_s8", [_k], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
-register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE"], "portable",
+register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE", "TANH", "HARD_SWISH",
+                                          "LEAKY_RELU"], "portable",
          (arr("lut"), IN0, OUT0, imm("size")), applies=_lut)
 register("tg_ref_quantize_f32_s8", "tg_ref_quantize_f32_s8", ["QUANTIZE"], "portable",
          (Operand("in", 0, cast="const float *"), OUT0, imm("size"), imm("scale"), imm("zero_point")), applies=_float_in)
 register("tg_ref_dequantize_s8_f32", "tg_ref_dequantize_s8_f32", ["DEQUANTIZE"], "portable",
          (IN0, Operand("out", 0, cast="float *"), imm("size"), imm("scale"), imm("zero_point")))
-register("tg_ref_mean_s8", "tg_ref_mean_s8", ["MEAN"], "portable", _STD)
+register("tg_ref_mean_s8", "tg_ref_mean_s8", ["MEAN"], "portable", _STD,
+         applies=lambda low, arch: None if low.ptype == "tg_mean_params_t" else "not a mean over H, W")
+register("tg_ref_reduce_s8", "tg_ref_reduce_s8", ["MEAN", "REDUCE_MAX", "REDUCE_MIN"], "portable", _STD,
+         applies=lambda low, arch: None if low.ptype == "tg_reduce_params_t" else "a mean over H, W (tg_ref_mean_s8)")
 register("tg_ref_pad_s8", "tg_ref_pad_s8", ["PAD", "PADV2"], "portable", _STD)
-register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION"], "portable",
+register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION", "PACK"], "portable",
          (imm("n_inputs"), INS, arr("sizes"), imm("outer"), OUT0))
+register("tg_ref_remap_s8", "tg_ref_remap_s8", ["SLICE", "STRIDED_SLICE", "TRANSPOSE", "GATHER", "RESIZE_NEAREST_NEIGHBOR"],
+         "portable", _STD)
+register("tg_ref_resize_bilinear_s8", "tg_ref_resize_bilinear_s8", ["RESIZE_BILINEAR"], "portable", _STD)
+register("tg_ref_split_s8", "tg_ref_split_s8", ["SPLIT_V", "UNPACK"], "portable",
+         (imm("n_outputs"), IN0, arr("sizes"), imm("outer"), OUTS))
+register("tg_ref_split_s8", "tg_ref_split_s8", ["SPLIT"], "portable",  # SPLIT's data is its second input
+         (imm("n_outputs"), IN1, arr("sizes"), imm("outer"), OUTS))
 
 
 # ---- CMSIS-NN v7.0.0 (firmware/tg_backend_cmsis.c adapters) -------------------------------------

@@ -1,6 +1,10 @@
 """The op table: one :class:`OpDef` per supported TFLite op.
 
-Adding an op = one entry here (parse options, check support, count MACs, lower to
+The core ops are here; further entries live in :mod:`tinygen.ops_elementwise` (TANH, HARD_SWISH,
+LEAKY_RELU, MAXIMUM, ...), :mod:`tinygen.ops_shape` (slices, transposes, splits...) and
+:mod:`tinygen.ops_reduce` (MEAN/REDUCE_MAX/REDUCE_MIN), :mod:`tinygen.ops_resize`, imported at the end of this module; all register
+into :data:`tinygen.opdefs.TABLE` (the building blocks and shared helpers live there).
+Adding an op = one entry (parse options, check support, count MACs, lower to
 kernel-independent parameters, the op's facts: input roles, fuses an activation,
 shape-only, in-place) + a kernel entry in :mod:`tinygen.kernels` + its test net in
 ``tests/opnets.py``. Each check's docstring is the user's error message;
@@ -10,217 +14,40 @@ Which C function runs a layer is not decided here: :mod:`tinygen.kernels` picks 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
 from . import quant
 from .errors import ModelError, UnsupportedError
 from .flatbuf import Table
-from .ir import Graph, Op, Tensor
-
-ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
-PADDING = {0: "SAME", 1: "VALID"}
-
-
-@dataclass(frozen=True)
-class Arr:
-    """A constant array of the layer, named in :attr:`Lowered.arrays` (emitted as a flash symbol)."""
-
-    name: str
-
-
-@dataclass
-class Lowered:
-    """What a layer computes, independent of the kernel that will run it.
-
-    ``params`` are the fields of the C struct ``ptype`` (firmware/tg_nn.h): ints, nested dicts,
-    :class:`Arr` for constant arrays, ``None`` for NULL. ``imm`` holds named immediates of kernels
-    that take no struct (element counts, float scales). ``alias``: shape-only, no call emitted.
-    """
-
-    params: dict = field(default_factory=dict)
-    arrays: dict = field(default_factory=dict)  # name -> numpy array (int8/int32/int8 LUT)
-    ptype: str | None = None
-    imm: dict = field(default_factory=dict)
-    alias: bool = False
-
-
-@dataclass
-class OpDef:
-    kind: str
-    parse: Callable[[Table | None], dict]
-    check: Callable[[Graph, Op], None]
-    lower: Callable[[Graph, Op], Lowered]
-    macs: Callable[[Graph, Op], int] = lambda g, op: 0
-    roles: tuple[str, ...] = ("input",)  # names of the inputs, in order
-    required: int = 1  # the first `required` roles must be present (later ones, such as a bias, are optional)
-    inplace: bool = False  # element-wise: the output may overwrite an input that dies at this op (same size)
-    fuses_act: bool = False  # has a fused activation (a following RELU/RELU6/RELU_N1_TO_1 can fold into it)
-    activation: bool = False  # a standalone clamp that can fold into a producer with fuses_act
-    shape_only: bool = False  # same bytes, new shape: an alias of its input, no call
-    doc: str = ""
-
-
-TABLE: dict[str, OpDef] = {}
-
-
-def register(kind, parse, check, lower, macs=None, *, roles=("input",), required=1, inplace=False, fuses_act=False,
-             activation=False, shape_only=False, doc=""):
-    TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), tuple(roles), required, inplace,
-                        fuses_act, activation, shape_only, doc)
-
-
-def facts(kind: str) -> OpDef:
-    """The table entry of ``kind`` (op facts for passes, planner, emitter and analyze)."""
-    return TABLE[kind]
-
-
-# ---- helpers ----------------------------------------------------------------------------------
-
-
-def _fail(op: Op, msg: str) -> None:
-    raise UnsupportedError(f"{op.where()}: {msg}")
-
-
-def _int8_io(g: Graph, op: Op, n_in: int = 1) -> None:
-    for i in op.inputs[:n_in] + op.outputs:
-        t = g.t(i)
-        if t.dtype != "int8":
-            _fail(op, f"tensor {t.describe()} is {t.dtype}; tinygen compiles full-int8 models (TFLite int8 spec): "
-                  "quantize with tinygen build on the float model, or re-export with inference_input_type=int8")
-        if t.scale.size != 1:
-            _fail(op, f"activation {t.describe()} must be quantized per tensor (has {t.scale.size} scales)")
-        s, z = float(t.scale[0]), int(t.zero_point[0])
-        if not np.isfinite(s) or s <= 0:
-            raise ModelError(f"{op.where()}: tensor {t.describe()} has invalid scale {s}; re-quantize the model")
-        if not -128 <= z <= 127:
-            raise ModelError(f"{op.where()}: tensor {t.describe()} has zero point {z} outside int8 [-128, 127]")
-
-
-def _same_size(g: Graph, op: Op) -> None:
-    """Element-wise ops write as many elements as they read: a smaller output would overflow its buffer."""
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    if x.size != y.size:
-        raise ModelError(f"{op.where()}: input {x.describe()} and output {y.describe()} differ in size")
-
-
-def _params_in_range(op: Op, fn, *args):
-    """Quantization parameters the int8 kernels cannot represent (extreme scale ratios) are unsupported."""
-    try:
-        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-            return fn(*args)
-    except (ValueError, ArithmeticError) as e:
-        _fail(op, f"its scales give int8 kernel parameters out of range ({e}); re-quantize the model")
-
-
-def _requant_in_range(g: Graph, op: Op, reduce_axes: tuple[int, ...]) -> None:
-    """CONV/DEPTHWISE/FC: the scales must give an int32-safe accumulator and requantization."""
-    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    n_out = w.size // int(np.prod([w.shape[a] for a in reduce_axes]))
-    bias = _bias(g, op, 2, n_out)
-    _params_in_range(op, quant.check_accumulator_requant, w.data, reduce_axes, zx, bias, sx, w.scale, sy, zy)
-
-
-def _const(g: Graph, op: Op, idx: int, what: str) -> Tensor:
-    if idx >= len(op.inputs) or op.inputs[idx] < 0:
-        _fail(op, f"missing {what}")
-    t = g.t(op.inputs[idx])
-    if not t.is_const:
-        _fail(op, f"{what} {t.describe()} must be constant (computed weights are not supported)")
-    return t
-
-
-def _weights(g: Graph, op: Op, idx: int, n_channels: int) -> Tensor:
-    w = _const(g, op, idx, "weights")
-    if w.dtype != "int8":
-        _fail(op, f"weights {w.describe()} are {w.dtype}; only int8 weights are supported (no float/int4/hybrid)")
-    if w.scale.size not in (1, n_channels):
-        raise ModelError(f"{op.where()}: weights {w.describe()} have {w.scale.size} scales for {n_channels} channels")
-    if np.any(w.zero_point != 0):
-        _fail(op, f"weights {w.describe()} have non-zero zero points; the int8 spec needs symmetric weights")
-    if not np.all(np.isfinite(w.scale)) or np.any(w.scale <= 0):
-        raise ModelError(f"{op.where()}: weights {w.describe()} have an invalid scale (0, negative, NaN or inf)")
-    return w
-
-
-def _bias(g: Graph, op: Op, idx: int, n: int) -> np.ndarray | None:
-    if idx >= len(op.inputs) or op.inputs[idx] < 0:
-        return None
-    b = _const(g, op, idx, "bias")
-    if b.dtype != "int32" or b.size != n:
-        _fail(op, f"bias {b.describe()} must be int32[{n}]")
-    return b.data.reshape(-1).astype(np.int32)
-
-
-def _add_bias(params: dict, arrays: dict, bias: np.ndarray | None) -> None:
-    """The optional int32 bias: a const array in flash, or NULL in the params struct."""
-    params["bias"] = None if bias is None else Arr("bias")
-    if bias is not None:
-        arrays["bias"] = bias
-
-
-def _act(g: Graph, op: Op) -> tuple[int, int]:
-    act = op.attrs.get("act", "NONE")
-    if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
-        _fail(op, f"fused activation {act} is not supported")
-    s, z = g.t(op.outputs[0]).q()
-    return quant.activation_range(act, s, z)
-
-
-def _dims4(shape) -> tuple:
-    shape = tuple(shape)
-    if len(shape) > 4:
-        raise UnsupportedError(f"rank-{len(shape)} tensor; at most 4 dimensions are supported")
-    return (1,) * (4 - len(shape)) + shape
-
-
-def _same_pad(in_size, k, stride, dil, out_size) -> int:
-    eff = (k - 1) * dil + 1
-    total = max((out_size - 1) * stride + eff - in_size, 0)
-    return total // 2
-
-
-def _expected_out(padding, in_size, k, stride, dil) -> int:
-    eff = (k - 1) * dil + 1
-    if padding == "SAME":
-        return (in_size + stride - 1) // stride
-    return (in_size - eff + stride) // stride
-
-
-def _check_spatial(op: Op, g: Graph, kh: int, kw: int) -> None:
-    a = op.attrs
-    n, h, w, _ = g.t(op.inputs[0]).shape
-    _, oh, ow, _ = g.t(op.outputs[0]).shape
-    if min(a["stride_h"], a["stride_w"], a.get("dil_h", 1), a.get("dil_w", 1)) < 1:
-        raise ModelError(f"{op.where()}: non-positive stride or dilation {a}")
-    eh = _expected_out(a["padding"], h, kh, a["stride_h"], a.get("dil_h", 1))
-    ew = _expected_out(a["padding"], w, kw, a["stride_w"], a.get("dil_w", 1))
-    if g.t(op.outputs[0]).shape[0] != n:
-        raise ModelError(f"{op.where()}: batch {n} in, {g.t(op.outputs[0]).shape[0]} out")
-    if (eh, ew) != (oh, ow):
-        raise ModelError(f"{op.where()}: output is {oh}x{ow} but input {h}x{w}, kernel {kh}x{kw} and {a} give {eh}x{ew}")
-
-
-def _pads(op: Op, g: Graph, kh: int, kw: int) -> tuple[int, int]:
-    a = op.attrs
-    if a["padding"] != "SAME":
-        return 0, 0
-    _, h, w, _ = g.t(op.inputs[0]).shape
-    _, oh, ow, _ = g.t(op.outputs[0]).shape
-    return (_same_pad(h, kh, a["stride_h"], a.get("dil_h", 1), oh), _same_pad(w, kw, a["stride_w"], a.get("dil_w", 1), ow))
-
-
-def _dims(shape) -> dict:
-    n, h, w, c = _dims4(shape)
-    return {"n": n, "h": h, "w": w, "c": c}
-
-
-def _opt(tbl: Table | None, n: int, fmt: str, default=0):
-    return tbl.scalar(n, fmt, default) if tbl is not None else default
-
+from .ir import Graph, Op
+from .opdefs import (  # noqa: F401 - Arr, Lowered, OpDef, TABLE, register, facts are this module's API too
+    ACT,
+    PADDING,
+    TABLE,
+    Arr,
+    Lowered,
+    OpDef,
+    _act,
+    _add_bias,
+    _bias,
+    _broadcastable,
+    _check_spatial,
+    _const,
+    _dims,
+    _dims4,
+    _expected_out,
+    _fail,
+    _int8_io,
+    _opt,
+    _pads,
+    _params_in_range,
+    _requant_in_range,
+    _same_pad,
+    _same_size,
+    _weights,
+    facts,
+    register,
+)
 
 # ---- CONV_2D / DEPTHWISE_CONV_2D ---------------------------------------------------------------
 
@@ -247,7 +74,7 @@ def _check_conv(g, op):
         raise ModelError(f"{op.where()}: weights {w.describe()} do not match output channels {y.shape[3]}")
     if w.shape[3] != x.shape[3]:
         _fail(op, f"grouped convolution (weights {w.describe()} for {x.shape[3]} input channels) is not supported")
-    if op.attrs["padding"] not in ("SAME", "VALID"):
+    if op.attrs["padding"] not in ("SAME", "VALID", "EXPLICIT"):
         raise ModelError(f"{op.where()}: unknown padding")
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
@@ -264,7 +91,7 @@ def _check_dw(g, op):
     w = _weights(g, op, 1, y.shape[3])
     if len(w.shape) != 4 or w.shape[0] != 1 or w.shape[3] != y.shape[3] or y.shape[3] % x.shape[3]:
         raise ModelError(f"{op.where()}: weights {w.describe()} do not fit {x.describe()} -> {y.describe()}")
-    if op.attrs["padding"] not in ("SAME", "VALID"):
+    if op.attrs["padding"] not in ("SAME", "VALID", "EXPLICIT"):
         raise ModelError(f"{op.where()}: unknown padding")
     _bias(g, op, 2, y.shape[3])
     _act(g, op)
@@ -419,11 +246,6 @@ register("MAX_POOL_2D", _parse_pool, _check_pool, _lower_pool, _macs_pool, fuses
 
 def _parse_act0(t):
     return {"act": ACT.get(_opt(t, 0, "b"), "?")}
-
-
-def _broadcastable(a, b, out) -> bool:
-    a, b, out = _dims4(a), _dims4(b), _dims4(out)
-    return all(o == max(x, y) and x in (1, o) and y in (1, o) for x, y, o in zip(a, b, out))
 
 
 _BINARY_QUANT = {"ADD": quant.add_params, "SUB": quant.sub_params, "MUL": quant.mul_params}
@@ -664,49 +486,47 @@ register("CONCATENATION", lambda t: {"axis": _opt(t, 0, "i"), "act": ACT.get(_op
          _check_concat, _lower_concat, roles=("input 1", "input 2"), doc=_check_concat.__doc__)
 
 
-# ---- MEAN --------------------------------------------------------------------------------------
-
-
-def _check_mean(g, op):
-    """MEAN: int8 4-D NHWC input reduced over axes 1 and 2 (global average pooling), keep_dims either way."""
-    _int8_io(g, op)
-    x = g.t(op.inputs[0])
-    axes = sorted(int(a) % 4 for a in np.asarray(_const(g, op, 1, "axes").data).reshape(-1)) if len(x.shape) == 4 else []
-    if len(x.shape) != 4 or axes != [1, 2]:
-        _fail(op, f"only the mean over H and W of a 4-D tensor is supported (input {x.describe()}, axes {axes})")
-    y = g.t(op.outputs[0])
-    if y.size != x.shape[0] * x.shape[3]:
-        raise ModelError(f"{op.where()}: the mean over H, W of {x.describe()} does not give {y.describe()}")
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    _params_in_range(op, quant.mean_params, x.shape, sx, zx, sy, zy, op.attrs["keep_dims"],
-                     np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist())
-
-
-def _lower_mean(g, op):
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    axes = np.asarray(g.t(op.inputs[1]).data).reshape(-1).tolist()
-    q = quant.mean_params(x.shape, sx, zx, sy, zy, op.attrs["keep_dims"], axes)
-    p = {"in": _dims(x.shape), "in_zp": q["in_zp"], "out_zp": q["out_zp"], "mult": q["mult"], "shift": q["shift"],
-         "num_elements": q["num_elements"]}
-    return Lowered(p, {}, "tg_mean_params_t")
-
-
-register("MEAN", lambda t: {"keep_dims": bool(_opt(t, 0, "B"))}, _check_mean, _lower_mean,
-         lambda g, op: g.t(op.inputs[0]).size, roles=("input", "axes"), required=2, doc=_check_mean.__doc__)
-
-
 # ---- entry points ------------------------------------------------------------------------------
 
 
+# what to do about an op kind tinygen does not compile (the refusal names it beside the kind)
+HINTS = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "build the LSTM/GRU layer with unroll=True",
+    "BIDIRECTIONAL_SEQUENCE_LSTM": "build the LSTM/GRU layers with unroll=True",
+    "UNIDIRECTIONAL_SEQUENCE_RNN": "build the RNN layer with unroll=True",
+    "SHAPE": "the model computes shapes at run time: export with a fixed batch size (Input(..., batch_size=1))",
+    "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) where one operand is constant",
+    "REDUCE_PROD": "dynamic-shape arithmetic: export with a fixed batch size",
+    "SUM": "int8 SUM is not bit-exact yet: use MEAN (GlobalAveragePooling) or a Dense layer",
+    "CUSTOM": "tinygen compiles TFLite builtin ops only",
+}
+
+
+def unsupported_ops_error(source: str, unknown: list[tuple[str, int, str]]) -> UnsupportedError:
+    """One error naming every op kind of the model tinygen cannot compile: its count, first location
+    and a hint where one exists. ``unknown``: (kind, op index, output name) per op, in model order.
+
+    >>> str(unsupported_ops_error("m.tflite", [("EXP", 3, "a"), ("EXP", 5, "b"), ("SHAPE", 0, "s")]))[:98]
+    "m.tflite: 3 ops are not supported by tinygen: EXP x2 (first: op #3, output 'a'); SHAPE x1 (first: "
+    """
+    kinds: dict[str, list[tuple[int, str]]] = {}
+    for kind, oi, name in unknown:
+        kinds.setdefault(kind, []).append((oi, name))
+    parts = []
+    for kind, where in kinds.items():
+        base = "CUSTOM" if kind.startswith("custom op") else kind
+        hint = f": {HINTS[base]}" if base in HINTS else ""
+        parts.append(f"{kind} x{len(where)} (first: op #{where[0][0]}, output '{where[0][1]}'{hint})")
+    n = len(unknown)
+    return UnsupportedError(f"{source}: {n} op{'s are' if n > 1 else ' is'} not supported by tinygen: "
+                            f"{'; '.join(parts)}; see SUPPORTED_OPS.md")
+
+
 def parse(op: Op, options: Table | None, tensors) -> None:
-    """Decode the builtin options of ``op`` (called by the importer)."""
+    """Decode the builtin options of ``op`` (called by the importer for the kinds of :data:`TABLE`)."""
     d = TABLE.get(op.kind)
     if d is None:
-        raise UnsupportedError(
-            f"op #{op.op_index} {op.kind} (output '{op.name}') is not supported by tinygen; "
-            f"supported: {', '.join(sorted(TABLE))} (see SUPPORTED_OPS.md)"
-        )
+        raise unsupported_ops_error("model", [(op.kind, op.op_index, op.name)])
     try:
         op.attrs = d.parse(options)
     except ModelError:
@@ -736,5 +556,12 @@ def supported_ops_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- further entries live in their own modules and register into TABLE when imported ----------
+
+# they register into TABLE
+from . import ops_elementwise, ops_reduce, ops_resize, ops_shape, ops_transpose_conv  # noqa: E402,F401
+
 if __name__ == "__main__":
-    print(supported_ops_markdown(), end="")
+    from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)
+
+    print(_markdown(), end="")

@@ -12,12 +12,24 @@ from typing import Callable
 from . import ops as optable
 from .errors import UnsupportedError
 from .ir import Graph, verify
+from .passes_dilated import fold_dilated_convs
 
 
 def check_supported(g: Graph) -> bool:
-    """Run every op's support check; the first failure is the user's error."""
+    """Run every op's support check. Every unsupported op is reported at once (the first of each
+    kind in full, with how many more of that kind); a malformed model stops at its first error."""
+    errors: dict[str, list[str]] = {}
     for op in g.ops:
-        optable.check(g, op)
+        try:
+            optable.check(g, op)
+        except UnsupportedError as e:
+            errors.setdefault(op.kind, []).append(str(e))
+    if len(errors) == 1 and len(next(iter(errors.values()))) == 1:
+        raise UnsupportedError(next(iter(errors.values()))[0])
+    if errors:
+        n = sum(len(v) for v in errors.values())
+        parts = [v[0] + (f" (and {len(v) - 1} more {k})" if len(v) > 1 else "") for k, v in errors.items()]
+        raise UnsupportedError(f"{g.source}: {n} ops cannot be compiled: " + " | ".join(parts))
     return False
 
 
@@ -97,6 +109,7 @@ def check_io(g: Graph) -> bool:
 PASSES: list[tuple[str, Callable[[Graph], bool]]] = [
     ("check_io", check_io),
     ("fold_constant_shapes", fold_constant_shapes),
+    ("fold_dilated_convs", fold_dilated_convs),
     ("fuse_activations", fuse_activations),
     ("alias_reshapes", alias_reshapes),
     ("check_supported", check_supported),

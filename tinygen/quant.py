@@ -305,12 +305,26 @@ def mean_params(in_shape, in_scale: float, in_zp: int, out_scale: float, out_zp:
     if ax != [1, 2]:
         raise ValueError(f"MEAN over axes {tuple(axes)}: only H,W (1, 2) is supported")
     num = h * w
-    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)), strict=True)
-    s = min(num.bit_length() - 1, 32, 31 + shift)
-    mult = (mult << s) // num
-    shift -= s
+    mult, shift = reduce_multiplier(in_scale, out_scale, num)
     return dict(in_dims=(n, h, w, c), in_zp=int(in_zp), out_zp=int(out_zp), mult=int(mult), shift=int(shift),
                 num_elements=num)
+
+
+def reduce_multiplier(in_scale: float, out_scale: float, num_elements: int | None) -> tuple[int, int]:
+    """QuantizedMeanOrSum's requantization (TFLite 2.21 reduce.h): ``in_scale / out_scale`` (double of
+    the float scales), quantized; for MEAN (``num_elements`` given) 1/num_elements is folded in by
+    integer division: ``s = min(floor(log2 n), 32, 31 + shift)``, ``mult = (mult << s) // n``,
+    ``shift -= s``. SUM passes None (no folding).
+
+    >>> reduce_multiplier(0.5, 0.25, 16), reduce_multiplier(0.5, 0.25, None)
+    ((1073741824, -2), (1073741824, 2))
+    """
+    mult, shift = quantize_multiplier(float(_F32(in_scale)) / float(_F32(out_scale)), strict=True)
+    if num_elements:
+        s = min(int(num_elements).bit_length() - 1, 32, 31 + shift)
+        mult = (mult << s) // int(num_elements)
+        shift -= s
+    return int(mult), int(shift)
 
 
 def _libm_expf():
@@ -429,3 +443,36 @@ def conv_pad(in_size: int, k: int, stride: int, dilation: int, padding: str) -> 
         raise ValueError(padding)
     total = max((out - 1) * stride + eff - in_size, 0)
     return out, total // 2
+
+
+def squared_difference_params(s1: float, zp1: int, s2: float, zp2: int, so: float, zpo: int) -> dict:
+    """tg_binary_params_t fields for int8 SQUARED_DIFFERENCE (squared_difference.cc Prepare).
+
+    Inputs are rescaled to ``2 * max(s1, s2)`` after a left shift of 7 bits; the squared
+    difference is requantized by ``(2 max)^2 / (2^14 so)``; all three multipliers must be < 1.
+
+    >>> p = squared_difference_params(0.5, 0, 0.25, 10, 1.0, -3)
+    >>> (p["left_shift"], p["in1_mult"], p["in1_shift"], p["in2_shift"], p["out_shift"])
+    (7, 1073741824, 0, -1, -13)
+    """
+    twice_max = 2.0 * max(float(_F32(s1)), float(_F32(s2)))
+    m1, sh1 = quantize_multiplier_smaller_than_one(float(_F32(s1)) / twice_max)
+    m2, sh2 = quantize_multiplier_smaller_than_one(float(_F32(s2)) / twice_max)
+    mo, sho = quantize_multiplier_smaller_than_one(twice_max * twice_max / float(_F32(1 << 14) * _F32(so)))
+    return dict(in1_offset=-int(zp1), in1_mult=m1, in1_shift=sh1, in2_offset=-int(zp2), in2_mult=m2, in2_shift=sh2,
+                left_shift=7, out_offset=int(zpo), out_mult=mo, out_shift=sho, act_min=-128, act_max=127)
+
+
+def prelu_params(s_in: float, zp_in: int, s_alpha: float, zp_alpha: int, so: float, zpo: int) -> dict:
+    """tg_binary_params_t fields for int8 PRELU (activations.cc PreluPrepare): x >= 0 uses
+    ``in1_mult/in1_shift`` = s_in / so, x < 0 uses ``out_mult/out_shift`` = s_in * s_alpha / so on
+    (x - zp_in) * (alpha - zp_alpha); the scale products are float32.
+
+    >>> p = prelu_params(0.5, 1, 0.25, -2, 0.125, 5)
+    >>> (p["in1_mult"], p["in1_shift"], p["out_mult"], p["out_shift"], p["in2_offset"])
+    (1073741824, 3, 1073741824, 1, 2)
+    """
+    m1, sh1 = quantize_multiplier(float(_F32(s_in) / _F32(so)))
+    m2, sh2 = quantize_multiplier(float(_F32(s_in) * _F32(s_alpha) / _F32(so)))
+    return dict(in1_offset=-int(zp_in), in1_mult=m1, in1_shift=sh1, in2_offset=-int(zp_alpha), in2_mult=0, in2_shift=0,
+                left_shift=0, out_offset=int(zpo), out_mult=m2, out_shift=sh2, act_min=-128, act_max=127)

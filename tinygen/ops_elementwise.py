@@ -1,0 +1,93 @@
+"""Op-table entries of the element-wise ops added after the core set (registered into
+:data:`tinygen.ops.TABLE` when :mod:`tinygen.ops` is imported).
+
+Unary ops (TANH, HARD_SWISH, LEAKY_RELU) become 256-entry tables computed with TFLite's exact
+arithmetic (:mod:`tinygen.quant_lut`) and run by the table kernel. Binary ops (MAXIMUM, MINIMUM,
+SQUARED_DIFFERENCE, PRELU) broadcast over up to 4 dimensions like ADD/MUL and run the portable
+binary kernels (``tg_ref_<op>_s8``; CMSIS-NN has no bit-exact function for them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import quant, quant_lut
+from .errors import ModelError
+from .opdefs import Lowered, _broadcastable, _dims, _fail, _int8_io, _opt, _params_in_range, _same_size, register
+
+# ---- unary via a 256-entry table ---------------------------------------------------------------
+
+
+def _check_lut_unary(g, op):
+    """TANH / HARD_SWISH / LEAKY_RELU: int8 per-tensor input and output (any scales, any LEAKY_RELU alpha); computed by a 256-entry table that reproduces TFLite's reference arithmetic (float32 tanhf table for TANH, 16-bit fixed point for HARD_SWISH, two multipliers for LEAKY_RELU)."""
+    _int8_io(g, op)
+    _same_size(g, op)
+    _params_in_range(op, _lower_lut_unary, g, op)
+
+
+def _lower_lut_unary(g, op):
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    if op.kind == "TANH":
+        lut = quant_lut.lut_tanh(sx, zx, sy, zy)
+    elif op.kind == "HARD_SWISH":
+        lut = quant_lut.lut_hard_swish(sx, zx, sy, zy)
+    else:
+        lut = quant_lut.lut_leaky_relu(sx, zx, sy, zy, op.attrs["alpha"])
+    return Lowered(arrays={"lut": np.asarray(lut, np.int8)}, imm={"size": x.size})
+
+
+register("TANH", lambda t: {}, _check_lut_unary, _lower_lut_unary, inplace=True, doc=_check_lut_unary.__doc__)
+register("HARD_SWISH", lambda t: {}, _check_lut_unary, _lower_lut_unary, inplace=True, doc=_check_lut_unary.__doc__)
+register("LEAKY_RELU", lambda t: {"alpha": float(np.float32(_opt(t, 0, "f", 0.0)))}, _check_lut_unary,
+         _lower_lut_unary, inplace=True, doc=_check_lut_unary.__doc__)
+
+
+# ---- binary with broadcasting ------------------------------------------------------------------
+
+
+def _minmax_params(g, op):
+    """MAXIMUM / MINIMUM compare the raw int8 values (TFLite's maximum_minimum.cc: no rescaling)."""
+    return dict(in1_offset=0, in1_mult=0, in1_shift=0, in2_offset=0, in2_mult=0, in2_shift=0, left_shift=0,
+                out_offset=0, out_mult=0, out_shift=0, act_min=-128, act_max=127)
+
+
+def _sqdiff_params(g, op):
+    (sa, za), (sb, zb), (sy, zy) = (g.t(i).q() for i in (*op.inputs, op.outputs[0]))
+    return quant.squared_difference_params(sa, za, sb, zb, sy, zy)
+
+
+def _prelu_params(g, op):
+    (sa, za), (sb, zb), (sy, zy) = (g.t(i).q() for i in (*op.inputs, op.outputs[0]))
+    return quant.prelu_params(sa, za, sb, zb, sy, zy)
+
+
+_PARAMS = {"MAXIMUM": _minmax_params, "MINIMUM": _minmax_params, "SQUARED_DIFFERENCE": _sqdiff_params,
+           "PRELU": _prelu_params}
+
+
+def _check_binary2(g, op):
+    """MAXIMUM / MINIMUM / SQUARED_DIFFERENCE / PRELU: two int8 per-tensor inputs (constant or computed; PRELU's second is alpha) broadcast over up to 4 dimensions, int8 output. MAXIMUM/MINIMUM compare raw int8 values as TFLite does (the converter gives inputs and output one quantization)."""
+    if len(op.inputs) != 2:
+        _fail(op, "expects two inputs")
+    _int8_io(g, op, 2)
+    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
+    for t in (a, b, y):
+        if len(t.shape) > 4:
+            _fail(op, f"tensor {t.describe()} has more than 4 dimensions")
+    if not _broadcastable(a.shape, b.shape, y.shape):
+        raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    _params_in_range(op, _PARAMS[op.kind], g, op)
+
+
+def _lower_binary2(g, op):
+    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
+    p = {"in1": _dims(a.shape), "in2": _dims(b.shape), "out": _dims(y.shape)}
+    p.update(_PARAMS[op.kind](g, op))
+    return Lowered(p, {}, "tg_binary_params_t")
+
+
+for _k in _PARAMS:
+    register(_k, lambda t: {}, _check_binary2, _lower_binary2, lambda g, op: g.t(op.outputs[0]).size,
+             roles=("input", "alpha") if _k == "PRELU" else ("input 1", "input 2"), required=2,
+             inplace=True, doc=_check_binary2.__doc__)
