@@ -268,20 +268,31 @@ def test_analyze_json_indices_are_the_firmware_layers(model, capsys):
 # ---- kernel-set default, host projects keep the .tflite, TF noise --------------------------------
 
 def test_kernel_default_is_one_rule(monkeypatch):
+    """The generated kernel set on the host and on every board; CMSIS_NN_PATH only decides what the
+    layers without a generated kernel fall back to."""
     board = boards.load_board("mps2-an505")
-    monkeypatch.setenv("CMSIS_NN_PATH", "/somewhere")
-    assert driver.default_backend(None) == driver.default_backend(board) == "cmsis-nn"
-    monkeypatch.delenv("CMSIS_NN_PATH")
-    assert driver.default_backend(None) == driver.default_backend(board) == "portable"
+    for env in ("/somewhere", None):
+        if env:
+            monkeypatch.setenv("CMSIS_NN_PATH", env)
+        else:
+            monkeypatch.delenv("CMSIS_NN_PATH", raising=False)
+        assert driver.default_backend(None) == driver.default_backend(board) == "generated"
 
 
 @pytest.mark.skipif(not os.environ.get("CMSIS_NN_PATH") and not (ROOT.parent / "shared/deps/CMSIS-NN-7.0.0").is_dir(),
                     reason="no CMSIS-NN")
-def test_host_build_defaults_to_cmsis_nn_when_installed(tmp_path, monkeypatch):
+def test_default_falls_back_to_cmsis_nn_when_installed(tmp_path, monkeypatch):
     nn = os.environ.get("CMSIS_NN_PATH") or str(ROOT.parent / "shared/deps/CMSIS-NN-7.0.0")
+    kws = shared_model("kws_ref_model.tflite").read_bytes()
     monkeypatch.setenv("CMSIS_NN_PATH", nn)
-    c, out, _ = driver.build(str(shared_model(AD)), "host", tmp_path / "h", log=lambda m: None)
-    assert c.backend == "cmsis-nn" and _manifest(out)["backend"] == "cmsis-nn"
+    c, out, _ = driver.build(str(shared_model("kws_ref_model.tflite")), "host", tmp_path / "h", log=lambda m: None)
+    m = _manifest(out)
+    assert c.backend == m["backend"] == "generated" and m["link"] == "cmsis-nn"
+    kernels = {ly["kernel"] for ly in m["layers"]}
+    assert "arm_softmax_s8" in kernels and "gen.conv" in kernels  # SOFTMAX has no generated kernel
+    monkeypatch.delenv("CMSIS_NN_PATH")
+    c = driver.compile_model(kws, "kws", driver.default_backend(None), "none", stop_after="plan")
+    assert c.link == "portable" and {k.kernel.name for k in c.calls if k} >= {"tg_ref_softmax_s8", "gen.conv"}
 
 
 # TensorFlow's lines (tinygen's own "WARNING: no --calib data" is not one of them)

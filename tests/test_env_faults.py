@@ -129,7 +129,8 @@ def test_wrong_cmsis_nn_path_host(what, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("what", ["empty-dir", "other-repo"])
 def test_wrong_cmsis_nn_path_board(what, tmp_path, capsys, monkeypatch):
-    """On a board the default backend becomes cmsis-nn: the firmware Makefile refuses the path."""
+    """With CMSIS_NN_PATH set the default (generated) kernel set falls back to CMSIS-NN: a wrong path is
+    refused before anything is built."""
     if not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("arm-none-eabi-gcc not installed")
     bad = _wrong_cmsis(tmp_path, what)

@@ -100,7 +100,8 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
                 ly.est_instructions[core] = (int(call.cost) if call.generated is not None else  # the family's own estimate
                                              model.instructions(call.kernel.kset, core, kernel, op.kind, macs, out_bytes))
             for alt in call.alternatives:
-                ly.alternatives[alt] = registry.estimate(registry.by_name(alt), op.kind, macs, out_bytes)
+                ly.alternatives[alt] = (int(call.alt_costs[alt]) if alt in call.alt_costs else
+                                        registry.estimate(registry.by_name(alt), op.kind, macs, out_bytes))
         layers.append(ly)
     bufs, _ = planner.make_buffers(g, c.calls)
     kernels = sorted({ly.kernel for ly in layers if ly.kernel})

@@ -10,6 +10,7 @@ stops after ``plan``), verifying the IR after every stage (:func:`tinygen.ir.ver
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -175,7 +176,7 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     board = None if board_name == "host" else boards.load_board(board_name)
     if backend is None:
         backend = default_backend(board)
-    if backend == "cmsis-nn":
+    if backend == "cmsis-nn" or (backend == "generated" and os.environ.get("CMSIS_NN_PATH")):
         from .hostbuild import cmsis_nn_path
 
         cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make

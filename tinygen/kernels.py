@@ -92,6 +92,7 @@ class Call:
     alternatives: list[str] = field(default_factory=list)  # other kernels that apply (analyze shows them)
     generated: object = None  # tinygen.kernelgen.Generated
     cost: float = 0.0  # estimated instructions of the chosen kernel (0: unknown)
+    alt_costs: dict = field(default_factory=dict)  # alternative -> its estimated instructions (generated set)
 
     @property
     def symbol(self) -> str:
@@ -346,6 +347,7 @@ def select(kind: str, low: Lowered, kset: str, arch: str, symbol: str = "tg_gen"
         options.sort(key=lambda o: o[0])  # stable: ties keep generated first, then the fallback order
         best = options[0][1]
         best.alternatives = [c.kernel.name for _, c in options[1:]]
+        best.alt_costs = {c.kernel.name: cost for cost, c in options[1:] if cost != float("inf")}
         return best
     chosen, others = None, []
     for k in candidates(kind, kset):
