@@ -106,3 +106,29 @@ def stream_distance(contract: Contract | None, index: int) -> int | None:
     if contract is None or index not in contract.streams:
         return None
     return distance(contract.streams[index])
+
+
+def _root(g, tid: int) -> int:
+    t = g.t(tid)
+    return t.alias_of if t.alias_of is not None else tid
+
+
+def op_distance(g, calls, i: int, root: int) -> int | None:
+    """Safe distance (bytes, unaligned) for op ``i``'s output below input storage root ``root``, from
+    the contract of op ``i``'s kernel; None when the contract does not cover every operand reading
+    ``root`` (or there is no kernel or contract)."""
+    if isinstance(calls, dict) or i >= len(calls) or calls[i] is None:
+        return None
+    op, call = g.ops[i], calls[i]
+    contract = call.kernel.contract(call.low, call.arch)
+    ks = [k for k, t in enumerate(op.inputs) if t >= 0 and not g.t(t).is_const and _root(g, t) == root]
+    ds = [stream_distance(contract, k) for k in ks]
+    if not ds or any(d is None for d in ds):
+        return None
+    return max(d for d in ds if d is not None)
+
+
+def dims_of(shape) -> dict:
+    """NHWC dims of a tensor shape of rank <= 4 (leading 1s), as in the kernels' params."""
+    s = (1,) * (4 - len(shape)) + tuple(shape)
+    return {"n": s[0], "h": s[1], "w": s[2], "c": s[3]}

@@ -1,0 +1,107 @@
+"""Overlap planning: place an op's output over the consumed part of an input that dies at that op.
+
+For op ``i`` whose kernel has an access contract (:mod:`tinygen.overlap`) streaming input operand
+``k``, and whose input ``k`` dies at ``i`` (not a graph input, not read through another operand
+without a stream), the output may start ``D`` bytes below the input (``D``: the contract's safe
+distance, rounded up to the 16-byte alignment): the output lands on the input's consumed pixels, or,
+for an expanding layer, the input sits in the tail of the larger output. Chosen overlaps tie buffers
+into *groups* (chains: a buffer dies at one op and is made by one) with fixed relative offsets,
+which the planner places as single shapes (:class:`tinygen.plan.Buffer` ``parts``).
+
+:func:`choose` picks the set of overlaps by the arena it yields (all, none, then one pass toggling
+each): an overlap can hurt (a chain drifts downwards by ``D`` per op), so the planner measures.
+Legality is re-derived by :func:`tinygen.plan.verify_plan` and replayed by
+:mod:`tinygen.overlap_check`; nothing here is trusted by either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import overlap as ov
+from .ir import Graph
+
+
+@dataclass(frozen=True)
+class Candidate:
+    op: int  # op position
+    src: int  # index into the buffer list: the input that dies at op
+    dst: int  # the op's output buffer
+    dist: int  # aligned safe distance: dst offset = src offset - dist
+
+
+def _root(g: Graph, tid: int) -> int:
+    t = g.t(tid)
+    return t.alias_of if t.alias_of is not None else tid
+
+
+def candidates(g: Graph, calls, buffers) -> list[Candidate]:
+    from .plan import align
+
+    where = {t: j for j, b in enumerate(buffers) for t in b.tensors}
+    inputs = {_root(g, t) for t in g.inputs}
+    out = []
+    for i, op in enumerate(g.ops):
+        if not op.outputs or _root(g, op.outputs[0]) not in where:
+            continue
+        dst = where[_root(g, op.outputs[0])]
+        for tid in op.inputs:
+            if tid < 0 or g.t(tid).is_const or _root(g, tid) in inputs or _root(g, tid) not in where:
+                continue
+            src = where[_root(g, tid)]
+            s, d = buffers[src], buffers[dst]
+            if src == dst or s.end != i or d.start != i or d.head or s.head or any(c.src == src for c in out):
+                continue
+            dist = ov.op_distance(g, calls, i, _root(g, tid))
+            if dist is None:
+                continue
+            dist = align(dist)
+            if dist < d.size and dist + s.size > 0:  # the two share bytes: worth it
+                out.append(Candidate(i, src, dst, dist))
+    return out
+
+
+def grouped(buffers, chosen: list[Candidate]):
+    """The buffers with the chosen overlaps merged into groups (parts at fixed relative offsets)."""
+    from .plan import Buffer
+
+    nxt = {c.src: c for c in chosen}
+    prev = {c.dst: c for c in chosen}
+    out = []
+    for j, b in enumerate(buffers):
+        if j in prev:
+            continue
+        if j not in nxt:
+            b.parts = []
+            out.append(b)
+            continue
+        chain, rel, k = [(0, b)], 0, j
+        while k in nxt:
+            c = nxt[k]
+            rel -= c.dist
+            k = c.dst
+            chain.append((rel, buffers[k]))
+        low = min(r for r, _ in chain)
+        parts = [(r - low, p) for r, p in chain]
+        for _, p in parts:
+            p.parts = []
+        g = Buffer(" ~ ".join(p.name for _, p in parts), 0, min(p.start for _, p in parts),
+                   max(p.end for _, p in parts), parts=parts)
+        g.size = g.height()
+        out.append(g)
+    return out
+
+
+def choose(buffers, cands: list[Candidate], size_of) -> list[Candidate]:
+    """The overlaps to apply: the smallest ``size_of(grouped buffers)`` among all, none, then one pass
+    that toggles each candidate in op order and keeps a change when it makes the arena smaller."""
+    if not cands:
+        return []
+    best = min(([], list(cands)), key=lambda sel: (size_of(grouped(buffers, sel)), len(sel)))
+    best_size = size_of(grouped(buffers, best))
+    for c in cands:
+        sel = [x for x in best if x != c] if c in best else sorted(best + [c], key=lambda x: x.op)
+        got = size_of(grouped(buffers, sel))
+        if got < best_size:
+            best, best_size = sel, got
+    return best
