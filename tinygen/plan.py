@@ -272,19 +272,20 @@ def _greedy(buffers: list[Buffer]) -> tuple[int, str, list[Buffer]]:
     return best
 
 
-def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool = True) -> Plan:
+def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = True) -> Plan:
     """Plan the arena for ``g`` whose ops run ``calls`` (kernel calls from tinygen.kernels, None for
     shape-only ops; or a dict op position -> scratch bytes when no kernel is chosen yet).
 
     With ``overlap``, the kernels' access contracts let an op's output overlap an input that dies
-    there (:mod:`tinygen.overlap_plan` chooses which). Greedy best fit over the orderings of ORDERS;
+    there (:mod:`tinygen.overlap_plan` chooses which; ``"all"``: every one the contracts allow, for
+    tests that run the kernels over every overlap). Greedy best fit over the orderings of ORDERS;
     unless that meets the lower bound, a hill-climb over the placement order (deterministic, at most
     ``search_budget_s``). Checked by :func:`verify_plan` and replayed by :mod:`tinygen.overlap_check`."""
     from . import overlap_check, overlap_plan
 
     plain, inplace = make_buffers(g, calls)
     cands = overlap_plan.candidates(g, calls, plain) if overlap else []
-    chosen = overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
+    chosen = cands if overlap == "all" else overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
     buffers = overlap_plan.grouped(plain, chosen)
     bound = lower_bound(buffers)
     size, name, order = _greedy(buffers)
