@@ -98,11 +98,14 @@ def _check(g, calls, x_off, y_off, z_off):
     overlap_check.check(g, calls, {0: x_off, 1: y_off, 2: z_off}, {}, size)
 
 
-def test_checker_accepts_the_exact_distance_and_catches_one_pixel_or_byte_closer():
-    g, calls, p = _one_layer()
+@pytest.mark.parametrize("kernel, pixels", [("arm_depthwise_conv_s8", 2), ("tg_ref_dwconv2d_s8", 1)])
+def test_checker_accepts_the_exact_distance_and_catches_one_pixel_or_byte_closer(kernel, pixels):
+    """3x3 pad 1: one row and two pixels behind (pixel contract), one row and one pixel (the portable
+    kernel's byte contract: each output byte right after its own channel's window)."""
+    g, calls, p = _one_layer(kernel)
     d = overlap.distance(calls[0].kernel.contract(calls[0].low, "none").streams[0])
     px, row = p["out"]["c"], p["out"]["c"] * p["out"]["w"]
-    assert d == row + 2 * px
+    assert d == row + pixels * px
     far = 4096
     _check(g, calls, d, 0, far)  # output exactly D below the input: every byte read before it is overwritten
     for closer in (1, px, row):
@@ -161,7 +164,7 @@ def _compiled(model, kset, arch):
 
 
 @pytest.mark.parametrize("model, kset, arch, most", [
-    ("kws_ref_model.tflite", "portable", "none", 10_048),
+    ("kws_ref_model.tflite", "portable", "none", 9_792),
     ("pretrainedResnet_quant.tflite", "portable", "none", 40_000),
     ("pretrainedResnet_quant.tflite", "cmsis-nn", "dsp", 40_000),
 ])
@@ -207,3 +210,11 @@ def test_plans_are_deterministic():
     b = _compiled("kws_ref_model.tflite", "portable", "none").plan
     assert a.offsets == b.offsets and a.arena_size == b.arena_size
     assert np.all(np.array(sorted(a.offsets.values())) % plan.ALIGN == 0)
+
+
+@pytest.mark.parametrize("k, stride, pad, mult", [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 1, 2), (5, 1, 2, 3)])
+def test_channel_window_distance_matches_brute_force(k, stride, pad, mult):
+    p = _conv_params(5, 4, 3, 3 * mult, k, stride, pad, depthwise=True)
+    s = overlap.channel_window(p, k, k).streams[0]
+    assert overlap.distance(s) == _brute_distance(s)
+    assert overlap.distance(s) <= overlap.distance(overlap.window(p, k, k).streams[0])

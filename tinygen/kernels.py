@@ -131,6 +131,13 @@ def _acc_window(low, arch):
     return ov.window(p, fh, fw, doc=_acc_window.__doc__ or "")
 
 
+def _acc_ref_dw(low, arch):
+    """tg_ref_dwconv2d_s8: loops b, oy, ox, ic, m; each output byte (channel ic * m + m') is written
+    right after its window sum over input channel ic alone: the byte-granular depthwise contract."""
+    p = low.params
+    return ov.channel_window(p, p["filter"]["h"], p["filter"]["w"], _acc_ref_dw.__doc__ or "")
+
+
 def _acc_elementwise(low, arch):
     """tg_ref_add_s8 / tg_ref_mul_s8 (tg_binary): out[k] is written after in1[k] and in2[k] are read, k
     in order (inputs of the output's shape); arm_elementwise_add_s8 / _mul_s8: blocks of 4 (MVE: 16)
@@ -176,7 +183,7 @@ def _float_in(low, arch):
 
 _STD = (P, IN0, OUT0)
 register("tg_ref_conv2d_s8", "tg_ref_conv2d_s8", ["CONV_2D"], "portable", _STD, access=_acc_window)
-register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD, access=_acc_window)
+register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD, access=_acc_ref_dw)
 register("tg_ref_fully_connected_s8", "tg_ref_fully_connected_s8", ["FULLY_CONNECTED"], "portable", _STD)
 register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portable", _STD, access=_acc_window)
 register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD, access=_acc_window)

@@ -73,6 +73,26 @@ def window(p: dict, fh: int, fw: int, reads_first: bool = False, doc: str = "") 
     return Contract({0: s}, doc)
 
 
+def channel_window(p: dict, fh: int, fw: int, doc: str = "") -> Contract:
+    """Depthwise streaming at byte granularity: output byte (pixel j, channel oc = ic * m + k, ``m``
+    the depth multiplier) is step ``j * out_c + oc``; it reads channel ``ic`` of pixel j's window,
+    then writes that one byte (reads first). Input byte (q, ic) is last read at the step of the last
+    window holding q, channel ``ic * m + m - 1``.
+
+    >>> p = {"in": {"n": 1, "h": 3, "w": 3, "c": 4}, "out": {"n": 1, "h": 3, "w": 3, "c": 4},
+    ...      "stride_h": 1, "stride_w": 1, "pad_h": 1, "pad_w": 1}
+    >>> distance(channel_window(p, 3, 3).streams[0]), distance(window(p, 3, 3).streams[0])
+    (16, 20)
+    """
+    px = window(p, fh, fw).streams[0]
+    cin, cout = p["in"]["c"], p["out"]["c"]
+    m = cout // cin
+    ch = np.arange(cin, dtype=np.int64) * m + m - 1
+    last = np.where(px.last_read[:, None] >= 0, px.last_read[:, None] * cout + ch[None, :], -1).reshape(-1)
+    write = np.arange(len(px.write_step) * cout, dtype=np.int64)
+    return Contract({0: Stream(1, 1, last, write, True, "byte")}, doc)
+
+
 def elementwise(p_out: dict, ins: list[dict | None], doc: str = "") -> Contract:
     """Element ``k`` of the output is step ``k``: it reads element ``k`` of every input that has the
     output's shape, then writes ``out[k]`` (reads first). Inputs of another shape (broadcast) get no
