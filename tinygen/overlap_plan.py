@@ -92,16 +92,48 @@ def grouped(buffers, chosen: list[Candidate]):
     return out
 
 
-def choose(buffers, cands: list[Candidate], size_of) -> list[Candidate]:
-    """The overlaps to apply: the smallest ``size_of(grouped buffers)`` among all, none, then one pass
-    that toggles each candidate in op order and keeps a change when it makes the arena smaller."""
+def _area(buffers) -> int:
+    """Sum over the steps of each buffer's span of live bytes (the lower bound's terms)."""
+    total = 0
+    for b in buffers:
+        segs = b.segs()
+        for t in sorted({s for _, _, s, _ in segs} | {e for _, _, _, e in segs}):
+            live = [(r, n) for r, n, s, e in segs if s <= t <= e]
+            total += max(r + n for r, n in live) - min(r for r, _ in live)
+    return total
+
+
+def choose(buffers, cands: list[Candidate], size_of, passes: int = 3) -> list[Candidate]:
+    """The overlaps to apply: smallest ``size_of(grouped buffers)``, then the least live area (bytes x
+    steps: an overlap that lowers a step below the peak opens the way for the next), then the fewest
+    overlaps (a last pass drops those the arena does not need). From two
+    starts (none, all), passes toggling each candidate in op order keep a change when it improves
+    that key (an overlap can hurt: a chain of forward-walking kernels drifts down by each distance;
+    two overlaps may only pay together), until a pass changes nothing (at most ``passes``)."""
     if not cands:
         return []
-    best = min(([], list(cands)), key=lambda sel: (size_of(grouped(buffers, sel)), len(sel)))
-    best_size = size_of(grouped(buffers, best))
-    for c in cands:
-        sel = [x for x in best if x != c] if c in best else sorted(best + [c], key=lambda x: x.op)
-        got = size_of(grouped(buffers, sel))
-        if got < best_size:
-            best, best_size = sel, got
-    return best
+
+    def key(sel):
+        gb = grouped(buffers, sel)
+        return size_of(gb), _area(gb), len(sel)
+
+    results = []
+    for start in ([], list(cands)):
+        best, best_key = start, key(start)
+        for _ in range(passes):
+            changed = False
+            for c in cands:
+                sel = [x for x in best if x != c] if c in best else sorted(best + [c], key=lambda x: x.op)
+                k = key(sel)
+                if k < best_key:
+                    best, best_key, changed = sel, k, True
+            if not changed:
+                break
+        results.append((best_key, best))
+    best = min(results, key=lambda r: r[0])[1]
+    size = key(best)[0]
+    for c in list(best):  # drop the overlaps the arena does not need
+        sel = [x for x in best if x != c]
+        if size_of(grouped(buffers, sel)) <= size:
+            best = sel
+    return best if size < size_of(grouped(buffers, [])) else []
