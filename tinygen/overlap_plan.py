@@ -35,9 +35,8 @@ def _root(g: Graph, tid: int) -> int:
     return t.alias_of if t.alias_of is not None else tid
 
 
-def candidates(g: Graph, calls, buffers) -> list[Candidate]:
-    from .plan import align
-
+def candidates(g: Graph, calls, buffers, align) -> list[Candidate]:
+    """Overlaps the contracts allow (``align``: rounds a distance up to the arena alignment)."""
     where = {t: j for j, b in enumerate(buffers) for t in b.tensors}
     inputs = {_root(g, t) for t in g.inputs}
     out = []
@@ -62,9 +61,8 @@ def candidates(g: Graph, calls, buffers) -> list[Candidate]:
 
 
 def grouped(buffers, chosen: list[Candidate]):
-    """The buffers with the chosen overlaps merged into groups (parts at fixed relative offsets)."""
-    from .plan import Buffer
-
+    """The buffers with the chosen overlaps merged into groups (parts at fixed relative offsets),
+    of the buffers' own class (:class:`tinygen.plan.Buffer`)."""
     nxt = {c.src: c for c in chosen}
     prev = {c.dst: c for c in chosen}
     out = []
@@ -85,7 +83,7 @@ def grouped(buffers, chosen: list[Candidate]):
         parts = [(r - low, p) for r, p in chain]
         for _, p in parts:
             p.parts = []
-        g = Buffer(" ~ ".join(p.name for _, p in parts), 0, min(p.start for _, p in parts),
+        g = type(b)(" ~ ".join(p.name for _, p in parts), 0, min(p.start for _, p in parts),
                    max(p.end for _, p in parts), parts=parts)
         g.size = g.height()
         out.append(g)

@@ -284,7 +284,7 @@ def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = Tr
     from . import overlap_check, overlap_plan
 
     plain, inplace = make_buffers(g, calls)
-    cands = overlap_plan.candidates(g, calls, plain) if overlap else []
+    cands = overlap_plan.candidates(g, calls, plain, align) if overlap else []
     chosen = cands if overlap == "all" else overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
     buffers = overlap_plan.grouped(plain, chosen)
     bound = lower_bound(buffers)
