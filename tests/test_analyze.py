@@ -60,7 +60,9 @@ def test_arena_and_memory_agree_with_the_compiler(model, backend, arch):
     c = driver.compile_model(buf, name, backend, arch)
     assert a.arena_bytes == c.plan.arena_size
     assert a.weights_bytes == c.emitted.manifest["weights_bytes"]
-    assert a.arena_lower_bound <= a.arena_bytes
+    # the live-set bound is for whole tensors: overlapping buffers (access contracts) may go below it
+    assert a.arena_lower_bound <= plan.plan(c.graph, c.calls, overlap=False).arena_size
+    assert a.arena_bytes <= plan.plan(c.graph, c.calls, overlap=False).arena_size
     assert [ly.scratch_bytes for ly in a.layers if ly.kernel] == [ly.scratch for ly in c.emitted.layers]
     # TFLM's whole arena (tensors + persistent structures) is larger than tinygen's on every shared model
     assert a.tflm["total"] > a.arena_bytes, a.tflm

@@ -10,7 +10,10 @@ function, no checks, no fallback). An entry says
 - its C symbol and call operands (data, rendered by the emitter: :class:`Call`),
 - its scratch bytes (CMSIS-NN's ``*_get_buffer_size`` formulas, :mod:`tinygen.cmsis_scratch`),
   the C function that returns the same size at start-up (checked by ``tg_model_init``), and
-  whether its output may start at its scratch's first byte (its access order allows it).
+  whether its output may start at its scratch's first byte (its access order allows it),
+- its access contract (``access(low, arch)``, :mod:`tinygen.overlap`): the order in which it reads an
+  input and writes its output, from which the planner derives how close the output may sit below an
+  input that dies at this call; ``None`` (the default): it never overlaps.
 
 :func:`select` picks, for a layer, the first entry of the requested set that applies (the
 CMSIS-NN entries reproduce ``arm_convolve_wrapper_s8`` / ``arm_depthwise_conv_wrapper_s8``'s
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import cmsis_scratch as cs
+from . import overlap as ov
 from .errors import CompilerBug
 from .ops import Lowered
 
@@ -77,6 +81,10 @@ class Kernel:
     scratch_fn: str | None = None  # C function returning the scratch size (start-up check)
     scratch_holds_output: Callable[[Lowered, int], bool] | None = None
     doc: str = ""
+    access: Callable[[Lowered, str], "ov.Contract | None"] | None = None  # access contract (tinygen.overlap)
+
+    def contract(self, low: Lowered, arch: str) -> "ov.Contract | None":
+        return self.access(low, arch) if self.access is not None else None
 
 
 @dataclass
@@ -93,6 +101,7 @@ class Call:
     generated: object = None  # tinygen.kernelgen.Generated
     cost: float = 0.0  # estimated instructions of the chosen kernel (0: unknown)
     alt_costs: dict = field(default_factory=dict)  # alternative -> its estimated instructions (generated set)
+    arch: str = ""  # the target's feature set the kernel was chosen for ('' unknown: strictest contract)
 
     @property
     def symbol(self) -> str:
@@ -102,11 +111,64 @@ class Call:
 REGISTRY: list[Kernel] = []
 
 
-def register(name, symbol, ops, kset, operands, applies=None, scratch=None, scratch_fn=None, holds_output=None, doc=""):
+def register(name, symbol, ops, kset, operands, applies=None, scratch=None, scratch_fn=None, holds_output=None, doc="",
+             access=None):
     k = Kernel(name, symbol, tuple(ops), kset, tuple(operands), applies or (lambda low, arch: None),
-               scratch or (lambda low, arch: 0), scratch_fn, holds_output, doc)
+               scratch or (lambda low, arch: 0), scratch_fn, holds_output, doc, access)
     REGISTRY.append(k)
     return k
+
+
+# ---- access contracts (read from the C; tinygen.overlap) ---------------------------------------
+
+
+def _acc_window(low, arch):
+    """tg_ref_conv2d_s8 / tg_ref_dwconv2d_s8 / tg_pool (tg_kernels_ref.c): loops b, oy, ox, then the
+    output channels; each output byte is written right after its own window sum, so output pixel j is
+    written while the rest of pixel j's window is still read; no input pixel is read after the last
+    output pixel whose window holds it."""
+    p = low.params
+    fh, fw = (p["filter"]["h"], p["filter"]["w"]) if "filter" in p else (p["filter_h"], p["filter_w"])
+    return ov.window(p, fh, fw, doc=_acc_window.__doc__ or "")
+
+
+def _acc_ref_dw(low, arch):
+    """tg_ref_dwconv2d_s8: loops b, oy, ox, ic, m; each output byte (channel ic * m + m') is written
+    right after its window sum over input channel ic alone: the byte-granular depthwise contract."""
+    p = low.params
+    return ov.channel_window(p, p["filter"]["h"], p["filter"]["w"], _acc_ref_dw.__doc__ or "")
+
+
+def _acc_elementwise(low, arch):
+    """tg_ref_add_s8 / tg_ref_mul_s8 (tg_binary): out[k] is written after in1[k] and in2[k] are read, k
+    in order (inputs of the output's shape); arm_elementwise_add_s8 / _mul_s8: blocks of 4 (MVE: 16)
+    elements, all reads of a block before its writes."""
+    p = low.params
+    return ov.elementwise(p["out"], [p["in1"], p["in2"]], _acc_elementwise.__doc__ or "")
+
+
+def _acc_lut(low, arch):
+    """tg_ref_lut_s8: out[i] = lut[in[i]], i in order."""
+    d = {"n": 1, "h": 1, "w": 1, "c": int(low.imm["size"])}
+    return ov.elementwise(d, [d], _acc_lut.__doc__ or "")
+
+
+def _acc_cmsis_conv(low, arch):
+    """arm_convolve_s8 (one group, one batch): im2col of output pixel p's window into the scratch,
+    then every 2 (MVE: 4) columns arm_nn_mat_mult_kernel_s8_s16 writes those output pixels, all
+    channels: output pixel p is written after the windows of every pixel <= p are read (the pixel
+    contract, reads and writes of a pixel interleaved, holds for both). Grouped or batched: none."""
+    p = low.params
+    if p["in"]["n"] != 1 or p["filter"]["c"] != p["in"]["c"]:
+        return None
+    return _acc_window(low, arch)
+
+
+def _acc_cmsis_dw_opt(low, arch):
+    """arm_depthwise_conv_s8_opt, DSP: per output pixel, im2col of its window then its channels
+    (pixel contract); without DSP it calls arm_depthwise_conv_s8 (pixel loop). Helium walks channel
+    blocks outermost over all pixels: no contract."""
+    return _acc_window(low, arch) if arch in ("none", "dsp") else None
 
 
 # ---- portable reference kernels (firmware/tg_kernels_ref.c) ------------------------------------
@@ -121,21 +183,21 @@ def _float_in(low, arch):
 
 
 _STD = (P, IN0, OUT0)
-register("tg_ref_conv2d_s8", "tg_ref_conv2d_s8", ["CONV_2D"], "portable", _STD)
-register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD)
+register("tg_ref_conv2d_s8", "tg_ref_conv2d_s8", ["CONV_2D"], "portable", _STD, access=_acc_window)
+register("tg_ref_dwconv2d_s8", "tg_ref_dwconv2d_s8", ["DEPTHWISE_CONV_2D"], "portable", _STD, access=_acc_ref_dw)
 register("tg_ref_fully_connected_s8", "tg_ref_fully_connected_s8", ["FULLY_CONNECTED"], "portable", _STD)
 register("tg_ref_transpose_conv_s8", "tg_ref_transpose_conv_s8", ["TRANSPOSE_CONV"], "portable",
          (P, Operand("in", 2), OUT0))  # TRANSPOSE_CONV's data is its third input
-register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portable", _STD)
-register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD)
-register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, IN1, OUT0))
-register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0))
+register("tg_ref_avgpool_s8", "tg_ref_avgpool_s8", ["AVERAGE_POOL_2D"], "portable", _STD, access=_acc_window)
+register("tg_ref_maxpool_s8", "tg_ref_maxpool_s8", ["MAX_POOL_2D"], "portable", _STD, access=_acc_window)
+register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, IN1, OUT0), access=_acc_elementwise)
+register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0), access=_acc_elementwise)
 for _k in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
     register(f"tg_ref_{_k.lower()}_s8", f"tg_ref_{_k.lower()}_s8", [_k], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
 register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE", "TANH", "HARD_SWISH",
                                           "LEAKY_RELU"], "portable",
-         (arr("lut"), IN0, OUT0, imm("size")), applies=_lut)
+         (arr("lut"), IN0, OUT0, imm("size")), applies=_lut, access=_acc_lut)
 register("tg_ref_quantize_f32_s8", "tg_ref_quantize_f32_s8", ["QUANTIZE"], "portable",
          (Operand("in", 0, cast="const float *"), OUT0, imm("size"), imm("scale"), imm("zero_point")), applies=_float_in)
 register("tg_ref_dequantize_s8_f32", "tg_ref_dequantize_s8_f32", ["DEQUANTIZE"], "portable",
@@ -270,19 +332,27 @@ register("arm_convolve_1x1_s8_fast", "tg_cmsis_convolve_1x1_s8_fast", ["CONV_2D"
 register("arm_convolve_1x1_s8", "tg_cmsis_convolve_1x1_s8", ["CONV_2D"], _C, _SP, _conv_1x1)
 register("arm_convolve_1_x_n_s8", "tg_cmsis_convolve_1_x_n_s8", ["CONV_2D"], _C, _SP, _conv_1xn, _s_conv_1xn,
          "tg_cmsis_convolve_1_x_n_s8_scratch")
-register("arm_convolve_s8", "tg_cmsis_convolve_s8", ["CONV_2D"], _C, _SP, None, _s_conv_s8, "tg_cmsis_convolve_s8_scratch")
-register("arm_depthwise_conv_3x3_s8", "tg_cmsis_depthwise_conv_3x3_s8", ["DEPTHWISE_CONV_2D"], _C, _SP, _dw_3x3)
+register("arm_convolve_s8", "tg_cmsis_convolve_s8", ["CONV_2D"], _C, _SP, None, _s_conv_s8, "tg_cmsis_convolve_s8_scratch",
+         access=_acc_cmsis_conv)
+# arm_depthwise_conv_3x3_s8: out_h, out_w, then blocks of 4 channels, each written after its 3x3 window
+register("arm_depthwise_conv_3x3_s8", "tg_cmsis_depthwise_conv_3x3_s8", ["DEPTHWISE_CONV_2D"], _C, _SP, _dw_3x3,
+         access=_acc_window)
 register("arm_depthwise_conv_s8_opt", "tg_cmsis_depthwise_conv_s8_opt", ["DEPTHWISE_CONV_2D"], _C, _SP, _dw_opt,
-         _s_dw_opt, "tg_cmsis_depthwise_conv_s8_opt_scratch")
-register("arm_depthwise_conv_s8", "tg_cmsis_depthwise_conv_s8", ["DEPTHWISE_CONV_2D"], _C, _SP)
+         _s_dw_opt, "tg_cmsis_depthwise_conv_s8_opt_scratch", access=_acc_cmsis_dw_opt)
+# arm_depthwise_conv_s8 (generic and multiplier-4 paths): batch, out_y, out_x, then the channels
+register("arm_depthwise_conv_s8", "tg_cmsis_depthwise_conv_s8", ["DEPTHWISE_CONV_2D"], _C, _SP, access=_acc_window)
 register("arm_nn_mat_mult_nt_t_s8_s32", "tg_cmsis_fully_connected_s8", ["FULLY_CONNECTED"], _C, _SP, _fc_ok, _s_fc,
          "tg_cmsis_fully_connected_s8_scratch", _fc_holds_output,
          doc="CMSIS-NN's s8 x s8 -> s32 matrix kernel, then TFLite 2.21's single-rounding requantization")
+# arm_avgpool_s8 / arm_max_pool_s8: i_y, i_x, then the window into the pixel's channels (max pool
+# compares in place in the output pixel; avgpool sums into the scratch): the pixel contract
 register("arm_avgpool_s8", "tg_cmsis_avgpool_s8", ["AVERAGE_POOL_2D"], _C, _SP, None, _s_avgpool,
-         "tg_cmsis_avgpool_s8_scratch")
-register("arm_max_pool_s8", "tg_cmsis_max_pool_s8", ["MAX_POOL_2D"], _C, _STD)
-register("arm_elementwise_add_s8", "tg_cmsis_elementwise_add_s8", ["ADD", "SUB"], _C, (P, IN0, IN1, OUT0), _same_shapes)
-register("arm_elementwise_mul_s8", "tg_cmsis_elementwise_mul_s8", ["MUL"], _C, (P, IN0, IN1, OUT0), _same_shapes)
+         "tg_cmsis_avgpool_s8_scratch", access=_acc_window)
+register("arm_max_pool_s8", "tg_cmsis_max_pool_s8", ["MAX_POOL_2D"], _C, _STD, access=_acc_window)
+register("arm_elementwise_add_s8", "tg_cmsis_elementwise_add_s8", ["ADD", "SUB"], _C, (P, IN0, IN1, OUT0), _same_shapes,
+         access=_acc_elementwise)
+register("arm_elementwise_mul_s8", "tg_cmsis_elementwise_mul_s8", ["MUL"], _C, (P, IN0, IN1, OUT0), _same_shapes,
+         access=_acc_elementwise)
 register("arm_softmax_s8", "tg_cmsis_softmax_s8", ["SOFTMAX"], _C, _STD)
 register("arm_pad_s8", "tg_cmsis_pad_s8", ["PAD", "PADV2"], _C, _STD)
 
@@ -318,9 +388,9 @@ def _generate(kind: str, low: Lowered, arch: str, symbol: str) -> list[tuple[flo
             continue
         gen = fam.generate(kind, low.params, low.arrays, arch, symbol)
         k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
-                   doc=str(gen.notes.get("variant", "")))
+                   doc=str(gen.notes.get("variant", "")), access=gen.notes.get("access"))  # a contract, one day
         cost = float(fam.cost(kind, low.params, low.arrays, arch))
-        out.append((cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost)))
+        out.append((cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost, arch=arch)))
     return out
 
 
@@ -358,7 +428,7 @@ def select(kind: str, low: Lowered, kset: str, arch: str, symbol: str = "tg_gen"
                 others.append(k.name)
     if chosen is None:
         raise CompilerBug("kernels", f"no kernel in the {kset} set runs {kind}")
-    return Call(chosen, low, int(chosen.scratch(low, arch)), others)
+    return Call(chosen, low, int(chosen.scratch(low, arch)), others, arch=arch)
 
 
 def estimate(kernel: Kernel, kind: str, macs: int, out_bytes: int, core: str = "cortex-m33") -> int:

@@ -46,6 +46,7 @@ class Buffer:
     offset: int = -1
     head: int = 0  # bytes at step `start` when larger than `size` (an op's scratch under its output)
     scratch_of: int | None = None  # op position whose scratch starts at this buffer's offset
+    parts: list[tuple[int, "Buffer"]] = field(default_factory=list)  # an overlap group: (offset in it, buffer)
 
     def overlaps_in_time(self, o: "Buffer") -> bool:
         return self.start <= o.end and o.start <= self.end
@@ -53,6 +54,24 @@ class Buffer:
     def height_against(self, o: "Buffer") -> int:
         """Bytes this buffer occupies over the steps it shares with ``o``."""
         return max(self.size, self.head) if o.start <= self.start <= o.end else self.size
+
+    def segs(self) -> list[tuple[int, int, int, int]]:
+        """(offset in the buffer, bytes, first step, last step) rectangles of its shape."""
+        if self.parts:
+            return [(rel + r, n, s, e) for rel, b in self.parts for r, n, s, e in b.segs()]
+        head = [(0, self.head, self.start, self.start)] if self.head > self.size else []
+        return [(0, self.size, self.start, self.end)] + head
+
+    def height(self) -> int:
+        return max(r + n for r, n, _, _ in self.segs())
+
+    def flat(self) -> list["Buffer"]:
+        """The tensors' own buffers, at their offsets (a group's parts, else itself)."""
+        if not self.parts:
+            return [self]
+        for rel, b in self.parts:
+            b.offset = self.offset + rel
+        return [b for _, b in self.parts]
 
 
 @dataclass
@@ -164,35 +183,44 @@ def make_buffers(g: Graph, calls) -> tuple[list[Buffer], dict[int, int]]:
 
 
 def lower_bound(buffers: list[Buffer]) -> int:
-    """Bytes simultaneously live at the worst step (each buffer aligned): no placement can beat it.
+    """Bytes simultaneously live at the worst step (each buffer aligned; an overlap group counts the
+    span of its parts live at that step): no placement of these buffers can beat it.
 
     >>> lower_bound([Buffer("a", 100, 0, 1), Buffer("b", 100, 1, 2), Buffer("c", 10, 2, 2)])
     224
     """
-    steps = sorted({b.start for b in buffers})
-    return max((sum(align(max(b.size, b.head) if b.start == s else b.size) for b in buffers if b.start <= s <= b.end)
-                for s in steps), default=0)
+    segs = [b.segs() for b in buffers]
+    steps = sorted({s for ss in segs for _, _, s, _ in ss})
+
+    def span(ss, t):
+        live = [(r, n) for r, n, s, e in ss if s <= t <= e]
+        return align(max(r + n for r, n in live) - min(r for r, _ in live)) if live else 0
+
+    return max((sum(span(ss, t) for ss in segs) for t in steps), default=0)
 
 
 def _place(buffers: list[Buffer], order: list[Buffer]) -> int:
     """Greedy best fit in ``order``: each buffer goes into the tightest hole among the buffers
-    already placed that overlap it in time (or on top of them). Returns the arena size."""
+    already placed that overlap it in time (or on top of them). An overlap group is placed as one
+    shape (its parts at fixed relative offsets). Returns the arena size."""
     placed: list[Buffer] = []
     top = 0
     for b in order:
-        busy = [(p.offset, p.offset + p.height_against(b), b.height_against(p)) for p in placed if p.overlaps_in_time(b)]
+        mine = b.segs()
+        busy = [(p.offset + r, p.offset + r + n, s, e) for p in placed if p.overlaps_in_time(b) for r, n, s, e in p.segs()]
+        pairs = [(r, n, lo, hi) for r, n, s, e in mine for lo, hi, s2, e2 in busy if s <= e2 and s2 <= e]
         best, best_gap, lowest = None, None, None
-        for x in sorted({0, *(align(hi) for _, hi, _ in busy)}):
-            if any(x < hi and lo < x + need for lo, hi, need in busy):
+        for x in sorted({0, *(align(hi) - r for r, _, _, hi in pairs)}):
+            if x < 0 or any(x + r < hi and lo < x + r + n for r, n, lo, hi in pairs):
                 continue
-            above = [lo - x for lo, _, _ in busy if lo >= x]
+            above = [lo - x - r for r, n, lo, _ in pairs if lo >= x + r]
             if lowest is None and not above:
                 lowest = x
             if above and (best_gap is None or min(above) < best_gap):
                 best, best_gap = x, min(above)
         b.offset = best if best is not None else lowest
         placed.append(b)
-        top = max(top, align(b.offset + max(b.size, b.head)))
+        top = max(top, align(b.offset + b.height()))
     return top
 
 
@@ -211,7 +239,7 @@ def _hill_climb(buffers: list[Buffer], order: list[Buffer], size: int, bound: in
         tries += 1
         cand = list(best_order)
         _place(buffers, cand)
-        tops = [i for i, b in enumerate(cand) if align(b.offset + max(b.size, b.head)) >= best]
+        tops = [i for i, b in enumerate(cand) if align(b.offset + b.height()) >= best]
         i = rng.choice(tops) if tops and rng.random() < 0.7 else rng.randrange(len(cand))
         j = rng.randrange(0, i + 1) if i else 0
         if i == j:
@@ -231,15 +259,9 @@ ORDERS = {
 }
 
 
-def plan(g: Graph, calls, search_budget_s: float = 0.3) -> Plan:
-    """Plan the arena for ``g`` whose ops run ``calls`` (kernel calls from tinygen.kernels, None for
-    shape-only ops; or a dict op position -> scratch bytes when no kernel is chosen yet).
-
-    Greedy best fit over the orderings of ORDERS; unless that meets the live-set lower bound,
-    a hill-climb over the placement order (deterministic, at most ``search_budget_s``)."""
-    buffers, inplace = make_buffers(g, calls)
-    bound = lower_bound(buffers)
+def _greedy(buffers: list[Buffer]) -> tuple[int, str, list[Buffer]]:
     best = None
+    bound = lower_bound(buffers)
     for name, key in ORDERS.items():
         order = sorted(buffers, key=key)
         size = _place(buffers, order)
@@ -247,23 +269,45 @@ def plan(g: Graph, calls, search_budget_s: float = 0.3) -> Plan:
             best = (size, name, order)
         if size == bound:
             break
-    size, name, order = best
+    return best
+
+
+def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = True) -> Plan:
+    """Plan the arena for ``g`` whose ops run ``calls`` (kernel calls from tinygen.kernels, None for
+    shape-only ops; or a dict op position -> scratch bytes when no kernel is chosen yet).
+
+    With ``overlap``, the kernels' access contracts let an op's output overlap an input that dies
+    there (:mod:`tinygen.overlap_plan` chooses which; ``"all"``: every one the contracts allow, for
+    tests that run the kernels over every overlap). Greedy best fit over the orderings of ORDERS;
+    unless that meets the lower bound, a hill-climb over the placement order (deterministic, at most
+    ``search_budget_s``). Checked by :func:`verify_plan` and replayed by :mod:`tinygen.overlap_check`."""
+    from . import overlap_check, overlap_plan
+
+    plain, inplace = make_buffers(g, calls)
+    cands = overlap_plan.candidates(g, calls, plain, align) if overlap else []
+    chosen = cands if overlap == "all" else overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
+    buffers = overlap_plan.grouped(plain, chosen)
+    bound = lower_bound(buffers)
+    size, name, order = _greedy(buffers)
     if size > bound and search_budget_s > 0:
         got, climbed = _hill_climb(buffers, order, size, bound, search_budget_s)
         if got < size:
             size, name, order = got, f"{name}+search", climbed
     size = _place(buffers, order)
+    flat = [b for grp in buffers for b in grp.flat()]
     offsets = {}
     scratch_at = {}
-    for b in buffers:
+    for b in flat:
         for tid in b.tensors:
             offsets[tid] = b.offset
         if not b.tensors:
             scratch_at[b.start] = (b.offset, b.size)
         if b.scratch_of is not None:
             scratch_at[b.scratch_of] = (b.offset, b.head)
-    p = Plan(size, buffers, offsets, scratch_at, inplace, name + (" (optimal)" if size == bound else ""))
+    name += f", {len(chosen)} overlaps" if chosen else ""
+    p = Plan(size, flat, offsets, scratch_at, inplace, name + (" (optimal)" if size == bound else ""))
     verify_plan(g, p, calls)
+    overlap_check.check(g, calls, p.offsets, p.scratch, p.arena_size)
     return p
 
 
@@ -273,7 +317,9 @@ def verify_plan(g: Graph, p: Plan, calls) -> None:
     No two storage roots live at the same step share bytes, except (a) an in-place op (op table
     ``inplace``) writing its output over an input that dies at that op, same offset and size, and
     (b) an op's output at the first byte of its own scratch when its kernel's access order allows
-    it (``Kernel.scratch_holds_output``). Every op's scratch is at least what its kernel needs and
+    it (``Kernel.scratch_holds_output``), and (c) an op's output at or beyond its kernel's safe
+    distance below an input that dies at that op (the access contract, :mod:`tinygen.overlap`, read
+    again here). Every op's scratch is at least what its kernel needs and
     overlaps nothing else live; aliases sit at their root's offset; offsets are aligned and inside
     the arena. ``p.inplace`` and the buffers' scratch marks are never read.
     """
@@ -308,6 +354,8 @@ def verify_plan(g: Graph, p: Plan, calls) -> None:
                 continue
             if _legal_scratch_output(g, calls, a, b) or _legal_scratch_output(g, calls, b, a):
                 continue
+            if _legal_contract(g, calls, rng, a, b) or _legal_contract(g, calls, rng, b, a):
+                continue
             raise CompilerBug(
                 "plan", f"'{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
                         f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}")
@@ -324,6 +372,24 @@ def _legal_inplace(g: Graph, rng: dict, x: tuple, y: tuple) -> bool:
     op = g.ops[i]
     return (optable.facts(op.kind).inplace and _root(g, op.outputs[0]) == y[5]
             and x[5] in {_root(g, t) for t in op.inputs if t >= 0 and not g.t(t).is_const})
+
+
+def _legal_contract(g: Graph, calls, rng: dict, x: tuple, y: tuple) -> bool:
+    """``x`` is an input of op i that dies at i (not a graph input), ``y`` op i's output (made at i),
+    and the output starts at least the safe distance below the input, the distance recomputed from
+    the access contract of op i's kernel for every operand reading ``x``."""
+    from .overlap import op_distance
+
+    if x[5] is None or y[5] is None or x[6] is not None or y[6] is not None:
+        return False
+    i = rng[x[5]][1]
+    if i >= len(g.ops) or rng[y[5]][0] != i or x[5] in {_root(g, t) for t in g.inputs}:
+        return False
+    op = g.ops[i]
+    if not op.outputs or _root(g, op.outputs[0]) != y[5]:
+        return False
+    d = op_distance(g, calls, i, x[5])
+    return d is not None and x[1] - y[1] >= d
 
 
 def _legal_scratch_output(g: Graph, calls, s: tuple, o: tuple) -> bool:

@@ -1,0 +1,58 @@
+"""Arena of a MobileNetV1-0.25 96x96 class net (random weights), whole tensors vs overlapping buffers.
+
+    python benchmarks/arena_mobilenet.py
+
+The net is ``tf_keras.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 3), weights=None,
+include_top=False, pooling="avg")`` + Dense(10), converted to full int8 on random calibration data
+(its Keras head uses a dynamic reshape tinygen does not run, hence the Dense head). Compiled with
+both kernel sets; prints the arena planned with whole tensors and with access-contract overlaps.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tinygen import driver, plan  # noqa: E402
+
+
+def mobilenet_025_96() -> bytes:
+    from opnets import _keras, _tf
+
+    tf, K = _tf(), _keras()
+    K.utils.set_random_seed(0)
+    base = K.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 3), weights=None, include_top=False,
+                                    pooling="avg")
+    model = K.Model(base.input, K.layers.Dense(10)(base.output))
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(8):
+            yield [rng.uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return bytes(conv.convert())
+
+
+def main() -> int:
+    buf = mobilenet_025_96()
+    print(f"{'kernel set':<12}{'whole':>10}{'overlap':>10}  plan")
+    for kset, arch in (("portable", "none"), ("cmsis-nn", "dsp")):
+        c = driver.compile_model(buf, "mobilenet_025_96", kset, arch, stop_after="plan")
+        whole = plan.plan(c.graph, c.calls, overlap=False).arena_size
+        print(f"{kset:<12}{whole:>10,}{c.plan.arena_size:>10,}  {c.plan.strategy}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Overlapping buffers at run time: small chains whose layers overlap their dying inputs (strided,
+dilated, depth-multiplier, expanding, pooling, element-wise in place), built on the host for both kernel
+sets, equal the TFLite reference byte for byte."""
+
+import functools
+
+import numpy as np
+import pytest
+from conftest import backends
+
+from tinygen import driver, hostbuild, overlap, plan, project, reference
+
+pytestmark = pytest.mark.tf
+
+
+def _chain(which: str) -> bytes:
+    from opnets import _keras, _tf
+
+    tf, K = _tf(), _keras()
+    L = K.layers
+    K.utils.set_random_seed(3)
+    if which == "windows":
+        x = K.Input((11, 9, 3), batch_size=1)
+        y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+        y = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6")(y)
+        y = L.DepthwiseConv2D(3, dilation_rate=2, padding="same", depth_multiplier=2)(y)
+        y = L.MaxPooling2D(2, strides=1)(y)
+        y = L.Conv2D(24, 1, activation="relu")(y)  # expanding 1x1
+        y = L.AveragePooling2D(2, strides=1, padding="same")(y)
+        y = L.Conv2D(6, 3, strides=2)(y)
+        shape = (11, 9, 3)
+    else:  # element-wise in place and a residual add
+        x = K.Input((8, 8, 4), batch_size=1)
+        a = L.Conv2D(8, 3, padding="same")(x)
+        b = L.Activation("sigmoid")(a)
+        c = L.DepthwiseConv2D(3, padding="same")(b)
+        y = L.Add()([b, c])
+        y = L.Conv2D(8, 1)(y)
+        y = L.Activation("sigmoid")(y)
+        shape = (8, 8, 4)
+    model = K.Model(x, y)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(32):
+            yield [rng.uniform(-3, 3, (1,) + shape).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return bytes(conv.convert())
+
+
+_cache: dict = {}
+
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("which", ["windows", "elementwise"])
+@pytest.mark.parametrize("mode", [True, "all"])
+def test_overlapped_chain_bit_exact_on_host(which, backend, mode, tmp_path, monkeypatch):
+    """``mode`` "all": every overlap the contracts allow (not only those that shrink the arena)."""
+    if which not in _cache:
+        _cache[which] = _chain(which)
+    buf = _cache[which]
+    monkeypatch.setattr(plan, "plan", functools.partial(plan.plan, overlap=mode))
+    c = driver.compile_model(buf, which, backend, arch="none")
+    g, p = c.graph, c.plan
+    shared = []  # (op, input, output) pairs that share bytes in this plan
+    for i, op in enumerate(g.ops):
+        if c.calls[i] is None or not op.outputs:
+            continue
+        y = overlap._root(g, op.outputs[0])
+        for t in op.inputs:
+            if t < 0 or g.t(t).is_const:
+                continue
+            x = overlap._root(g, t)
+            xo, yo = p.offsets[x], p.offsets[y]
+            if x != y and yo < xo + g.t(x).nbytes and xo < yo + g.t(y).nbytes:
+                shared.append((i, x, y))
+    assert shared or mode is True, p.table(g)
+    if mode is True:
+        assert p.arena_size <= plan.plan(g, c.calls, overlap=False).arena_size
+    project.write(tmp_path / "p", driver.host_project(c))
+    exe = hostbuild.build(tmp_path / "p", backend)
+    x = reference.random_inputs(buf, 30, seed=5)
+    want = reference.pack(reference.run(buf, x))
+    got = hostbuild.run(exe, reference.pack(x))
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{which}/{backend}: {len(bad)} bytes differ, first at {bad[0].tolist()}\n{p.table(g)}"

@@ -1,0 +1,137 @@
+"""Overlap planning: place an op's output over the consumed part of an input that dies at that op.
+
+For op ``i`` whose kernel has an access contract (:mod:`tinygen.overlap`) streaming input operand
+``k``, and whose input ``k`` dies at ``i`` (not a graph input, not read through another operand
+without a stream), the output may start ``D`` bytes below the input (``D``: the contract's safe
+distance, rounded up to the 16-byte alignment): the output lands on the input's consumed pixels, or,
+for an expanding layer, the input sits in the tail of the larger output. Chosen overlaps tie buffers
+into *groups* (chains: a buffer dies at one op and is made by one) with fixed relative offsets,
+which the planner places as single shapes (:class:`tinygen.plan.Buffer` ``parts``).
+
+:func:`choose` picks the set of overlaps by the arena it yields (all, none, then one pass toggling
+each): an overlap can hurt (a chain drifts downwards by ``D`` per op), so the planner measures.
+Legality is re-derived by :func:`tinygen.plan.verify_plan` and replayed by
+:mod:`tinygen.overlap_check`; nothing here is trusted by either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import overlap as ov
+from .ir import Graph
+
+
+@dataclass(frozen=True)
+class Candidate:
+    op: int  # op position
+    src: int  # index into the buffer list: the input that dies at op
+    dst: int  # the op's output buffer
+    dist: int  # aligned safe distance: dst offset = src offset - dist
+
+
+def _root(g: Graph, tid: int) -> int:
+    t = g.t(tid)
+    return t.alias_of if t.alias_of is not None else tid
+
+
+def candidates(g: Graph, calls, buffers, align) -> list[Candidate]:
+    """Overlaps the contracts allow (``align``: rounds a distance up to the arena alignment)."""
+    where = {t: j for j, b in enumerate(buffers) for t in b.tensors}
+    inputs = {_root(g, t) for t in g.inputs}
+    out = []
+    for i, op in enumerate(g.ops):
+        if not op.outputs or _root(g, op.outputs[0]) not in where:
+            continue
+        dst = where[_root(g, op.outputs[0])]
+        for tid in op.inputs:
+            if tid < 0 or g.t(tid).is_const or _root(g, tid) in inputs or _root(g, tid) not in where:
+                continue
+            src = where[_root(g, tid)]
+            s, d = buffers[src], buffers[dst]
+            if src == dst or s.end != i or d.start != i or d.head or s.head or any(c.src == src for c in out):
+                continue
+            dist = ov.op_distance(g, calls, i, _root(g, tid))
+            if dist is None:
+                continue
+            dist = align(dist)
+            if dist < d.size and dist + s.size > 0:  # the two share bytes: worth it
+                out.append(Candidate(i, src, dst, dist))
+    return out
+
+
+def grouped(buffers, chosen: list[Candidate]):
+    """The buffers with the chosen overlaps merged into groups (parts at fixed relative offsets),
+    of the buffers' own class (:class:`tinygen.plan.Buffer`)."""
+    nxt = {c.src: c for c in chosen}
+    prev = {c.dst: c for c in chosen}
+    out = []
+    for j, b in enumerate(buffers):
+        if j in prev:
+            continue
+        if j not in nxt:
+            b.parts = []
+            out.append(b)
+            continue
+        chain, rel, k = [(0, b)], 0, j
+        while k in nxt:
+            c = nxt[k]
+            rel -= c.dist
+            k = c.dst
+            chain.append((rel, buffers[k]))
+        low = min(r for r, _ in chain)
+        parts = [(r - low, p) for r, p in chain]
+        for _, p in parts:
+            p.parts = []
+        g = type(b)(" ~ ".join(p.name for _, p in parts), 0, min(p.start for _, p in parts),
+                   max(p.end for _, p in parts), parts=parts)
+        g.size = g.height()
+        out.append(g)
+    return out
+
+
+def _area(buffers) -> int:
+    """Sum over the steps of each buffer's span of live bytes (the lower bound's terms)."""
+    total = 0
+    for b in buffers:
+        segs = b.segs()
+        for t in sorted({s for _, _, s, _ in segs} | {e for _, _, _, e in segs}):
+            live = [(r, n) for r, n, s, e in segs if s <= t <= e]
+            total += max(r + n for r, n in live) - min(r for r, _ in live)
+    return total
+
+
+def choose(buffers, cands: list[Candidate], size_of, passes: int = 3) -> list[Candidate]:
+    """The overlaps to apply: smallest ``size_of(grouped buffers)``, then the least live area (bytes x
+    steps: an overlap that lowers a step below the peak opens the way for the next), then the fewest
+    overlaps (a last pass drops those the arena does not need). From two
+    starts (none, all), passes toggling each candidate in op order keep a change when it improves
+    that key (an overlap can hurt: a chain of forward-walking kernels drifts down by each distance;
+    two overlaps may only pay together), until a pass changes nothing (at most ``passes``)."""
+    if not cands:
+        return []
+
+    def key(sel):
+        gb = grouped(buffers, sel)
+        return size_of(gb), _area(gb), len(sel)
+
+    results = []
+    for start in ([], list(cands)):
+        best, best_key = start, key(start)
+        for _ in range(passes):
+            changed = False
+            for c in cands:
+                sel = [x for x in best if x != c] if c in best else sorted(best + [c], key=lambda x: x.op)
+                k = key(sel)
+                if k < best_key:
+                    best, best_key, changed = sel, k, True
+            if not changed:
+                break
+        results.append((best_key, best))
+    best = min(results, key=lambda r: r[0])[1]
+    size = key(best)[0]
+    for c in list(best):  # drop the overlaps the arena does not need
+        sel = [x for x in best if x != c]
+        if size_of(grouped(buffers, sel)) <= size:
+            best = sel
+    return best if size < size_of(grouped(buffers, [])) else []
