@@ -34,6 +34,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
+# the portable kernel sources (every .c of the kernel file list except the CMSIS-NN adapters)
+REF_SOURCES = [FIRMWARE / f for f in __import__("tinygen.driver", fromlist=["KERNEL_FILES"]).KERNEL_FILES
+               if f.endswith(".c") and f != "tg_backend_cmsis.c"]
 sys.path.insert(0, str(ROOT))
 
 from tinygen import cmsis_scratch, kernels  # noqa: E402
@@ -432,13 +435,15 @@ def test_backend_builds_for_cortex_m(cmsis_root, cpu, tmp_path):
     assert not stale, f"adapters no registry entry calls: {stale}"
     # CMSIS-NN + reference kernels + a main referencing every registry symbol
     lib = _build_static_lib(ARM_CC, cpu_flags, cmsis_root, cpu)
-    ref_obj = tmp_path / "tg_kernels_ref.o"
-    _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", *inc, "-c", str(FIRMWARE / "tg_kernels_ref.c"), "-o",
-          str(ref_obj)], f"{cpu} build of tg_kernels_ref.c")
+    ref_objs = []
+    for src in REF_SOURCES:
+        ref_objs.append(tmp_path / f"{src.stem}.o")
+        _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", *inc, "-c", str(src), "-o", str(ref_objs[-1])],
+             f"{cpu} build of {src.name}")
     main_c = tmp_path / "main.c"
     main_c.write_text(_link_probe_c())
     elf = tmp_path / "probe.elf"
-    _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", *inc, str(main_c), str(obj), str(ref_obj), str(lib),
+    _run([ARM_CC, *cpu_flags, *WERROR, "-std=c99", *inc, str(main_c), str(obj), *map(str, ref_objs), str(lib),
           "--specs=nosys.specs", "-lm", "-o", str(elf)], f"{cpu} link")
     linked = _nm(elf)
     missing = [s for s in _registry_symbols() + [k.name for k in CMSIS_KERNELS] if "T" not in linked.get(s, ())]
@@ -529,7 +534,7 @@ def cmsis_lib(cmsis_root, host_cmsis_lib, tmp_path_factory):
     so = d / "libtg_cmsis.so"
     _run(["gcc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Wextra", "-Werror", "-DTG_BACKEND_CMSIS_NN",
           f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", str(FIRMWARE / "tg_backend_cmsis.c"),
-          str(FIRMWARE / "tg_kernels_ref.c"), str(shim), str(host_cmsis_lib), "-lm", "-o", str(so)],
+          *map(str, REF_SOURCES), str(shim), str(host_cmsis_lib), "-lm", "-o", str(so)],
          "host build of the CMSIS-NN kernel set")
     lib = ctypes.CDLL(str(so))
     for t, cls in STRUCTS.items():
@@ -625,6 +630,10 @@ def _run_call(lib, call: kernels.Call, ins: list, outs: list[np.ndarray], keep: 
             ptrs = (ctypes.c_void_p * len(ins))(*[keep.ptr(x).value for x in ins])
             keep.append(ptrs)
             args.append(ptrs)
+        elif o.kind == "outs":
+            ptrs = (ctypes.c_void_p * len(outs))(*[x.ctypes.data for x in outs])
+            keep.append(ptrs)
+            args.append(ptrs)
         elif o.kind == "scratch":
             args.append(scratch.ctypes.data_as(ctypes.c_void_p) if scratch is not None else None)
         elif o.kind == "arr":
@@ -707,9 +716,17 @@ def _opnet_cases():
     return opnets
 
 
+# op-net kinds whose layers this call-by-call runner has ctypes mirrors for: every op with a CMSIS-NN
+# kernel plus the portable-only ops around them. The newer data-movement/reduction ops (portable kernels
+# only) are compared end to end with both kernel sets by tests/test_e2e_opnets.py.
+RUNNER_KINDS = {"conv2d", "dwconv2d", "fc", "avgpool", "maxpool", "add", "sub", "mul", "softmax", "logistic",
+                "relu", "relu6", "mean", "pad", "concat", "quant_io", "requantize"}
+
+
 def _case_params():
     try:
-        return [pytest.param(kind, spec, id=cid) for cid, kind, spec in _opnet_cases().OPNET_CASES]
+        return [pytest.param(kind, spec, id=cid) for cid, kind, spec in _opnet_cases().OPNET_CASES
+                if kind in RUNNER_KINDS]
     except Exception as e:  # opnets.py is another engineer's file; make a missing one obvious
         return [pytest.param(None, None, id="opnets-unavailable", marks=pytest.mark.skip(reason=f"tests/opnets.py: {e}"))]
 
@@ -1273,7 +1290,7 @@ def test_cmsis_backend_on_qemu(cmsis_root, target, tmp_path):
     inc = [f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", f"-I{tmp_path}"]
     _run([ARM_CC, *flags, "-std=c99", "-Wall", "-Wextra", "-DTG_BACKEND_CMSIS_NN", *inc, crt0,
           str(tmp_path / "start.c"), str(tmp_path / "main.c"), str(FIRMWARE / "tg_backend_cmsis.c"),
-          str(FIRMWARE / "tg_kernels_ref.c"), str(lib), "-T", str(tmp_path / "link.ld"), "--specs=rdimon.specs",
+          *map(str, REF_SOURCES), str(lib), "-T", str(tmp_path / "link.ld"), "--specs=rdimon.specs",
           "-nostartfiles", "-lm", "-o", str(elf)], f"{target} link")
     r = subprocess.run([qemu, "-M", t["machine"], "-nographic", "-monitor", "none", "-serial", "none",
                         "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
