@@ -33,9 +33,9 @@ def cmd_flash(a) -> int:
         _log(f"bench it with: tinygen bench --port {pty} {proj}; stop it with: kill {pid}")
         return 0
     proc, pty = flash.start_emulator(elf, board, paused=False)
-    _log(f"{board.name} (QEMU {board.qemu_machine}) serial port: {pty}")
-    _log(f"bench it with: tinygen bench --port {pty} {proj}   (Ctrl-C stops the emulator)")
-    try:
+    try:  # from here on QEMU is stopped however we leave (Ctrl-C, SIGTERM/SIGHUP even while printing)
+        _log(f"{board.name} (QEMU {board.qemu_machine}) serial port: {pty}")
+        _log(f"bench it with: tinygen bench --port {pty} {proj}   (Ctrl-C stops the emulator)")
         while proc.poll() is None:
             time.sleep(0.5)
         _log(f"QEMU exited with code {proc.returncode}")
