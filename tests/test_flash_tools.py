@@ -53,7 +53,7 @@ def tools(tmp_path, monkeypatch):
 def project(tmp_path: Path, board: str) -> Path:
     p = tmp_path / board
     (p / "build").mkdir(parents=True)
-    (p / "manifest.json").write_text(json.dumps({"board": board, "backend": "portable", "model": "m"}))
+    (p / "manifest.json").write_text(json.dumps({"tinygen_version": "0.1.0", "board": board, "backend": "portable", "model": "m"}))
     for f in ("firmware.elf", "firmware.bin"):
         (p / "build" / f).write_bytes(b"\x7fELF")
     return p

@@ -306,7 +306,7 @@ def test_shift_minus_31_channel_is_flushed(tmp_path):
     buf = mutate(conv, _tiny_channel)(tmp_path).read_bytes()
     c = driver.compile_model(buf, "tiny", "portable")
     conv_op = next(op for op in c.graph.ops if op.kind == "CONV_2D")
-    low = ops.lower(c.graph, conv_op, "portable")
+    low = ops.lower(c.graph, conv_op)
     assert (int(low.arrays["mult"][0]), int(low.arrays["shift"][0])) == (0, 0)
     assert -31 not in low.arrays["shift"].tolist() and low.arrays["mult"][1:].all()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
