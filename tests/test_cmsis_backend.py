@@ -42,6 +42,10 @@ sys.path.insert(0, str(ROOT))
 from tinygen import cmsis_scratch, kernels  # noqa: E402
 from tinygen.ops import Arr, Lowered  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+import tg_structs  # noqa: E402
+from tg_structs import STRUCTS, Dims  # noqa: E402
+
 SKIP_MSG = "CMSIS_NN_PATH not set: CMSIS-NN tests skipped (see README)"
 CACHE_ROOT = Path(os.environ.get("TINYGEN_CACHE_DIR", Path(tempfile.gettempdir()) / "tinygen-cache"))
 
@@ -464,87 +468,19 @@ I32, F32, I8 = ctypes.c_int32, ctypes.c_float, ctypes.c_int8
 P_I32, P_I8 = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int8)
 
 
-class Dims(ctypes.Structure):
-    _fields_ = [("n", I32), ("h", I32), ("w", I32), ("c", I32)]
-
-
-def _ints(*names):
-    return [(n, I32) for n in names]
-
-
-class ConvP(ctypes.Structure):
-    _fields_ = [("in", Dims), ("filter", Dims), ("out", Dims),
-                *_ints("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "ch_mult", "in_offset",
-                       "out_offset", "act_min", "act_max"),
-                ("mult", P_I32), ("shift", P_I32), ("weights", P_I8), ("bias", P_I32)]
-
-
-class FcP(ctypes.Structure):
-    _fields_ = [*_ints("batches", "in_depth", "out_depth", "in_offset", "out_offset", "act_min", "act_max",
-                       "per_channel"),
-                ("mult", P_I32), ("shift", P_I32), ("weights", P_I8), ("bias", P_I32)]
-
-
-class PoolP(ctypes.Structure):
-    _fields_ = [("in", Dims), ("out", Dims),
-                *_ints("filter_h", "filter_w", "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max")]
-
-
-class BinP(ctypes.Structure):
-    _fields_ = [("in1", Dims), ("in2", Dims), ("out", Dims),
-                *_ints("in1_offset", "in1_mult", "in1_shift", "in2_offset", "in2_mult", "in2_shift", "left_shift",
-                       "out_offset", "out_mult", "out_shift", "act_min", "act_max")]
-
-
-class SoftP(ctypes.Structure):
-    _fields_ = _ints("rows", "row_size", "mult", "shift", "diff_min")
-
-
-class MeanP(ctypes.Structure):
-    _fields_ = [("in", Dims), *_ints("in_zp", "out_zp", "mult", "shift", "num_elements")]
-
-
-class PadP(ctypes.Structure):
-    _fields_ = [("in", Dims), ("out", Dims), ("before", Dims), ("pad_value", I8)]
-
-
-# ctypes mirrors of firmware/tg_nn.h; the shim's sizeof() and offsetof() of every field keep them honest
-STRUCTS = {"tg_conv_params_t": ConvP, "tg_fc_params_t": FcP, "tg_pool_params_t": PoolP,
-           "tg_binary_params_t": BinP, "tg_softmax_params_t": SoftP, "tg_mean_params_t": MeanP,
-           "tg_pad_params_t": PadP}
-
-
-def _shim_c() -> str:
-    """Test-only C linked into the shared library: sizeof and field offsets of every mirrored struct."""
-    lines = ["#include <stddef.h>", "#include \"tg_nn.h\""]
-    for t, cls in STRUCTS.items():
-        lines.append(f"size_t shim_sizeof_{t}(void) {{ return sizeof({t}); }}")
-        offs = ", ".join(f"offsetof({t}, {f})" for f, _ in cls._fields_)
-        lines.append(f"static const size_t shim_off_{t}[] = {{{offs}}};")
-        lines.append(f"size_t shim_offsetof_{t}(int i) {{ return shim_off_{t}[i]; }}")
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="session")
 def cmsis_lib(cmsis_root, host_cmsis_lib, tmp_path_factory):
     """tg_kernels_ref.c + tg_backend_cmsis.c + CMSIS-NN (host, pure-C paths) as one shared library."""
     d = tmp_path_factory.mktemp("cmsis_backend")
     shim = d / "shim.c"
-    shim.write_text(_shim_c())
+    shim.write_text(tg_structs.layout_shim())
     so = d / "libtg_cmsis.so"
     _run(["gcc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Wextra", "-Werror", "-DTG_BACKEND_CMSIS_NN",
           f"-I{FIRMWARE}", f"-I{cmsis_root / 'Include'}", str(FIRMWARE / "tg_backend_cmsis.c"),
           *map(str, REF_SOURCES), str(shim), str(host_cmsis_lib), "-lm", "-o", str(so)],
          "host build of the CMSIS-NN kernel set")
     lib = ctypes.CDLL(str(so))
-    for t, cls in STRUCTS.items():
-        fn = getattr(lib, f"shim_sizeof_{t}")
-        fn.restype = ctypes.c_size_t
-        assert fn() == ctypes.sizeof(cls), f"ctypes layout of {t} is stale: C {fn()} != ctypes {ctypes.sizeof(cls)}"
-        off = getattr(lib, f"shim_offsetof_{t}")
-        off.restype = ctypes.c_size_t
-        for i, (f, _) in enumerate(cls._fields_):
-            assert off(i) == getattr(cls, f).offset, f"ctypes field {t}.{f} is stale: C offset {off(i)}"
+    tg_structs.check_layout(lib)
     for s in _registry_symbols():
         getattr(lib, s).restype = I32
     return lib

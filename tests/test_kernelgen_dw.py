@@ -42,42 +42,8 @@ ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
 
 
-class Dims(C.Structure):
-    _fields_ = [("n", i32), ("h", i32), ("w", i32), ("c", i32)]
-
-
-class ConvParams(C.Structure):
-    _fields_ = [
-        ("in_", Dims), ("filter", Dims), ("out", Dims),
-        ("stride_h", i32), ("stride_w", i32), ("pad_h", i32), ("pad_w", i32),
-        ("dil_h", i32), ("dil_w", i32), ("ch_mult", i32),
-        ("in_offset", i32), ("out_offset", i32), ("act_min", i32), ("act_max", i32),
-        ("mult", P32), ("shift", P32), ("weights", P8), ("bias", P32),
-    ]
-
-
-class PoolParams(C.Structure):
-    _fields_ = [
-        ("in_", Dims), ("out", Dims), ("filter_h", i32), ("filter_w", i32),
-        ("stride_h", i32), ("stride_w", i32), ("pad_h", i32), ("pad_w", i32),
-        ("act_min", i32), ("act_max", i32),
-    ]
-
-
-class BinaryParams(C.Structure):
-    _fields_ = [
-        ("in1", Dims), ("in2", Dims), ("out", Dims),
-        ("in1_offset", i32), ("in1_mult", i32), ("in1_shift", i32),
-        ("in2_offset", i32), ("in2_mult", i32), ("in2_shift", i32),
-        ("left_shift", i32), ("out_offset", i32), ("out_mult", i32), ("out_shift", i32),
-        ("act_min", i32), ("act_max", i32),
-    ]
-
-
-class MeanParams(C.Structure):
-    _fields_ = [
-        ("in_", Dims), ("in_zp", i32), ("out_zp", i32), ("mult", i32), ("shift", i32), ("num_elements", i32),
-    ]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tg_structs import BinaryParams, ConvParams, Dims, MeanParams, PoolParams, dims  # noqa: E402, F401
 
 
 def p8(a):
@@ -86,10 +52,6 @@ def p8(a):
 
 def p32(a):
     return a.ctypes.data_as(P32)
-
-
-def dims(d: dict) -> Dims:
-    return Dims(d["n"], d["h"], d["w"], d["c"])
 
 
 def build_lib(tmp: Path, sources: list[str], name: str) -> C.CDLL:

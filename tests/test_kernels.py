@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes as C
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,63 +40,19 @@ TRIALS = int(os.environ.get("TG_KERNEL_TRIALS", "24"))
 TG_OK, TG_ERR_ARG = 0, -1
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-pedantic"]
 
-# ---- ctypes mirrors of tg_nn.h -----------------------------------------------------------------
+# ctypes mirrors of tg_nn.h: tests/tg_structs.py (checked against the C by test_struct_mirrors_match_tg_nn_h)
+from tg_structs import (  # noqa: E402
+    BinaryParams,
+    ConvParams,
+    Dims,
+    FcParams,
+    MeanParams,
+    PadParams,
+    PoolParams,
+    SoftmaxParams,
+)
 
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
-
-
-class Dims(C.Structure):
-    _fields_ = [("n", i32), ("h", i32), ("w", i32), ("c", i32)]
-
-
-class ConvParams(C.Structure):
-    _fields_ = [
-        ("in_", Dims), ("filter", Dims), ("out", Dims),
-        ("stride_h", i32), ("stride_w", i32), ("pad_h", i32), ("pad_w", i32),
-        ("dil_h", i32), ("dil_w", i32), ("ch_mult", i32),
-        ("in_offset", i32), ("out_offset", i32), ("act_min", i32), ("act_max", i32),
-        ("mult", P32), ("shift", P32), ("weights", P8), ("bias", P32),
-    ]
-
-
-class FcParams(C.Structure):
-    _fields_ = [
-        ("batches", i32), ("in_depth", i32), ("out_depth", i32),
-        ("in_offset", i32), ("out_offset", i32), ("act_min", i32), ("act_max", i32),
-        ("per_channel", i32), ("mult", P32), ("shift", P32), ("weights", P8), ("bias", P32),
-    ]
-
-
-class PoolParams(C.Structure):
-    _fields_ = [
-        ("in_", Dims), ("out", Dims), ("filter_h", i32), ("filter_w", i32),
-        ("stride_h", i32), ("stride_w", i32), ("pad_h", i32), ("pad_w", i32),
-        ("act_min", i32), ("act_max", i32),
-    ]
-
-
-class BinaryParams(C.Structure):
-    _fields_ = [
-        ("in1", Dims), ("in2", Dims), ("out", Dims),
-        ("in1_offset", i32), ("in1_mult", i32), ("in1_shift", i32),
-        ("in2_offset", i32), ("in2_mult", i32), ("in2_shift", i32),
-        ("left_shift", i32), ("out_offset", i32), ("out_mult", i32), ("out_shift", i32),
-        ("act_min", i32), ("act_max", i32),
-    ]
-
-
-class SoftmaxParams(C.Structure):
-    _fields_ = [("rows", i32), ("row_size", i32), ("mult", i32), ("shift", i32), ("diff_min", i32)]
-
-
-class MeanParams(C.Structure):
-    _fields_ = [
-        ("in_", Dims), ("in_zp", i32), ("out_zp", i32), ("mult", i32), ("shift", i32), ("num_elements", i32),
-    ]
-
-
-class PadParams(C.Structure):
-    _fields_ = [("in_", Dims), ("out", Dims), ("before", Dims), ("pad_value", C.c_int8)]
 
 
 @pytest.fixture(scope="session")
@@ -487,6 +444,23 @@ def test_kernel_matches_tflite_reference(lib, case_id, kind, spec):
 # ---- argument validation -----------------------------------------------------------------------
 
 
+def test_struct_mirrors_match_tg_nn_h(tmp_path):
+    """Every ctypes mirror in tests/tg_structs.py has the C struct's size and field offsets."""
+    import tg_structs
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    shim = tmp_path / "shim.c"
+    shim.write_text(tg_structs.layout_shim())
+    so = tmp_path / "libshim.so"
+    res = subprocess.run([cc, *CFLAGS, "-shared", "-fPIC", "-I", str(FW), str(shim), "-o", str(so)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    tg_structs.check_layout(C.CDLL(str(so)))
+    assert set(tg_structs.STRUCTS) >= {t for t in re.findall(r"\}\s*(tg_\w+_t);", (FW / "tg_nn.h").read_text())}
+
+
 def test_invalid_arguments_return_err_arg(lib):
     canary = np.full(4096, 0x5A, np.uint8).view(np.int8)
     x = np.zeros(4096, np.int8)
@@ -499,6 +473,7 @@ def test_invalid_arguments_return_err_arg(lib):
                     pad_h=1, pad_w=1, dil_h=1, dil_w=1, ch_mult=1, in_offset=0, out_offset=0, act_min=-128,
                     act_max=127, mult=None, shift=None, weights=p8(w), bias=None)
         base.update(kw)
+        base["in"] = base.pop("in_")  # the C field is `in`
         return ConvParams(**base)
 
     mult3, shift3 = np.repeat(one, 3), np.repeat(zero, 3)

@@ -21,17 +21,7 @@ TG_OK, TG_ERR_ARG = 0, -1
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
 
 
-class Dims(C.Structure):
-    _fields_ = [("n", i32), ("h", i32), ("w", i32), ("c", i32)]
-
-
-class RemapParams(C.Structure):
-    _fields_ = [("out", Dims), ("in_size", i32), ("c_contiguous", i32), ("offsets", P32)]
-
-
-class ReduceParams(C.Structure):
-    _fields_ = [("in_", Dims), ("reduce", Dims), ("mode", i32), ("in_zp", i32), ("out_zp", i32), ("mult", i32),
-                ("shift", i32)]
+from tg_structs import Dims, ReduceParams, RemapParams  # noqa: E402  (ctypes mirrors of tg_nn.h)
 
 
 @pytest.fixture(scope="module")
