@@ -51,36 +51,33 @@ static cmsis_nn_dims cdims4(int32_t n, int32_t h, int32_t w, int32_t c)
     return r;
 }
 
+/* cmsis_nn_conv_params and cmsis_nn_dw_conv_params share these fields (the latter adds ch_mult) */
+#define TG_CMSIS_WINDOW_FIELDS(c, p)          \
+    do {                                      \
+        (c).input_offset = (p)->in_offset;    \
+        (c).output_offset = (p)->out_offset;  \
+        (c).stride.w = (p)->stride_w;         \
+        (c).stride.h = (p)->stride_h;         \
+        (c).padding.w = (p)->pad_w;           \
+        (c).padding.h = (p)->pad_h;           \
+        (c).dilation.w = (p)->dil_w;          \
+        (c).dilation.h = (p)->dil_h;          \
+        (c).activation.min = (p)->act_min;    \
+        (c).activation.max = (p)->act_max;    \
+    } while (0)
+
 static cmsis_nn_conv_params conv_cparams(const tg_conv_params_t *p)
 {
     cmsis_nn_conv_params c;
-    c.input_offset = p->in_offset;
-    c.output_offset = p->out_offset;
-    c.stride.w = p->stride_w;
-    c.stride.h = p->stride_h;
-    c.padding.w = p->pad_w;
-    c.padding.h = p->pad_h;
-    c.dilation.w = p->dil_w;
-    c.dilation.h = p->dil_h;
-    c.activation.min = p->act_min;
-    c.activation.max = p->act_max;
+    TG_CMSIS_WINDOW_FIELDS(c, p);
     return c;
 }
 
 static cmsis_nn_dw_conv_params dw_cparams(const tg_conv_params_t *p)
 {
     cmsis_nn_dw_conv_params c;
-    c.input_offset = p->in_offset;
-    c.output_offset = p->out_offset;
+    TG_CMSIS_WINDOW_FIELDS(c, p);
     c.ch_mult = p->ch_mult;
-    c.stride.w = p->stride_w;
-    c.stride.h = p->stride_h;
-    c.padding.w = p->pad_w;
-    c.padding.h = p->pad_h;
-    c.dilation.w = p->dil_w;
-    c.dilation.h = p->dil_h;
-    c.activation.min = p->act_min;
-    c.activation.max = p->act_max;
     return c;
 }
 

@@ -115,6 +115,17 @@ static int32_t tg_clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* The CONV_2D / DEPTHWISE_CONV_2D epilogue of output channel oc: + bias (wrapping, as TFLite's
+ * int32 sum), per-channel requantization, + output offset, activation clamp. */
+static int8_t tg_conv_out(const tg_conv_params_t *p, int32_t oc, int32_t acc)
+{
+    if (p->bias != NULL) {
+        acc = tg_add_wrap(acc, p->bias[oc]);
+    }
+    acc = tg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+    return (int8_t)tg_clamp(acc, p->act_min, p->act_max);
+}
+
 static int tg_valid_shift(int32_t s)
 {
     return s >= -31 && s <= 30;
@@ -243,11 +254,7 @@ int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *ou
                             }
                         }
                     }
-                    if (p->bias != NULL) {
-                        acc = tg_add_wrap(acc, p->bias[oc]);
-                    }
-                    acc = tg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-                    out[tg_off4(&p->out, b, oy, ox, oc)] = (int8_t)tg_clamp(acc, p->act_min, p->act_max);
+                    out[tg_off4(&p->out, b, oy, ox, oc)] = tg_conv_out(p, oc, acc);
                 }
             }
         }
@@ -293,11 +300,7 @@ int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *
                                 acc = tg_add_wrap(acc, iv * wv);
                             }
                         }
-                        if (p->bias != NULL) {
-                            acc = tg_add_wrap(acc, p->bias[oc]);
-                        }
-                        acc = tg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-                        out[tg_off4(&p->out, b, oy, ox, oc)] = (int8_t)tg_clamp(acc, p->act_min, p->act_max);
+                        out[tg_off4(&p->out, b, oy, ox, oc)] = tg_conv_out(p, oc, acc);
                     }
                 }
             }
