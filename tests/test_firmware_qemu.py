@@ -174,6 +174,21 @@ def built(tmp_path_factory):
     return out
 
 
+def read_to_verdict(s, serial) -> list[bytes]:
+    """Stripped serial lines up to TG_OK / TG_FAIL, or until silence or the port closes (QEMU
+    exits through semihosting right after the verdict)."""
+    lines: list[bytes] = []
+    try:
+        while not lines or lines[-1] not in (b"TG_OK", b"TG_FAIL"):
+            line = s.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+    except serial.SerialException:
+        pass
+    return lines
+
+
 @pytest.mark.parametrize("name", EMULATED)
 def test_selftest_passes_under_qemu(built, name):
     project, facts, info = built[name]
@@ -248,15 +263,7 @@ def test_pty_serial(built):
         assert port.startswith("/dev/pts/")
         s = serial.Serial(port, 115200, timeout=5)
         resume(proc)
-        lines = []
-        try:
-            while not lines or lines[-1] not in (b"TG_OK", b"TG_FAIL"):
-                line = s.readline()
-                if not line:
-                    break
-                lines.append(line.strip())
-        except serial.SerialException:   # QEMU exits (semihosting) right after TG_OK
-            pass
+        lines = read_to_verdict(s, serial)
         s.close()
         assert lines and lines[0].startswith(b"TG_BOOT ") and lines[-1] == b"TG_OK", lines
     finally:
@@ -306,15 +313,7 @@ def test_uart_getc_timeout_over_pty(tmp_path):
         resume(proc)
         assert s.readline().startswith(b"TG_BOOT ")
         s.write(b"x")
-        lines = []
-        try:
-            while not lines or lines[-1] not in (b"TG_OK", b"TG_FAIL"):
-                line = s.readline()
-                if not line:
-                    break
-                lines.append(line.strip())
-        except serial.SerialException:
-            pass
+        lines = read_to_verdict(s, serial)
         s.close()
         assert b"TG_GETC 0 120 -1" in lines, lines
     finally:
