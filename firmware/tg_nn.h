@@ -6,6 +6,7 @@
  *   tg_kernels_ref.c     portable C99 reference kernels (tg_ref_*), bit-exact with
  *                        the TFLite reference interpreter; any target, host included.
  *   tg_kernels_move.c    portable data-movement kernels (remap, split): no arithmetic.
+ *   tg_kernels_lstm.c    portable integer LSTM (tg_ref_lstm_s8).
  *   tg_backend_cmsis.c   tg_cmsis_*: one thin adapter per CMSIS-NN v7.0.0 function (params
  *                        struct -> CMSIS-NN structs, one call, no checks, no fallback).
  *                        Built when CMSIS_NN_PATH is set (-DTG_BACKEND_CMSIS_NN).
@@ -169,6 +170,29 @@ typedef struct {
  * output 0's row r (sizes[0] bytes), then output 1's row r, ... */
 
 /* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the graph edges. */
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM (tg_kernels_lstm.c): TFLite's integer 8x8_16 LSTM without CIFG,
+ * peephole, projection or layer norm. Gates k = 0 input, 1 forget, 2 cell, 3 output; mult/shift[k]
+ * requantize W_in . x, [4 + k] W_rec . h into the gate's Q3.12; cell_scale = log2 of the cell
+ * state's scale; the state restarts at (h = state_zp, c = 0) on every call. Scratch: 11 * n_cell. */
+typedef struct {
+    int32_t n_batch, n_time, n_input, n_cell;
+    int32_t time_major;         /* input/output [T][B][*] (else [B][T][*]) */
+    int32_t cell_scale;         /* -15 .. -9 */
+    int32_t cell_act;           /* the cell gate's activation: 0 tanh, 1 logistic */
+    int32_t cell_clip;          /* quantized cell clip, 0: none */
+    int32_t hidden_mult, hidden_shift, hidden_zp, state_zp;
+    const int32_t *mult;        /* [8] */
+    const int32_t *shift;       /* [8] */
+    const int8_t *w_in;         /* [4][n_cell][n_input] */
+    const int8_t *w_rec;        /* [4][n_cell][n_cell] */
+    const int32_t *b_in;        /* [4][n_cell]: bias - in_zp * row sums of W_in */
+    const int32_t *b_rec;       /* [4][n_cell]: -state_zp * row sums of W_rec */
+} tg_lstm_params_t;
+int32_t tg_ref_lstm_s8(const tg_lstm_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch);
+int32_t tg_ref_lstm_s8_scratch(const tg_lstm_params_t *p);
+int16_t tg_fx16_logistic(int16_t a, int32_t integer_bits);
+int16_t tg_fx16_tanh(int16_t a, int32_t integer_bits);
 
 /* Portable reference kernels (tg_kernels_ref.c; they validate their arguments: TG_ERR_ARG). */
 int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);

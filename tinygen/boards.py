@@ -282,8 +282,8 @@ def baud_problem(board: Board, baud: int) -> str | None:
 FIRMWARE_RUNTIME = ("tg_startup.c", "tg_uart.c", "tg_uart.h", "tg_cycles.c", "tg_cycles.h",
                     "tg_semihost.c", "tg_semihost.h", "tg_board.h", "tg_main.c", "tg_bench.c", "tg_bench.h",
                     "tg_bench_mlperf.c", "tg_bench_internal.h")
-FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c"),
-                    "cmsis-nn": ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_backend_cmsis.c")}
+FIRMWARE_KERNELS = {"portable": ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_kernels_lstm.c"),
+                    "cmsis-nn": ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_kernels_lstm.c", "tg_backend_cmsis.c")}
 CMSIS_NN_GIT = "https://github.com/ARM-software/CMSIS-NN.git#v7.0.0"
 # PlatformIO pins: platform-ststm32 release, and GCC 12.3 (its optionalVersions entry): the
 # platform's default toolchain for a no-framework build is GCC 7.2.1, which lacks the ACLE

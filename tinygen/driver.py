@@ -20,7 +20,7 @@ import numpy as np
 from . import FIRMWARE, __version__, emit, frontend, importer, ir, kernels, passes, plan, project
 from . import ops as optable
 
-KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_backend_cmsis.c", "tg_dsp.h")
+KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_kernels_lstm.c", "tg_backend_cmsis.c", "tg_dsp.h")
 BACKENDS = kernels.KERNEL_SETS
 
 

@@ -149,6 +149,7 @@ class FbOperator:
     outputs: tuple
     options: Table | None
     custom_options: bool = False
+    intermediates: tuple = ()  # tensors TFLite's quantized LSTM reads its internal scales from
 
 
 @dataclass
@@ -229,6 +230,7 @@ def read_model(buf: bytes, filename: str = "model") -> FbModel:
                     outputs=o.vector(2, "i"),
                     options=o.table(4, f"operator {oi} options"),
                     custom_options=o._field(5) != 0,
+                    intermediates=o.vector(8, "i"),
                 )
             )
         subgraphs.append(FbSubgraph(sg.string(4), tensors, sg.vector(1, "i"), sg.vector(2, "i"), ops))

@@ -23,12 +23,21 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
     """Parse int8 TFLite bytes into a :class:`Graph`; unsupported constructs raise with their location."""
     fb: FbModel = read_model(buf, source)
     if len(fb.subgraphs) != 1:
+        if any(fb.opcodes[o.opcode_index].builtin == _WHILE for o in fb.subgraphs[0].operators
+               if o.opcode_index < len(fb.opcodes)):
+            raise UnsupportedError(
+                f"{source}: has a WHILE loop over {len(fb.subgraphs) - 1} more subgraphs (what a Keras GRU, SimpleRNN "
+                "or LSTM layer that is not unrolled becomes); build the recurrent layer with unroll=True")
         raise UnsupportedError(
             f"{source}: has {len(fb.subgraphs)} subgraphs; tinygen compiles single-subgraph models "
             "(no control flow): re-export without while/if ops"
         )
     sg = fb.subgraphs[0]
     tensors = []
+    # tensors only TFLite's quantized LSTM reads (as scales; some are empty), and variable tensors
+    # (state an op restarts on every inference: allowed as the op table's state inputs)
+    internal = {i for fo in sg.operators for i in fo.intermediates}
+    variables = set()
     for ti, ft in enumerate(sg.tensors):
         ft.name = safe_name(ft.name)
         where = f"{source}: tensor {ti} '{ft.name}'"
@@ -38,10 +47,10 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
         if ft.sparse:
             raise UnsupportedError(f"{where}: sparse tensors are not supported; export a dense model")
         if ft.is_variable:
-            raise UnsupportedError(f"{where}: variable (stateful) tensors are not supported")
+            variables.add(ti)
         if any(d < 0 for d in ft.shape) or any(d < 0 for d in ft.shape_signature[1:]):
             raise UnsupportedError(f"{where}: dynamic shape {list(ft.shape_signature or ft.shape)}; export with fixed shapes")
-        if any(d == 0 for d in ft.shape):
+        if any(d == 0 for d in ft.shape) and ti not in internal:
             raise ModelError(f"{where}: zero-sized dimension in shape {list(ft.shape)}")
         size = math.prod(int(d) for d in ft.shape)  # Python ints: a huge shape cannot wrap around
         if size * ITEMSIZE[dtype] > MAX_TENSOR_BYTES:
@@ -74,6 +83,8 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             if len(raw) != size * ITEMSIZE[dtype]:
                 raise ModelError(f"{where}: constant data is {len(raw)} bytes, shape {list(ft.shape)} {dtype} needs {size * ITEMSIZE[dtype]}")
             data = np.frombuffer(raw, dtype=NP_DTYPES[dtype]).reshape(ft.shape).copy()
+        if ti in variables and dtype in NP_DTYPES and data is None:  # TFLite resets it to its zero point
+            data = np.full(ft.shape, zp[0] if zp.size else 0, NP_DTYPES[dtype])
         tensors.append(Tensor(ti, ft.name, tuple(int(d) for d in ft.shape), dtype, scale, zp, ft.quant.quantized_dimension, data))
 
     ops, unknown = [], []  # unknown: every op kind tinygen does not compile, reported together
@@ -91,6 +102,15 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             continue
         op = Op(kind, list(fo.inputs), list(fo.outputs), {}, oi, out_name)
         optable.parse(op, fo.options, tensors)
+        if fo.intermediates:
+            if any(not 0 <= t < len(tensors) for t in fo.intermediates):
+                raise ModelError(f"{source}: op #{oi} has intermediates {list(fo.intermediates)} but the model has "
+                                 f"{len(tensors)} tensors")
+            op.attrs["intermediates"] = list(fo.intermediates)
+        for k, t in enumerate(op.inputs):
+            if t in variables and k not in optable.TABLE[kind].state:
+                raise UnsupportedError(f"{source}: tensor {t} '{tensors[t].name}': variable (stateful) tensors are "
+                                       f"not supported (read by {op.where()})")
         _check_arity(op, source)
         ops.append(op)
     if unknown:
@@ -108,6 +128,9 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
             raise ModelError(f"{source}: graph input {tensors[t].describe()} has constant data, so the firmware "
                              "would ignore its input; the file is corrupt: re-export it")
     return g
+
+
+_WHILE = 119  # BuiltinOperator WHILE
 
 
 def _check_arity(op: Op, source: str) -> None:

@@ -195,6 +195,9 @@ register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OU
 for _k in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
     register(f"tg_ref_{_k.lower()}_s8", f"tg_ref_{_k.lower()}_s8", [_k], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
+register("tg_ref_lstm_s8", "tg_ref_lstm_s8", ["UNIDIRECTIONAL_SEQUENCE_LSTM"], "portable", (P, IN0, OUT0, SCRATCH),
+         scratch=lambda low, arch: 11 * low.params["n_cell"], scratch_fn="tg_ref_lstm_s8_scratch",
+         doc="TFLite's integer 8x8_16 LSTM (firmware/tg_kernels_lstm.c): int16 gates and cell state in the scratch")
 register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE", "TANH", "HARD_SWISH",
                                           "LEAKY_RELU"], "portable",
          (arr("lut"), IN0, OUT0, imm("size")), applies=_lut, access=_acc_lut)

@@ -61,15 +61,16 @@ class OpDef:
     doc: str = ""
     outputs: int = 1  # output tensors; 0 = one or more (SPLIT, UNPACK: as many as the options say)
     folded: bool = False  # only valid inside a pattern a graph pass folds away (never lowered, no kernel)
+    state: tuple[int, ...] = ()  # inputs that may be variable tensors: state the op restarts on every inference
 
 
 TABLE: dict[str, OpDef] = {}
 
 
 def register(kind, parse, check, lower, macs=None, *, roles=("input",), required=1, inplace=False, fuses_act=False,
-             activation=False, shape_only=False, doc="", outputs=1, folded=False):
+             activation=False, shape_only=False, doc="", outputs=1, folded=False, state=()):
     TABLE[kind] = OpDef(kind, parse, check, lower, macs or (lambda g, op: 0), tuple(roles), required, inplace,
-                        fuses_act, activation, shape_only, doc, outputs, folded)
+                        fuses_act, activation, shape_only, doc, outputs, folded, tuple(state))
 
 
 def facts(kind: str) -> OpDef:

@@ -191,6 +191,42 @@ def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_sca
     return quantize_multiplier(prod / float(np.float32(output_scale)))
 
 
+def lstm_params(in_scale: float, in_zp: int, state_scale: float, state_zp: int, cell_scale: float,
+                hidden_scale: float, hidden_zp: int, w_in, w_rec, biases) -> dict:
+    """TFLite's integer 8x8_16 LSTM (unidirectional_sequence_lstm.cc PopulateQuantizedLstmParams8x8_16
+    and PrecomputeZeroPointTimesWeightWithBias), without layer norm, peephole or projection: each
+    gate's pre-activation is Q3.12, so its effective scales are ``w_scale * in_scale / 2^-12`` (float32,
+    as TFLite) for the input and ``w_scale * state_scale / 2^-12`` for the recurrent product; the
+    hidden state is ``o * tanh(c)`` (Q0.15 * Q0.15) at ``2^-15 / hidden_scale * 2^-15``. The zero
+    points fold into int32 effective biases: ``bias - in_zp * row sums`` and ``-state_zp * row sums``.
+    ``w_in``/``w_rec``: per gate (input, forget, cell, output) ``(int8 [cells, n], scale)``; ``biases``
+    the int32 gate biases. Raises ValueError when the cell scale is not 2^-15 .. 2^-9.
+
+    >>> p = lstm_params(0.5, 0, 0.25, 0, 2.0 ** -14, 2.0 ** -7, 0, [(np.ones((1, 1), np.int8), 2.0 ** -10)] * 4,
+    ...                 [(np.ones((1, 1), np.int8), 2.0 ** -10)] * 4, [np.zeros(1, np.int32)] * 4)
+    >>> p["cell_scale"], p["mult"][0], p["shift"][0], p["shift"][4], p["hidden_shift"]
+    (-14, 1073741824, 2, 1, -22)
+    """
+    log2 = math.log2(cell_scale)
+    if log2 != round(log2) or not -15 <= log2 <= -9:
+        raise ValueError(f"the int16 cell state's scale {cell_scale:g} is not a power of two in [2^-15, 2^-9]")
+    f32 = np.float32
+    gate = f32(2.0 ** -12)  # Q3.12 pre-activations
+    mults, shifts, b_in, b_rec = [0] * 8, [0] * 8, [], []
+    for k in range(4):
+        (wi, si), (wr, sr) = w_in[k], w_rec[k]
+        mults[k], shifts[k] = quantize_multiplier(float(f32(f32(si) * f32(in_scale)) / gate))
+        mults[4 + k], shifts[4 + k] = quantize_multiplier(float(f32(f32(sr) * f32(state_scale)) / gate))
+        rows_in = wi.astype(np.int64).sum(axis=1)
+        rows_rec = wr.astype(np.int64).sum(axis=1)
+        b_in.append((np.asarray(biases[k], np.int64) - in_zp * rows_in).astype(np.int32))
+        b_rec.append((-state_zp * rows_rec).astype(np.int32))
+    hidden = float(f32(2.0 ** -15 / float(f32(hidden_scale)) * 2.0 ** -15))
+    hm, hs = quantize_multiplier(hidden)
+    return {"cell_scale": int(log2), "mult": mults, "shift": shifts, "hidden_mult": hm, "hidden_shift": hs,
+            "hidden_zp": int(hidden_zp), "b_in": np.concatenate(b_in), "b_rec": np.concatenate(b_rec)}
+
+
 def softmax_params(beta: float, input_scale: float, input_integer_bits: int = 5) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min).
 

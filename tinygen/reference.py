@@ -72,6 +72,7 @@ def run_tensors_here(model_bytes: bytes, inputs, tensor_ids) -> list[dict[int, n
     xs = _as_list(inputs)
     res = []
     for n in range(len(xs[0])):
+        it.reset_all_variables()  # every sample from the initial state (stateful=False: what the firmware does)
         for x, d in zip(xs, dins):
             it.set_tensor(d["index"], x[n])
         it.invoke()
@@ -97,6 +98,7 @@ def run_here(model_bytes: bytes, inputs):
             raise InputError(f"inputs are {x.dtype}{list(x.shape[1:])}, the model wants {np.dtype(d['dtype'])}{list(shape)}")
     outs: list[list[np.ndarray]] = [[] for _ in douts]
     for n in range(len(xs[0])):
+        it.reset_all_variables()  # every sample from the initial state (stateful=False: what the firmware does)
         for x, d in zip(xs, dins):
             it.set_tensor(d["index"], x[n])
         it.invoke()
