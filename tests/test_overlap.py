@@ -218,3 +218,90 @@ def test_channel_window_distance_matches_brute_force(k, stride, pad, mult):
     s = overlap.channel_window(p, k, k).streams[0]
     assert overlap.distance(s) == _brute_distance(s)
     assert overlap.distance(s) <= overlap.distance(overlap.window(p, k, k).streams[0])
+
+
+# ---- the generated set (the default): contracts, arenas, mutations ------------------------------
+
+
+@pytest.mark.parametrize("model, most", [("kws_ref_model.tflite", 9_000), ("pretrainedResnet_quant.tflite", 40_000)])
+def test_generated_models_overlap_and_a_distance_one_step_too_small_is_caught(model, most):
+    """Every overlapped (input, output) pair of the generated kernels: one byte, one input pixel and
+    one input row closer than the plan (toward where the contract says a byte is clobbered) is
+    rejected by the verifier and by the replay, naming the op."""
+    c = _compiled(model, "generated", "dsp")
+    g, p = c.graph, c.plan
+    assert p.arena_size <= most < plan.plan(g, c.calls, overlap=False).arena_size
+    rng = plan.live_ranges(g)
+    pairs = []
+    for i, op in enumerate(g.ops):
+        if c.calls[i] is None or not op.outputs or c.calls[i].generated is None:
+            continue
+        x, y = overlap._root(g, op.inputs[0]), overlap._root(g, op.outputs[0])
+        xo, yo = p.offsets[x], p.offsets[y]
+        if rng[x][1] == i and yo < xo + g.t(x).nbytes and xo < yo + g.t(y).nbytes:
+            pairs.append((i, x, y))
+    assert len(pairs) >= (8 if "kws" in model else 2)
+    kinds, mutated, tight = set(), set(), set()
+    for i, x, y in pairs:
+        s = c.calls[i].kernel.contract(c.calls[i].low, c.calls[i].arch).streams[0]
+        d = p.offsets[x] - p.offsets[y]
+        assert overlap.safe(s, d)
+        t = overlap.tightest(s)
+        if d == t:
+            tight.add(i)
+        kinds.add(g.ops[i].kind)
+        row = s.in_unit * (c.calls[i].low.params.get("in", {}).get("w", 1) if s.unit == "pixel" else 1)
+        for closer in {1, s.in_unit, row}:
+            dd = d + closer if s.reverse else d - closer
+            if overlap.safe(s, dd):
+                continue  # still legal (e.g. a channel plane one whole pixel further: same channel)
+            saved = dict(p.offsets)
+            for t in g.tensors:
+                if overlap._root(g, t.id) == y:
+                    p.offsets[t.id] = saved[y] + (d - dd)
+            with pytest.raises(CompilerBug, match="overlap-check") as e:
+                overlap_check.check(g, c.calls, p.offsets, p.scratch, p.arena_size + 4096)
+            assert g.ops[i].where() in str(e.value)
+            mutated.add(i)
+            if (d - dd) % plan.ALIGN == 0 and p.offsets[y] >= 0:
+                with pytest.raises(CompilerBug):
+                    plan.verify_plan(g, p, c.calls)
+            p.offsets = saved
+    assert "DEPTHWISE_CONV_2D" in kinds or "CONV_2D" in kinds
+    assert tight and tight <= mutated  # an overlap at the contract's distance is tight to the byte, pixel or row
+
+
+def test_generated_contracts_exist_for_every_family():
+    from tinygen.kernelgen import conv, dwconv, eltwise, fc, pool
+
+    cp = _conv_params(6, 5, 8, 8, 3, 2, 1)
+    s = conv.access("CONV_2D", cp, "dsp").streams[0]
+    assert s.reads_first and s.write_step.tolist()[:4] == [0, 0, 1, 1]  # pixel pairs
+    r = conv.access("CONV_2D", cp, "dsp", reverse=True).streams[0]
+    assert r.reverse and r.write_step[-1] == 0 and overlap.tightest(r) < 0  # the output ends above its input's end
+    dw = dict(_conv_params(6, 5, 8, 8, 3, 1, 1, depthwise=True), ch_mult=1)
+    s = dwconv.access("DEPTHWISE_CONV_2D", dw, "dsp").streams[0]
+    assert overlap.safe(s, 0) and not overlap.safe(s, 1) and overlap.tightest(s) == 0  # in place
+    assert overlap.tightest(fc.access("FULLY_CONNECTED", {"batches": 1, "in_depth": 640, "out_depth": 128},
+                                      "dsp").streams[0]) == 0
+    d = {"n": 1, "h": 2, "w": 2, "c": 4}
+    assert overlap.tightest(eltwise.access("ADD", {"in1": d, "in2": d, "out": d}, "dsp").streams[1]) == 0
+    pp = {"in": d, "out": {"n": 1, "h": 1, "w": 1, "c": 4}, "filter_h": 2, "filter_w": 2, "stride_h": 2,
+          "stride_w": 2, "pad_h": 0, "pad_w": 0}
+    assert pool.access("AVERAGE_POOL_2D", pp, "dsp").streams[0].write_step.tolist() == [0]
+
+
+def test_report_timeline_shows_the_overlaps():
+    from tinygen import report
+
+    c = _compiled("kws_ref_model.tflite", "generated", "dsp")
+    p = c.plan
+    bufs = [{"name": b.name, "offset": b.offset, "bytes": b.size, "start": b.start, "end": b.end}
+            for b in sorted(p.buffers, key=lambda b: (b.offset, b.start, b.name))]
+    ov = report.overlaps(bufs)
+    assert len(ov) >= 8
+    for i, j, step, lo, hi in ov:
+        assert bufs[i]["end"] == bufs[j]["start"] == step and lo < hi
+    png = report.arena_timeline({"buffers": bufs, "num_ops": len(c.graph.ops), "arena_bytes": p.arena_size,
+                                 "arena_strategy": p.strategy})
+    assert len(png) > 1000

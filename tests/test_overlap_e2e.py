@@ -1,14 +1,19 @@
 """Overlapping buffers at run time: small chains whose layers overlap their dying inputs (strided,
-dilated, depth-multiplier, expanding, pooling, element-wise in place), built on the host for both kernel
-sets, equal the TFLite reference byte for byte."""
+dilated, depth-multiplier, expanding, pooling, element-wise in place), built on the host for every kernel
+set, equal the TFLite reference byte for byte; so do the shared models and a MobileNetV1-0.25 96x96
+with the generated set (the default), on the host (normal plan and every overlap the contracts allow)
+and under QEMU (mps2-an505, the self-test against BUILTIN_REF vectors)."""
 
 import functools
+import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import backends
+from conftest import backends, shared_model
 
-from tinygen import driver, hostbuild, overlap, plan, project, reference
+from tinygen import boards, driver, frontend, hostbuild, overlap, plan, project, qemu, reference, toolchain
 
 pytestmark = pytest.mark.tf
 
@@ -56,7 +61,7 @@ def _chain(which: str) -> bytes:
 _cache: dict = {}
 
 
-@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("backend", ["generated"] + backends())
 @pytest.mark.parametrize("which", ["windows", "elementwise"])
 @pytest.mark.parametrize("mode", [True, "all"])
 def test_overlapped_chain_bit_exact_on_host(which, backend, mode, tmp_path, monkeypatch):
@@ -89,3 +94,71 @@ def test_overlapped_chain_bit_exact_on_host(which, backend, mode, tmp_path, monk
     got = hostbuild.run(exe, reference.pack(x))
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{which}/{backend}: {len(bad)} bytes differ, first at {bad[0].tolist()}\n{p.table(g)}"
+
+
+# ---- the shared models and MobileNetV1-0.25 96x96, generated kernels ------------------------------
+
+MODELS = ["kws_ref_model", "pretrainedResnet_quant", "ad01_int8", "mobilenet_025_96"]
+MOST = {"kws_ref_model": 9_000, "pretrainedResnet_quant": 40_000, "ad01_int8": 2_048, "mobilenet_025_96": 40_000}
+
+
+def _model(name: str) -> bytes:
+    if name not in _cache:
+        if name == "mobilenet_025_96":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+            from arena_mobilenet import mobilenet_025_96
+
+            _cache[name] = mobilenet_025_96()
+        else:
+            _cache[name] = frontend.load(shared_model(name + ".tflite"), log=lambda m: None)[0]
+    return _cache[name]
+
+
+def _shared_pairs(c) -> int:
+    g, p = c.graph, c.plan
+    n = 0
+    for i, op in enumerate(g.ops):
+        if c.calls[i] is None or not op.outputs:
+            continue
+        y = overlap._root(g, op.outputs[0])
+        for t in op.inputs:
+            if t >= 0 and not g.t(t).is_const:
+                x = overlap._root(g, t)
+                xo, yo = p.offsets[x], p.offsets[y]
+                n += x != y and yo < xo + g.t(x).nbytes and xo < yo + g.t(y).nbytes
+    return n
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("mode", [True, "all"])
+@pytest.mark.parametrize("name", MODELS)
+def test_generated_models_overlapped_bit_exact_on_host(name, mode, tmp_path, monkeypatch):
+    buf = _model(name)
+    monkeypatch.setattr(plan, "plan", functools.partial(plan.plan, overlap=mode))
+    c = driver.compile_model(buf, name, "generated", arch="dsp")
+    assert _shared_pairs(c) > 0, c.plan.table(c.graph)
+    if mode is True:
+        assert c.plan.arena_size <= MOST[name], c.plan.table(c.graph)
+    project.write(tmp_path / "p", driver.host_project(c))
+    exe = hostbuild.build(tmp_path / "p", "generated")
+    x = reference.random_inputs(buf, 10, seed=7)
+    want = reference.pack(reference.run(buf, x))
+    got = hostbuild.run(exe, reference.pack(x))
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{name}: {len(bad)} bytes differ, first at {bad[0].tolist()}\n{c.plan.table(c.graph)}"
+
+
+@pytest.mark.qemu
+@pytest.mark.toolchain
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="qemu-system-arm / arm-none-eabi-gcc not installed")
+@pytest.mark.parametrize("name", MODELS)
+def test_generated_models_overlapped_bit_exact_under_qemu(name, tmp_path):
+    buf = _model(name)
+    board = boards.load_board("mps2-an505")
+    c = driver.compile_model(buf, name, "generated", board.arch_features, board_name=board.name)
+    assert _shared_pairs(c) > 0
+    project.write(tmp_path / "fw", driver.board_project(c, board))
+    info = toolchain.make_firmware(tmp_path / "fw", "generated", board=board)
+    r = qemu.run_selftest(info.elf, board, timeout=600)
+    assert r.ok and r.match, r

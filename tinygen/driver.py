@@ -84,7 +84,14 @@ def _lower(c: Compiled, dump) -> None:
 
 
 def _plan(c: Compiled, dump) -> None:
-    c.plan = plan.plan(c.graph, c.calls)
+    if c.backend != "generated":
+        c.plan = plan.plan(c.graph, c.calls)
+        return
+    from . import overlap_plan  # a generated kernel with an access contract may win on arena size
+
+    g = c.graph
+    c.calls, c.plan = overlap_plan.trade(g, c.calls, lambda gg, calls: plan.plan(gg, calls), lambda i: kernels.generated_for(
+        g.ops[i].kind, c.calls[i].low, c.gen_arch, f"tg_gen_{i}"))
 
 
 def _reference(c: Compiled, dump) -> None:

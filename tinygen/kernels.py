@@ -383,18 +383,48 @@ def _families(kind: str):
 _GEN_OPERANDS = {"in0": IN0, "in1": IN1, "out0": OUT0, "scratch": SCRATCH}
 
 
-def _generate(kind: str, low: Lowered, arch: str, symbol: str) -> list[tuple[float, Call]]:
-    """Generated candidates for a layer: (estimated instructions, call) per family that applies."""
+def _gen_access(fam, kind: str, gen):
+    """The generated family's access contract (its ``access(kind, params, arch, **notes["access"])``,
+    read from its template), computed once per layer and arch; None when the family declares none."""
+    fn = getattr(fam, "access", None)
+    if fn is None:
+        return None
+    memo: dict = {}
+    extra = dict(gen.notes.get("access", {}))
+
+    def access(low, arch):
+        if arch not in memo:
+            memo[arch] = fn(kind, low.params, arch, **extra)
+        return memo[arch]
+
+    return access
+
+
+def _gen_call(name, fam, kind, low, arch, gen) -> tuple[float, Call]:
+    k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
+               doc=str(gen.notes.get("variant", "")), access=_gen_access(fam, kind, gen))
+    cost = float(fam.cost(kind, low.params, low.arrays, arch))
+    return cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost, arch=arch)
+
+
+def _generate(kind: str, low: Lowered, arch: str, symbol: str, variants: bool = False) -> list[tuple[float, Call]]:
+    """Generated candidates for a layer: (estimated instructions, call) per family that applies (and
+    with ``variants`` the families' other variants, e.g. the reverse walk)."""
     out = []
     for name, fam in _families(kind):
         if fam.applies(kind, low.params, low.arrays, arch) is not None:
             continue
-        gen = fam.generate(kind, low.params, low.arrays, arch, symbol)
-        k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
-                   doc=str(gen.notes.get("variant", "")), access=gen.notes.get("access"))  # a contract, one day
-        cost = float(fam.cost(kind, low.params, low.arrays, arch))
-        out.append((cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost, arch=arch)))
+        out.append(_gen_call(name, fam, kind, low, arch, fam.generate(kind, low.params, low.arrays, arch, symbol)))
+        if variants and hasattr(fam, "alternatives"):
+            out += [_gen_call(name, fam, kind, low, arch, gen)
+                    for gen in fam.alternatives(kind, low.params, low.arrays, arch, symbol)]
     return out
+
+
+def generated_for(kind: str, low: Lowered, arch: str, symbol: str) -> list[Call]:
+    """Every generated kernel call for a layer (the arena-driven choice of
+    :func:`tinygen.overlap_plan.trade` weighs them against the one :func:`select` chose)."""
+    return [c for _, c in _generate(kind, low, arch, symbol, variants=True)]
 
 
 def select(kind: str, low: Lowered, kset: str, arch: str, symbol: str = "tg_gen", fallback=("portable",),

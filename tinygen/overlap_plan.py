@@ -1,8 +1,8 @@
 """Overlap planning: place an op's output over the consumed part of an input that dies at that op.
 
 For op ``i`` whose kernel has an access contract (:mod:`tinygen.overlap`) streaming input operand
-``k``, and whose input ``k`` dies at ``i`` (not a graph input, not read through another operand
-without a stream), the output may start ``D`` bytes below the input (``D``: the contract's safe
+``k``, and whose input ``k`` dies at ``i`` (a graph input too: ``tg_model_run`` may overwrite its
+input, model.h says so; not read through another operand without a stream), the output may start ``D`` bytes below the input (``D``: the contract's safe
 distance, rounded up to the 16-byte alignment): the output lands on the input's consumed pixels, or,
 for an expanding layer, the input sits in the tail of the larger output. Chosen overlaps tie buffers
 into *groups* (chains: a buffer dies at one op and is made by one) with fixed relative offsets,
@@ -27,7 +27,7 @@ class Candidate:
     op: int  # op position
     src: int  # index into the buffer list: the input that dies at op
     dst: int  # the op's output buffer
-    dist: int  # aligned safe distance: dst offset = src offset - dist
+    dist: int  # aligned safe distance: dst offset = src offset - dist (negative: above, a reverse walk)
 
 
 def _root(g: Graph, tid: int) -> int:
@@ -38,14 +38,13 @@ def _root(g: Graph, tid: int) -> int:
 def candidates(g: Graph, calls, buffers, align) -> list[Candidate]:
     """Overlaps the contracts allow (``align``: rounds a distance up to the arena alignment)."""
     where = {t: j for j, b in enumerate(buffers) for t in b.tensors}
-    inputs = {_root(g, t) for t in g.inputs}
     out = []
     for i, op in enumerate(g.ops):
         if not op.outputs or _root(g, op.outputs[0]) not in where:
             continue
         dst = where[_root(g, op.outputs[0])]
         for tid in op.inputs:
-            if tid < 0 or g.t(tid).is_const or _root(g, tid) in inputs or _root(g, tid) not in where:
+            if tid < 0 or g.t(tid).is_const or _root(g, tid) not in where:
                 continue
             src = where[_root(g, tid)]
             s, d = buffers[src], buffers[dst]
@@ -54,7 +53,10 @@ def candidates(g: Graph, calls, buffers, align) -> list[Candidate]:
             dist = ov.op_distance(g, calls, i, _root(g, tid))
             if dist is None:
                 continue
-            dist = align(dist)
+            up, down = align(dist), -align(-dist)  # a forward walk may sit further below, a reverse one above
+            dist = up if ov.op_safe(g, calls, i, _root(g, tid), up) else down
+            if not ov.op_safe(g, calls, i, _root(g, tid), dist):
+                continue
             if dist < d.size and dist + s.size > 0:  # the two share bytes: worth it
                 out.append(Candidate(i, src, dst, dist))
     return out
@@ -135,3 +137,52 @@ def choose(buffers, cands: list[Candidate], size_of, passes: int = 3) -> list[Ca
         if size_of(grouped(buffers, sel)) <= size:
             best = sel
     return best if size < size_of(grouped(buffers, [])) else []
+
+
+TRADE_BUDGET = 0.03  # estimated instructions a smaller arena may cost, as a fraction of the model's
+TRADE_TRIES = 12  # plans tried at most
+
+
+def trade(g: Graph, calls: list, plan_fn, regen, budget: float = TRADE_BUDGET):
+    """Arena-driven kernel choice (the generated set). A layer whose cheapest kernel has no access
+    contract (a CMSIS-NN fallback that re-reads its input) may instead run a generated kernel of the
+    same layer that has one, and a generated layer may run another variant of its kernel (the
+    reverse walk of a shrinking conv: its output can then end at its input's end, under a chain
+    that an expanding layer's output holds at the top), when that shrinks the planned arena. The
+    swaps together may cost at most ``budget`` of the model's estimated instructions; cheapest
+    first, in passes until one changes nothing (two swaps may only pay together), at most
+    TRADE_TRIES plans. ``regen(i)``: every generated kernel call for layer ``i``. Returns (calls, plan)."""
+    best = plan_fn(g, calls)
+    total = sum(c.cost for c in calls if c is not None)
+    options = []
+    for i, call in enumerate(calls):
+        if call is None:
+            continue
+        has = call.kernel.contract(call.low, call.arch) is not None
+        if has and call.generated is None:
+            continue
+        for alt in regen(i):
+            if alt.kernel.contract(alt.low, alt.arch) is None or (call.generated is not None
+                                                                  and alt.kernel.doc == call.kernel.doc):
+                continue
+            options.append((alt.cost - call.cost, i, alt))
+    options.sort(key=lambda o: (o[0], o[1]))
+    spent, tries, changed = 0.0, 0, True
+    swapped: set[int] = set()
+    while changed and tries < TRADE_TRIES:
+        changed = False
+        for extra, i, alt in options:
+            if i in swapped or spent + max(extra, 0.0) > budget * total or tries >= TRADE_TRIES:
+                continue
+            old = calls[i]
+            trial = list(calls)
+            trial[i] = alt
+            tries += 1
+            p = plan_fn(g, trial)
+            if p.arena_size < best.arena_size:
+                alt.alternatives = [old.kernel.name] + [a for a in old.alternatives if a != alt.kernel.name]
+                alt.alt_costs = {old.kernel.name: old.cost} | {k: v for k, v in old.alt_costs.items()
+                                                               if k != alt.kernel.name}
+                calls, best, spent, changed = trial, p, spent + max(extra, 0.0), True
+                swapped.add(i)
+    return calls, best

@@ -375,21 +375,20 @@ def _legal_inplace(g: Graph, rng: dict, x: tuple, y: tuple) -> bool:
 
 
 def _legal_contract(g: Graph, calls, rng: dict, x: tuple, y: tuple) -> bool:
-    """``x`` is an input of op i that dies at i (not a graph input), ``y`` op i's output (made at i),
-    and the output starts at least the safe distance below the input, the distance recomputed from
-    the access contract of op i's kernel for every operand reading ``x``."""
-    from .overlap import op_distance
+    """``x`` is an input of op i that dies at i (a graph input too: a run may overwrite its input),
+    ``y`` op i's output (made at i), and the output sits where the access contract of op i's kernel, re-read here for every operand
+    reading ``x``, makes it safe byte by byte (:func:`tinygen.overlap.op_safe`)."""
+    from .overlap import op_safe
 
     if x[5] is None or y[5] is None or x[6] is not None or y[6] is not None:
         return False
     i = rng[x[5]][1]
-    if i >= len(g.ops) or rng[y[5]][0] != i or x[5] in {_root(g, t) for t in g.inputs}:
+    if i >= len(g.ops) or rng[y[5]][0] != i:
         return False
     op = g.ops[i]
     if not op.outputs or _root(g, op.outputs[0]) != y[5]:
         return False
-    d = op_distance(g, calls, i, x[5])
-    return d is not None and x[1] - y[1] >= d
+    return op_safe(g, calls, i, x[5], x[1] - y[1])
 
 
 def _legal_scratch_output(g: Graph, calls, s: tuple, o: tuple) -> bool:

@@ -50,29 +50,61 @@ def _plt():
     return plt
 
 
+def overlaps(bufs: list[dict]) -> list[tuple[int, int, int, int, int]]:
+    """(input buffer, output buffer, step, first shared byte, end) for each tensor whose bytes an op's
+    output takes while that op still reads it (access-contract overlaps: the input's last step is the
+    output's first). Scratch is left out (an output on its own kernel's scratch is not a tensor overlap).
+
+    >>> overlaps([{"name": "a", "offset": 0, "bytes": 64, "start": 0, "end": 1},
+    ...           {"name": "b", "offset": 32, "bytes": 64, "start": 1, "end": 2}])
+    [(0, 1, 1, 32, 64)]
+    """
+    out = []
+    for i, a in enumerate(bufs):
+        for j, b in enumerate(bufs):
+            if i == j or a["end"] != b["start"] or a["name"].startswith("scratch") or b["name"].startswith("scratch"):
+                continue
+            lo, hi = max(a["offset"], b["offset"]), min(a["offset"] + a["bytes"], b["offset"] + b["bytes"])
+            if lo < hi:
+                out.append((i, j, a["end"], lo, hi))
+    return out
+
+
 def arena_timeline(man: dict) -> str:
-    """Tensors as boxes: x = execution steps they are live, y = arena bytes they occupy."""
+    """Tensors as boxes: x = execution steps they are live, y = arena bytes they occupy. Where an op
+    writes its output over the consumed part of a dying input (access contracts), that step is split:
+    the input's box ends in its first half, the output's starts in its second half, and the shared
+    bytes are outlined in red (they hold the input, then the output, during that one op)."""
     plt = _plt()
     from matplotlib.patches import Rectangle
 
     bufs = man.get("buffers", [])
     steps = man.get("num_ops", 1) + 1
+    ov = overlaps(bufs)
+    ends_early = {i for i, _, _, _, _ in ov}
+    starts_late = {j for _, j, _, _, _ in ov}
     fig, ax = plt.subplots(figsize=(11, 5.5))
     for i, b in enumerate(bufs):
         scratch = b["name"].startswith("scratch")
         color = "#bab0ac" if scratch else PALETTE[i % len(PALETTE)]
-        ax.add_patch(Rectangle((b["start"], b["offset"]), b["end"] - b["start"] + 1, b["bytes"], facecolor=color,
+        x0 = b["start"] + (0.5 if i in starts_late else 0.0)
+        x1 = b["end"] + (0.5 if i in ends_early else 1.0)
+        ax.add_patch(Rectangle((x0, b["offset"]), x1 - x0, b["bytes"], facecolor=color,
                                edgecolor="black", linewidth=0.6, alpha=0.85, hatch="//" if scratch else None))
         if not scratch and b["bytes"] >= 0.06 * man["arena_bytes"]:
-            ax.text(b["start"] + 0.1, b["offset"] + b["bytes"] / 2, f"{b['name'][:28]} ({b['bytes']:,} B)",
+            ax.text(x0 + 0.1, b["offset"] + b["bytes"] / 2, f"{b['name'][:28]} ({b['bytes']:,} B)",
                     fontsize=7, va="center", clip_on=True)
+    for _, _, step, lo, hi in ov:
+        ax.add_patch(Rectangle((step, lo), 1.0, hi - lo, fill=False, edgecolor="red", linewidth=1.2, linestyle=":"))
     ax.axhline(man["arena_bytes"], color="red", linestyle="--", linewidth=1)
     ax.text(0, man["arena_bytes"], f" arena {man['arena_bytes']:,} B", color="red", va="bottom", fontsize=8)
     ax.set_xlim(0, steps)
     ax.set_ylim(0, man["arena_bytes"] * 1.08 or 1)
     ax.set_xlabel("execution step (op)")
     ax.set_ylabel("arena offset (bytes)")
-    ax.set_title(f"Arena plan ({man.get('arena_strategy', '')}): tensors over time; hatched = kernel scratch")
+    shared = f"; {len(ov)} outputs written over their dying input (red: shared bytes)" if ov else ""
+    ax.set_title(f"Arena plan ({man.get('arena_strategy', '')}): tensors over time; hatched = kernel scratch{shared}",
+                 fontsize=9)
     return _png(fig)
 
 

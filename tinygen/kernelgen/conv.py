@@ -151,18 +151,31 @@ def _context(params: dict, arrays: dict, symbol: str) -> dict:
     return ctx
 
 
-def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> Generated:
+def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, reverse: bool = False) -> Generated:
+    """``reverse``: walk the output pixels from the last one down (same instructions; an output
+    smaller than its input may then end at its input's end: :func:`access`)."""
     reason = applies(kind, params, arrays, arch)
     if reason is not None:
         raise ValueError(f"{symbol}: {reason}")
     ctx = _context(params, arrays, symbol)
+    ctx["reverse"] = reverse
     src = render("kernels/conv_gemm.c.j2", **ctx)
     scratch = 4 * ctx["kp"] + (0 if ctx["perm"] else 2 * ctx["kp"])
     return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=scratch,
                      const_bytes=ctx["const_bytes"],
                      notes={"variant": f"{ctx['variant']} 2x2 blocked, K {ctx['k']}->{ctx['kp']}, "
-                                       f"{'int16' if ctx['w16'] else 'int8'} weights",
-                            "requant": ctx["rq"]["mode"]})
+                                       f"{'int16' if ctx['w16'] else 'int8'} weights" + (", reverse" if reverse else ""),
+                            "requant": ctx["rq"]["mode"], "access": {"reverse": reverse}})
+
+
+def alternatives(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> list[Generated]:
+    """Variants the arena-driven choice may weigh (never chosen for speed): for a layer whose output
+    is smaller than its input, the reverse walk (its output can sit at the top of its input, where a
+    chain of layers placed over a later expanding layer's output wants it)."""
+    i, o = params["in"], params["out"]
+    if applies(kind, params, arrays, arch) is not None or o["h"] * o["w"] * o["c"] >= i["h"] * i["w"] * i["c"]:
+        return []
+    return [generate(kind, params, arrays, arch, symbol, reverse=True)]
 
 
 def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
@@ -180,3 +193,15 @@ def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
     group = 11.954 if s["cout"] * k <= INT16_MAX_WEIGHTS else 15.954   # + 4 SXTB16 for int8 weights
     est = blocks * (group * (kp // 4) + 73.533) + col
     return float(est if arch == "dsp" else 3 * est)
+
+
+def access(kind: str, params: dict, arch: str, reverse: bool = False):
+    """Access contract (:mod:`tinygen.overlap`) of ``conv_gemm.c.j2``: output pixels in pairs (p, p + 1)
+    in row-major order; ``_col`` copies the receptive fields of both pixels (their input windows,
+    clipped, all channels) into scratch, then ``_gemm2`` writes both output pixels, all channels,
+    from the scratch alone: one step per pair, reads first (an odd last pixel is a step of its own).
+    ``reverse``: the same from the last pixel down (an odd count: the last pixel first, alone)."""
+    from .. import overlap as ov
+
+    f = params["filter"]
+    return ov.window(params, f["h"], f["w"], reads_first=True, doc=access.__doc__ or "", group=2, reverse=reverse)

@@ -24,6 +24,7 @@ from . import Generated, c_array
 
 MAX_K = 7
 MAX_SCRATCH = 64 * 1024
+BAND_BYTES = 2048  # strided layers whose channel plane is larger walk it in bands of output rows
 I32 = 1 << 31
 
 
@@ -165,7 +166,29 @@ def _layout(g: dict) -> dict:
     pw = max(g["W"] + g["PL"], reach)
     pw += pw % 2
     ph = max(g["H"] + g["PT"], (g["OH"] - 1) * g["SH"] + g["KH"])
-    return {"bw": bw, "full": full, "tail": tail, "blocks": blocks, "PW": pw, "PH": ph, "scratch": pw * ph * 2}
+    lay = {"bw": bw, "full": full, "tail": tail, "blocks": blocks, "PW": pw, "PH": ph, "scratch": pw * ph * 2,
+           "bands": None}
+    if g["SH"] >= 2 and lay["scratch"] > BAND_BYTES:
+        lay.update(bands(g, pw))
+    return lay
+
+
+def bands(g: dict, pw: int) -> dict:
+    """Strided layers with a large plane: bands of ``BO`` output rows, each copying only the
+    ``(BO - 1) * SH + KH`` input rows it reads (halo rows copied again), into a scratch of that many
+    rows (at most BAND_BYTES when a single output row fits). The strided output is small enough to
+    stay in place on its input (:func:`access`).
+
+    >>> b = bands({"OH": 24, "SH": 2, "KH": 3, "PT": 0, "H": 48}, 50)
+    >>> b["BO"], b["NB"], b["last"], b["PH"], b["scratch"]
+    (9, 3, 6, 19, 1900)
+    """
+    bo = max(1, (BAND_BYTES // (2 * pw) - g["KH"]) // g["SH"] + 1)
+    bo = min(bo, g["OH"])
+    nb = -(-g["OH"] // bo)
+    ph = (bo - 1) * g["SH"] + g["KH"]
+    return {"bands": [(k * bo, min(g["OH"], (k + 1) * bo)) for k in range(nb)], "BO": bo, "NB": nb,
+            "last": g["OH"] - (nb - 1) * bo, "PH": ph, "scratch": pw * ph * 2}
 
 
 def _pack16(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -243,7 +266,10 @@ def cost(kind, params, arrays, arch):
     per_block = g["KH"] * (len(b["loads"]) + len(b["macs"])) + (9 + CLAMP_COST[clamp_kind(
         int(params["act_min"]), int(params["act_max"]))]) * b["bw"] + 6
     outs = g["OH"] * g["OW"]
-    per_channel = (outs / b["bw"]) * per_block + g["H"] * g["W"] * 2.5 + g["OH"] * 6 + 30
+    rows = g["H"]
+    if lay["bands"]:  # the rows each band copies (halo rows again), and a zero-point row per row outside
+        rows = sum((oy1 - oy0 - 1) * g["SH"] + g["KH"] for oy0, oy1 in lay["bands"])
+    per_channel = (outs / b["bw"]) * per_block + rows * g["W"] * 2.5 + g["OH"] * 6 + 30
     dsp = 1.0 if arch == "dsp" else 3.0
     return float(g["N"] * g["C"] * per_channel * dsp + lay["PW"] * lay["PH"] / 2)
 
@@ -272,3 +298,20 @@ def random_layer(rng, name: str, h: int, w: int, c: int, k: int = 3, stride: int
     if bias:
         arrays["bias"] = rng.integers(-4000, 4000, c).astype(np.int32)
     return params, arrays, rng.integers(-128, 128, h * w * c).astype(np.int8)
+
+
+def access(kind, params, arch):
+    """Access contract (:mod:`tinygen.overlap`) of ``dwconv.c.j2``: batches, then channels outermost;
+    per channel the whole input plane is copied into scratch before any output byte of that channel is
+    written, and the output rows read only the scratch: one channel plane per step, reads first
+    (in place: the output may sit exactly on its input). Banded (strided, large planes): one band of
+    output rows of one channel per step, after copying the input rows that band reads."""
+    from .. import overlap as ov
+
+    g = _geom(params)
+    lay = _layout(g)
+    rows = None
+    if lay["bands"]:
+        rows = [(oy0, oy1, max(0, oy0 * g["SH"] - g["PT"]), min(g["H"], (oy1 - 1) * g["SH"] - g["PT"] + g["KH"]))
+                for oy0, oy1 in lay["bands"]]
+    return ov.channel_planes(params, access.__doc__ or "", rows)

@@ -100,3 +100,11 @@ def random_layer(rng, name: str, h: int, w: int, c: int, kind: str = "ADD", act:
     p["act_min"], p["act_max"] = quant.activation_range(act, so, zo)
     n = h * w * c
     return p, {}, (rng.integers(-128, 128, n).astype(np.int8), rng.integers(-128, 128, n).astype(np.int8))
+
+
+def access(kind, params, arch):
+    """Access contract (:mod:`tinygen.overlap`) of ``eltwise.c.j2``: element i of both inputs is read,
+    then ``out[i]`` written, i in order (the unrolled body keeps that order per element)."""
+    from .. import overlap as ov
+
+    return ov.elementwise(params["out"], [params["in1"], params["in2"]], access.__doc__ or "")

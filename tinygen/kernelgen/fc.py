@@ -83,3 +83,13 @@ def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
     blocks = params["batches"] * ((params["out_depth"] + 3) // 4)
     est = blocks * (19.59 * (ip // 4) + 33.813) + params["batches"] * ip * 1.727 + 217.281
     return float(est if arch == "dsp" else 3 * est)
+
+
+def access(kind: str, params: dict, arch: str):
+    """Access contract (:mod:`tinygen.overlap`) of ``fc.c.j2``: per batch row, the whole input row is
+    widened into scratch first, then the row's outputs are written from the scratch alone: one row
+    per step, reads first (a batch-1 output may sit anywhere on its input)."""
+    from .. import overlap as ov
+
+    return ov.rows(int(params["batches"]), int(params["in_depth"]), int(params["out_depth"]),
+                   access.__doc__ or "")

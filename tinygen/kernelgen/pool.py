@@ -104,3 +104,17 @@ def random_layer(rng, name: str, h: int, w: int, c: int, fh: int, fw: int, strid
          "filter_w": fw, "stride_h": stride_h, "stride_w": stride_w, "pad_h": ph, "pad_w": pw, "act_min": lo,
          "act_max": hi}
     return p, {}, rng.integers(-128, 128, h * w * c).astype(np.int8)
+
+
+def access(kind, params, arch):
+    """Access contract (:mod:`tinygen.overlap`) of ``pool.c.j2``: b, oy, ox outermost; per output pixel
+    its channels four at a time, each group written right after its window is read (the pixel
+    contract, reads and writes of a pixel interleaved). MEAN: one output pixel per batch whose
+    window is the whole plane."""
+    from .. import overlap as ov
+
+    g = _geom(kind, params)
+    p = {"in": {"n": g["N"], "h": g["H"], "w": g["W"], "c": g["C"]},
+         "out": {"n": g["N"], "h": g["OH"], "w": g["OW"], "c": g["C"]},
+         "stride_h": g["SH"], "stride_w": g["SW"], "pad_h": g["PT"], "pad_w": g["PL"]}
+    return ov.window(p, g["FH"], g["FW"], doc=access.__doc__ or "")
