@@ -134,13 +134,12 @@ def verify(g: Graph, stage: str) -> None:
     defined = set(g.inputs) | {t.id for t in g.tensors if t.is_const}
     defined |= {t.id for t in g.tensors if t.view_of is not None and t.view_of[0] in g.inputs}
     unwritten: dict[int, int] = {}  # parent -> its views not written yet (a parent is computed by its last view)
-    for t in g.tensors:
-        if t.view_of is not None and t.view_of[0] not in g.inputs:
-            unwritten[t.view_of[0]] = unwritten.get(t.view_of[0], 0) + 1
+    for o in {o for op in g.ops for o in op.outputs if g.t(o).view_of is not None}:
+        unwritten[g.t(o).view_of[0]] = unwritten.get(g.t(o).view_of[0], 0) + 1
     seen_out: set[int] = set()
     for op in g.ops:
         for i in op.inputs:
-            if i >= 0 and i not in defined:
+            if i >= 0 and i not in defined and not (g.t(i).view_of is not None and g.t(i).view_of[0] in defined):
                 raise err(f"after {stage}: {op.where()} reads tensor {g.t(i).describe()} before it is computed")
         for o in op.outputs:
             if o in g.inputs:

@@ -68,23 +68,31 @@ def rows_needed(geo: Geom, o0: int, o1: int) -> tuple[int, int, int]:
     return max(lo, 0), min(hi, geo.h), max(-lo, 0)
 
 
-def stage(g: Graph) -> list[int]:
-    """Positions of the ops that can form a patch stage: the chain of batch-1 spatial layers from the
-    graph's single input, each output read only by the next one (the last may have any readers)."""
-    if len(g.inputs) != 1:
+def stage(g: Graph, start: int = 0) -> list[int]:
+    """Positions of the ops that can form a patch stage from op ``start`` on (default: from the
+    graph's single input): a chain of batch-1 spatial layers, each output read only by the next one
+    (the stage input and the last output may have any readers)."""
+    if start == 0 and (len(g.inputs) != 1 or not g.ops or g.ops[0].inputs[:1] != g.inputs):
         return []
-    cur, out = g.inputs[0], []
-    for pos, op in enumerate(g.ops):
+    if start >= len(g.ops) or not g.ops[start].inputs:
+        return []
+    cur, out = g.ops[start].inputs[0], []
+    if g.t(cur).view_of is not None or g.t(cur).alias_of is not None:
+        return []
+    for pos in range(start, len(g.ops)):
+        op = g.ops[pos]
         t = g.t(cur)
-        if op.kind not in SPATIAL or not op.inputs or op.inputs[0] != cur or len(op.outputs) != 1:
+        if op.kind not in SPATIAL or "band" in op.attrs or not op.inputs or op.inputs[0] != cur or len(op.outputs) != 1:
             break
-        if len(t.shape) != 4 or t.shape[0] != 1 or any(op2 is not op and cur in op2.inputs for op2 in g.ops):
+        if len(t.shape) != 4 or t.shape[0] != 1:
             break
-        if cur in g.outputs or t.alias_of is not None or any(u.alias_of == cur for u in g.tensors):
+        if out and (any(op2 is not op and cur in op2.inputs for op2 in g.ops) or cur in g.outputs
+                    or t.alias_of is not None or any(u.alias_of == cur or (u.view_of or (None,))[0] == cur
+                                                     for u in g.tensors)):
             break
         out.append(pos)
         cur = op.outputs[0]
-        if cur in g.outputs or len(g.t(cur).shape) != 4:
+        if cur in g.outputs or len(g.t(cur).shape) != 4 or g.t(cur).view_of is not None:
             break
     return out
 
@@ -133,14 +141,17 @@ def feasible(g: Graph, positions: list[int], bands: int) -> bool:
                for r in rows)
 
 
-def split(g: Graph, n: int, bands: int) -> Graph:
-    """A copy of ``g`` whose first ``n`` stage layers run in ``bands`` row bands (ops in band order).
-    Each band op carries ``attrs["band"]``: the original layer's position in the stage, its output
-    rows and input rows in the full tensors (what :func:`verify` checks against the geometry)."""
-    positions = stage(g)[:n]
+def split(g: Graph, n: int, bands: int, start: int = 0) -> Graph:
+    """A copy of ``g`` whose ``n`` stage layers from op ``start`` run in ``bands`` row bands (ops in
+    band order, in the place of the stage). Each band op carries ``attrs["band"]``: its stage, the
+    layer's position in it, its output rows and input rows in the full tensors (what :func:`verify`
+    checks against the geometry recorded in ``g.patch``)."""
+    positions = stage(g, start)[:n]
     if len(positions) != n or n < 1:
         raise CompilerBug("patch", f"no patch stage of {n} layers")
     g2 = Graph(list(g.tensors), list(g.ops), list(g.inputs), list(g.outputs), g.source)
+    stages = list((g.patch or {}).get("stages", []))
+    k = len(stages)
     ops = [g.ops[p] for p in positions]
     geos = [geometry(g, op) for op in ops]
     x, y = g.t(ops[0].inputs[0]), g.t(ops[-1].outputs[0])
@@ -150,7 +161,7 @@ def split(g: Graph, n: int, bands: int) -> Graph:
         t = copy.copy(like)
         t.id = len(g2.tensors)
         t.shape = (1, r1 - r0) + tuple(like.shape[2:])
-        t.name = f"{like.name}[rows {r0}:{r1}]" + ("" if view else f" band {b}")
+        t.name = f"{like.name}[rows {r0}:{r1}]" + ("" if view else f" stage {k} band {b}")
         t.alias_of = None
         t.view_of = (like.id, r0 * _row_bytes(like)) if view else None
         g2.tensors.append(t)
@@ -164,15 +175,16 @@ def split(g: Graph, n: int, bands: int) -> Graph:
             attrs = dict(op.attrs)
             kw = g.t(op.inputs[1]).shape[2] if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") else attrs["filter_w"]
             attrs.update(padding="EXPLICIT", pad_h=pad, pad_w=_pads(op, g, geo.k, kw)[1],
-                         band={"layer": j, "of": bands, "index": b, "out_rows": (o0, o1), "in_rows": (i0, i1)})
+                         band={"stage": k, "layer": j, "of": bands, "index": b, "out_rows": (o0, o1), "in_rows": (i0, i1)})
             attrs.setdefault("dil_h", 1)
             attrs.setdefault("dil_w", 1)
             new_ops.append(Op(op.kind, [src] + list(op.inputs[1:]), [dst], attrs, op.op_index,
                               f"{op.name} [band {b + 1}/{bands} rows {o0}:{o1}]"))
             prev = dst
-    g2.ops = new_ops + [op for i, op in enumerate(g.ops) if i not in set(positions)]
-    g2.patch = {"layers": n, "bands": bands, "input": x.id, "output": y.id,
-                "ops": [op.op_index for op in ops], "geoms": [geo.__dict__ for geo in geos]}
+    g2.ops = g.ops[:positions[0]] + new_ops + g.ops[positions[-1] + 1:]
+    stages.append({"layers": n, "bands": bands, "input": x.id, "output": y.id,
+                   "ops": [op.op_index for op in ops], "geoms": [dict(geo.__dict__) for geo in geos]})
+    g2.patch = {"stages": stages}
     return g2
 
 
@@ -181,15 +193,18 @@ def verify(g: Graph) -> None:
     input rows its input tensor holds (a view's rows from its byte offset, a band tensor's from its
     producer), its top pad maps its rows onto the full layer's, and the bands of the stage output
     cover it exactly once. Raises :class:`CompilerBug` naming the op."""
-    info = getattr(g, "patch", None)
-    if not info:
+    if not g.patch:
         return
-    geos = [Geom(**d) for d in info["geoms"]]
+    for k, st in enumerate(g.patch["stages"]):
+        _verify_stage(g, k, [Geom(**d) for d in st["geoms"]])
+
+
+def _verify_stage(g: Graph, k: int, geos: list[Geom]) -> None:
     held: dict[int, tuple[int, int]] = {}  # band tensor -> rows of the full tensor it holds
     covered: list[tuple[int, int]] = []
     for op in g.ops:
         band = op.attrs.get("band")
-        if band is None:
+        if band is None or band["stage"] != k:
             continue
         j, geo = band["layer"], geos[band["layer"]]
         x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
@@ -226,7 +241,8 @@ class Choice:
     arena_before: int = 0
     instr: float = 0.0
     instr_before: float = 0.0
-    tried: list = field(default_factory=list)  # (layers, bands, arena, instructions)
+    tried: list = field(default_factory=list)  # (stages, tensor-level peak, arena, instructions) planned
+    stages: list = field(default_factory=list)  # (first op position, layers, bands) per patch stage
 
     @property
     def ratio(self) -> float:
@@ -235,7 +251,8 @@ class Choice:
     def describe(self) -> str:
         if not self.layers:
             return f"no patches (arena {self.arena_before:,} B)"
-        return (f"first {self.layers} layers in {self.bands} row bands: arena {self.arena_before:,} -> {self.arena:,} B, "
+        what = " + ".join(f"ops {s}..{s + n - 1} in {b} row bands" for s, n, b in self.stages)
+        return (f"patches: {what}: arena {self.arena_before:,} -> {self.arena:,} B, "
                 f"estimated instructions x{self.ratio:.3f}")
 
 
@@ -247,59 +264,112 @@ def call_cost(call, kind: str, macs: int, out_bytes: int) -> float:
     return call.cost if call.cost > 0 else float(kernels.estimate(call.kernel, kind, macs, out_bytes))
 
 
-def lower_bands(g: Graph, lower_one) -> tuple[list, list]:
-    """Calls and MACs of the band ops (``lower_one(op, low, macs, out_bytes, symbol)`` -> Call), one
-    kernel per distinct band shape (identical band ops share one call, so one generated kernel)."""
-    calls, macs, cache = [], [], {}
+def lower_bands(g: Graph, calls: list, macs: list, lower_one, cache: dict) -> tuple[list, list]:
+    """Calls and MACs of ``g``'s ops: band ops lowered (``lower_one(op, low, macs, out_bytes, symbol)``
+    -> Call), one kernel per distinct band shape (identical band ops share one call, so one generated
+    kernel; ``cache`` keeps them across candidates); the other ops keep theirs (``calls`` / ``macs``
+    keyed by ``id(op)``)."""
+    c2, m2 = [], []
     for op in g.ops:
         if "band" not in op.attrs:
-            calls.append(None)
-            macs.append(None)
+            c2.append(calls[id(op)])
+            m2.append(macs[id(op)])
             continue
-        m = optable.macs(g, op)
         x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-        key = (op.op_index, x.shape, y.shape, op.attrs["pad_h"])
+        key = (op.op_index, op.kind, x.shape, y.shape, op.attrs["pad_h"])
+        m = optable.macs(g, op)
         if key not in cache:
             low = optable.lower(g, op)
             sym = f"tg_gen_b{op.op_index}_{x.shape[1]}_{y.shape[1]}_{op.attrs['pad_h']}"
             cache[key] = lower_one(op, low, m, y.nbytes, sym)
-        calls.append(cache[key])
-        macs.append(m)
-    return calls, macs
+        c2.append(cache[key])
+        m2.append(m)
+    return c2, m2
+
+
+def _instructions(g: Graph, calls: list, macs: list) -> float:
+    return sum(call_cost(c, op.kind, m, g.t(op.outputs[0]).nbytes) for op, c, m in zip(g.ops, calls, macs) if op.outputs)
+
+
+def step_live(g: Graph, calls: list, external: frozenset) -> list[int]:
+    """Per op: aligned bytes of the tensors live at it plus its scratch (no overlaps: the tensor-level bound)."""
+    from .plan import align, live_ranges
+
+    rng = live_ranges(g)
+    n = len(g.ops)
+    out = [0] * n
+    for r, (s, e) in rng.items():
+        if r in external:
+            continue
+        for i in range(s, min(e, n - 1) + 1):
+            out[i] += align(g.t(r).nbytes)
+    for i, c in enumerate(calls):
+        if c is not None and c.scratch:
+            out[i] += align(c.scratch)
+    return out
 
 
 def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: float = 0.10,
-           max_layers: int = 12) -> tuple[Choice, Graph | None, list | None, list | None]:
-    """N (stage layers) and B (bands) with the smallest arena (``arena_of(graph, calls)``) whose
-    estimated instructions stay within ``1 + overhead`` of the unpatched graph's; ties: fewer
-    instructions, then fewer layers and bands. Returns (choice, graph, calls, macs), the last three
-    None when no patch shrinks the arena."""
-    positions = stage(g)[:max_layers]
+           external: frozenset = frozenset(), max_layers: int = 10, top: int = 4
+           ) -> tuple[Choice, Graph | None, list | None, list | None]:
+    """Up to two patch stages (start, layers, bands) with the smallest arena (``arena_of(graph, calls)``,
+    the real planner) whose estimated instructions stay within ``1 + overhead`` of the unpatched
+    graph's. Every single stage is split and costed; a combination's tensor-level peak follows from
+    its stages' own (the live bytes at an op outside every stage do not change), which ranks the
+    combinations; the ``top`` best are planned for real. Ties: fewer instructions, then fewer layers
+    and bands. Returns (choice, graph, calls, macs), the last three None when no patch shrinks the arena."""
+    chain = stage(g)[:max_layers]
+    by_id = {id(op): c for op, c in zip(g.ops, calls)}
+    macs_id = {id(op): m for op, m in zip(g.ops, macs)}
     base_arena = arena_of(g, calls)
-    base_instr = sum(call_cost(c, op.kind, m, g.t(op.outputs[0]).nbytes) for op, c, m in zip(g.ops, calls, macs)
-                     if op.outputs)
+    base_instr = _instructions(g, calls, macs)
+    base_live = step_live(g, calls, external)
     ch = Choice(arena_before=base_arena, arena=base_arena, instr_before=base_instr, instr=base_instr)
+    if not chain:
+        return ch, None, None, None
+    cache: dict = {}
+    singles = []  # (start, n, b, extra instructions, peak over the stage's band ops)
+    for s0 in chain:
+        for n in range(1, len(stage(g, s0)[:max_layers - s0]) + 1):
+            for b in BANDS:
+                if not feasible(g, list(range(s0, s0 + n)), b):
+                    continue
+                g2 = split(g, n, b, s0)
+                c2, m2 = lower_bands(g2, by_id, macs_id, lower_one, cache)
+                extra = _instructions(g2, c2, m2) - base_instr
+                if base_instr + extra > base_instr * (1 + overhead):
+                    break  # more bands only recompute more halo rows
+                live = step_live(g2, c2, external)
+                singles.append((s0, n, b, extra, max(v for op, v in zip(g2.ops, live) if "band" in op.attrs)))
+    combos = []
+    for a in singles:
+        combos.append(((a,), a[3]))
+        for b in singles:
+            if b[0] >= a[0] + a[1] and a[3] + b[3] <= base_instr * overhead:
+                combos.append(((a, b), a[3] + b[3]))
+
+    def proxy(stages) -> int:
+        inside = {p for s0, n, *_ in stages for p in range(s0, s0 + n)}
+        rest = max((v for i, v in enumerate(base_live) if i not in inside), default=0)
+        return max([rest] + [st[4] for st in stages])
+
+    ranked = sorted(combos, key=lambda cb: (proxy(cb[0]), cb[1], sum(st[1] for st in cb[0]),
+                                            [st[:3] for st in cb[0]]))
     best = None
-    for n in range(1, len(positions) + 1):
-        for b in BANDS:
-            if not feasible(g, positions[:n], b):
-                continue
-            g2 = split(g, n, b)
-            bc, bm = lower_bands(g2, lower_one)
-            rest = {id(op): i for i, op in enumerate(g.ops)}
-            c2 = [bc[i] if op.attrs.get("band") else calls[rest[id(op)]] for i, op in enumerate(g2.ops)]
-            m2 = [bm[i] if op.attrs.get("band") else macs[rest[id(op)]] for i, op in enumerate(g2.ops)]
-            instr = sum(call_cost(c, op.kind, m, g2.t(op.outputs[0]).nbytes) for op, c, m in zip(g2.ops, c2, m2)
-                        if op.outputs)
-            if instr > base_instr * (1 + overhead):
-                ch.tried.append((n, b, None, instr))
-                break  # more bands only recompute more halo rows
-            arena = arena_of(g2, c2)
-            ch.tried.append((n, b, arena, instr))
-            key = (arena, instr, n, b)
-            if arena < base_arena and (best is None or key < best[0]):
-                best = (key, g2, c2, m2)
+    for stages, extra in ranked[:top]:
+        g2 = g
+        for s0, n, b, *_ in sorted(stages, reverse=True):  # the later stage first: earlier positions stay
+            g2 = split(g2, n, b, s0)
+        c2, m2 = lower_bands(g2, by_id, macs_id, lower_one, cache)
+        arena = arena_of(g2, c2)
+        instr = base_instr + extra
+        ch.tried.append(([st[:3] for st in stages], proxy(stages), arena, instr))
+        key = (arena, instr, sum(st[1] for st in stages), [st[:3] for st in stages])
+        if arena < base_arena and (best is None or key < best[0]):
+            best = (key, g2, c2, m2, stages)
     if best is None:
         return ch, None, None, None
-    (ch.arena, ch.instr, ch.layers, ch.bands), g2, c2, m2 = best
+    (ch.arena, ch.instr, _, _), g2, c2, m2, stages = best
+    ch.stages = [st[:3] for st in sorted(stages)]
+    ch.layers, ch.bands = sum(st[1] for st in stages), max(st[2] for st in stages)
     return ch, g2, c2, m2
