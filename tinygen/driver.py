@@ -120,6 +120,8 @@ def _emit(c: Compiled, dump) -> None:
     g = c.graph
     extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name, "link": c.link,
              "selftest": c.selftest}
+    if c.patch_choice is not None and c.patch_choice.layers:
+        extra["patch"] = dict(c.patch_choice.manifest(), arena=c.plan.arena_size)
     c.emitted = emit.emit_model(g, c.calls, c.plan, c.model_bytes, c.name, c.backend, c.macs, c.vectors[0],
                                 c.vectors[1], extra)
 
@@ -194,7 +196,8 @@ def default_backend(board) -> str:
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
           dump=None, log=print, extra_files: dict[str, str] | None = None,
-          synthetic_range: tuple[float, float] | None = None, mlperf=None) -> tuple[Compiled, Path, dict[str, str]]:
+          synthetic_range: tuple[float, float] | None = None, mlperf=None,
+          **options) -> tuple[Compiled, Path, dict[str, str]]:
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
     from . import boards
 
@@ -207,7 +210,7 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
         cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make
     model_bytes, name = frontend.load(model_path, calib, log=log, synthetic_range=synthetic_range)
     arch = "none" if board is None else board.arch_features
-    c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
+    c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name, **options)  # patch options
     if board is not None:
         check_fits(c, board)
     files = host_project(c) if board is None else board_project(c, board, mlperf)
@@ -234,6 +237,7 @@ def check_fits(c: Compiled, board) -> None:
 def summary(c: Compiled) -> str:
     m = c.emitted.manifest
     return (f"{c.name}: {len(c.emitted.layers)} layers, {m['macs']:,} MACs, weights {m['weights_bytes']:,} B, "
-            f"arena {m['arena_bytes']:,} B (plan: {c.plan.strategy}), backend {c.backend}")
+            f"arena {m['arena_bytes']:,} B (plan: {c.plan.strategy}), backend {c.backend}"
+            + (f"; {c.patch_choice.describe()}" if c.patch_choice is not None and c.patch_choice.layers else ""))
 
 

@@ -161,7 +161,7 @@ def split(g: Graph, n: int, bands: int, start: int = 0) -> Graph:
         t = copy.copy(like)
         t.id = len(g2.tensors)
         t.shape = (1, r1 - r0) + tuple(like.shape[2:])
-        t.name = f"{like.name}[rows {r0}:{r1}]" + ("" if view else f" stage {k} band {b}")
+        t.name = f"{like.name}[rows{r0}-{r1}]" + ("" if view else f"[stage{k}band{b}]")
         t.alias_of = None
         t.view_of = (like.id, r0 * _row_bytes(like)) if view else None
         g2.tensors.append(t)
@@ -179,7 +179,7 @@ def split(g: Graph, n: int, bands: int, start: int = 0) -> Graph:
             attrs.setdefault("dil_h", 1)
             attrs.setdefault("dil_w", 1)
             new_ops.append(Op(op.kind, [src] + list(op.inputs[1:]), [dst], attrs, op.op_index,
-                              f"{op.name} [band {b + 1}/{bands} rows {o0}:{o1}]"))
+                              f"{op.name}[band{b + 1}/{bands}:rows{o0}-{o1}]"))
             prev = dst
     g2.ops = g.ops[:positions[0]] + new_ops + g.ops[positions[-1] + 1:]
     stages.append({"layers": n, "bands": bands, "input": x.id, "output": y.id,
@@ -230,6 +230,30 @@ def _verify_stage(g: Graph, k: int, geos: list[Geom]) -> None:
         raise CompilerBug("patch", f"the bands {covered} do not cover the {geos[-1].oh} rows of the stage output")
 
 
+# ---- the command line ----
+
+
+def add_flags(p) -> None:
+    """``--patch-overhead PCT``, ``--no-patches``, ``--input-external`` (tinygen build / analyze)."""
+    p.add_argument("--patch-overhead", type=float, default=10.0, metavar="PCT",
+                   help="patch-based first stage: at most PCT%% more estimated instructions (default 10)")
+    p.add_argument("--no-patches", action="store_true", help="never run the first layers in row bands")
+    p.add_argument("--input-external", action="store_true",
+                   help="the model reads its input in place from the caller's buffer (tg_model_set_input keeps "
+                        "the pointer; it must stay valid during tg_model_run): the input takes no arena bytes")
+
+
+def options(a) -> dict:
+    """compile_model keyword arguments from the flags of :func:`add_flags`."""
+    from .errors import ModelError
+
+    pct = getattr(a, "patch_overhead", 10.0)
+    if not 0 <= pct <= 1000:
+        raise ModelError(f"--patch-overhead {pct}: give a percentage between 0 and 1000")
+    return {"patches": not getattr(a, "no_patches", False), "patch_overhead": pct / 100.0,
+            "external_input": bool(getattr(a, "input_external", False))}
+
+
 # ---- the choice -------------------------------------------------------------------------------------------
 
 
@@ -243,6 +267,22 @@ class Choice:
     instr_before: float = 0.0
     tried: list = field(default_factory=list)  # (stages, tensor-level peak, arena, instructions) planned
     stages: list = field(default_factory=list)  # (first op position, layers, bands) per patch stage
+    peaks_before: dict = field(default_factory=dict)  # source op index -> tensor-level peak without patches
+    peaks_after: dict = field(default_factory=dict)  # ... with them
+
+    def manifest(self) -> dict:
+        return {"stages": [{"first_op": s, "layers": n, "bands": b} for s, n, b in self.stages],
+                "arena_before": self.arena_before, "arena": self.arena, "est_instructions_before": int(self.instr_before),
+                "est_instructions": int(self.instr),
+                "layer_peaks": [{"op_index": k, "before": self.peaks_before[k], "after": self.peaks_after.get(k, 0)}
+                                for k in sorted(self.peaks_before)]}
+
+    def peak_table(self, kinds: dict[int, str] | None = None) -> str:
+        rows = [f"{'op':>4} {'layer':<18} {'peak before':>12} {'after':>9}"]
+        for k in sorted(self.peaks_before):
+            b, a = self.peaks_before[k], self.peaks_after.get(k, 0)
+            rows.append(f"{k:>4} {(kinds or {}).get(k, '')[:18]:<18} {b:>12,} {a:>9,}" + ("  *" if a != b else ""))
+        return "\n".join(rows)
 
     @property
     def ratio(self) -> float:
@@ -309,6 +349,15 @@ def step_live(g: Graph, calls: list, external: frozenset) -> list[int]:
     return out
 
 
+def layer_peaks(g: Graph, calls: list, external: frozenset = frozenset()) -> dict[int, int]:
+    """Source op index -> the tensor-level peak (aligned live bytes + scratch, no overlaps) while that
+    layer runs (the worst of its band ops when it runs in bands)."""
+    out: dict[int, int] = {}
+    for op, v in zip(g.ops, step_live(g, calls, external)):
+        out[op.op_index] = max(out.get(op.op_index, 0), v)
+    return out
+
+
 def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: float = 0.10,
            external: frozenset = frozenset(), max_layers: int = 10, top: int = 4
            ) -> tuple[Choice, Graph | None, list | None, list | None]:
@@ -370,6 +419,7 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
     if best is None:
         return ch, None, None, None
     (ch.arena, ch.instr, _, _), g2, c2, m2, stages = best
+    ch.peaks_before, ch.peaks_after = layer_peaks(g, calls, external), layer_peaks(g2, c2, external)
     ch.stages = [st[:3] for st in sorted(stages)]
     ch.layers, ch.bands = sum(st[1] for st in stages), max(st[2] for st in stages)
     return ch, g2, c2, m2
