@@ -62,6 +62,8 @@ class Analysis:
     tflm: dict | None
     boards: list[dict]
     cyclemodel_note: str
+    patch: dict | None = None  # the patch-based first stage (tinygen.patch.Choice.manifest()), None without
+    patch_text: str = ""
 
 
 def _param_struct_bytes(params: dict) -> int:
@@ -70,11 +72,11 @@ def _param_struct_bytes(params: dict) -> int:
 
 
 def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch: str = "dsp",
-                  with_tflm: bool = True, boards=None) -> Analysis:
+                  with_tflm: bool = True, boards=None, **options) -> Analysis:
     """Analysis of an int8 TFLite model for ``backend`` ('cmsis-nn' or 'portable') and ``arch``."""
     from . import cyclemodel
 
-    c = driver.compile_model(model_bytes, name, backend, arch, stop_after="plan")
+    c = driver.compile_model(model_bytes, name, backend, arch, stop_after="plan", **options)  # patch options
     g, p = c.graph, c.plan
     model = cyclemodel.load()
     layers: list[LayerInfo] = []
@@ -117,6 +119,16 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
                  params_struct, io, sum(ly.macs for ly in layers), sum(ly.params for ly in layers), kernels, tflm,
                  [], model.note)
     a.boards = [_board_fit(a, b, model) for b in (boards if boards is not None else _boards())]
+    ch = c.patch_choice
+    if ch is not None and ch.layers:
+        a.patch = dict(ch.manifest(), arena=p.arena_size)
+        kinds = {}
+        for op in g.ops:
+            kinds.setdefault(op.op_index, op.kind)
+        a.patch_text = (f"{ch.describe()}; planned arena {p.arena_size:,} B\n"
+                        f"tensor-level peak per layer (* = changed by the patches):\n{ch.peak_table(kinds)}")
+    elif ch is not None:
+        a.patch_text = ch.describe()
     return a
 
 
@@ -207,6 +219,8 @@ def format_table(a: Analysis) -> str:
                     f"{b['flash_margin']:>11,} {b['ram_bytes']:>10,} {b['ram_margin']:>11,} {'yes' if b['fits'] else 'NO':>4} "
                     f"{b['est_ms']:>10.2f} ms")
     rows.append(f"latency: {a.cyclemodel_note}")
+    if a.patch_text:
+        rows += ["", a.patch_text]
     return "\n".join(rows)
 
 
@@ -226,8 +240,10 @@ def cmd_analyze(args) -> int:
     backend = args.backend or default_backend(board)
     arch = "none" if backend == "portable" else (board.arch_features if board else "dsp")
     buf, name = frontend.load(args.model, None, log=lambda m: None)
+    from .patch import options
+
     a = analyze_bytes(buf, name, backend, arch, with_tflm=not args.no_tflm,
-                      boards=[board] if board else None)
+                      boards=[board] if board else None, **options(args))
     print(to_json(a) if args.json else format_table(a))
     return 0
 
@@ -240,6 +256,9 @@ def add_commands(sub) -> None:
                    help="kernel set (default: generated, as tinygen build)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-tflm", action="store_true", help="skip TFLite Micro's arena")
+    from .patch import add_flags
+
+    add_flags(p)
     p.set_defaults(func=cmd_analyze)
 
 

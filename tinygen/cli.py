@@ -22,7 +22,7 @@ def log(msg: str) -> None:
 
 
 def cmd_build(a) -> int:
-    from . import driver, mlperf
+    from . import driver, mlperf, patch
     from .optimize.commands import flags_of, history, run_optimize, wants_optimize
 
     mopt = mlperf.options(a.mlperf, a.mlperf_energy)
@@ -39,7 +39,7 @@ def cmd_build(a) -> int:
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
     extra = {"optimize.json": json.dumps(history(opt, flags_of(a)), indent=2, sort_keys=True) + "\n"} if opt else None
     c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra,
-                             synthetic_range=a.synthetic_range, mlperf=mopt)
+                             synthetic_range=a.synthetic_range, mlperf=mopt, **patch.options(a))
     if mopt is not None:
         log(f"MLPerf Tiny: {mopt.model} ({mopt.input} db input, result {mopt.result}"
             f"{', energy mode' if mopt.energy else ''}); per-layer profile marks off")
@@ -135,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--mlperf-energy", action="store_true",
                    help="MLPerf Tiny energy mode: timestamps on the board's GPIO pin, the energy baud rate (real boards)")
     b.add_argument("--seed", type=int, default=0)
+    from .patch import add_flags as add_patch_flags
+
+    add_patch_flags(b)
     b.add_argument("--dump-ir", action="store_true", help="print the IR after each pass (stderr)")
     b.add_argument("--no-compile", action="store_true", help="only write the project, do not run the compiler")
     b.set_defaults(func=cmd_build)

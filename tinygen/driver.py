@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import FIRMWARE, __version__, emit, frontend, importer, ir, kernels, passes, plan, project
+from . import FIRMWARE, __version__, emit, frontend, importer, ir, kernels, passes, patch, plan, project
 from . import ops as optable
 
 KERNEL_FILES = ("tg_nn.h", "tg_kernels_ref.c", "tg_kernels_move.c", "tg_kernels_lstm.c", "tg_backend_cmsis.c", "tg_dsp.h")
@@ -42,6 +42,10 @@ class Compiled:
     with_cmsis: bool = False  # the generated set may fall back to CMSIS-NN kernels (the build links CMSIS-NN)
     vectors: tuple | None = None  # the self-test vectors: (inputs [n, bytes], expected outputs [n, bytes])
     selftest: dict | None = None  # what the manifest records of them
+    patches: bool = True  # patch-based first stage (tinygen.patch) when it shrinks the arena
+    patch_overhead: float = 0.10  # ... within this many more estimated instructions
+    external_input: bool = False  # the model reads its input from the caller's buffer (not in the arena)
+    patch_choice: patch.Choice | None = None
 
     @property
     def link(self) -> str:
@@ -71,26 +75,46 @@ def _schedule(c: Compiled, dump) -> None:
     plan.reorder(c.graph, plan.schedule(c.graph))  # lowest peak memory (ties keep source order)
 
 
+def _select(c: Compiled, op, low, macs: int, out_bytes: int, symbol: str):
+    fallback = ("cmsis-nn", "portable") if c.with_cmsis else ("portable",)
+    return None if low.alias else kernels.select(op.kind, low, c.backend, c.arch, symbol=symbol, fallback=fallback,
+                                                 macs=macs, out_bytes=out_bytes, gen_arch=c.gen_arch)
+
+
 def _lower(c: Compiled, dump) -> None:
     g = c.graph
-    c.calls = []
     c.macs = [optable.macs(g, op) for op in g.ops]
-    fallback = ("cmsis-nn", "portable") if c.with_cmsis else ("portable",)
-    for pos, op in enumerate(g.ops):
-        low = optable.lower(g, op)
-        c.calls.append(None if low.alias else kernels.select(
-            op.kind, low, c.backend, c.arch, symbol=f"tg_gen_{pos}", fallback=fallback, macs=c.macs[pos],
-            out_bytes=g.t(op.outputs[0]).nbytes, gen_arch=c.gen_arch))
+    c.calls = [_select(c, op, optable.lower(g, op), c.macs[pos], g.t(op.outputs[0]).nbytes, f"tg_gen_{pos}")
+               for pos, op in enumerate(g.ops)]
+
+
+def _patch(c: Compiled, dump) -> None:
+    """The first stage in row bands when that shrinks the arena within the instruction budget (tinygen.patch)."""
+    if not c.patches or not patch.stage(c.graph):
+        return
+    c.patch_choice, g2, calls, macs = patch.choose(
+        c.graph, c.calls, c.macs, lambda op, low, m, nb, sym: _select(c, op, low, m, nb, sym),
+        lambda g, calls: plan.plan(g, calls, search_budget_s=0, external_input=c.external_input).arena_size,
+        c.patch_overhead, plan.external_roots(c.graph, c.external_input))
+    if g2 is not None:
+        c.graph, c.calls, c.macs = g2, calls, macs
+        if dump:
+            dump(f"--- after patch: {c.patch_choice.describe()} ---\n{c.graph.dump()}")
 
 
 def _plan(c: Compiled, dump) -> None:
+    patch.verify(c.graph)  # every band op reads the rows its outputs need; the bands cover the stage output
+
+    def planner(gg, calls):
+        return plan.plan(gg, calls, external_input=c.external_input)
+
     if c.backend != "generated":
-        c.plan = plan.plan(c.graph, c.calls)
+        c.plan = planner(c.graph, c.calls)
         return
     from . import overlap_plan  # a generated kernel with an access contract may win on arena size
 
     g = c.graph
-    c.calls, c.plan = overlap_plan.trade(g, c.calls, lambda gg, calls: plan.plan(gg, calls), lambda i: kernels.generated_for(
+    c.calls, c.plan = overlap_plan.trade(g, c.calls, planner, lambda i: kernels.generated_for(
         g.ops[i].kind, c.calls[i].low, c.gen_arch, f"tg_gen_{i}"))
 
 
@@ -107,25 +131,31 @@ def _emit(c: Compiled, dump) -> None:
     g = c.graph
     extra = {"arch": c.arch, "ops": sorted({op.kind for op in g.ops}), "board": c.board_name, "link": c.link,
              "selftest": c.selftest}
+    if c.patch_choice is not None and c.patch_choice.layers:
+        extra["patch"] = dict(c.patch_choice.manifest(), arena=c.plan.arena_size)
     c.emitted = emit.emit_model(g, c.calls, c.plan, c.model_bytes, c.name, c.backend, c.macs, c.vectors[0],
                                 c.vectors[1], extra)
 
 
 STAGES: list[tuple[str, Callable[[Compiled, Callable | None], None]]] = [
-    ("import", _import), ("passes", _passes), ("schedule", _schedule), ("lower", _lower), ("plan", _plan),
+    ("import", _import), ("passes", _passes), ("schedule", _schedule), ("lower", _lower), ("patch", _patch), ("plan", _plan),
     ("reference", _reference), ("emit", _emit),
 ]
 
 
 def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch: str = "dsp",
                   dump=None, test_seed: int = 0, board_name: str = "host", stop_after: str | None = None,
-                  with_cmsis: bool | None = None) -> Compiled:
+                  with_cmsis: bool | None = None, patches: bool = True, patch_overhead: float = 0.10,
+                  external_input: bool = False) -> Compiled:
     """int8 TFLite bytes -> emitted C sources + manifest (no files written).
 
     ``backend`` is the kernel set the registry picks from ('generated', 'cmsis-nn' or 'portable');
     ``arch`` the target's feature set ('dsp', 'mve', 'none'), which sizes CMSIS-NN scratch and
     picks the generated kernels' DSP code. The generated set falls back to CMSIS-NN kernels when
-    ``with_cmsis`` (default: CMSIS_NN_PATH is set), else to the portable ones.
+    ``with_cmsis`` (default: CMSIS_NN_PATH is set), else to the portable ones. ``patches``: run the
+    first stage of an image model in row bands when that shrinks the arena within ``patch_overhead``
+    more estimated instructions; ``external_input``: the model reads its input in place from the
+    caller's buffer (``tg_model_set_input`` keeps the pointer), so it takes no arena bytes.
     """
     import os
 
@@ -134,7 +164,8 @@ def compile_model(model_bytes: bytes, name: str, backend: str = "portable", arch
     if stop_after is not None and stop_after not in {n for n, _ in STAGES}:
         raise ValueError(f"unknown stage {stop_after!r}")
     c = Compiled(bytes(model_bytes), name, backend, arch if backend != "portable" else "portable", board_name, test_seed,
-                 with_cmsis=bool(with_cmsis) and backend == "generated")
+                 with_cmsis=bool(with_cmsis) and backend == "generated", patches=patches,
+                 patch_overhead=patch_overhead, external_input=external_input)
     for stage, fn in STAGES:
         fn(c, dump)
         if c.graph is not None:
@@ -176,7 +207,8 @@ def default_backend(board) -> str:
 
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
           dump=None, log=print, extra_files: dict[str, str] | None = None,
-          synthetic_range: tuple[float, float] | None = None, mlperf=None) -> tuple[Compiled, Path, dict[str, str]]:
+          synthetic_range: tuple[float, float] | None = None, mlperf=None,
+          **options) -> tuple[Compiled, Path, dict[str, str]]:
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
     from . import boards
 
@@ -189,7 +221,7 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
         cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make
     model_bytes, name = frontend.load(model_path, calib, log=log, synthetic_range=synthetic_range)
     arch = "none" if board is None else board.arch_features
-    c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name)
+    c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name, **options)  # patch options
     if board is not None:
         check_fits(c, board)
     files = host_project(c) if board is None else board_project(c, board, mlperf)
@@ -216,6 +248,7 @@ def check_fits(c: Compiled, board) -> None:
 def summary(c: Compiled) -> str:
     m = c.emitted.manifest
     return (f"{c.name}: {len(c.emitted.layers)} layers, {m['macs']:,} MACs, weights {m['weights_bytes']:,} B, "
-            f"arena {m['arena_bytes']:,} B (plan: {c.plan.strategy}), backend {c.backend}")
+            f"arena {m['arena_bytes']:,} B (plan: {c.plan.strategy}), backend {c.backend}"
+            + (f"; {c.patch_choice.describe()}" if c.patch_choice is not None and c.patch_choice.layers else ""))
 
 

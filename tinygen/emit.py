@@ -18,7 +18,7 @@ from . import TEMPLATES, __version__
 from .ir import Graph
 from .kernels import Call, Operand
 from .ops import Arr
-from .plan import Plan
+from .plan import Plan, _root
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint8): "uint8_t",
           np.dtype(np.float32): "float", np.dtype(np.int16): "int16_t"}
@@ -179,6 +179,8 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
             if sym not in {a[0] for a in arrays}:
                 arrays.append((sym, CTYPES[t.data.dtype], c_array_body(t.data), t.data.nbytes))
             return sym
+        if _root(g, tid) in p.external:  # the caller's input buffer, read in place (a band: a view of it)
+            return f"(tg_input_ext + {p.offsets[tid]}u)"
         return f"(tg_arena + {p.offsets[tid]}u)"
 
     layers: list[Layer] = []
@@ -189,7 +191,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         li, low, k = len(layers), call.low, call.kernel
         names = {}
         gen = call.generated
-        if gen is not None:  # its constants are inside its own source; it takes no params struct
+        if gen is not None and gen.symbol not in {k["symbol"] for k in generated}:  # band ops share kernels
             generated.append({"symbol": gen.symbol, "file": f"{gen.symbol}.c", "layer": li, "kind": op.kind,
                               "name": op.name, "prototype": c_prototype(gen.symbol, k.operands),
                               "source": gen.source, "const_bytes": int(gen.const_bytes),
@@ -227,7 +229,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         layer_names=[c_string(f"{ly.kind}:{ly.name}"[:60]) for ly in layers],
         test_inputs=[c_array_body(np.frombuffer(v.tobytes(), np.int8)) for v in np.atleast_2d(test_input)],
         test_outputs=[c_array_body(np.frombuffer(v.tobytes(), np.int8)) for v in np.atleast_2d(test_expected)],
-        total_macs=sum(macs), generated=generated,
+        total_macs=sum(macs), generated=generated, external_input=bool(p.external),
     )
     files = {
         "model.h": render("model.h.j2", **ctx),
@@ -262,6 +264,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         "buffers": [{"name": b.name, "offset": b.offset, "bytes": b.size, "start": b.start, "end": b.end}
                     for b in sorted(p.buffers, key=lambda b: (b.offset, b.start, b.name))],
         "num_ops": len(g.ops),
+        "input_external": bool(p.external),
     }
     manifest.update(extra_manifest)
     files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"

@@ -38,6 +38,7 @@ class Tensor:
     quant_axis: int = 0
     data: np.ndarray | None = None
     alias_of: int | None = None  # set by passes: this tensor shares its storage
+    view_of: tuple[int, int] | None = None  # (parent tensor id, byte offset): a band of the parent's rows (patch.py)
 
     @property
     def is_const(self) -> bool:
@@ -85,6 +86,7 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
     source: str = "model"
+    patch: dict | None = None  # the patch stage (tinygen.patch.split): layers, bands, geometry
 
     def t(self, i: int) -> Tensor:
         return self.tensors[i]
@@ -130,10 +132,14 @@ def verify(g: Graph, stage: str) -> None:
     it is tinygen's (:class:`CompilerBug`: a pass broke the graph)."""
     err = ModelError if stage == "import" else (lambda msg: CompilerBug(stage, msg))
     defined = set(g.inputs) | {t.id for t in g.tensors if t.is_const}
+    defined |= {t.id for t in g.tensors if t.view_of is not None and t.view_of[0] in g.inputs}
+    unwritten: dict[int, int] = {}  # parent -> its views not written yet (a parent is computed by its last view)
+    for o in {o for op in g.ops for o in op.outputs if g.t(o).view_of is not None}:
+        unwritten[g.t(o).view_of[0]] = unwritten.get(g.t(o).view_of[0], 0) + 1
     seen_out: set[int] = set()
     for op in g.ops:
         for i in op.inputs:
-            if i >= 0 and i not in defined:
+            if i >= 0 and i not in defined and not (g.t(i).view_of is not None and g.t(i).view_of[0] in defined):
                 raise err(f"after {stage}: {op.where()} reads tensor {g.t(i).describe()} before it is computed")
         for o in op.outputs:
             if o in g.inputs:
@@ -143,9 +149,16 @@ def verify(g: Graph, stage: str) -> None:
                 raise err(f"after {stage}: tensor {g.t(o).describe()} is written twice")
             seen_out.add(o)
             defined.add(o)
+            v = g.t(o).view_of
+            if v is not None and v[0] in unwritten:
+                unwritten[v[0]] -= 1
+                if not unwritten[v[0]]:
+                    defined.add(v[0])
     for o in g.outputs:
         if o not in defined:
             raise err(f"after {stage}: graph output {g.t(o).describe()} is never computed")
     for t in g.tensors:
+        if t.view_of is not None and not (0 <= t.view_of[1] and t.view_of[1] + t.nbytes <= g.t(t.view_of[0]).nbytes):
+            raise err(f"after {stage}: view {t.describe()} at byte {t.view_of[1]} lies outside {g.t(t.view_of[0]).describe()}")
         if t.alias_of is not None and g.t(t.alias_of).nbytes != t.nbytes:
             raise err(f"after {stage}: alias {t.describe()} differs in size from {g.t(t.alias_of).describe()}")

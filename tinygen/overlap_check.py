@@ -32,6 +32,8 @@ FREE, SCRATCH = -1, -2
 
 def _root(g: Graph, tid: int) -> int:
     t = g.t(tid)
+    if t.view_of is not None:  # a band of its parent's rows (tinygen.patch): the parent's storage
+        return _root(g, t.view_of[0])
     return t.alias_of if t.alias_of is not None else tid
 
 
@@ -67,16 +69,21 @@ def _replay(g: Graph, i: int, k: int, s: ov.Stream | None, o_in: int, n_in: int,
                                            f"({s.unit} step {int(r[j])})")
 
 
-def check(g: Graph, calls, offsets: dict[int, int], scratch: dict[int, tuple[int, int]], arena: int) -> None:
+def check(g: Graph, calls, offsets: dict[int, int], scratch: dict[int, tuple[int, int]], arena: int,
+          external: frozenset = frozenset()) -> None:
     """Replay every op's accesses over ``offsets`` (tensor id -> arena offset) and ``scratch`` (op
-    position -> (offset, bytes)); raise CompilerBug on the first read of an overwritten byte."""
+    position -> (offset, bytes)); raise CompilerBug on the first read of an overwritten byte.
+    ``external`` roots live outside the arena (a caller's read-only input): never clobbered. A view
+    (a band of rows of its parent) is read and written over its own bytes only."""
     held = np.full(max(arena, 1), FREE, np.int64)
 
     def span(r: int) -> tuple[int, int]:
         return offsets[r], g.t(r).nbytes
 
-    def whole(r: int, why: str) -> None:
-        o, n = span(r)
+    def whole(r: int, why: str, tid: int | None = None) -> None:
+        if r in external:
+            return
+        o, n = span(r) if tid is None else span(tid)
         bad = np.nonzero(held[o:o + n] != r)[0]
         if len(bad):
             j = int(bad[0])
@@ -85,6 +92,8 @@ def check(g: Graph, calls, offsets: dict[int, int], scratch: dict[int, tuple[int
             raise CompilerBug("overlap-check", f"{why} reads {g.t(r).describe()} but arena byte {o + j} holds {what}")
 
     for tid in g.inputs:
+        if _root(g, tid) in external:
+            continue
         o, n = span(_root(g, tid))
         held[o:o + n] = _root(g, tid)
     for i, op in enumerate(g.ops):
@@ -95,14 +104,16 @@ def check(g: Graph, calls, offsets: dict[int, int], scratch: dict[int, tuple[int
         if i in scratch:
             so, sn = scratch[i]
             held[so:so + sn] = SCRATCH
-        for _, r in ins:
-            whole(r, f"op {op.where()}")
+        for k, r in ins:
+            whole(r, f"op {op.where()}", op.inputs[k])
         contract = _contract(g, calls, i)
         for k, r in ins if outs else []:
+            if r in external:
+                continue
             s = contract.streams.get(k) if contract is not None else None
-            _replay(g, i, k, s, *span(r), *span(outs[0]))
-        for r in outs:
-            o, n = span(r)
+            _replay(g, i, k, s, *span(op.inputs[k]), *span(op.outputs[0]))
+        for t, r in zip(op.outputs, outs):
+            o, n = span(t)
             held[o:o + n] = r
     for tid in g.outputs:
         whole(_root(g, tid), "the caller")

@@ -82,6 +82,7 @@ class Plan:
     scratch: dict[int, tuple[int, int]]  # op position -> (offset, size)
     inplace: dict[int, int]  # op position -> input tensor id it overwrites
     strategy: str = ""
+    external: frozenset = frozenset()  # storage roots outside the arena (a caller-owned input); offsets into it
 
     def table(self, g: Graph) -> str:
         rows = [f"{'buffer':<40} {'bytes':>8} {'offset':>8}  live"]
@@ -93,7 +94,20 @@ class Plan:
 
 def _root(g: Graph, tid: int) -> int:
     t = g.t(tid)
+    if t.view_of is not None:  # a band of rows of its parent (tinygen.patch): the parent's storage
+        return _root(g, t.view_of[0])
     return t.alias_of if t.alias_of is not None else tid
+
+
+def view_offset(g: Graph, tid: int) -> int:
+    """Byte offset of tensor ``tid`` inside its storage root (non-zero only for views)."""
+    t = g.t(tid)
+    return t.view_of[1] + view_offset(g, t.view_of[0]) if t.view_of is not None else 0
+
+
+def external_roots(g: Graph, external_input: bool) -> frozenset:
+    """The storage roots a caller-owned input buffer holds (the graph input, read in place)."""
+    return frozenset(_root(g, t) for t in g.inputs) if external_input else frozenset()
 
 
 def live_ranges(g: Graph, order: list[int] | None = None) -> dict[int, tuple[int, int]]:
@@ -139,12 +153,14 @@ def _holds_output(calls, i: int, size: int) -> bool:
     return rule is not None and rule(calls[i].low, size)
 
 
-def make_buffers(g: Graph, calls) -> tuple[list[Buffer], dict[int, int]]:
-    """Buffers for the plan; ``calls`` are the layers' kernel calls (or a dict op position -> scratch bytes)."""
+def make_buffers(g: Graph, calls, external: frozenset = frozenset()) -> tuple[list[Buffer], dict[int, int]]:
+    """Buffers for the plan; ``calls`` are the layers' kernel calls (or a dict op position -> scratch bytes);
+    ``external`` roots get none (they live outside the arena)."""
     rng = live_ranges(g)
     by_root: dict[int, Buffer] = {}
     for r, (s, e) in rng.items():
-        by_root[r] = Buffer(g.t(r).name, g.t(r).nbytes, s, e, [r])
+        if r not in external:
+            by_root[r] = Buffer(g.t(r).name, g.t(r).nbytes, s, e, [r])
     for t in g.tensors:
         if t.alias_of is not None and t.alias_of in by_root:
             by_root[t.alias_of].tensors.append(t.id)
@@ -158,7 +174,7 @@ def make_buffers(g: Graph, calls) -> tuple[list[Buffer], dict[int, int]]:
         if out_root not in by_root or owner[out_root] != out_root:
             continue
         for tid in op.inputs:
-            if tid < 0 or g.t(tid).is_const:
+            if tid < 0 or g.t(tid).is_const or _root(g, tid) not in owner:
                 continue
             src = by_root[owner[_root(g, tid)]]
             dst = by_root[out_root]
@@ -272,7 +288,8 @@ def _greedy(buffers: list[Buffer]) -> tuple[int, str, list[Buffer]]:
     return best
 
 
-def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = True) -> Plan:
+def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = True,
+         external_input: bool = False) -> Plan:
     """Plan the arena for ``g`` whose ops run ``calls`` (kernel calls from tinygen.kernels, None for
     shape-only ops; or a dict op position -> scratch bytes when no kernel is chosen yet).
 
@@ -280,10 +297,16 @@ def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = Tr
     there (:mod:`tinygen.overlap_plan` chooses which; ``"all"``: every one the contracts allow, for
     tests that run the kernels over every overlap). Greedy best fit over the orderings of ORDERS;
     unless that meets the lower bound, a hill-climb over the placement order (deterministic, at most
-    ``search_budget_s``). Checked by :func:`verify_plan` and replayed by :mod:`tinygen.overlap_check`."""
+    ``search_budget_s``). Checked by :func:`verify_plan` and replayed by :mod:`tinygen.overlap_check`.
+
+    With ``external_input`` the graph input stays in the caller's buffer (read in place, never
+    written): it takes no arena bytes. Views (a band of a tensor's rows, :mod:`tinygen.patch`) sit
+    inside their parent's buffer at their byte offset; the parent is live from its first partial
+    writer to its last reader."""
     from . import overlap_check, overlap_plan
 
-    plain, inplace = make_buffers(g, calls)
+    external = external_roots(g, external_input)
+    plain, inplace = make_buffers(g, calls, external)
     cands = overlap_plan.candidates(g, calls, plain, align) if overlap else []
     chosen = cands if overlap == "all" else overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
     buffers = overlap_plan.grouped(plain, chosen)
@@ -304,10 +327,16 @@ def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = Tr
             scratch_at[b.start] = (b.offset, b.size)
         if b.scratch_of is not None:
             scratch_at[b.scratch_of] = (b.offset, b.head)
+    for r in external:
+        offsets[r] = 0
+    for t in g.tensors:
+        if t.view_of is not None and _root(g, t.id) in offsets:
+            offsets[t.id] = offsets[_root(g, t.id)] + view_offset(g, t.id)
     name += f", {len(chosen)} overlaps" if chosen else ""
-    p = Plan(size, flat, offsets, scratch_at, inplace, name + (" (optimal)" if size == bound else ""))
+    name += ", input outside the arena" if external else ""
+    p = Plan(size, flat, offsets, scratch_at, inplace, name + (" (optimal)" if size == bound else ""), external)
     verify_plan(g, p, calls)
-    overlap_check.check(g, calls, p.offsets, p.scratch, p.arena_size)
+    overlap_check.check(g, calls, p.offsets, p.scratch, p.arena_size, external)
     return p
 
 
@@ -328,8 +357,17 @@ def verify_plan(g: Graph, p: Plan, calls) -> None:
     for t in g.tensors:
         if t.alias_of is not None and t.id in p.offsets and p.offsets.get(t.alias_of) != p.offsets[t.id]:
             raise CompilerBug("plan", f"alias {t.describe()} is not at its root's offset")
+        if t.view_of is not None and t.id in p.offsets and (
+                p.offsets[t.id] != p.offsets.get(_root(g, t.id), -1) + view_offset(g, t.id)
+                or view_offset(g, t.id) + t.nbytes > g.t(_root(g, t.id)).nbytes):
+            raise CompilerBug("plan", f"view {t.describe()} is not inside its parent at its byte offset")
+    for r in p.external:
+        if r not in {_root(g, t) for t in g.inputs}:
+            raise CompilerBug("plan", f"{g.t(r).describe()} is outside the arena but not a graph input")
     items = []  # (name, offset, size, start, end, root or None, op position of a scratch or None)
     for r, (s, e) in rng.items():
+        if r in p.external:
+            continue
         if r not in p.offsets:
             raise CompilerBug("plan", f"tensor {g.t(r).describe()} has no arena offset")
         items.append((g.t(r).name, p.offsets[r], g.t(r).nbytes, s, e, r, None))
