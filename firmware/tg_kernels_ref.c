@@ -797,7 +797,7 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
 {
     int32_t o[4], r[4], d[4], k, total;
     int64_t count;
-    if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0 || p->mode < 0 || p->mode > 2) {
+    if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0 || p->mode < 0 || p->mode > 3) {
         return TG_ERR_ARG;
     }
     if (p->in_zp < TG_I8_MIN || p->in_zp > TG_I8_MAX || p->out_zp < TG_I8_MIN || p->out_zp > TG_I8_MAX ||
@@ -821,8 +821,8 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
             count *= d[k];
         }
     }
-    if (count > (1 << 23)) {
-        return TG_ERR_ARG; /* the int32 sum of 2^23 int8 values cannot overflow */
+    if (count > (1 << 22)) {
+        return TG_ERR_ARG; /* the int32 sum of 2^22 values in [0, 255], less in_zp each, cannot overflow */
     }
     total = 0;
     for (o[0] = 0; o[0] < (r[0] ? 1 : d[0]); ++o[0]) {
@@ -840,6 +840,8 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
                                         acc = v > acc ? v : acc;
                                     } else if (p->mode == 2) {
                                         acc = v < acc ? v : acc;
+                                    } else if (p->mode == 3) {
+                                        acc += (int32_t)(uint8_t)v - p->in_zp;
                                     } else {
                                         acc += v - p->in_zp;
                                     }
@@ -849,6 +851,9 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
                     }
                     if (p->mode == 0) {
                         acc = tg_clamp(tg_mbqm(acc, p->mult, p->shift) + p->out_zp, TG_I8_MIN, TG_I8_MAX);
+                    } else if (p->mode == 3) { /* TFLite 2.21's reference int8 SUM: a uint8 result, stored as its byte */
+                        acc = tg_clamp(tg_mbqm(acc, p->mult, p->shift) + p->out_zp, 0, 255);
+                        acc = acc > TG_I8_MAX ? acc - 256 : acc;
                     }
                     out[total++] = (int8_t)acc;
                 }

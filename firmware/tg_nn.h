@@ -119,10 +119,11 @@ typedef struct {
 } tg_mean_params_t;
 
 
-/* MEAN / REDUCE_MAX / REDUCE_MIN over any dims of a tensor folded to 4: reduce.x = 1 marks a
+/* MEAN / REDUCE_MAX / REDUCE_MIN / SUM over any dims of a tensor folded to 4: reduce.x = 1 marks a
  * reduced dim (the output has 1 there). mode 0 (MEAN): out = clamp(requant(sum(in - in_zp), mult,
  * shift) + out_zp) as TFLite's QuantizedMeanOrSum (1/n folded into mult/shift); 1 / 2: max / min
- * of the raw values. */
+ * of the raw values; 3 (SUM, as TFLite 2.21's reference kernel computes int8 SUM): the bytes are
+ * read as uint8, out = byte of clamp(requant(sum((uint8)in - in_zp), mult, shift) + out_zp, 0, 255). */
 typedef struct {
     tg_dims_t in;
     tg_dims_t reduce;           /* 1 = reduced, 0 = kept, per dim */

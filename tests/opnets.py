@@ -481,6 +481,11 @@ OPNET_CASES += [
     ("reduce_max_w", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[2])),
     ("reduce_max_hw_keep", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[1, 2], keepdims=True)),
     ("reduce_min_c", "reduce", dict(in_shape=(3, 4, 5), op="min", axes=[-1])),
+    ("sum_w", "reduce", dict(in_shape=(3, 4, 5), op="sum", axes=[2])),
+    ("sum_h_c_keep", "reduce", dict(in_shape=(3, 4, 5), op="sum", axes=[1, 3], keepdims=True)),
+    ("sum_pos_zp_min", "reduce", dict(in_shape=(6, 5), op="sum", axes=[1], range=(0.0, 4.0))),
+    ("sum_all", "reduce", dict(in_shape=(7, 3, 2), op="sum", axes=[0, 1, 2], range=(-5.0, 1.0))),
+    ("sum_last_1d", "reduce", dict(in_shape=(9,), op="sum", axes=[-1], range=(-1.0, 1.0))),
 ]
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the

@@ -204,7 +204,7 @@ register("tg_ref_dequantize_s8_f32", "tg_ref_dequantize_s8_f32", ["DEQUANTIZE"],
          (IN0, Operand("out", 0, cast="float *"), imm("size"), imm("scale"), imm("zero_point")))
 register("tg_ref_mean_s8", "tg_ref_mean_s8", ["MEAN"], "portable", _STD,
          applies=lambda low, arch: None if low.ptype == "tg_mean_params_t" else "not a mean over H, W")
-register("tg_ref_reduce_s8", "tg_ref_reduce_s8", ["MEAN", "REDUCE_MAX", "REDUCE_MIN"], "portable", _STD,
+register("tg_ref_reduce_s8", "tg_ref_reduce_s8", ["MEAN", "REDUCE_MAX", "REDUCE_MIN", "SUM"], "portable", _STD,
          applies=lambda low, arch: None if low.ptype == "tg_reduce_params_t" else "a mean over H, W (tg_ref_mean_s8)")
 register("tg_ref_pad_s8", "tg_ref_pad_s8", ["PAD", "PADV2"], "portable", _STD)
 register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION", "PACK"], "portable",

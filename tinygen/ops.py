@@ -497,7 +497,6 @@ HINTS = {
     "SHAPE": "the model computes shapes at run time: export with a fixed batch size (Input(..., batch_size=1))",
     "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) where one operand is constant",
     "REDUCE_PROD": "dynamic-shape arithmetic: export with a fixed batch size",
-    "SUM": "int8 SUM is not bit-exact yet: use MEAN (GlobalAveragePooling) or a Dense layer",
     "CUSTOM": "tinygen compiles TFLite builtin ops only",
 }
 
