@@ -403,6 +403,54 @@ int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* BATCH_MATMUL                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+int32_t tg_ref_batch_matmul_s8(const tg_bmm_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out)
+{
+    int32_t b0, b1, b2, i, j, k;
+    int64_t total;
+    if (p == NULL || lhs == NULL || rhs == NULL || out == NULL || p->rows <= 0 || p->cols <= 0 || p->depth <= 0 ||
+        p->batch0 <= 0 || p->batch1 <= 0 || p->batch2 <= 0 || (p->adj_x & ~1) != 0 || (p->adj_y & ~1) != 0) {
+        return TG_ERR_ARG;
+    }
+    total = (int64_t)p->batch0 * p->batch1 * p->batch2 * p->rows * p->cols;
+    if (total > INT32_MAX || (int64_t)p->rows * p->depth > INT32_MAX || (int64_t)p->cols * p->depth > INT32_MAX ||
+        p->lhs_step0 < 0 || p->lhs_step1 < 0 || p->lhs_step2 < 0 || p->rhs_step0 < 0 || p->rhs_step1 < 0 ||
+        p->rhs_step2 < 0) {
+        return TG_ERR_ARG;
+    }
+    if (!tg_valid_offset(p->lhs_offset) || !tg_valid_offset(p->rhs_offset) || !tg_valid_offset(p->out_offset) ||
+        !tg_valid_shift(p->shift)) {
+        return TG_ERR_ARG;
+    }
+    for (b0 = 0; b0 < p->batch0; ++b0) {
+        for (b1 = 0; b1 < p->batch1; ++b1) {
+            for (b2 = 0; b2 < p->batch2; ++b2) {
+                const int8_t *lp = lhs + (int64_t)b0 * p->lhs_step0 + (int64_t)b1 * p->lhs_step1 +
+                                   (int64_t)b2 * p->lhs_step2;
+                const int8_t *rp = rhs + (int64_t)b0 * p->rhs_step0 + (int64_t)b1 * p->rhs_step1 +
+                                   (int64_t)b2 * p->rhs_step2;
+                int8_t *op = out + (((int64_t)b0 * p->batch1 + b1) * p->batch2 + b2) * p->rows * p->cols;
+                for (i = 0; i < p->rows; ++i) {
+                    for (j = 0; j < p->cols; ++j) {
+                        int32_t acc = 0;
+                        for (k = 0; k < p->depth; ++k) {
+                            const int32_t a = lp[p->adj_x ? k * p->rows + i : i * p->depth + k];
+                            const int32_t c = rp[p->adj_y ? j * p->depth + k : k * p->cols + j];
+                            acc = tg_add_wrap(acc, (a + p->lhs_offset) * (c + p->rhs_offset));
+                        }
+                        acc = tg_mbqm(acc, p->mult, p->shift) + p->out_offset;
+                        op[i * p->cols + j] = (int8_t)tg_clamp(acc, TG_I8_MIN, TG_I8_MAX);
+                    }
+                }
+            }
+        }
+    }
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* AVERAGE_POOL_2D / MAX_POOL_2D                                                            */
 /* ---------------------------------------------------------------------------------------- */
 

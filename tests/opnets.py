@@ -33,6 +33,8 @@ pack                  shape, n inputs, axis (tf.stack)
 reduce                in_shape, op (mean|sum|max|min), axes, keepdims; gap1d: Keras GlobalAveragePooling1D
 rnn                   cell (gru|lstm|simplernn), in_shape (t, d), units, sequences: unroll=True
 matmul_const          in_shape, units: tf.matmul by a constant
+bmm                   in_shape, const_b / const_a (shape of a constant operand; neither: x @ x^T),
+                      adj_a, adj_b: tf.matmul that the converter keeps as BATCH_MATMUL
 mobilenet_v3_small    size, minimalistic (tf_keras.applications, random weights; not in OPNET_CASES:
                       tests/test_e2e_zoo.py)
 mean                  in_shape, keepdims
@@ -215,6 +217,24 @@ def _build(kind: str, spec: dict):
 
         w = np.random.default_rng(0).standard_normal((in_shape[-1], spec.get("units", 3))).astype(np.float32)
         y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w)))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "bmm":  # tf.matmul that stays BATCH_MATMUL: const_b / const_a (shape of the constant), or x @ x^T
+        in_shape = tuple(spec.get("in_shape", (2, 5, 4)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        import numpy as np
+
+        r = np.random.default_rng(1)
+        ta, tb = bool(spec.get("adj_a", False)), bool(spec.get("adj_b", False))
+        if spec.get("const_b"):
+            w = r.standard_normal(tuple(spec["const_b"])).astype(np.float32)
+            y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w), transpose_a=ta, transpose_b=tb))(x)
+        elif spec.get("const_a"):
+            w = r.standard_normal(tuple(spec["const_a"])).astype(np.float32)
+            y = L.Lambda(lambda t: tf.matmul(tf.constant(w), t, transpose_a=ta, transpose_b=tb))(x)
+        else:
+            y = L.Lambda(lambda t: tf.matmul(t, t, transpose_b=True))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "mobilenet_v3_small":  # tf_keras.applications, random weights, no softmax (random logits are tiny)
@@ -481,6 +501,12 @@ OPNET_CASES += [
     ("reduce_max_w", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[2])),
     ("reduce_max_hw_keep", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[1, 2], keepdims=True)),
     ("reduce_min_c", "reduce", dict(in_shape=(3, 4, 5), op="min", axes=[-1])),
+    ("bmm_const_b_batched", "bmm", dict(in_shape=(2, 5, 4), const_b=(2, 4, 3))),
+    ("bmm_const_b_bcast_4d", "bmm", dict(in_shape=(2, 3, 5, 4), const_b=(3, 4, 6))),
+    ("bmm_const_b_adj", "bmm", dict(in_shape=(3, 5, 4), const_b=(3, 7, 4), adj_b=True)),
+    ("bmm_const_a", "bmm", dict(in_shape=(5, 4), const_a=(1, 3, 5))),
+    ("bmm_const_a_adj", "bmm", dict(in_shape=(5, 4), const_a=(1, 5, 3), adj_a=True)),
+    ("bmm_x_xt", "bmm", dict(in_shape=(6, 4))),
     ("sum_w", "reduce", dict(in_shape=(3, 4, 5), op="sum", axes=[2])),
     ("sum_h_c_keep", "reduce", dict(in_shape=(3, 4, 5), op="sum", axes=[1, 3], keepdims=True)),
     ("sum_pos_zp_min", "reduce", dict(in_shape=(6, 5), op="sum", axes=[1], range=(0.0, 4.0))),

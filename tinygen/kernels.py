@@ -194,6 +194,7 @@ register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, 
 register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0), access=_acc_elementwise)
 for _k in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
     register(f"tg_ref_{_k.lower()}_s8", f"tg_ref_{_k.lower()}_s8", [_k], "portable", (P, IN0, IN1, OUT0))
+register("tg_ref_batch_matmul_s8", "tg_ref_batch_matmul_s8", ["BATCH_MATMUL"], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
 register("tg_ref_lut_s8", "tg_ref_lut_s8", ["LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE", "TANH", "HARD_SWISH",
                                           "LEAKY_RELU"], "portable",
