@@ -16,6 +16,8 @@ conv2d                in_shape (h,w,c), filters, kernel (kh,kw), strides, paddin
                       SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND)
 dwconv2d              in_shape, kernel, strides, padding, dilation, depth_multiplier, act,
                       use_bias, per_tensor, unknown_batch
+conv1d                in_shape (w,c), filters, kernel, strides, padding (same|valid|causal), dilation,
+                      act, unknown_batch
 deconv                in_shape, filters, kernel, strides, padding, act, use_bias (Conv2DTranspose)
 fc                    in_shape ((d,) or (t,d)), units, act, use_bias, per_tensor
 avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
@@ -148,6 +150,14 @@ def _build(kind: str, spec: dict):
             tf = _tf()
             paddings = [[0, 0]] + [list(p) for p in pads]
             y = L.Lambda(lambda t: tf.pad(t, paddings))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "conv1d":  # Keras Conv1D (unknown_batch + dilation: S2B -> EXPAND_DIMS -> CONV_2D -> RESHAPE -> B2S)
+        in_shape = tuple(spec.get("in_shape", (20, 3)))
+        x = K.Input(in_shape, batch_size=None if spec.get("unknown_batch") else 1)
+        y = L.Conv1D(spec.get("filters", 4), spec.get("kernel", 3), strides=spec.get("strides", 1),
+                     padding=spec.get("padding", "same"), dilation_rate=spec.get("dilation", 1),
+                     activation=_act(spec.get("act")), bias_initializer=bias_init)(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "deconv":  # Keras Conv2DTranspose -> TRANSPOSE_CONV
@@ -501,6 +511,12 @@ OPNET_CASES += [
     ("reduce_max_w", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[2])),
     ("reduce_max_hw_keep", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[1, 2], keepdims=True)),
     ("reduce_min_c", "reduce", dict(in_shape=(3, 4, 5), op="min", axes=[-1])),
+    ("conv1d_dil2_same_s2b1d", "conv1d", dict(in_shape=(20, 3), filters=4, kernel=3, dilation=2, unknown_batch=True)),
+    ("conv1d_dil3_valid_s2b1d", "conv1d", dict(in_shape=(19, 2), filters=5, kernel=3, dilation=3, padding="valid",
+                                               unknown_batch=True)),
+    ("conv1d_dil2_causal_relu_s2b1d", "conv1d", dict(in_shape=(17, 3), filters=3, kernel=4, dilation=2,
+                                                     padding="causal", act="relu", unknown_batch=True)),
+    ("conv1d_dil4_same_batch1", "conv1d", dict(in_shape=(21, 2), filters=3, kernel=3, dilation=4)),
     ("bmm_const_b_batched", "bmm", dict(in_shape=(2, 5, 4), const_b=(2, 4, 3))),
     ("bmm_const_b_bcast_4d", "bmm", dict(in_shape=(2, 3, 5, 4), const_b=(3, 4, 6))),
     ("bmm_const_b_adj", "bmm", dict(in_shape=(3, 5, 4), const_b=(3, 7, 4), adj_b=True)),
