@@ -406,6 +406,54 @@ int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* BATCH_MATMUL                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+int32_t tg_ref_batch_matmul_s8(const tg_bmm_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out)
+{
+    int32_t b0, b1, b2, i, j, k;
+    int64_t total;
+    if (p == NULL || lhs == NULL || rhs == NULL || out == NULL || p->rows <= 0 || p->cols <= 0 || p->depth <= 0 ||
+        p->batch0 <= 0 || p->batch1 <= 0 || p->batch2 <= 0 || (p->adj_x & ~1) != 0 || (p->adj_y & ~1) != 0) {
+        return TG_ERR_ARG;
+    }
+    total = (int64_t)p->batch0 * p->batch1 * p->batch2 * p->rows * p->cols;
+    if (total > INT32_MAX || (int64_t)p->rows * p->depth > INT32_MAX || (int64_t)p->cols * p->depth > INT32_MAX ||
+        p->lhs_step0 < 0 || p->lhs_step1 < 0 || p->lhs_step2 < 0 || p->rhs_step0 < 0 || p->rhs_step1 < 0 ||
+        p->rhs_step2 < 0) {
+        return TG_ERR_ARG;
+    }
+    if (!tg_valid_offset(p->lhs_offset) || !tg_valid_offset(p->rhs_offset) || !tg_valid_offset(p->out_offset) ||
+        !tg_valid_shift(p->shift)) {
+        return TG_ERR_ARG;
+    }
+    for (b0 = 0; b0 < p->batch0; ++b0) {
+        for (b1 = 0; b1 < p->batch1; ++b1) {
+            for (b2 = 0; b2 < p->batch2; ++b2) {
+                const int8_t *lp = lhs + (int64_t)b0 * p->lhs_step0 + (int64_t)b1 * p->lhs_step1 +
+                                   (int64_t)b2 * p->lhs_step2;
+                const int8_t *rp = rhs + (int64_t)b0 * p->rhs_step0 + (int64_t)b1 * p->rhs_step1 +
+                                   (int64_t)b2 * p->rhs_step2;
+                int8_t *op = out + (((int64_t)b0 * p->batch1 + b1) * p->batch2 + b2) * p->rows * p->cols;
+                for (i = 0; i < p->rows; ++i) {
+                    for (j = 0; j < p->cols; ++j) {
+                        int32_t acc = 0;
+                        for (k = 0; k < p->depth; ++k) {
+                            const int32_t a = lp[p->adj_x ? k * p->rows + i : i * p->depth + k];
+                            const int32_t c = rp[p->adj_y ? j * p->depth + k : k * p->cols + j];
+                            acc = tg_add_wrap(acc, (a + p->lhs_offset) * (c + p->rhs_offset));
+                        }
+                        acc = tg_mbqm(acc, p->mult, p->shift) + p->out_offset;
+                        op[i * p->cols + j] = (int8_t)tg_clamp(acc, TG_I8_MIN, TG_I8_MAX);
+                    }
+                }
+            }
+        }
+    }
+    return TG_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* AVERAGE_POOL_2D / MAX_POOL_2D                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -800,7 +848,7 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
 {
     int32_t o[4], r[4], d[4], k, total;
     int64_t count;
-    if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0 || p->mode < 0 || p->mode > 2) {
+    if (p == NULL || in == NULL || out == NULL || tg_dims_count(&p->in) < 0 || p->mode < 0 || p->mode > 3) {
         return TG_ERR_ARG;
     }
     if (p->in_zp < TG_I8_MIN || p->in_zp > TG_I8_MAX || p->out_zp < TG_I8_MIN || p->out_zp > TG_I8_MAX ||
@@ -824,8 +872,8 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
             count *= d[k];
         }
     }
-    if (count > (1 << 23)) {
-        return TG_ERR_ARG; /* the int32 sum of 2^23 int8 values cannot overflow */
+    if (count > (1 << 22)) {
+        return TG_ERR_ARG; /* the int32 sum of 2^22 values in [0, 255], less in_zp each, cannot overflow */
     }
     total = 0;
     for (o[0] = 0; o[0] < (r[0] ? 1 : d[0]); ++o[0]) {
@@ -843,6 +891,8 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
                                         acc = v > acc ? v : acc;
                                     } else if (p->mode == 2) {
                                         acc = v < acc ? v : acc;
+                                    } else if (p->mode == 3) {
+                                        acc += (int32_t)(uint8_t)v - p->in_zp;
                                     } else {
                                         acc += v - p->in_zp;
                                     }
@@ -852,6 +902,9 @@ int32_t tg_ref_reduce_s8(const tg_reduce_params_t *p, const int8_t *in, int8_t *
                     }
                     if (p->mode == 0) {
                         acc = tg_clamp(tg_mbqm(acc, p->mult, p->shift) + p->out_zp, TG_I8_MIN, TG_I8_MAX);
+                    } else if (p->mode == 3) { /* TFLite 2.21's reference int8 SUM: a uint8 result, stored as its byte */
+                        acc = tg_clamp(tg_mbqm(acc, p->mult, p->shift) + p->out_zp, 0, 255);
+                        acc = acc > TG_I8_MAX ? acc - 256 : acc;
                     }
                     out[total++] = (int8_t)acc;
                 }

@@ -68,6 +68,21 @@ typedef struct {
 } tg_fc_params_t;
 
 
+/* BATCH_MATMUL (TFLite's int8 reference): out[b][i][j] = clamp(requant(sum_k (lhs[b][i][k] + lhs_offset) *
+ * (rhs[b][k][j] + rhs_offset), mult, shift) + out_offset), over up to three broadcast batch dims;
+ * adj_x / adj_y: lhs is stored [depth][rows] / rhs [cols][depth]. step = elements per batch index
+ * (0 on a broadcast dim). Either operand may be a constant array in flash. */
+typedef struct {
+    int32_t batch0, batch1, batch2;
+    int32_t lhs_step0, lhs_step1, lhs_step2;
+    int32_t rhs_step0, rhs_step1, rhs_step2;
+    int32_t rows, cols, depth;
+    int32_t adj_x, adj_y;
+    int32_t lhs_offset, rhs_offset, out_offset;
+    int32_t mult, shift;
+} tg_bmm_params_t;
+
+
 /* AVERAGE_POOL_2D / MAX_POOL_2D (input and output share scale and zero point). */
 typedef struct {
     tg_dims_t in, out;
@@ -120,10 +135,11 @@ typedef struct {
 } tg_mean_params_t;
 
 
-/* MEAN / REDUCE_MAX / REDUCE_MIN over any dims of a tensor folded to 4: reduce.x = 1 marks a
+/* MEAN / REDUCE_MAX / REDUCE_MIN / SUM over any dims of a tensor folded to 4: reduce.x = 1 marks a
  * reduced dim (the output has 1 there). mode 0 (MEAN): out = clamp(requant(sum(in - in_zp), mult,
  * shift) + out_zp) as TFLite's QuantizedMeanOrSum (1/n folded into mult/shift); 1 / 2: max / min
- * of the raw values. */
+ * of the raw values; 3 (SUM, as TFLite 2.21's reference kernel computes int8 SUM): the bytes are
+ * read as uint8, out = byte of clamp(requant(sum((uint8)in - in_zp), mult, shift) + out_zp, 0, 255). */
 typedef struct {
     tg_dims_t in;
     tg_dims_t reduce;           /* 1 = reduced, 0 = kept, per dim */
@@ -199,6 +215,7 @@ int32_t tg_ref_conv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *ou
 int32_t tg_ref_dwconv2d_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_transpose_conv_s8(const tg_conv_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_fully_connected_s8(const tg_fc_params_t *p, const int8_t *in, int8_t *out);
+int32_t tg_ref_batch_matmul_s8(const tg_bmm_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
 int32_t tg_ref_avgpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_maxpool_s8(const tg_pool_params_t *p, const int8_t *in, int8_t *out);
 int32_t tg_ref_add_s8(const tg_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);

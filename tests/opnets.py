@@ -16,6 +16,8 @@ conv2d                in_shape (h,w,c), filters, kernel (kh,kw), strides, paddin
                       SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND)
 dwconv2d              in_shape, kernel, strides, padding, dilation, depth_multiplier, act,
                       use_bias, per_tensor, unknown_batch
+conv1d                in_shape (w,c), filters, kernel, strides, padding (same|valid|causal), dilation,
+                      act, unknown_batch
 deconv                in_shape, filters, kernel, strides, padding, act, use_bias (Conv2DTranspose)
 fc                    in_shape ((d,) or (t,d)), units, act, use_bias, per_tensor
 avgpool / maxpool     in_shape, pool (ph,pw), strides, padding
@@ -33,6 +35,8 @@ pack                  shape, n inputs, axis (tf.stack)
 reduce                in_shape, op (mean|sum|max|min), axes, keepdims; gap1d: Keras GlobalAveragePooling1D
 rnn                   cell (gru|lstm|simplernn), in_shape (t, d), units, sequences: unroll=True
 matmul_const          in_shape, units: tf.matmul by a constant
+bmm                   in_shape, const_b / const_a (shape of a constant operand; neither: x @ x^T),
+                      adj_a, adj_b: tf.matmul that the converter keeps as BATCH_MATMUL
 mobilenet_v3_small    size, minimalistic (tf_keras.applications, random weights; not in OPNET_CASES:
                       tests/test_e2e_zoo.py)
 mean                  in_shape, keepdims
@@ -148,6 +152,14 @@ def _build(kind: str, spec: dict):
             y = L.Lambda(lambda t: tf.pad(t, paddings))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
+    if kind == "conv1d":  # Keras Conv1D (unknown_batch + dilation: S2B -> EXPAND_DIMS -> CONV_2D -> RESHAPE -> B2S)
+        in_shape = tuple(spec.get("in_shape", (20, 3)))
+        x = K.Input(in_shape, batch_size=None if spec.get("unknown_batch") else 1)
+        y = L.Conv1D(spec.get("filters", 4), spec.get("kernel", 3), strides=spec.get("strides", 1),
+                     padding=spec.get("padding", "same"), dilation_rate=spec.get("dilation", 1),
+                     activation=_act(spec.get("act")), bias_initializer=bias_init)(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
     if kind == "deconv":  # Keras Conv2DTranspose -> TRANSPOSE_CONV
         in_shape = tuple(spec.get("in_shape", (4, 5, 3)))
         x = K.Input(in_shape, batch_size=1)
@@ -215,6 +227,24 @@ def _build(kind: str, spec: dict):
 
         w = np.random.default_rng(0).standard_normal((in_shape[-1], spec.get("units", 3))).astype(np.float32)
         y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w)))(x)
+        return K.Model(x, y), [(in_shape, rng_default)]
+
+    if kind == "bmm":  # tf.matmul that stays BATCH_MATMUL: const_b / const_a (shape of the constant), or x @ x^T
+        in_shape = tuple(spec.get("in_shape", (2, 5, 4)))
+        x = K.Input(in_shape, batch_size=1)
+        tf = _tf()
+        import numpy as np
+
+        r = np.random.default_rng(1)
+        ta, tb = bool(spec.get("adj_a", False)), bool(spec.get("adj_b", False))
+        if spec.get("const_b"):
+            w = r.standard_normal(tuple(spec["const_b"])).astype(np.float32)
+            y = L.Lambda(lambda t: tf.matmul(t, tf.constant(w), transpose_a=ta, transpose_b=tb))(x)
+        elif spec.get("const_a"):
+            w = r.standard_normal(tuple(spec["const_a"])).astype(np.float32)
+            y = L.Lambda(lambda t: tf.matmul(tf.constant(w), t, transpose_a=ta, transpose_b=tb))(x)
+        else:
+            y = L.Lambda(lambda t: tf.matmul(t, t, transpose_b=True))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
     if kind == "mobilenet_v3_small":  # tf_keras.applications, random weights, no softmax (random logits are tiny)
@@ -481,6 +511,23 @@ OPNET_CASES += [
     ("reduce_max_w", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[2])),
     ("reduce_max_hw_keep", "reduce", dict(in_shape=(4, 5, 3), op="max", axes=[1, 2], keepdims=True)),
     ("reduce_min_c", "reduce", dict(in_shape=(3, 4, 5), op="min", axes=[-1])),
+    ("conv1d_dil2_same_s2b1d", "conv1d", dict(in_shape=(20, 3), filters=4, kernel=3, dilation=2, unknown_batch=True)),
+    ("conv1d_dil3_valid_s2b1d", "conv1d", dict(in_shape=(19, 2), filters=5, kernel=3, dilation=3, padding="valid",
+                                               unknown_batch=True)),
+    ("conv1d_dil2_causal_relu_s2b1d", "conv1d", dict(in_shape=(17, 3), filters=3, kernel=4, dilation=2,
+                                                     padding="causal", act="relu", unknown_batch=True)),
+    ("conv1d_dil4_same_batch1", "conv1d", dict(in_shape=(21, 2), filters=3, kernel=3, dilation=4)),
+    ("bmm_const_b_batched", "bmm", dict(in_shape=(2, 5, 4), const_b=(2, 4, 3))),
+    ("bmm_const_b_bcast_4d", "bmm", dict(in_shape=(2, 3, 5, 4), const_b=(3, 4, 6))),
+    ("bmm_const_b_adj", "bmm", dict(in_shape=(3, 5, 4), const_b=(3, 7, 4), adj_b=True)),
+    ("bmm_const_a", "bmm", dict(in_shape=(5, 4), const_a=(1, 3, 5))),
+    ("bmm_const_a_adj", "bmm", dict(in_shape=(5, 4), const_a=(1, 5, 3), adj_a=True)),
+    ("bmm_x_xt", "bmm", dict(in_shape=(6, 4))),
+    ("sum_w", "reduce", dict(in_shape=(3, 4, 5), op="sum", axes=[2])),
+    ("sum_h_c_keep", "reduce", dict(in_shape=(3, 4, 5), op="sum", axes=[1, 3], keepdims=True)),
+    ("sum_pos_zp_min", "reduce", dict(in_shape=(6, 5), op="sum", axes=[1], range=(0.0, 4.0))),
+    ("sum_all", "reduce", dict(in_shape=(7, 3, 2), op="sum", axes=[0, 1, 2], range=(-5.0, 1.0))),
+    ("sum_last_1d", "reduce", dict(in_shape=(9,), op="sum", axes=[-1], range=(-1.0, 1.0))),
 ]
 
 # inputs calibrated to different ranges: the converter requantizes (int8 QUANTIZE) so the

@@ -36,3 +36,21 @@ def test_pattern_that_does_not_fold_is_refused_with_a_hint():
     block.data = np.array([3, 3], np.int32)  # the block sizes no longer match: not a dilated convolution
     with pytest.raises(UnsupportedError, match="SPACE_TO_BATCH_ND.*batch_size=1"):
         passes.run(g)
+
+
+S2B_1D_CASES = [c for c in OPNET_CASES if c[0].endswith("_s2b1d")]
+
+
+@pytest.mark.parametrize("case_id, kind, spec", S2B_1D_CASES, ids=[c[0] for c in S2B_1D_CASES])
+def test_conv1d_fold_leaves_reshape_conv_reshape(case_id, kind, spec):
+    buf = make_opnet(kind, **spec)
+    g0 = importer.load(buf, case_id)
+    before = [op.kind for op in g0.ops]
+    assert "SPACE_TO_BATCH_ND" in before and "BATCH_TO_SPACE_ND" in before, before
+    s2b_in = g0.t(next(op for op in g0.ops if op.kind == "SPACE_TO_BATCH_ND").inputs[0]).shape  # after a causal PAD
+    c = driver.compile_model(buf, case_id, "portable", stop_after="lower")
+    kinds = [op.kind for op in c.graph.ops]
+    assert "SPACE_TO_BATCH_ND" not in kinds and "BATCH_TO_SPACE_ND" not in kinds, kinds
+    conv = next(op for op in c.graph.ops if op.kind == "CONV_2D")
+    assert conv.attrs["padding"] == "EXPLICIT" and (conv.attrs["dil_h"], conv.attrs["dil_w"]) == (1, spec["dilation"])
+    assert c.graph.t(conv.inputs[0]).shape == (1, 1) + tuple(s2b_in[1:])

@@ -194,6 +194,7 @@ register("tg_ref_add_s8", "tg_ref_add_s8", ["ADD", "SUB"], "portable", (P, IN0, 
 register("tg_ref_mul_s8", "tg_ref_mul_s8", ["MUL"], "portable", (P, IN0, IN1, OUT0), access=_acc_elementwise)
 for _k in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
     register(f"tg_ref_{_k.lower()}_s8", f"tg_ref_{_k.lower()}_s8", [_k], "portable", (P, IN0, IN1, OUT0))
+register("tg_ref_batch_matmul_s8", "tg_ref_batch_matmul_s8", ["BATCH_MATMUL"], "portable", (P, IN0, IN1, OUT0))
 register("tg_ref_softmax_s8", "tg_ref_softmax_s8", ["SOFTMAX"], "portable", _STD)
 register("tg_ref_lstm_s8", "tg_ref_lstm_s8", ["UNIDIRECTIONAL_SEQUENCE_LSTM"], "portable", (P, IN0, OUT0, SCRATCH),
          scratch=lambda low, arch: 11 * low.params["n_cell"], scratch_fn="tg_ref_lstm_s8_scratch",
@@ -207,7 +208,7 @@ register("tg_ref_dequantize_s8_f32", "tg_ref_dequantize_s8_f32", ["DEQUANTIZE"],
          (IN0, Operand("out", 0, cast="float *"), imm("size"), imm("scale"), imm("zero_point")))
 register("tg_ref_mean_s8", "tg_ref_mean_s8", ["MEAN"], "portable", _STD,
          applies=lambda low, arch: None if low.ptype == "tg_mean_params_t" else "not a mean over H, W")
-register("tg_ref_reduce_s8", "tg_ref_reduce_s8", ["MEAN", "REDUCE_MAX", "REDUCE_MIN"], "portable", _STD,
+register("tg_ref_reduce_s8", "tg_ref_reduce_s8", ["MEAN", "REDUCE_MAX", "REDUCE_MIN", "SUM"], "portable", _STD,
          applies=lambda low, arch: None if low.ptype == "tg_reduce_params_t" else "a mean over H, W (tg_ref_mean_s8)")
 register("tg_ref_pad_s8", "tg_ref_pad_s8", ["PAD", "PADV2"], "portable", _STD)
 register("tg_ref_concat_s8", "tg_ref_concat_s8", ["CONCATENATION", "PACK"], "portable",

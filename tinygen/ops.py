@@ -495,9 +495,7 @@ HINTS = {
     "BIDIRECTIONAL_SEQUENCE_LSTM": "build the LSTM/GRU layers with unroll=True",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "build the RNN layer with unroll=True",
     "SHAPE": "the model computes shapes at run time: export with a fixed batch size (Input(..., batch_size=1))",
-    "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) where one operand is constant",
     "REDUCE_PROD": "dynamic-shape arithmetic: export with a fixed batch size",
-    "SUM": "int8 SUM is not bit-exact yet: use MEAN (GlobalAveragePooling) or a Dense layer",
     "CUSTOM": "tinygen compiles TFLite builtin ops only",
 }
 
@@ -559,7 +557,7 @@ def supported_ops_markdown() -> str:
 # ---- further entries live in their own modules and register into TABLE when imported ----------
 
 # they register into TABLE
-from . import ops_elementwise, ops_lstm, ops_reduce, ops_resize, ops_shape, ops_transpose_conv  # noqa: E402,F401
+from . import ops_elementwise, ops_lstm, ops_matmul, ops_reduce, ops_resize, ops_shape, ops_transpose_conv  # noqa: E402,F401
 
 if __name__ == "__main__":
     from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)

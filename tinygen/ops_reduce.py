@@ -1,11 +1,18 @@
-"""Op-table entries of the reductions MEAN / REDUCE_MAX / REDUCE_MIN over any constant axes
+"""Op-table entries of the reductions MEAN / SUM / REDUCE_MAX / REDUCE_MIN over any constant axes
 (registered into :data:`tinygen.opdefs.TABLE`).
 
 As TFLite 2.21's reduce.cc computes int8: MEAN goes through QuantizedMeanOrSum,
 ``requant(sum(x - in_zp), mult, shift) + out_zp`` with 1/n folded into the multiplier
 (:func:`tinygen.quant.reduce_multiplier`); REDUCE_MAX / REDUCE_MIN compare raw values (they need
-equal quantization). SUM is not supported: TFLite 2.21's int8 SUM under BUILTIN_REF does not
-follow that formula (measured on converted nets), so it is refused rather than guessed. The mean over H, W of a 4-D tensor keeps its own kernel
+equal quantization). SUM with a rescale (input and output quantization differ, what the converter
+writes) runs the same QuantizedMeanOrSum without the 1/n, but TFLite 2.21's reference kernel
+instantiates it for uint8 on the int8 data: each byte is summed as uint8 (``x & 0xFF``), and the
+result is clamped to [0, 255] and stored as its byte. Established on converted nets (the
+interpreter's temporary sum tensor holds 768 for six -128 inputs) and checked exhaustively
+against BUILTIN_REF by the op nets; the optimized kernel (and TFLite Micro) computes the true
+sum, so a model whose SUM sees negative inputs differs between the two. tinygen follows the
+reference (its golden); SUM with equal input/output quantization (the unrescaled int8 path) is
+refused. The mean over H, W of a 4-D tensor keeps its own kernel
 (``tg_ref_mean_s8``); every other reduction runs ``tg_ref_reduce_s8`` on the input folded to 4
 dimensions (adjacent dims reduced alike merge).
 """
@@ -18,7 +25,7 @@ from . import quant
 from .errors import ModelError
 from .opdefs import Lowered, _const, _dims, _fail, _int8_io, _opt, _params_in_range, register
 
-MODES = {"MEAN": 0, "REDUCE_MAX": 1, "REDUCE_MIN": 2}
+MODES = {"MEAN": 0, "REDUCE_MAX": 1, "REDUCE_MIN": 2, "SUM": 3}
 
 
 def _axes(g, op) -> list[int]:
@@ -58,7 +65,7 @@ def _is_hw_mean(g, op) -> bool:
 
 
 def _check_reduce(g, op):
-    """MEAN / REDUCE_MAX / REDUCE_MIN: int8 per-tensor, any constant axes (negative too), keep_dims either way, any rank whose reduced and kept dims fold to 4; REDUCE_MAX/MIN need the output to share the input's quantization (as TFLite)."""
+    """MEAN / SUM / REDUCE_MAX / REDUCE_MIN: int8 per-tensor, any constant axes (negative too), keep_dims either way, any rank whose reduced and kept dims fold to 4; REDUCE_MAX/MIN need the output to share the input's quantization (as TFLite); SUM needs them to differ (the rescaling path, what the converter writes) and computes what TFLite 2.21's reference kernel does (the int8 bytes summed as uint8, see tinygen/ops_reduce.py)."""
     _int8_io(g, op)
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     axes = _axes(g, op)
@@ -72,6 +79,9 @@ def _check_reduce(g, op):
         raise ModelError(f"{op.where()}: reducing {x.describe()} over {axes} gives {want}, the output is {y.describe()}")
     if op.kind in ("REDUCE_MAX", "REDUCE_MIN") and x.q() != y.q():
         _fail(op, f"input {x.describe()} and output {y.describe()} must share scale and zero point")
+    if op.kind == "SUM" and x.q() == y.q():
+        _fail(op, f"SUM with the same quantization in and out ({x.describe()}) takes TFLite's unrescaled int8 path, "
+              "which tinygen does not compile; calibrate so the output range covers the sum")
     _params_in_range(op, _lower_reduce, g, op)
 
 
@@ -88,8 +98,10 @@ def _lower_reduce(g, op):
     num = int(np.prod([d for d, f in zip(dims, red) if f], dtype=np.int64))
     mode = MODES[op.kind]
     mult, shift = (0, 0)
-    if mode == 0:
-        mult, shift = quant.reduce_multiplier(sx, sy, num)
+    if mode in (0, 3):
+        mult, shift = quant.reduce_multiplier(sx, sy, num if mode == 0 else None)
+        if mode == 3 and num > (1 << 22):
+            raise ValueError(f"{num} summed elements (at most 2^22)")
         if not -31 <= shift <= 30:
             raise ValueError(f"requantization shift {shift} outside [-31, 30]")
     p = {"in": dict(zip("nhwc", dims)), "reduce": dict(zip("nhwc", red)), "mode": mode, "in_zp": zx, "out_zp": zy,

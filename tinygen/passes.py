@@ -12,7 +12,7 @@ from typing import Callable
 from . import ops as optable
 from .errors import UnsupportedError
 from .ir import Graph, verify
-from .passes_dilated import fold_dilated_convs
+from .passes_dilated import fold_dilated_conv1d, fold_dilated_convs
 
 
 def check_supported(g: Graph) -> bool:
@@ -110,6 +110,7 @@ PASSES: list[tuple[str, Callable[[Graph], bool]]] = [
     ("check_io", check_io),
     ("fold_constant_shapes", fold_constant_shapes),
     ("fold_dilated_convs", fold_dilated_convs),
+    ("fold_dilated_conv1d", fold_dilated_conv1d),
     ("fuse_activations", fuse_activations),
     ("alias_reshapes", alias_reshapes),
     ("check_supported", check_supported),

@@ -9,6 +9,11 @@ and cropped. With batch 1 this is exactly a convolution of dilation (bh, bw) wit
 nothing): the fold gives the convolution that padding as ``EXPLICIT`` and removes the two
 data-movement ops (no copies, no extra arena). Anything else is left alone, and the two ops are
 then refused by their support check.
+
+A Keras ``Conv1D(dilation_rate=d)`` with an unknown batch is the same pattern on 3-D tensors:
+SPACE_TO_BATCH_ND (one block dim) -> EXPAND_DIMS/RESHAPE to 4-D -> CONV_2D -> RESHAPE/SQUEEZE to
+3-D -> BATCH_TO_SPACE_ND. :func:`fold_dilated_conv1d` keeps the two reshapes around one
+convolution of dilation (1, d) on the undivided input.
 """
 
 from __future__ import annotations
@@ -73,6 +78,80 @@ def _fold_plan(g: Graph, s2b: Op) -> tuple[Op, Op, dict] | None:
             and optable._explicit_fits(w, y.shape[2], kw, 1, bw, attrs["pad_w"])):
         return None
     return conv, b2s, attrs
+
+
+def _single(g: Graph, tid: int, kinds) -> Op | None:
+    op = _only_consumer(g, tid)
+    return op if op is not None and op.kind in kinds and op.inputs[0] == tid else None
+
+
+def _fold_plan_1d(g: Graph, s2b: Op) -> tuple | None:
+    """(expand, conv, squeeze, b2s, conv attrs) when ``s2b`` starts a foldable dilated Conv1D."""
+    x, s = g.t(s2b.inputs[0]), g.t(s2b.outputs[0])
+    block, pads = _const_ints(g, s2b, 1, (1,)), _const_ints(g, s2b, 2, (1, 2))
+    if block is None or pads is None or len(x.shape) != 3 or len(s.shape) != 3 or x.shape[0] != 1:
+        return None
+    expand = _single(g, s.id, ("EXPAND_DIMS", "RESHAPE"))
+    if expand is None or len(g.t(expand.outputs[0]).shape) != 4 or g.t(expand.outputs[0]).shape[:2] != (1, 1):
+        return None
+    conv = _single(g, expand.outputs[0], ("CONV_2D", "DEPTHWISE_CONV_2D"))
+    if conv is None or conv.attrs["stride_h"] != 1 or conv.attrs["stride_w"] != 1 or conv.attrs["dil_h"] != 1 \
+            or conv.attrs["dil_w"] != 1 or conv.attrs["padding"] not in ("SAME", "VALID"):
+        return None
+    c4 = g.t(conv.outputs[0])
+    squeeze = _single(g, c4.id, ("SQUEEZE", "RESHAPE"))
+    if squeeze is None or len(c4.shape) != 4 or c4.shape[:2] != (1, 1):
+        return None
+    c3 = g.t(squeeze.outputs[0])
+    b2s = _single(g, c3.id, ("BATCH_TO_SPACE_ND",))
+    if b2s is None or _const_ints(g, b2s, 1, (1,)) != block or c3.shape != (1,) + c4.shape[2:]:
+        return None
+    crops, y = _const_ints(g, b2s, 2, (1, 2)), g.t(b2s.outputs[0])
+    (bw,), (pl, pr) = block, pads
+    if crops is None or bw < 1 or min(pl, pr, *crops) < 0 or len(y.shape) != 3:
+        return None
+    if len({(t.dtype, t.q()) for t in (x, s, g.t(expand.outputs[0]))}) != 1 or \
+            len({(t.dtype, t.q()) for t in (c4, c3, y)}) != 1:
+        return None
+    _, w, ch = x.shape
+    if s.shape[1:] != ((w + pl + pr) // bw, ch) or (w + pl + pr) % bw:
+        return None
+    cl, cr = crops
+    if y.shape != (1, c3.shape[1] * bw - cl - cr, c3.shape[2]):
+        return None
+    kw = g.t(conv.inputs[1]).shape[2]
+    inner = optable._same_pad(s.shape[1], kw, 1, 1, c4.shape[2]) if conv.attrs["padding"] == "SAME" else 0
+    attrs = {"padding": "EXPLICIT", "dil_h": 1, "dil_w": bw, "pad_h": 0, "pad_w": pl - cl + inner * bw}
+    if not optable._explicit_fits(w, y.shape[1], kw, 1, bw, attrs["pad_w"]):
+        return None
+    return expand, conv, squeeze, b2s, attrs
+
+
+def fold_dilated_conv1d(g: Graph) -> bool:
+    """SPACE_TO_BATCH_ND -> EXPAND_DIMS -> CONV_2D -> RESHAPE -> BATCH_TO_SPACE_ND on 3-D tensors (a Keras
+    dilated Conv1D converted with an unknown batch) becomes EXPAND_DIMS -> dilated CONV_2D -> RESHAPE."""
+    for s2b in g.ops:
+        if s2b.kind != "SPACE_TO_BATCH_ND":
+            continue
+        plan = _fold_plan_1d(g, s2b)
+        if plan is None:
+            continue
+        expand, conv, squeeze, b2s, attrs = plan
+        x, y = g.t(s2b.inputs[0]), g.t(b2s.outputs[0])
+        x4, y4 = g.t(expand.outputs[0]), g.t(conv.outputs[0])
+        expand.inputs[0] = x.id
+        if expand.kind == "RESHAPE":
+            expand.inputs = expand.inputs[:1]  # the constant new shape would be stale (aliases ignore it)
+        x4.shape = (1, 1) + tuple(x.shape[1:])
+        y4.shape = (1, 1) + tuple(y.shape[1:])
+        conv.attrs.update(attrs)
+        squeeze.outputs = list(b2s.outputs)
+        if squeeze.kind == "RESHAPE":
+            squeeze.inputs = squeeze.inputs[:1]
+        g.ops.remove(s2b)
+        g.ops.remove(b2s)
+        return True
+    return False
 
 
 def fold_dilated_convs(g: Graph) -> bool:
