@@ -38,8 +38,10 @@ def cmd_build(a) -> int:
         model = str(opt.tflite_path)
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
     extra = {"optimize.json": json.dumps(history(opt, flags_of(a)), indent=2, sort_keys=True) + "\n"} if opt else None
+    host_run = a.board == "host" and not a.no_compile  # checked below, by the project's own build
     c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra,
-                             synthetic_range=a.synthetic_range, mlperf=mopt, **patch.options(a))
+                             synthetic_range=a.synthetic_range, mlperf=mopt, verify=not host_run,
+                             **patch.options(a))
     if mopt is not None:
         log(f"MLPerf Tiny: {mopt.model} ({mopt.input} db input, result {mopt.result}"
             f"{', energy mode' if mopt.energy else ''}); per-layer profile marks off")
@@ -48,15 +50,28 @@ def cmd_build(a) -> int:
     if a.no_compile:
         return 0
     if a.board == "host":
-        from . import hostbuild
-
-        r = hostbuild.run_selftest(out, c.backend, rebuild=True)
+        r = _checked_host_build(out, c)
         log(f"host program {out / 'build' / 'model_host'}:")
         return report_selftest(r, c.emitted.manifest)
     from . import firmware_project
 
     firmware_project.compile_and_report(c, out, a.board, log=log)
     return 0
+
+
+def _checked_host_build(out: Path, c):
+    """The host project's program, built and its self-test vectors run; a vector that differs
+    removes the project just written (nothing that looks valid stays) and raises one line."""
+    import shutil
+
+    from . import hostbuild
+    from .errors import CompilerBug
+
+    try:
+        return hostbuild.check_project(out, c, outcome=f"the project {out} was removed")
+    except CompilerBug:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def cmd_run(a) -> int:

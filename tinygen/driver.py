@@ -208,8 +208,13 @@ def default_backend(board) -> str:
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
           dump=None, log=print, extra_files: dict[str, str] | None = None,
           synthetic_range: tuple[float, float] | None = None, mlperf=None,
-          **options) -> tuple[Compiled, Path, dict[str, str]]:
-    """`tinygen build`: model file -> project folder. Returns (compiled, folder, files)."""
+          verify: bool = True, **options) -> tuple[Compiled, Path, dict[str, str]]:
+    """`tinygen build`: model file -> project folder. Returns (compiled, folder, files).
+
+    ``verify``: before the project is written, the generated sources are compiled for the host and
+    their self-test vectors run (:func:`check_vectors`, every board); a difference from the TFLite
+    reference is a CompilerBug and no project is written. ``options``: compile options
+    (patch-based execution, tinygen.patch.options)."""
     from . import boards
 
     board = None if board_name == "host" else boards.load_board(board_name)
@@ -227,8 +232,23 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
     files = host_project(c) if board is None else board_project(c, board, mlperf)
     files.update(extra_files or {})
     out = Path(out)
+    if verify:
+        check_vectors(c, files if board is None else None, log)
     project.write(out, files)
     return c, out, files
+
+
+def check_vectors(c: Compiled, files: dict | None = None, log=print):
+    """The self-test vectors of ``c`` on the host (gcc), whatever the board: the SelftestResult, or
+    None (logged) when the host has no gcc/make. A difference raises CompilerBug (one line: the
+    first differing output and layer)."""
+    from . import hostbuild
+
+    if not hostbuild.can_check():
+        log("gcc/make not found: the self-test vectors were not checked on the host before writing the project "
+            "(install: sudo apt-get install gcc make)")
+        return None
+    return hostbuild.check_vectors(c, files)
 
 
 def check_fits(c: Compiled, board) -> None:

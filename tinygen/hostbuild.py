@@ -129,3 +129,136 @@ def run_selftest(project: Path, backend: str, rebuild: bool = False, timeout: fl
         raise ToolchainError(f"{exe} --selftest exited {r.returncode}: "
                              f"{(r.stderr or r.stdout).decode(errors='replace').strip()[:500]}")
     return parse_selftest(r.stdout.decode(errors="replace"), None, r.returncode)
+
+
+# ---- the build's own check: the self-test vectors, compiled for the host ----------------------
+
+CHECK_CFLAGS = "-O1"  # the check compiles once per build: fast to compile, the same C
+
+
+def can_check() -> bool:
+    """Whether the host can compile and run the generated model (gcc and make on PATH)."""
+    return bool(shutil.which("gcc") and shutil.which("make"))
+
+
+def check_vectors(c, files: dict[str, str | bytes] | None = None):
+    """Every build's self-test check, before the project is written (any board, ``--no-compile``
+    too): the generated model sources of ``c`` (the board's own model.c, kernels and vectors; the
+    generated kernels' DSP intrinsics have exact C definitions in tg_dsp.h) compiled for the host
+    with the host harness, their embedded vectors run. Returns the SelftestResult; a difference
+    raises :func:`vector_difference`'s CompilerBug. ``files``: the host project (default
+    ``driver.host_project(c)``)."""
+    import tempfile
+
+    from . import driver
+
+    files = driver.host_project(c) if files is None else files
+    with tempfile.TemporaryDirectory(prefix="tinygen-check-") as tmp:
+        stage = Path(tmp) / "host"
+        for rel, content in files.items():
+            p = stage / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
+        return check_project(stage, c, cflags=CHECK_CFLAGS)
+
+
+def check_project(project: Path, c, cflags: str = "-O2 -g", outcome: str = "no project written"):
+    """Build the host project ``project`` of ``c`` and run its self-test vectors; raises a
+    CompilerBug naming the first differing output byte (and the first layer whose tensor differs)
+    when any vector differs from the TFLite reference."""
+    from .errors import CompilerBug
+    from .selftest import parse_selftest
+
+    exe = build(project, c.backend, cflags=cflags)
+    try:
+        r = subprocess.run([str(exe), "--selftest"], capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"the host self-test of {c.name} did not finish within 600 s") from None
+    text = r.stdout.decode(errors="replace")
+    if r.returncode == 2:  # a kernel returned an error status
+        detail = r.stderr.decode(errors="replace").strip()[:300]
+        raise CompilerBug("selftest", f"{c.name}: the generated code failed on the host self-test ({detail}); "
+                          f"{outcome}")
+    if r.returncode not in (0, 1):
+        raise ToolchainError(f"{exe} --selftest exited {r.returncode}: "
+                             f"{(r.stderr or r.stdout).decode(errors='replace').strip()[:500]}")
+    res = parse_selftest(text, None, r.returncode)
+    if res.ok and res.match:
+        return res
+    raise CompilerBug("selftest", vector_difference(project, c, res, outcome))
+
+
+def _unpack(c, record: np.ndarray) -> list[np.ndarray]:
+    """A packed input record -> one [1, *shape] array per graph input."""
+    from .reference import io_details
+
+    dins, _ = io_details(c.model_bytes)
+    xs, k = [], 0
+    for d in dins:
+        dt = np.dtype(d["dtype"])
+        shape = tuple(int(v) for v in d["shape"])
+        n = int(np.prod(shape)) * dt.itemsize
+        xs.append(np.frombuffer(record[k:k + n].tobytes(), dt).reshape((1, *shape)))
+        k += n
+    return xs
+
+
+def first_differing_layer(project: Path, c, vector: int) -> str | None:
+    """The first layer whose output tensor differs from the reference's tensor for self-test vector
+    ``vector`` (host program built with -DTG_PROFILE, ``--dump``), as 'layer i OP 'name' (kernel)',
+    or None when that cannot be told (every layer equal, or the dump failed)."""
+    import json
+
+    from . import reference
+
+    m = json.loads((project / "manifest.json").read_text())
+    layers, arena = m["layers"], m["arena_bytes"]
+    try:
+        exe = build(project, c.backend, extra_cflags="-DTG_PROFILE", cflags=CHECK_CFLAGS)
+        r = subprocess.run([str(exe), "--dump"], input=np.ascontiguousarray(c.vectors[0][vector]).tobytes(),
+                           capture_output=True, timeout=600)
+        if r.returncode != 0 or len(r.stdout) != len(layers) * arena:
+            return None
+        got = np.frombuffer(r.stdout, np.int8).reshape(len(layers), arena)
+        xs = _unpack(c, c.vectors[0][vector])
+        want = reference.run_tensors(c.model_bytes, xs if len(xs) > 1 else xs[0], [ly["output"] for ly in layers])[0]
+    except Exception:  # only a diagnosis: the difference itself is already known
+        return None
+    for li, ly in enumerate(layers):
+        ref = np.ascontiguousarray(want[ly["output"]]).reshape(-1).view(np.int8)
+        mine = got[li, ly["output_offset"]:ly["output_offset"] + ref.size]
+        bad = np.flatnonzero(mine != ref)
+        if bad.size:
+            return (f"first differing layer {li} {ly['op']} '{ly['name']}' (kernel {ly['kernel']}): "
+                    f"{bad.size} of {ref.size} bytes differ, first at byte {int(bad[0])}")
+    return None
+
+
+def vector_difference(project: Path, c, r, outcome: str = "no project written") -> str:
+    """One line: which self-test vector and output differ first, got/want, and the layer if known."""
+    import json
+
+    m = json.loads((project / "manifest.json").read_text())
+    first = next(iter(r.mismatches), None)
+    where = "the outputs differ"
+    vector = 0
+    if first is not None:
+        kv = dict(p.split("=", 1) for p in first.split()[1:] if "=" in p)
+        vector, index = int(kv.get("vector", 0)), int(kv.get("index", 0))
+        k = index
+        name = "?"
+        for o in m.get("outputs") or [m["output"]]:
+            if k < o["bytes"]:
+                name = o["name"]
+                break
+            k -= o["bytes"]
+        where = (f"self-test vector {vector}: output '{name}' byte {k} is {kv.get('got')}, "
+                 f"the TFLite reference says {kv.get('want')}")
+    layer = first_differing_layer(project, c, vector)
+    n = r.vectors
+    got = r.matched if r.matched is not None else 0
+    return (f"{c.name}: the generated code differs from the TFLite reference ({got} of {n} self-test vectors "
+            f"match); {where}" + (f"; {layer}" if layer else "") + f"; {outcome}")
