@@ -389,7 +389,9 @@ def _generate(kind: str, low: Lowered, arch: str, symbol: str) -> list[tuple[flo
         gen = fam.generate(kind, low.params, low.arrays, arch, symbol)
         k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
                    doc=str(gen.notes.get("variant", "")), access=gen.notes.get("access"))  # a contract, one day
-        cost = float(fam.cost(kind, low.params, low.arrays, arch))
+        from . import cyclemodel  # the family's estimate, corrected by its QEMU calibration
+
+        cost = float(fam.cost(kind, low.params, low.arrays, arch)) * cyclemodel.cached().generated_scale(k.name)
         out.append((cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost, arch=arch)))
     return out
 

@@ -89,10 +89,10 @@ def layer_latency(man: dict, bench: dict | None, run: dict | None, board) -> tup
                 out.append(float(ly["ms"]))
             elif "us" in ly:
                 out.append(float(ly["us"]) / 1e3)
-            elif "cycles" in ly and clock:
-                out.append(1e3 * float(ly["cycles"]) / clock)
-            elif "instructions" in ly and clock:
+            elif ly.get("instructions") is not None and clock:  # QEMU: instructions, 1 per cycle
                 out.append(1e3 * float(ly["instructions"]) / clock)
+            elif "cycles" in ly and clock and src == "bench.json":  # a real board's cycle counter
+                out.append(1e3 * float(ly["cycles"]) / clock)  # (run.json's "cycles" are SysTick ticks)
             else:
                 out = []
                 break
