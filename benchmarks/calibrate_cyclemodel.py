@@ -31,10 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from tinygen import analyze, boards, cyclemodel, driver, project, qemu, toolchain  # noqa: E402
+from tinygen import analyze, boards, cyclemodel, driver, kernels, project, qemu, toolchain  # noqa: E402
 
 MODELS = ROOT.parent / "shared" / "models" / "mlperf-tiny"
 SHARED = ("kws_ref_model", "pretrainedResnet_quant", "ad01_int8")
+# depthwise-heavy: MobileNetV1-0.25 96x96 of benchmarks/arena_mobilenet.py (random weights), built here
+DEPTHWISE = ("mobilenet_025_96",)
+CHECK = ("mobilenet_025_96", "kws_ref_model", "pretrainedResnet_quant", "ad01_int8")
 BOARDS = ("mps2-an505", "mps2-an386")
 
 # medium-sized single-op nets: big enough that one SysTick tick (40-50 instructions) is noise
@@ -69,7 +72,7 @@ OPNETS = [
 
 def measure(buf: bytes, name: str, backend: str, board, work: Path) -> dict:
     """Build, run, and pair each layer's QEMU count with its kernel and MACs."""
-    arch = board.arch_features if backend == "cmsis-nn" else "none"
+    arch = board.arch_features if backend != "portable" else "none"  # as tinygen build
     c = driver.compile_model(buf, name, backend, arch, board_name=board.name)
     out = work / f"{name}-{backend}-{board.name}"
     project.write(out, driver.board_project(c, board))
@@ -83,13 +86,18 @@ def measure(buf: bytes, name: str, backend: str, board, work: Path) -> dict:
     calls = [ly for ly in a.layers if ly.kernel]
     if len(calls) != len(r.layers):
         raise SystemExit(f"{name}: {len(calls)} calls but {len(r.layers)} timed layers")
+    model = cyclemodel.load()
+    raw = [None if x.generated is None else x.cost / model.generated_scale(x.kernel.name)
+           for x in c.calls if x is not None]  # a generated family's own estimate, before its calibration
     layers = [{"kernel": ly.kernel, "op": ly.op, "macs": ly.macs, "out_bytes": int(np.prod(ly.output)),
-               "instructions": t.instructions} for ly, t in zip(calls, r.layers)]
+               "instructions": t.instructions, "gen_raw": g} for ly, t, g in zip(calls, r.layers, raw)]
+    est = analyze.analyze_bytes(buf, name, backend, arch, with_tflm=False, boards=[board]).boards[0]
     return {"model": name, "backend": backend, "board": board.name, "core": board.core, "layers": layers,
             "instructions": r.instructions, "kernels": a.kernels, "code_bytes": info.code_bytes,
             "flash_bytes": info.flash_bytes, "weights_bytes": info.weights_bytes, "n_layers": len(calls),
             "ram_bytes": info.ram_bytes, "arena_bytes": info.arena_bytes, "stack": info.stack_reserved,
-            "analysis_weights": a.weights_bytes + a.params_bytes, "build_s": build_s}
+            "analysis_weights": a.weights_bytes + a.params_bytes, "build_s": build_s,
+            "analyze_instructions": est["est_instructions"]}
 
 
 def _measure_retry(buf, name, backend, board, work, tries: int = 3):
@@ -108,6 +116,8 @@ def _measure_retry(buf, name, backend, board, work, tries: int = 3):
 def fit_instructions(runs: list[dict]) -> dict:
     groups: dict = defaultdict(list)
     for r in runs:
+        if r["backend"] == "generated":  # its own kernels are fitted by fit_generated
+            continue
         for ly in r["layers"]:
             s = (ly["macs"], ly["out_bytes"], ly["instructions"])
             for key in (ly["kernel"], f"op:{ly['op']}", "all"):
@@ -128,13 +138,43 @@ def fit_instructions(runs: list[dict]) -> dict:
     return out
 
 
+def fit_generated(runs: list[dict]) -> dict:
+    """Per generated family (gen.conv, gen.dwconv, ...): the scale of its own estimate that
+    minimises the relative error over the layers it ran (Cortex-M33 builds, layers of at least
+    5,000 instructions: one SysTick tick is 50)."""
+    num, den, n = defaultdict(float), defaultdict(float), defaultdict(int)
+    for r in runs:
+        if r["backend"] != "generated" or r["core"] != "cortex-m33":
+            continue
+        for ly in r["layers"]:
+            if ly.get("gen_raw") and ly["instructions"] >= 5000:
+                q = ly["gen_raw"] / ly["instructions"]
+                num[ly["kernel"]] += q
+                den[ly["kernel"]] += q * q
+                n[ly["kernel"]] += 1
+    return {k: {"scale": round(num[k] / den[k], 4), "n": n[k]} for k in sorted(num)}
+
+
+def predict_total(m: cyclemodel.CycleModel, r: dict) -> int:
+    """What analyze estimates for run ``r`` with the cycle model ``m`` (same kernels chosen)."""
+    tot = 0
+    for ly in r["layers"]:
+        if ly.get("gen_raw") is not None:
+            tot += int(ly["gen_raw"] * m.generated_scale(ly["kernel"]))
+        else:
+            kset = kernels.by_name(ly["kernel"]).kset  # the table analyze reads (the kernel's own set)
+            tot += m.instructions(kset, r["core"], ly["kernel"], ly["op"], ly["macs"], ly["out_bytes"])
+    return tot
+
+
 def fit_code(runs: list[dict]) -> tuple[dict, dict, dict]:
     code: dict = {}
     other: dict = {}
     ram: dict = {}
     by = defaultdict(list)
     for r in runs:
-        by[(r["backend"], r["core"])].append(r)
+        if r["backend"] != "generated":  # analyze sizes the generated set by its fallback's tables
+            by[(r["backend"], r["core"])].append(r)
     for (backend, core), rs in by.items():
         kernels = sorted({k for r in rs for k in r["kernels"]})
         X = np.array([[1.0] + [1.0 if k in r["kernels"] else 0.0 for k in kernels] for r in rs])
@@ -151,17 +191,15 @@ def fit_code(runs: list[dict]) -> tuple[dict, dict, dict]:
     return code, other, ram
 
 
-def accuracy(runs: list[dict], table: dict) -> dict:
-    m = cyclemodel.CycleModel({"instructions": table})
+def accuracy(runs: list[dict], table: dict, gen: dict | None = None) -> dict:
+    m = cyclemodel.CycleModel({"instructions": table, "generated": gen or {}})
     rel_layers, per_model = [], {}
     for r in runs:
-        tot = 0
         for ly in r["layers"]:
-            p = m.instructions(r["backend"], r["core"], ly["kernel"], ly["op"], ly["macs"], ly["out_bytes"])
-            tot += p
+            p = predict_total(m, {**r, "layers": [ly]})
             if ly["instructions"] >= 5000:
                 rel_layers.append(abs(p - ly["instructions"]) / ly["instructions"])
-        per_model[f"{r['model']}/{r['backend']}/{r['board']}"] = round(tot / r["instructions"] - 1, 4)
+        per_model[f"{r['model']}/{r['backend']}/{r['board']}"] = round(predict_total(m, r) / r["instructions"] - 1, 4)
     return {"layer_median_abs_rel_err": round(float(np.median(rel_layers)), 4),
             "layer_p90_abs_rel_err": round(float(np.percentile(rel_layers, 90)), 4),
             "model_total_rel_err": per_model}
@@ -172,13 +210,18 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="shared models only (no op nets)")
     ap.add_argument("--out", type=Path, default=cyclemodel.DATA)
     ap.add_argument("--raw", type=Path, default=None, help="also write the raw measurements here")
+    ap.add_argument("--check", action="store_true",
+                    help="fit nothing: build MobileNetV1-0.25, KWS, ResNet-8 and AD with each kernel set for "
+                         "mps2-an505, run them under QEMU and print tinygen analyze's estimate against the count")
     args = ap.parse_args(argv)
     toolchain.find_arm_gcc()
     toolchain.find_qemu()
-    backends = ["portable"] + (["cmsis-nn"] if os.environ.get("CMSIS_NN_PATH") else [])
+    backends = ["portable"] + (["cmsis-nn"] if os.environ.get("CMSIS_NN_PATH") else []) + ["generated"]
     if "cmsis-nn" not in backends:
         print("CMSIS_NN_PATH not set: calibrating the portable backend only")
-    items = []
+    if args.check:
+        return check(backends)
+    items = [(n, _model(n), True) for n in DEPTHWISE]
     for name in SHARED:
         p = MODELS / f"{name}.tflite"
         if p.exists():
@@ -199,21 +242,20 @@ def main(argv=None) -> int:
                     r = _measure_retry(buf, name, backend, board, Path(tmp))
                     if r is None:
                         continue
-                    r["shared"] = name in SHARED
+                    r["shared"] = name in SHARED or name in DEPTHWISE
                     runs.append(r)
                     print(f"{time.time() - t0:6.0f}s {board_name:<11} {backend:<9} {name:<24} "
                           f"{r['instructions']:>12,} instructions, code {r['code_bytes']:,} B", flush=True)
     table = fit_instructions(runs)
+    gen = fit_generated(runs)
     code, other, ram = fit_code(runs)
-    acc = accuracy(runs, table)
+    acc = accuracy(runs, table, gen)
     # leave-one-model-out on the shared models: fit without the model, predict its total
     loo = {}
     for r in [r for r in runs if r["shared"]]:
-        t = fit_instructions([x for x in runs if x["model"] != r["model"]])
-        m = cyclemodel.CycleModel({"instructions": t})
-        pred = sum(m.instructions(r["backend"], r["core"], ly["kernel"], ly["op"], ly["macs"], ly["out_bytes"])
-                   for ly in r["layers"])
-        loo[f"{r['model']}/{r['backend']}/{r['board']}"] = round(pred / r["instructions"] - 1, 4)
+        rest = [x for x in runs if x["model"] != r["model"]]
+        m = cyclemodel.CycleModel({"instructions": fit_instructions(rest), "generated": fit_generated(rest)})
+        loo[f"{r['model']}/{r['backend']}/{r['board']}"] = round(predict_total(m, r) / r["instructions"] - 1, 4)
     acc["shared_model_leave_one_out_rel_err"] = loo
     data = {
         "note": ("estimate from QEMU instruction counts (-icount, emulated Cortex-M33 mps2-an505 / Cortex-M4 "
@@ -221,13 +263,53 @@ def main(argv=None) -> int:
         "generated_by": "benchmarks/calibrate_cyclemodel.py",
         "samples": {f"{b}/{c}": sum(len(r["layers"]) for r in runs if r["backend"] == b and r["core"] == c)
                     for b in backends for c in ("cortex-m33", "cortex-m4")},
-        "instructions": table, "code": code, "flash_other": other, "ram_other": ram, "accuracy": acc,
+        "instructions": table, "generated": gen, "code": code, "flash_other": other, "ram_other": ram, "accuracy": acc,
     }
     args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     if args.raw:
         args.raw.write_text(json.dumps(runs, indent=1) + "\n")
     print(json.dumps(acc, indent=1))
+    print(format_check([r for r in runs if r["model"] in CHECK and r["board"] == "mps2-an505"],
+                       {k: v for k, v in acc["model_total_rel_err"].items()}))
     print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+def _model(name: str) -> bytes:
+    if name == "mobilenet_025_96":
+        from arena_mobilenet import mobilenet_025_96
+
+        return mobilenet_025_96()
+    return (MODELS / f"{name}.tflite").read_bytes()
+
+
+def format_check(runs: list[dict], fitted: dict | None = None) -> str:
+    """analyze's estimate vs the QEMU count per model and kernel set."""
+    head = f"{'model':<24} {'kernel set':<10} {'QEMU instr.':>12} {'analyze':>12} {'error':>7}"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        est = r["analyze_instructions"]
+        lines.append(f"{r['model']:<24} {r['backend']:<10} {r['instructions']:>12,} {est:>12,} "
+                     f"{est / r['instructions'] - 1:>+7.1%}")
+    return "\n".join(lines)
+
+
+def check(backends) -> int:
+    """Build each CHECK model with each kernel set for mps2-an505 and compare analyze with QEMU."""
+    board = boards.load_board("mps2-an505")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="tg_calib_") as tmp:
+        for backend in ("generated", *[b for b in backends if b != "generated"]):
+            for name in CHECK:
+                if name in SHARED and not (MODELS / f"{name}.tflite").exists():
+                    continue
+                r = _measure_retry(_model(name), name, backend, board, Path(tmp))
+                if r is not None:
+                    runs.append(r)
+    print("tinygen analyze's latency estimate vs QEMU -icount instructions per inference (mps2-an505, Cortex-M33):")
+    print(format_check(runs))
+    worst = max(abs(r["analyze_instructions"] / r["instructions"] - 1) for r in runs)
+    print(f"worst error {worst:.1%}")
     return 0
 
 

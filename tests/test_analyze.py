@@ -186,3 +186,43 @@ def test_shared_models_source_order_is_already_peak_optimal(model):
     order = plan.schedule(g)
     assert time.time() - t0 < 1.0
     assert plan.peak_live(g, order) == plan.peak_live(g, list(range(len(g.ops))))
+
+
+@pytest.mark.parametrize("backend", ["generated", "cmsis-nn", "portable"])
+def test_one_source_of_truth_for_costs(tmp_path, backend):
+    """optimize's cost of a candidate, `tinygen analyze`, `tinygen report` and `tinygen bench` show
+    the same MACs, arena and weights as the manifest `tinygen build` writes, and latency in ms
+    is instructions / board clock everywhere (QEMU's SysTick ticks are not cycles)."""
+    from tinygen import report
+    from tinygen.device import bench
+    from tinygen.optimize.cost import compiler_cost, target_for
+
+    if backend == "cmsis-nn" and not os.environ.get("CMSIS_NN_PATH"):
+        pytest.skip("needs CMSIS_NN_PATH")
+    path = shared_model("ad01_int8.tflite")
+    buf = path.read_bytes()
+    board = boards.load_board("mps2-an505")
+    _, proj, _ = driver.build(str(path), board.name, tmp_path / "p", backend, log=lambda m: None)
+    man = json.loads((proj / "manifest.json").read_text())
+    want = (man["macs"], man["arena_bytes"], man["weights_bytes"])
+    cost = compiler_cost(buf, "ad01_int8", target_for(board.name, backend))          # tinygen optimize
+    a = analyze.analyze_bytes(buf, "ad01_int8", backend, board.arch_features if backend != "portable" else "none",
+                              with_tflm=False, boards=[board])                          # tinygen analyze
+    assert (cost.macs, cost.arena_bytes, cost.weights_bytes) == want
+    assert (a.macs, a.arena_bytes, a.weights_bytes) == want
+    fit = a.boards[0]
+    assert cost.est_instructions == fit["est_instructions"] > 0
+    assert cost.est_ms == pytest.approx(fit["est_ms"]) == pytest.approx(1e3 * fit["est_instructions"] / board.clock_hz)
+    sizes = bench._sizes(proj, man)                                                     # tinygen bench
+    assert (sizes["arena_bytes"], sizes["weights_bytes"]) == (man["arena_bytes"], man["weights_bytes"])
+    html = report.build_report(proj)                                                    # tinygen report
+    for v in want:
+        assert f"{v:,}" in html
+    # run.json as `tinygen report --run` writes it: per layer QEMU instructions and SysTick ticks
+    n = len(man["layers"])
+    run = {"clock_hz": board.clock_hz, "layers": [{"index": i, "instructions": 50_000, "cycles": 1_000}
+                                                   for i in range(n)]}
+    lat, src = report.layer_latency(man, None, run, board)
+    assert lat == pytest.approx([1e3 * 50_000 / board.clock_hz] * n), "ms from instructions, not from ticks"
+    real = {"layers": [{"cycles": 20_000} for _ in range(n)]}  # a real board's bench.json: core cycles
+    assert report.layer_latency(man, real, None, board)[0] == pytest.approx([1.0] * n)

@@ -27,11 +27,36 @@ def project(tmp_path_factory):
     out = tmp_path_factory.mktemp("proj") / "ad"
     driver.build(str(shared_model("ad01_int8.tflite")), "mps2-an505", out, "portable", log=lambda m: None)
     man = json.loads((out / "manifest.json").read_text())
-    steps = [{"step": s, "float_acc": acc, "int8_acc": acc - 0.01, "macs": man["macs"] // k,
-              "params": man["weights_bytes"] // k, "conv_macs": 0, "arena": man["arena_bytes"], "flash": 0}
-             for s, acc, k in (("baseline", 0.9, 1), ("prune", 0.88, 2))]
-    (out / "optimize.json").write_text(json.dumps({"steps": steps}))
+    (out / "optimize.json").write_text(json.dumps(_history(man, synthetic=False)))
     return out
+
+
+def _history(man, synthetic):
+    """optimize.json as tinygen.optimize.commands.history writes it, from real result objects."""
+    from tinygen.optimize.commands import history
+    from tinygen.optimize.metrics import StepRow
+    from tinygen.optimize.pipeline import OptimizeResult
+    from tinygen.optimize.prune import Space
+    from tinygen.optimize.rewrite import Candidate
+
+    rows = [StepRow(s, acc, acc - 0.01, man["macs"] // k, man["weights_bytes"] // k, 0, man["arena_bytes"] // k,
+                    man["weights_bytes"] // k, acc + 0.01, acc, 40.0 / k, 800_000 // k, "acc", note)
+            for s, acc, k, note in (("baseline", 0.9, 1, ""), ("prune (12/48 ch)", 0.88, 2, ""),
+                                    ("ptq (+3 ep)", 0.875, 2, "shipped"), ("qat (3 ep)", 0.86, 2, "not shipped"))]
+    res = OptimizeResult(rows, "m.h5", "m_int8.tflite", b"", ptq_int8_acc=0.865, qat_int8_acc=0.85, shipped="ptq",
+                         rewrite_report=[Candidate("conv2d_1", 294912, 41984, 0.031, True, "", 450000.0, 0.58)],
+                         prune_report=[Space("dense_7", 128, ["dense_7"], "", {0.125: 0.001, 0.25: 0.004}, 0.25)],
+                         synthetic=synthetic, budget_misses=["latency 20.00 ms > 10.00 ms (2.00x)"],
+                         warnings=["WARNING: QAT is not better than PTQ at the same 3 fine-tune epochs"],
+                         info={"data": "synthetic" if synthetic else "digits.npz", "test_split": "x_test/y_test",
+                               "seed": 7, "epochs": 3, "board": "mps2-an505", "backend": "generated",
+                               "latency": "QEMU", "task": "classify", "metric": "acc", "metric_name": "accuracy",
+                               "budget": {"latency_ms": 10.0, "ram": None, "flash": None, "macs": None,
+                                          "max_drop": 0.01}, "max_drop": 0.01,
+                               "budget_why": "the least pruning that meets it loses 0.0300",
+                               "samples": {"train": 1078, "val": 359, "test": 360}})
+    return history(res, {"seed": 7, "epochs": 3, "qat": True, "target_latency": "10", "synthetic": synthetic,
+                         "synthetic_range": [0.0, 255.0]})
 
 
 def _images(html: str) -> list[bytes]:
@@ -49,6 +74,25 @@ def test_report_is_self_contained(project, tmp_path):
     for ly in man["layers"]:
         assert ly["name"][:60].replace("&", "&amp;") in html
     assert "prune" in html and "no optimize.json" not in html
+
+
+def test_report_optimize_section_shows_optimize_json(project, tmp_path):
+    """Sensitivity tables, flags, data used, seed, the PTQ-vs-QAT pair and the cost of every
+    step come from optimize.json; a synthetic run is marked as such."""
+    html = report.build_report(project)
+    sec = html[html.index('id="optimize"'):html.index("<h2>Memory")]
+    for words in ("digits.npz", "x_test/y_test", ">7<", "PTQ vs QAT", "0.8650", "0.8500", "conv2d_1", "58.0%",
+                  "dense_7", "+0.004", "target_latency", "NOT met: latency 20.00 ms", "loses 0.0300",
+                  "measured under QEMU", "800,000", "400,000", "20.00", "QAT is not better", "shipped"):
+        assert words in sec, words
+    assert "SYNTHETIC DATA" not in sec
+    man = json.loads((project / "manifest.json").read_text())
+    syn = tmp_path / "syn"
+    syn.mkdir()
+    shutil.copy(project / "manifest.json", syn / "manifest.json")
+    (syn / "optimize.json").write_text(json.dumps(_history(man, synthetic=True)))
+    html = report.build_report(syn)
+    assert 'id="opt-synthetic"' in html and "SYNTHETIC DATA" in html and "0.0 .. 255.0" in html
 
 
 def test_report_without_history_or_timings(project, tmp_path):
@@ -95,6 +139,9 @@ def test_report_renders_in_headless_chromium(project, tmp_path):
     dom = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert 'data-loaded="1"' in dom.stdout, dom.stderr[-2000:]
+    for table in ("opt-summary", "opt-steps", "opt-pair", "opt-prune", "opt-rewrite", "opt-flags"):
+        assert f'id="{table}"' in dom.stdout, table  # the optimize section's tables, in the rendered page
+    assert "digits.npz" in dom.stdout and "target_latency" in dom.stdout
     widths = [int(w) for w in re.findall(r'data-w="(\d+)"', dom.stdout)]
     assert len(widths) == n_img and all(w > 100 for w in widths), widths
     png = tmp_path / "shot.png"

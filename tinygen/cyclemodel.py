@@ -7,7 +7,9 @@ kernel, ``instructions = a * MACs + b * output bytes + c`` (non-negative least s
 plus code bytes per kernel from the linker maps. Kernels without enough samples fall
 back to their op kind, then to the backend's average instructions per MAC.
 
-Estimates are instructions; ``est_ms`` in :mod:`tinygen.analyze` divides them by the
+The generated kernel set estimates its own kernels (each family's ``cost`` in
+tinygen/kernelgen); those estimates are scaled per family by ``generated.<family>.scale``, fitted
+the same way. Estimates are instructions; ``est_ms`` in :mod:`tinygen.analyze` divides them by the
 board clock, i.e. assumes one instruction per cycle. Cortex-M7 boards use the Cortex-M4
 figures (same ISA and DSP extension; the M7's dual issue makes the estimate pessimistic).
 """
@@ -92,6 +94,11 @@ class CycleModel:
         if f is None:
             return 0
         return int(round(predict(f, macs, out_bytes)))
+
+    def generated_scale(self, kernel: str) -> float:
+        """Correction of a generated kernel family's own instruction estimate (``gen.conv``, ...), fitted
+        on QEMU counts by benchmarks/calibrate_cyclemodel.py (1.0 when uncalibrated)."""
+        return float(self.data.get("generated", {}).get(kernel, {}).get("scale", 1.0))
 
     def code_bytes(self, backend: str, core: str, kernels: list[str]) -> int:
         c = self.data.get("code", {}).get(backend, {}).get(core_of(core))

@@ -404,7 +404,9 @@ def _gen_access(fam, kind: str, gen):
 def _gen_call(name, fam, kind, low, arch, gen) -> tuple[float, Call]:
     k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
                doc=str(gen.notes.get("variant", "")), access=_gen_access(fam, kind, gen))
-    cost = float(fam.cost(kind, low.params, low.arrays, arch))
+    from . import cyclemodel  # the family's estimate, corrected by its QEMU calibration
+
+    cost = float(fam.cost(kind, low.params, low.arrays, arch)) * cyclemodel.cached().generated_scale(k.name)
     return cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost, arch=arch)
 
 

@@ -121,10 +121,10 @@ def layer_latency(man: dict, bench: dict | None, run: dict | None, board) -> tup
                 out.append(float(ly["ms"]))
             elif "us" in ly:
                 out.append(float(ly["us"]) / 1e3)
-            elif "cycles" in ly and clock:
-                out.append(1e3 * float(ly["cycles"]) / clock)
-            elif "instructions" in ly and clock:
+            elif ly.get("instructions") is not None and clock:  # QEMU: instructions, 1 per cycle
                 out.append(1e3 * float(ly["instructions"]) / clock)
+            elif "cycles" in ly and clock and src == "bench.json":  # a real board's cycle counter
+                out.append(1e3 * float(ly["cycles"]) / clock)  # (run.json's "cycles" are SysTick ticks)
             else:
                 out = []
                 break
@@ -213,6 +213,83 @@ def _elf_sizes(project: Path) -> dict | None:
     return {"flash": text + data, "ram": data + bss + stack, "stack": stack}
 
 
+def _num(v, fmt="{:,}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _metric(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if abs(v) >= 0.01 or v == 0 else f"{v:.4g}"
+
+
+def optimize_view(opt: dict | None) -> dict | None:
+    """The optimize section's tables from optimize.json (``tinygen.optimize.commands.history``):
+    summary (data used or synthetic, seeds, board, budget, what shipped), every step with the
+    compiler's cost, the PTQ-vs-QAT pair, the sensitivity tables and the flags."""
+    if not opt or not opt.get("steps"):
+        return None
+    flags = opt.get("flags") or {}
+    budget = opt.get("budget") or {}
+    lat = opt.get("latency") or "estimate"
+    summary = [("data", "synthetic (no dataset: metrics are fidelity to the original)" if opt.get("synthetic")
+                else str(opt.get("data", "-"))),
+               ("test split", str(opt.get("test_split", "-"))),
+               ("samples", ", ".join(f"{k} {v:,}" for k, v in (opt.get("samples") or {}).items()) or "-"),
+               ("seed", str(opt.get("seed", flags.get("seed", "-")))),
+               ("epochs per step", str(opt.get("epochs", flags.get("epochs", "-")))
+                + (f" (+ up to {opt['recover_epochs']} recovery epochs)" if opt.get("recover_epochs") else "")),
+               ("costed for", f"{opt.get('board', '-')} ({opt.get('backend', '-')}), latency: "
+                              + ("measured under QEMU (-icount)" if lat == "QEMU" else "cycle-model estimate")),
+               ("task / metric", f"{opt.get('task', '-')} / {opt.get('metric_name', opt.get('metric', '-'))}")]
+    if budget:
+        parts = [f"latency <= {budget['latency_ms']:g} ms" if budget.get("latency_ms") else "",
+                 f"arena <= {budget['ram']:,} B" if budget.get("ram") else "",
+                 f"weights <= {budget['flash']:,} B" if budget.get("flash") else "",
+                 f"MACs <= {budget['macs']:,}" if budget.get("macs") else ""]
+        summary.append(("budget", ", ".join(p for p in parts if p)))
+        misses = opt.get("budget_misses") or []
+        summary.append(("budget result", "met" if not misses else "NOT met: " + "; ".join(misses)
+                        + (f" ({opt['budget_why']})" if opt.get("budget_why") else "")))
+    if opt.get("max_drop") is not None:
+        summary.append(("max metric drop", f"{opt['max_drop']:g} (steps breaking it are rejected)"))
+    summary.append(("shipped", str(opt.get("shipped", "-"))))
+    for r in opt.get("recovered") or []:
+        summary.append(("recovery fine-tune", f"{r['step']}: best after {r['epochs']} of {r['tried']} epochs, "
+                                              f"validation drop {r['val_drop']:+.4f}"))
+    steps = []
+    for st in opt["steps"]:
+        steps.append({"step": st.get("step", ""), "note": st.get("note", ""), "cells": [
+            _metric(st.get("val_float")), _metric(st.get("val_int8")), _metric(st.get("float_acc")),
+            _metric(st.get("int8_acc")), _num(st.get("macs")), _num(st.get("params")), _num(st.get("arena")),
+            _num(st.get("flash")), _num(st.get("est_instructions")), _num(st.get("est_ms"), "{:.2f}")]})
+    pair = []
+    if opt.get("qat_int8_acc") is not None or any(str(s.get("step", "")).startswith("qat") for s in opt["steps"]):
+        pair = [("PTQ (test int8)", _metric(opt.get("ptq_int8_acc"))), ("QAT (test int8)", _metric(opt.get("qat_int8_acc"))),
+                ("shipped", str(opt.get("shipped", "-")))]
+    sens = opt.get("sensitivity") or {}
+    grid = sorted({r for sp in sens.get("prune", []) for r in (sp.get("drops") or {})}, key=float)
+    prune = [{"producers": "+".join(sp["producers"]), "width": sp["width"], "ratio": f"{sp['ratio']:.3f}",
+              "kept": sp["width"] - int(sp["ratio"] * sp["width"]),
+              "drops": [f"{sp['drops'][r]:+.3f}" if r in sp.get("drops", {}) else
+                        ("given" if sp.get("fixed") else "-") for r in grid]} for sp in sens.get("prune", [])]
+    rewrite = [{"name": c["name"], "macs_before": _num(c.get("macs_before")), "macs_after": _num(c.get("macs_after")),
+                "saving": _num(c.get("saving"), "{:,.0f}"), "share": _num(c.get("share"), "{:.1%}"),
+                "sensitivity": _metric(c.get("sensitivity")),
+                "chosen": "yes" if c.get("chosen") else ("no" + (f": {c['reason']}" if c.get("reason") else ""))}
+               for c in sens.get("rewrite", [])]
+    fl = [(k, " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for k, v in sorted(flags.items())]
+    return {"synthetic": bool(opt.get("synthetic")), "synthetic_range": " .. ".join(map(str, flags["synthetic_range"]))
+            if opt.get("synthetic") and flags.get("synthetic_range") else "",
+            "metric_name": opt.get("metric_name", opt.get("metric", "accuracy")), "summary": summary,
+            "warnings": opt.get("warnings") or [], "steps": steps, "pair": pair, "prune": prune,
+            "prune_grid": [f"{float(r):g}" for r in grid], "rewrite": rewrite, "flags": fl,
+            "target": f"{opt.get('board', 'the board')} ({opt.get('backend', '-')})",
+            "latency_note": ("instructions counted under QEMU -icount per inference, ms = instructions / board clock "
+                             "(1 instruction taken as 1 cycle)" if lat == "QEMU" else
+                             "the cycle model's estimate in instructions (about cycles), ms = instructions / board clock")}
+
+
 def build_report(project: Path | str) -> str:
     """The report's HTML for ``project``."""
     import jinja2
@@ -257,7 +334,7 @@ def build_report(project: Path | str) -> str:
     layers = man.get("layers", [])
     return env.get_template("report.html.j2").render(
         version=__version__, man=man, board=board, images=images, layers=layers, latency=latency,
-        latency_src=latency_src, opt=opt, gauges=gauge_rows, sizes_src=sizes_src,
+        latency_src=latency_src, opt=opt, ov=optimize_view(opt), gauges=gauge_rows, sizes_src=sizes_src,
         run=run, bench=bench, escape=html.escape)
 
 

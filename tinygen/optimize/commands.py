@@ -26,6 +26,9 @@ def add_optimize_flags(p) -> None:
     p.add_argument("--qat", action="store_true",
                    help="compare quantization-aware training with PTQ at equal epochs and ship the better")
     p.add_argument("--epochs", type=int, default=5, help="distillation epochs per step (default 5)")
+    p.add_argument("--recover-epochs", type=int, default=None, metavar="N",
+                   help="a step that breaks --max-acc-drop is fine-tuned up to N more epochs (in rounds of "
+                        "--epochs, the best kept) before it is rejected (default 4 x --epochs; 0 = never)")
     p.add_argument("--target-latency", metavar="MS", help="latency budget on --board, e.g. 20 or 20ms (estimate)")
     p.add_argument("--target-ram", metavar="B", help="tensor-arena budget, e.g. 2048 or 2KB")
     p.add_argument("--target-flash", metavar="B", help="weights budget, e.g. 8KB")
@@ -63,7 +66,7 @@ def run_optimize(a, out_path: str, log=print):
                     out_path=out_path, synthetic=a.synthetic, synthetic_range=tuple(a.synthetic_range or (0.0, 1.0)), log=log,
                     board=a.board, backend=a.backend, budget=budget, max_drop=a.max_acc_drop, exclude=exclude,
                     prune_layers=_layer_ratios(a.prune_layer), measure=getattr(a, "measure", False),
-                    resume=getattr(a, "resume", False))
+                    resume=getattr(a, "resume", False), recover_epochs=getattr(a, "recover_epochs", None))
 
 
 def history(res, flags: dict | None = None) -> dict:
@@ -101,8 +104,8 @@ def add_commands(sub) -> None:
     add_optimize_flags(p)
     p.add_argument("--board", default="mps2-an505",
                    help="board the candidates are costed for (default mps2-an505; 'host' for no board)")
-    p.add_argument("--backend", choices=["cmsis-nn", "portable"], default=None,
-                   help="kernels costed (default: as tinygen build chooses: cmsis-nn when CMSIS_NN_PATH is set)")
+    p.add_argument("--backend", choices=["generated", "cmsis-nn", "portable"], default=None,
+                   help="kernels costed (default: as tinygen build chooses: generated)")
     p.add_argument("--measure", action="store_true",
                    help="emulated boards: measure each candidate's latency under QEMU (instructions) instead of estimating it")
     p.add_argument("--resume", action="store_true",

@@ -52,7 +52,9 @@ class Target:
 
     @property
     def arch(self) -> str:
-        return self.board.arch_features if self.board is not None and self.backend == "cmsis-nn" else "none"
+        # as tinygen build: the board's features for every kernel set (the generated kernels pick their
+        # DSP variants by it too); the host builds portable C
+        return self.board.arch_features if self.board is not None and self.backend != "portable" else "none"
 
 
 def target_for(board_name: str | None, backend: str | None = None, measure: bool = False) -> Target:

@@ -13,6 +13,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tinygen.errors import InputError
 
 from ._tf import keras, seed_everything
@@ -24,7 +26,7 @@ from .distill import ends_in_softmax, fine_tune
 from .evaluate import Judge
 from .metrics import StepRow, format_table, row_for, to_int8_tflite
 from .modelio import load_model
-from .prune import Space, allocation, apply, check_ratio, format_spaces, plan_and_prune, removed, scan
+from .prune import GRID, Space, allocation, apply, check_ratio, format_spaces, plan_and_prune, removed, scan
 from .qat import quantize_aware
 from .rewrite import Candidate, plan_and_rewrite
 from .task import Task, degenerate, infer_task
@@ -81,7 +83,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
              lr: float | None = None, rewrite_budget: float = 0.1, board: str | None = "mps2-an505",
              backend: str | None = None, budget: Budget | None = None, max_drop: float | None = None,
              exclude=(), prune_layers: dict[str, float] | None = None, measure: bool = False,
-             resume: bool = False) -> OptimizeResult:
+             resume: bool = False, recover_epochs: int | None = None) -> OptimizeResult:
     """Run the requested steps on the Keras model at ``model_path`` and save the result.
 
     ``synthetic``: no data; distil on Gaussian inputs in ``synthetic_range`` and report
@@ -89,6 +91,9 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     ``measure``: latency counted under QEMU (emulated boards) instead of the cycle-model estimate.
     ``resume``: continue from the checkpoint of an interrupted run with the same model, data and
     flags (:mod:`.checkpoint`; checkpoints are written either way).
+    ``recover_epochs`` (default 4 x ``epochs``): a rewrite or prune step whose fine-tuned int8
+    metric breaks ``max_drop`` is fine-tuned on, in rounds of ``epochs``, up to this many more
+    epochs (the best validation round kept) before it is rejected.
     ``budget``: targets to meet (pruning searches for them); ``max_drop`` (default the
     budget's, else no limit): a step losing more is rejected. Writes ``out_path`` (Keras)
     and ``<out_path stem>_int8.tflite``.
@@ -137,9 +142,40 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     def cost_of(model) -> Cost:
         return compiler_cost(to_int8_tflite(model, rep), name, target)
 
-    def tune(student, what):
-        return fine_tune(student, teacher, data, epochs, task, temperature=temperature, alpha=alpha,
-                         lr=lr, batch_size=batch_size, log=log, what=what)
+    def tune(student, what, n=None):
+        return fine_tune(student, teacher, data, epochs if n is None else n, task, temperature=temperature,
+                         alpha=alpha, lr=lr, batch_size=batch_size, log=log, what=what)
+
+    recover = 4 * epochs if recover_epochs is None else max(0, int(recover_epochs))
+    res.info["recover_epochs"] = recover
+    res.info["recovered"] = []
+
+    def tuned_row(step, cand, what):
+        """Fine-tune ``cand`` for ``epochs``; while its int8 validation metric breaks ``max_drop``,
+        fine-tune on in rounds of ``epochs`` up to ``recover`` more epochs, keeping the best round.
+        Returns (model, row, tflite, cost)."""
+        student = tune(cand, what)
+        if max_drop is not None and epochs > 0 and recover > 0:
+            def val_drop(m):
+                return judge.drop(res.rows[0].val_int8, judge.tflite(to_int8_tflite(m, rep)))
+
+            d, done = val_drop(student), 0
+            best = (d, student.get_weights(), 0)
+            while d > max_drop and done < recover:
+                n = min(epochs, recover - done)
+                tune(student, f"{what} (recovery)", n)
+                done += n
+                d = val_drop(student)
+                log(f"{what}: int8 validation drop {d:+.4f} after {epochs + done} epochs "
+                    f"({'holds' if d <= max_drop else 'breaks'} --max-acc-drop {max_drop:g})")
+                if d < best[0]:
+                    best = (d, student.get_weights(), done)
+            if done:
+                student.set_weights(best[1])
+                res.info["recovered"].append({"step": step, "epochs": epochs + best[2], "tried": epochs + done,
+                                              "val_drop": float(best[0])})
+        row, tfl, c = measure_row(step, student)
+        return student, row, tfl, c
 
     def measure_row(step, model, tflite=None, acc_model=None, note=""):
         tfl = tflite if tflite is not None else to_int8_tflite(model, rep)
@@ -158,7 +194,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
                     backend=target.backend, measure=measure, budget=budget.as_dict(), max_drop=max_drop,
                     exclude=sorted(exclude), prune_layers=prune_layers, synthetic_range=list(synthetic_range),
                     synthetic_samples=synthetic_samples, temperature=temperature, alpha=alpha,
-                    batch_size=batch_size, lr=lr, rewrite_budget=rewrite_budget)
+                    batch_size=batch_size, lr=lr, rewrite_budget=rewrite_budget, recover_epochs=recover)
     ckpt = Checkpoint(out, run_key(model_path, data_path, settings), resume, log)
     model = teacher
     if ckpt.state["done"]:
@@ -180,7 +216,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         cand, res.rewrite_report = plan_and_rewrite(model, judge, data.x_train[:256], budget=rewrite_budget,
                                                     cost_of=cost_of, log=log)
         if cand is not model:
-            row, tfl, c = measure_row("rewrite (dws)", tune(cand, "rewrite"))
+            cand, row, tfl, c = tuned_row("rewrite (dws)", cand, "rewrite")
             res.rows.append(row)
             if accept(row):
                 model, tflite, cost = cand, tfl, c
@@ -189,7 +225,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
         ckpt.save("rewrite", model, tflite, res)
     want_prune = prune is not None or prune_layers or (not budget.empty and not budget.met(cost))
     if want_prune and not ckpt.done("prune"):
-        model, tflite, cost = _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of, res,
+        model, tflite, cost = _prune_step(model, prune, budget, judge, tuned_row, accept, cost_of, res,
                                           exclude=exclude, fixed=prune_layers, log=log) or (model, tflite, cost)
         ckpt.save("prune", model, tflite, res)
     if not ckpt.done("final"):
@@ -203,8 +239,9 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     _warn_collapse(judge, tflite, res, log)
     if not budget.empty:
         res.budget_misses = budget.misses(cost)
+        why = res.info.get("budget_why")
         log("budget: met (" + budget.describe() + ")" if not res.budget_misses else
-            "budget: NOT met, the shipped model misses " + "; ".join(res.budget_misses))
+            "budget: NOT met, the shipped model misses " + "; ".join(res.budget_misses) + (f": {why}" if why else ""))
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # tf_keras's "HDF5 is legacy" notice: .h5 is what the user asked for
         warnings.simplefilter("ignore")
@@ -232,7 +269,7 @@ def _warn_collapse(judge, tflite, res, log) -> None:
         res.warnings.append(w)
 
 
-def _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of, res, *, exclude, fixed, log):
+def _prune_step(model, prune, budget, judge, tuned_row, accept, cost_of, res, *, exclude, fixed, log):
     """Fixed-ratio pruning (``--prune R``, ``--prune-layer``) or the search to the budget.
     Returns (model, tflite, cost) of the accepted step, or None."""
     if prune is not None or budget.empty:
@@ -245,7 +282,8 @@ def _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of,
         if cand is model:
             log("prune: nothing prunable; model unchanged")
             return None
-        row, tfl, c = measure_row(f"prune ({prune:g})" if prune is not None else "prune (per layer)", tune(cand, "prune"))
+        cand, row, tfl, c = tuned_row(f"prune ({prune:g})" if prune is not None else "prune (per layer)", cand,
+                                      "prune")
         res.rows.append(row)
         return (cand, tfl, c) if accept(row) else None
     live = scan(model, judge, exclude=exclude, fixed=fixed, log=log)
@@ -253,6 +291,7 @@ def _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of,
     states = allocation(live)
     if len(states) < 2:
         log("prune: nothing prunable; the budget cannot be reached by pruning")
+        res.info["budget_why"] = "nothing in the model can be pruned (see the skipped layers above)"
         return None
     costs: dict[int, Cost] = {}
 
@@ -266,6 +305,8 @@ def _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of,
     lo, hi = 1, len(states) - 1  # least pruning that meets the budget (costs fall as pruning grows)
     if not budget.met(cost_at(hi)):
         log(f"prune: even the most pruning the allocation allows misses the budget: {'; '.join(budget.misses(costs[hi]))}")
+        res.info["budget_why"] = (f"even pruning every space to {max(GRID):.1%} misses it "
+                                  f"({'; '.join(budget.misses(costs[hi]))}); exclude fewer layers or rewrite (--rewrite dws)")
         lo = hi
     while lo < hi:
         mid = (lo + hi) // 2
@@ -274,18 +315,68 @@ def _prune_step(model, prune, budget, judge, measure_row, accept, tune, cost_of,
         else:
             lo = mid + 1
     tries = [hi] + [i for i in (hi * 2 // 3, hi // 3) if 0 < i < hi]
+    refined = _refine(model, live, states[hi], budget, cost_of, log) if budget.met(costs[hi]) else states[hi]
     for i in tries:  # back off toward less pruning when fine-tuning cannot hold --max-acc-drop
-        ratios = states[i]
+        ratios = refined if i == hi else states[i]
         for sp, _ in live:
             sp.ratio = ratios[sp.root]
         log(format_spaces(res.prune_report, *removed(live, ratios)))
         cand = apply(model, live, ratios)
-        row, tfl, c = measure_row(f"prune ({removed(live, ratios)[0]}/{removed(live, ratios)[1]} ch)",
-                              tune(cand, "prune"))
+        cand, row, tfl, c = tuned_row(f"prune ({removed(live, ratios)[0]}/{removed(live, ratios)[1]} ch)",
+                                      cand, "prune")
         res.rows.append(row)
+        if i == hi and budget.met(c) and "budget_why" not in res.info:
+            tried = next((r["tried"] for r in res.info["recovered"] if r["step"] == row.step), None)
+            res.info["budget_why"] = (f"the least pruning that meets it ({row.step}: {'; '.join(_have(c, budget))}) "
+                                      f"loses {judge.drop(res.rows[0].val_int8, row.val_int8):.4f} on the validation "
+                                      f"split after {tried or 'its'} fine-tune epochs, more than --max-acc-drop")
         if accept(row):
+            if i == hi:
+                res.info.pop("budget_why", None)
             return cand, tfl, c
     return None
+
+
+def _refine(model, live, ratios: dict[str, float], budget, cost_of, log) -> dict[str, float]:
+    """The allocation moves a grid step (12.5% of a space) at a time, so its first state that meets
+    the budget usually beats it by a margin. Give channels back, one space at a time (the most
+    sensitive first), as many as the budget still allows: a binary search per space over the
+    channels it loses, on compiler costs only."""
+    def removed_of(sp, r):
+        return int(np.floor(r * sp.width))
+
+    def ratio_for(sp, n):
+        return (n + 0.5) / sp.width if n else 0.0
+
+    out = dict(ratios)
+    order = sorted((sp for sp, _ in live if not sp.fixed and out[sp.root] > 0),
+                   key=lambda sp: -sp.drops.get(out[sp.root], 0.0) / max(removed_of(sp, out[sp.root]), 1))
+    for sp in order:
+        lo, hi = 0, removed_of(sp, out[sp.root])  # hi meets the budget
+        while lo < hi:
+            mid = (lo + hi) // 2
+            trial = {**out, sp.root: ratio_for(sp, mid)}
+            if budget.met(cost_of(apply(model, live, trial))):
+                hi = mid
+            else:
+                lo = mid + 1
+        if hi < removed_of(sp, out[sp.root]):
+            log(f"prune: {'+'.join(sp.producers)} needs only {hi} of its {removed_of(sp, out[sp.root])} removed "
+                f"channels removed for the budget (refined on compiler costs)")
+            out[sp.root] = ratio_for(sp, hi)
+    return out
+
+
+def _have(cost, budget) -> list[str]:
+    """The budgeted quantities of ``cost``: 'latency 9.32 ms', 'arena 912 B'."""
+    out = []
+    for what, have, want, unit in (("latency", cost.est_ms, budget.latency_ms, " ms"),
+                                   ("arena", cost.arena_bytes, budget.ram, " B"),
+                                   ("weights", cost.weights_bytes, budget.flash, " B"),
+                                   ("MACs", cost.macs, budget.macs, "")):
+        if want is not None and have is not None:
+            out.append(f"{what} {have:.2f}{unit}" if unit == " ms" else f"{what} {int(have):,}{unit}")
+    return out
 
 
 def _ptq_or_qat(model, judge, measure_row, tune, accept, res, epochs, rep, log):

@@ -26,7 +26,7 @@ from tinygen.errors import InputError
 from ._tf import keras
 from .graph import Node, call, clone_layer, nodes, output_name, rebuild
 
-GRID = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+GRID = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
 _PASS = {"BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "MaxPooling2D",
          "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dropout",
          "SpatialDropout2D", "ZeroPadding2D", "DepthwiseConv2D", "Flatten"}
