@@ -557,7 +557,15 @@ def supported_ops_markdown() -> str:
 # ---- further entries live in their own modules and register into TABLE when imported ----------
 
 # they register into TABLE
-from . import ops_elementwise, ops_lstm, ops_matmul, ops_reduce, ops_resize, ops_shape, ops_transpose_conv  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    ops_elementwise,
+    ops_lstm,
+    ops_matmul,
+    ops_reduce,
+    ops_resize,
+    ops_shape,
+    ops_transpose_conv,
+)
 
 if __name__ == "__main__":
     from tinygen.ops import supported_ops_markdown as _markdown  # the package's table (this file runs as __main__)
