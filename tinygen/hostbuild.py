@@ -141,18 +141,15 @@ def can_check() -> bool:
     return bool(shutil.which("gcc") and shutil.which("make"))
 
 
-def check_vectors(c, files: dict[str, str | bytes] | None = None):
+def check_vectors(c, files: dict[str, str | bytes]):
     """Every build's self-test check, before the project is written (any board, ``--no-compile``
     too): the generated model sources of ``c`` (the board's own model.c, kernels and vectors; the
     generated kernels' DSP intrinsics have exact C definitions in tg_dsp.h) compiled for the host
     with the host harness, their embedded vectors run. Returns the SelftestResult; a difference
-    raises :func:`vector_difference`'s CompilerBug. ``files``: the host project (default
-    ``driver.host_project(c)``)."""
+    raises :func:`vector_difference`'s CompilerBug. ``files``: the host project
+    (``driver.host_project(c)``)."""
     import tempfile
 
-    from . import driver
-
-    files = driver.host_project(c) if files is None else files
     with tempfile.TemporaryDirectory(prefix="tinygen-check-") as tmp:
         stage = Path(tmp) / "host"
         for rel, content in files.items():
