@@ -58,11 +58,15 @@ def live_set_bound(g) -> int:
 
 @contextmanager
 def mode(which: str):
-    """``overlap`` (the default build), ``whole`` (whole tensors: no overlap, so kernels chosen for
-    speed) or ``same`` (the kernels the overlap build chose, planned with whole tensors)."""
+    """``overlap`` (the default build), ``whole`` (whole tensors, kernels chosen for speed alone: the
+    arena-driven choice off), ``budget=<x>`` (the default build with that trade budget) or ``same`` (the kernels the overlap build chose, planned with whole tensors)."""
     orig_plan, orig_trade = plan.plan, overlap_plan.trade
     if which == "whole":
         plan.plan = functools.partial(orig_plan, overlap=False)
+        overlap_plan.trade = lambda g, calls, plan_fn, regen, **kw: (calls, plan_fn(g, calls))
+    elif which.startswith("budget="):
+        b = float(which.split("=")[1])
+        overlap_plan.trade = lambda g, calls, plan_fn, regen, **kw: orig_trade(g, calls, plan_fn, regen, budget=b)
     elif which == "same":
         def same(g, calls, plan_fn, regen, **kw):
             calls, _ = orig_trade(g, calls, plan_fn, regen, **kw)

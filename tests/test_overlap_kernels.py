@@ -58,10 +58,12 @@ def _cases(rng):
         kind = ("ADD", "MUL")[k % 2]
         params = binary_case(rng, kind, k)
         out.append((eltwise, kind, params, {}, [rand_i8(rng, _n(params["in1"])), rand_i8(rng, _n(params["in2"]))]))
-    for ind, od, b in [(64, 12, 1), (40, 40, 1), (16, 64, 1), (24, 8, 3)]:
-        params, arrays, x = harness.fc_case(rng, "f", ind, od, batches=b)
+    for k, (ind, od, b) in enumerate([(64, 12, 1), (40, 40, 1), (16, 64, 1), (24, 8, 3), (640, 128, 1), (128, 640, 1),
+                                      (8, 128, 2), (36, 16, 1)]):
+        params, arrays, x = harness.fc_case(rng, "f", ind, od, batches=b, per_channel=k % 2 == 1, bias=k % 3 != 2)
         out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)]))
-        out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"direct": True}))
+        if ind % 4 == 0:
+            out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"direct": True}))
     return out
 
 
