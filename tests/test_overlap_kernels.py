@@ -58,9 +58,12 @@ def _cases(rng):
         kind = ("ADD", "MUL")[k % 2]
         params = binary_case(rng, kind, k)
         out.append((eltwise, kind, params, {}, [rand_i8(rng, _n(params["in1"])), rand_i8(rng, _n(params["in2"]))]))
-    for ind, od, b in [(64, 12, 1), (40, 40, 1), (16, 64, 1), (24, 8, 3)]:
-        params, arrays, x = harness.fc_case(rng, "f", ind, od, batches=b)
+    for k, (ind, od, b) in enumerate([(64, 12, 1), (40, 40, 1), (16, 64, 1), (24, 8, 3), (640, 128, 1), (128, 640, 1),
+                                      (8, 128, 2), (36, 16, 1)]):
+        params, arrays, x = harness.fc_case(rng, "f", ind, od, batches=b, per_channel=k % 2 == 1, bias=k % 3 != 2)
         out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)]))
+        if ind % 4 == 0:
+            out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"direct": True}))
     return out
 
 
@@ -87,7 +90,10 @@ def test_generated_kernels_overlapped_at_their_contract_distance(tmp_path):
         if var:  # a variant gives the bytes of the family's kernel (itself checked against tg_ref_*)
             assert np.array_equal(want, forward[id(params)]), (gen.notes, params)
         forward.setdefault(id(params), want)
-        s = fam.access(kind, params, "portable", **var).streams[0]
+        contract = fam.access(kind, params, "portable", **var)
+        if not contract.streams:  # read throughout (the direct FC): never overlapped
+            continue
+        s = contract.streams[0]
         assert len(s.last_read) * s.in_unit == ins[0].size and len(s.write_step) * s.out_unit == n_out
         d = overlap.tightest(s)
         got = _run_at(L, gen, ins, n_out, d)

@@ -404,9 +404,10 @@ def _gen_access(fam, kind: str, gen):
 def _gen_call(name, fam, kind, low, arch, gen) -> tuple[float, Call]:
     k = Kernel(f"gen.{name}", gen.symbol, (kind,), "generated", tuple(_GEN_OPERANDS[a] for a in gen.args),
                doc=str(gen.notes.get("variant", "")), access=_gen_access(fam, kind, gen))
-    from . import cyclemodel  # the family's estimate, corrected by its QEMU calibration
+    from . import cyclemodel  # the family's estimate, corrected by its QEMU calibration; a variant's extra on top
 
-    cost = float(fam.cost(kind, low.params, low.arrays, arch)) * cyclemodel.cached().generated_scale(k.name)
+    cost = (float(fam.cost(kind, low.params, low.arrays, arch)) * cyclemodel.cached().generated_scale(k.name)
+            + float(gen.notes.get("cost_extra", 0.0)))
     return cost, Call(k, low, int(gen.scratch), generated=gen, cost=cost, arch=arch)
 
 

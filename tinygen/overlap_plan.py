@@ -143,15 +143,17 @@ TRADE_BUDGET = 0.03  # estimated instructions a smaller arena may cost, as a fra
 TRADE_TRIES = 12  # plans tried at most
 
 
-def trade(g: Graph, calls: list, plan_fn, regen, budget: float = TRADE_BUDGET):
+def trade(g: Graph, calls: list, plan_fn, regen, budget: float | None = None):
     """Arena-driven kernel choice (the generated set). A layer whose cheapest kernel has no access
     contract (a CMSIS-NN fallback that re-reads its input) may instead run a generated kernel of the
     same layer that has one, and a generated layer may run another variant of its kernel (the
     reverse walk of a shrinking conv: its output can then end at its input's end, under a chain
-    that an expanding layer's output holds at the top), when that shrinks the planned arena. The
+    that an expanding layer's output holds at the top; the scratch-free fully connected kernel), when
+    that shrinks the planned arena. The
     swaps together may cost at most ``budget`` of the model's estimated instructions; cheapest
     first, in passes until one changes nothing (two swaps may only pay together), at most
     TRADE_TRIES plans. ``regen(i)``: every generated kernel call for layer ``i``. Returns (calls, plan)."""
+    budget = TRADE_BUDGET if budget is None else budget
     best = plan_fn(g, calls)
     total = sum(c.cost for c in calls if c is not None)
     options = []

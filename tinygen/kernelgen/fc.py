@@ -45,8 +45,13 @@ def layout_weights(w: np.ndarray, out_depth: int, in_depth: int) -> np.ndarray:
     return words.reshape(odp // 4, 4, ip // 4).transpose(0, 2, 1).reshape(-1)
 
 
-def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> Generated:
+def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, direct: bool = False) -> Generated:
+    """``direct``: no scratch (the input row read as int8 and widened per pass of 4 rows; needs
+    ``in_depth % 4 == 0``): its output cannot overlap its input, but it frees the 2 bytes per input
+    element of scratch (:func:`alternatives`)."""
     reason = applies(kind, params, arrays, arch)
+    if reason is None and direct and params["in_depth"] % 4:
+        reason = "the direct variant needs in_depth % 4 == 0"
     if reason is not None:
         raise ValueError(f"{symbol}: {reason}")
     ind, od = int(params["in_depth"]), int(params["out_depth"])
@@ -59,7 +64,7 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
            "unroll": _unroll(ip // 4), "batches": int(params["batches"]), "in_offset": int(params["in_offset"]),
            "out_offset": int(params["out_offset"]), "act_min": int(params["act_min"]),
            "act_max": int(params["act_max"]), "off2": off | (off << 16), "rq": rq, "has_bias": bias is not None,
-           "weights_c": c_array("uint32_t", f"{symbol}_w", words), "bias_c": ""}
+           "weights_c": c_array("uint32_t", f"{symbol}_w", words), "bias_c": "", "direct": direct}
     const = words.size * 4
     if bias is not None:
         b = np.zeros(odp, np.int32)
@@ -69,8 +74,29 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> G
     if not rq["per_tensor"]:
         const += (2 if rq["mode"] == "general" else 3) * 4 * od
     src = render("kernels/fc.c.j2", **ctx)
+    if direct:
+        return Generated(symbol=symbol, source=src, args=("in0", "out0"), scratch=0, const_bytes=const,
+                         notes={"variant": f"vxm 4 rows/pass, K {ind}, direct (no scratch)", "requant": rq["mode"],
+                                "access": {"direct": True}, "cost_extra": _direct_extra(params)})
     return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=2 * ip, const_bytes=const,
                      notes={"variant": f"vxm 4 rows/pass, K {ind}->{ip}", "requant": rq["mode"]})
+
+
+def _direct_extra(params: dict) -> float:
+    """Instructions the direct variant adds: 2 per group of 4 inputs and pass of 4 rows, less the
+    widening loop it saves (1.7 per input element). Measured on AD (QEMU mps2-an505): +9,000 for the
+    640 -> 128 layer (this gives +9,135), +10,150 for the 128 -> 640 one (+10,019). An 8-row pass
+    (one widening for 8 rows) spills two registers per group under GCC 12 and is slower still."""
+    ip = (params["in_depth"] + 3) // 4 * 4
+    blocks = params["batches"] * ((params["out_depth"] + 3) // 4)
+    return 2.0 * blocks * (ip // 4) - 1.727 * params["batches"] * ip
+
+
+def alternatives(kind: str, params: dict, arrays: dict, arch: str, symbol: str) -> list[Generated]:
+    """Variants the arena-driven choice may weigh: the direct (scratch-free) kernel."""
+    if applies(kind, params, arrays, arch) is not None or params["in_depth"] % 4:
+        return []
+    return [generate(kind, params, arrays, arch, symbol, direct=True)]
 
 
 def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
@@ -85,11 +111,16 @@ def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
     return float(est if arch == "dsp" else 3 * est)
 
 
-def access(kind: str, params: dict, arch: str):
+def access(kind: str, params: dict, arch: str, direct: bool = False):
     """Access contract (:mod:`tinygen.overlap`) of ``fc.c.j2``: per batch row, the whole input row is
     widened into scratch first, then the row's outputs are written from the scratch alone: one row
-    per step, reads first (a batch-1 output may sit anywhere on its input)."""
+    per step, reads first (a batch-1 output may sit anywhere on its input). ``direct``: every pass
+    of 4 output rows reads the whole input row again, so the output may not touch its input: an
+    empty contract (the input is read throughout)."""
     from .. import overlap as ov
+
+    if direct:
+        return ov.Contract({}, access.__doc__ or "")
 
     return ov.rows(int(params["batches"]), int(params["in_depth"]), int(params["out_depth"]),
                    access.__doc__ or "")
