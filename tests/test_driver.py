@@ -35,7 +35,7 @@ def _tiny_softmax_model(weight_scale: float) -> bytes:
 
 def test_stages_are_one_list_and_stop_after_ends_early():
     names = [n for n, _ in driver.STAGES]
-    assert names == ["import", "passes", "schedule", "lower", "plan", "reference", "emit"]
+    assert names == ["import", "passes", "schedule", "lower", "patch", "plan", "reference", "emit"]
     buf = frontend.load(shared_model("ad01_int8.tflite"), log=lambda m: None)[0]
     c = driver.compile_model(buf, "ad", "portable", stop_after="plan")
     assert c.plan is not None and c.emitted is None and c.test_expected is None
