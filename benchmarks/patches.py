@@ -79,13 +79,20 @@ def load(name: str) -> bytes:
     return path.read_bytes()
 
 
-def instructions(c, board, out: Path) -> int:
+def instructions(c, board, out: Path, weighted: bool) -> tuple[int, int | None]:
+    """(QEMU instructions of one inference, its cycle-weighted count for the board's core or None)."""
     project.write(out, driver.board_project(c, board))
     info = toolchain.make_firmware(out, c.link, board=board)
     r = qemu.run_selftest(info.elf, board, timeout=600)
     if not (r.ok and r.match):
         raise SystemExit(f"{out.name}: the self-test does not match the TFLite reference")
-    return int(r.instructions or 0)
+    w = None
+    if weighted:
+        import cycletrace
+
+        res = cycletrace.weighted_run(info.elf, board)
+        w = int(res.weighted(sorted(res.cycles)[0]) if board.core not in res.cycles else res.weighted(board.core))
+    return int(r.instructions or 0), w
 
 
 def main(argv=None) -> int:
@@ -94,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kset", default="generated")
     ap.add_argument("--no-qemu", action="store_true", help="arena only")
     ap.add_argument("--models", nargs="*", default=list(BUILDERS))
+    ap.add_argument("--weighted", action="store_true", help="also the cycle-weighted counts (benchmarks/cycletrace.py)")
     args = ap.parse_args(argv)
     board = boards.load_board(args.board)
     rows = []
@@ -112,8 +120,9 @@ def main(argv=None) -> int:
                    "split_in": pin.patch_choice.describe() if pin.patch_choice else "no patch stage",
                    "est": pex.patch_choice.ratio if pex.patch_choice and pex.patch_choice.layers else 1.0}
             if not args.no_qemu:
-                row["i0"] = instructions(base, board, Path(d) / f"{len(rows)}-base")
-                row["i1"] = instructions(pex, board, Path(d) / f"{len(rows)}-patch-ext")
+                row["i0"], row["w0"] = instructions(base, board, Path(d) / f"{len(rows)}-base", args.weighted)
+                row["i1"], row["w1"] = instructions(pex, board, Path(d) / f"{len(rows)}-patch-ext", args.weighted)
+            row["flash0"], row["flash1"] = base.emitted.manifest["weights_bytes"], pex.emitted.manifest["weights_bytes"]
             rows.append(row)
             print(f"{name}: {row}", file=sys.stderr)
     print(f"kernel set {args.kset}, board {args.board}; instructions: QEMU -icount (a proxy for cycles)")
@@ -125,6 +134,12 @@ def main(argv=None) -> int:
         outside = f"{r['patch_ext']:,} (+{r['input']:,} input)"
         print(f"{r['model']:<24}{r['whole']:>9,}{r['overlap']:>9,}{r['patch_in']:>9,}{outside:>24}"
               f"{i0 or 0:>16,}{i1 or 0:>15,}{ratio:>7}{r['est']:>7.3f}")
+    print(f"{'model':<24}{'weights B no patch':>20}{'with patches':>14}{'weighted no patch':>19}{'with patches':>14}"
+          f"{'ratio':>7}")
+    for r in rows:
+        w0, w1 = r.get("w0"), r.get("w1")
+        print(f"{r['model']:<24}{r['flash0']:>20,}{r['flash1']:>14,}{w0 or 0:>19,}{w1 or 0:>14,}"
+              f"{(f'{w1 / w0:.3f}' if w0 else '-'):>7}")
     for r in rows:
         print(f"  {r['model']}: input outside: {r['split']}; input in the arena: {r['split_in']}")
     return 0

@@ -162,3 +162,26 @@ def test_feasible_needs_aligned_rows_and_rows_per_band():
     assert patch.feasible(g, [0, 1], 2)
     assert not patch.feasible(g, [0, 1], 9)  # more bands than output rows
     assert not patch.feasible(g, [0, 1], 1)
+
+
+def test_flags_parse_into_compile_options():
+    from tinygen import cli
+    from tinygen.errors import ModelError
+
+    a = cli.parser().parse_args(["build", "m.tflite", "--patch-overhead", "5", "--input-external"])
+    assert patch.options(a) == {"patches": True, "patch_overhead": 0.05, "external_input": True}
+    a = cli.parser().parse_args(["analyze", "m.tflite", "--no-patches"])
+    assert patch.options(a) == {"patches": False, "patch_overhead": 0.10, "external_input": False}
+    with pytest.raises(ModelError, match="percentage"):
+        patch.options(cli.parser().parse_args(["build", "m.tflite", "--patch-overhead", "-1"]))
+
+
+def test_choice_reports_per_layer_peaks():
+    ch = patch.Choice(layers=2, bands=3, arena=100, arena_before=200, instr=11, instr_before=10,
+                      stages=[(0, 2, 3)], peaks_before={0: 200, 1: 150, 2: 50}, peaks_after={0: 100, 1: 90, 2: 50})
+    m = ch.manifest()
+    assert m["stages"] == [{"first_op": 0, "layers": 2, "bands": 3}]
+    assert [r["after"] for r in m["layer_peaks"]] == [100, 90, 50]
+    table = ch.peak_table({0: "CONV_2D"})
+    assert "CONV_2D" in table and table.count("*") == 2
+    assert "ops 0..1 in 3 row bands" in ch.describe() and "x1.100" in ch.describe()

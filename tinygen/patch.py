@@ -29,7 +29,7 @@ from .ir import Graph, Op, Tensor
 from .opdefs import _pads
 
 SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
-BANDS = (2, 3, 4, 6, 8, 12, 16)  # band counts tried
+BANDS = (2, 3, 4, 6, 8, 12)  # band counts tried
 ALIGN = 16  # stage input/output rows must start on this (the kernels' pointers stay aligned)
 
 
@@ -359,7 +359,7 @@ def layer_peaks(g: Graph, calls: list, external: frozenset = frozenset()) -> dic
 
 
 def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: float = 0.10,
-           external: frozenset = frozenset(), max_layers: int = 10, top: int = 4
+           external: frozenset = frozenset(), max_layers: int = 10, top: int = 3
            ) -> tuple[Choice, Graph | None, list | None, list | None]:
     """Up to two patch stages (start, layers, bands) with the smallest arena (``arena_of(graph, calls)``,
     the real planner) whose estimated instructions stay within ``1 + overhead`` of the unpatched
@@ -378,8 +378,20 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
         return ch, None, None, None
     cache: dict = {}
     singles = []  # (start, n, b, extra instructions, peak over the stage's band ops)
+    peak = max(base_live)
+    from .plan import _root, align, live_ranges
+
+    rng = {r: v for r, v in live_ranges(g).items() if r not in external}
+
+    def floor(s0: int, n: int) -> int:
+        """Bytes every band step of stage (s0, n) holds: its whole input and output, what lives across it."""
+        ends = {_root(g, g.ops[s0].inputs[0]), _root(g, g.ops[s0 + n - 1].outputs[0])}
+        return sum(align(g.t(r).nbytes) for r, (a, e) in rng.items() if r in ends or (a < s0 and e > s0 + n - 1))
+
     for s0 in chain:
         for n in range(1, len(stage(g, s0)[:max_layers - s0]) + 1):
+            if floor(s0, n) >= peak:
+                continue  # no band count brings this stage under the peak
             for b in BANDS:
                 if not feasible(g, list(range(s0, s0 + n)), b):
                     continue
@@ -402,8 +414,8 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
         rest = max((v for i, v in enumerate(base_live) if i not in inside), default=0)
         return max([rest] + [st[4] for st in stages])
 
-    ranked = sorted(combos, key=lambda cb: (proxy(cb[0]), cb[1], sum(st[1] for st in cb[0]),
-                                            [st[:3] for st in cb[0]]))
+    ranked = sorted((cb for cb in combos if proxy(cb[0]) < peak),  # only what lowers the tensor-level peak
+                    key=lambda cb: (proxy(cb[0]), cb[1], sum(st[1] for st in cb[0]), [st[:3] for st in cb[0]]))
     best = None
     for stages, extra in ranked[:top]:
         g2 = g
