@@ -37,6 +37,7 @@ rnn                   cell (gru|lstm|simplernn), in_shape (t, d), units, sequenc
 matmul_const          in_shape, units: tf.matmul by a constant
 bmm                   in_shape, const_b / const_a (shape of a constant operand; neither: x @ x^T),
                       adj_a, adj_b: tf.matmul that the converter keeps as BATCH_MATMUL
+zoo                   arch (a key of ZOO_BUILDERS: whole small architectures for tests/test_e2e_zoo.py)
 mobilenet_v3_small    size, minimalistic (tf_keras.applications, random weights; not in OPNET_CASES:
                       tests/test_e2e_zoo.py)
 mean                  in_shape, keepdims
@@ -247,6 +248,9 @@ def _build(kind: str, spec: dict):
             y = L.Lambda(lambda t: tf.matmul(t, t, transpose_b=True))(x)
         return K.Model(x, y), [(in_shape, rng_default)]
 
+    if kind == "zoo":  # whole architectures (tests/test_e2e_zoo.py): arch = a key of ZOO_BUILDERS
+        return ZOO_BUILDERS[spec["arch"]](K, L, _tf(), spec)
+
     if kind == "mobilenet_v3_small":  # tf_keras.applications, random weights, no softmax (random logits are tiny)
         size = int(spec.get("size", 64))
         m = K.applications.MobileNetV3Small(input_shape=(size, size, 3), weights=None, classes=10,
@@ -311,6 +315,202 @@ def _build(kind: str, spec: dict):
         return K.Model(ins, y), [(s, tuple(r)) for s, r in zip(shapes, ranges)]
 
     raise ValueError(f"unknown opnet kind {kind!r}")
+
+
+# ---- the zoo: small whole architectures, random weights (tests/test_e2e_zoo.py) ------------------
+
+
+def _zoo_mobilenet_v2(K, L, tf, spec):
+    m = K.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+                                   classifier_activation=None)
+    return m, [((32, 32, 3), (-1.0, 1.0))]
+
+
+def _zoo_mobilenet_v1(K, L, tf, spec):
+    m = K.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=10,
+                                 classifier_activation=None)
+    return m, [((32, 32, 3), (-1.0, 1.0))]
+
+
+def _zoo_audio_conv1d(K, L, tf, spec):  # a Conv1D + GlobalAveragePooling1D keyword spotter on 49x10 MFCCs
+    x = K.Input((49, 10), batch_size=1)
+    h = L.Conv1D(16, 5, strides=2, padding="same", activation="relu")(x)
+    h = L.Conv1D(24, 3, padding="same", activation="relu")(h)
+    h = L.MaxPooling1D(2)(h)
+    h = L.Conv1D(32, 3, padding="valid", activation="relu")(h)
+    return K.Model(x, L.Dense(12)(L.GlobalAveragePooling1D()(h))), [((49, 10), (-3.0, 3.0))]
+
+
+def _rnn(cell, unroll):
+    def build(K, L, tf, spec):
+        x = K.Input((8, 6), batch_size=1)
+        h = cell(L)(16, unroll=unroll, return_sequences=True)(x)
+        h = cell(L)(12, unroll=unroll)(h)
+        return K.Model(x, L.Dense(4)(h)), [((8, 6), (-1.0, 1.0))]
+    return build
+
+
+def _zoo_deconv_decoder(K, L, tf, spec):
+    x = K.Input((8,), batch_size=1)
+    h = L.Reshape((2, 2, 16))(L.Dense(64, activation="relu")(x))
+    h = L.Conv2DTranspose(12, 3, strides=2, padding="same", activation="relu")(h)
+    h = L.Conv2DTranspose(8, 4, strides=2, padding="same", activation="relu")(h)
+    h = L.Conv2DTranspose(1, 3, strides=2, padding="valid")(h)
+    return K.Model(x, L.Activation("sigmoid")(h)), [((8,), (-2.0, 2.0))]
+
+
+def _zoo_upsampling_decoder(K, L, tf, spec):
+    x = K.Input((4, 4, 8), batch_size=1)
+    h = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    h = L.UpSampling2D(2)(h)
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(h)
+    h = L.UpSampling2D(2, interpolation="bilinear")(h)
+    return K.Model(x, L.Conv2D(3, 3, padding="same")(h)), [((4, 4, 8), (-1.0, 1.0))]
+
+
+def _zoo_dilated2d(K, L, tf, spec):  # unknown batch: the converter writes SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND
+    x = K.Input((16, 16, 3))
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    h = L.Conv2D(8, 3, dilation_rate=2, padding="same", activation="relu")(h)
+    h = L.DepthwiseConv2D(3, dilation_rate=4, padding="same", activation="relu")(h)
+    h = L.Conv2D(8, 3, dilation_rate=(2, 3), padding="valid")(h)
+    return K.Model(x, L.Dense(5)(L.GlobalAveragePooling2D()(h))), [((16, 16, 3), (-1.0, 1.0))]
+
+
+def _zoo_tcn1d(K, L, tf, spec):  # a dilated causal Conv1D stack (WaveNet/TCN style), unknown batch
+    x = K.Input((32, 4))
+    h = x
+    for d in (1, 2, 4):
+        h = L.Conv1D(8, 3, dilation_rate=d, padding="causal", activation="relu")(h)
+    h = L.Conv1D(8, 2, dilation_rate=2, padding="same")(h)
+    return K.Model(x, L.Dense(3)(L.GlobalAveragePooling1D()(h))), [((32, 4), (-1.0, 1.0))]
+
+
+def _zoo_act_heads(K, L, tf, spec):  # tanh / hard-swish / LeakyReLU / PReLU heads on one trunk
+    x = K.Input((8, 8, 3), batch_size=1)
+    t = L.Conv2D(8, 3, padding="same")(x)
+    a = L.Activation("tanh")(L.Conv2D(4, 1)(t))
+    u = L.Conv2D(4, 1)(t)
+    b = L.Multiply()([u, L.ReLU(6.0)(u + 3.0) * (1.0 / 6.0)])
+    c = L.LeakyReLU(0.1)(L.Conv2D(4, 1)(t))
+    d = L.PReLU(alpha_initializer=K.initializers.RandomUniform(-0.5, 0.5), shared_axes=[1, 2])(L.Conv2D(4, 1)(t))
+    return K.Model(x, L.Concatenate()([a, b, c, d])), [((8, 8, 3), (-2.0, 2.0))]
+
+
+def _zoo_subtract(K, L, tf, spec):
+    x = K.Input((10, 6), batch_size=1)
+    a = L.Dense(8, activation="relu")(x)
+    b = L.Dense(8)(x)
+    return K.Model(x, L.Dense(3)(L.Flatten()(L.Subtract()([a, b])))), [((10, 6), (-2.0, 2.0))]
+
+
+def _zoo_dense3d(K, L, tf, spec):  # Dense on a 3-D input at batch 1 (FULLY_CONNECTED keeping dims)
+    x = K.Input((7, 5), batch_size=1)
+    h = L.Dense(16, activation="relu")(x)
+    h = L.Dense(6)(h)
+    return K.Model(x, L.Softmax()(h)), [((7, 5), (-2.0, 2.0))]
+
+
+def _zoo_sum_bmm(K, L, tf, spec):  # reduce_sum and a batched constant matmul (BATCH_MATMUL, SUM)
+    import numpy as np
+
+    w = np.random.default_rng(2).standard_normal((2, 6, 5)).astype(np.float32)
+    x = K.Input((2, 4, 6), batch_size=1)
+    h = L.Lambda(lambda t: tf.matmul(t, tf.constant(w)))(x)
+    h = L.ReLU()(h)
+    s = L.Lambda(lambda t: tf.reduce_sum(t, axis=[2]))(h)
+    return K.Model(x, L.Dense(3)(L.Flatten()(s))), [((2, 4, 6), (-1.0, 1.0))]
+
+
+def _zoo_attention(K, L, tf, spec):  # self-attention: both BATCH_MATMUL operands computed
+    x = K.Input((6, 8), batch_size=1)
+    h = L.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    h = L.LayerNormalization()(L.Add()([x, h])) if spec.get("norm") else L.Add()([x, h])
+    return K.Model(x, L.Dense(4)(L.GlobalAveragePooling1D()(h))), [((6, 8), (-1.0, 1.0))]
+
+
+def _zoo_resnet(K, L, tf, spec):  # a small ResNet (two stages of residual blocks)
+    x = K.Input((16, 16, 3), batch_size=1)
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    for filters, stride in ((8, 1), (16, 2)):
+        y = L.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(h)
+        y = L.Conv2D(filters, 3, padding="same")(y)
+        if stride != 1 or filters != h.shape[-1]:
+            h = L.Conv2D(filters, 1, strides=stride)(h)
+        h = L.ReLU()(L.Add()([h, y]))
+    return K.Model(x, L.Dense(10)(L.GlobalAveragePooling2D()(h))), [((16, 16, 3), (-1.0, 1.0))]
+
+
+def _zoo_ds_cnn(K, L, tf, spec):  # DS-CNN keyword spotting (MLPerf Tiny KWS shape, narrower)
+    x = K.Input((49, 10, 1), batch_size=1)
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, (10, 4), strides=(2, 2), padding="same")(x)))
+    for _ in range(2):
+        h = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(h)))
+        h = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 1)(h)))
+    h = L.AveragePooling2D(pool_size=(h.shape[1], h.shape[2]))(h)
+    return K.Model(x, L.Softmax()(L.Dense(12)(L.Flatten()(h)))), [((49, 10, 1), (-3.0, 3.0))]
+
+
+def _zoo_autoencoder(K, L, tf, spec):  # a dense autoencoder (MLPerf Tiny anomaly-detection shape, smaller)
+    x = K.Input((64,), batch_size=1)
+    h = x
+    for u in (32, 16, 8, 16, 32):
+        h = L.ReLU()(L.BatchNormalization()(L.Dense(u)(h)))
+    return K.Model(x, L.Dense(64)(h)), [((64,), (-2.0, 2.0))]
+
+
+def _zoo_vgg(K, L, tf, spec):  # a small VGG-style CNN with a softmax head
+    x = K.Input((16, 16, 1), batch_size=1)
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    h = L.MaxPooling2D()(L.Conv2D(8, 3, padding="same", activation="relu")(h))
+    h = L.MaxPooling2D()(L.Conv2D(16, 3, padding="same", activation="relu")(h))
+    h = L.Dropout(0.2)(L.Flatten()(h))
+    return K.Model(x, L.Softmax()(L.Dense(10)(h))), [((16, 16, 1), (0.0, 1.0))]
+
+
+def _zoo_squeeze_excite(K, L, tf, spec):  # a squeeze-and-excitation block (GAP, Dense, sigmoid, Multiply)
+    x = K.Input((8, 8, 8), batch_size=1)
+    h = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    se = L.GlobalAveragePooling2D(keepdims=True)(h)
+    se = L.Conv2D(4, 1, activation="relu")(se)
+    se = L.Conv2D(16, 1, activation="sigmoid")(se)
+    h = L.Multiply()([h, se])
+    return K.Model(x, L.Dense(5)(L.GlobalAveragePooling2D()(h))), [((8, 8, 8), (-1.0, 1.0))]
+
+
+def _zoo_unet(K, L, tf, spec):  # a tiny U-Net: skip connections concatenated after upsampling
+    x = K.Input((16, 16, 1), batch_size=1)
+    e1 = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    e2 = L.Conv2D(16, 3, padding="same", activation="relu")(L.MaxPooling2D()(e1))
+    d1 = L.Conv2DTranspose(8, 2, strides=2, padding="same")(e2)
+    h = L.Conv2D(8, 3, padding="same", activation="relu")(L.Concatenate()([e1, d1]))
+    return K.Model(x, L.Conv2D(2, 1, activation="sigmoid")(h)), [((16, 16, 1), (0.0, 1.0))]
+
+
+ZOO_BUILDERS = {
+    "mobilenet_v2": _zoo_mobilenet_v2,
+    "mobilenet_v1": _zoo_mobilenet_v1,
+    "audio_conv1d": _zoo_audio_conv1d,
+    "lstm_unrolled": _rnn(lambda L: L.LSTM, True),
+    "gru_unrolled": _rnn(lambda L: L.GRU, True),
+    "simplernn_unrolled": _rnn(lambda L: L.SimpleRNN, True),
+    "lstm_fused": _rnn(lambda L: L.LSTM, False),
+    "deconv_decoder": _zoo_deconv_decoder,
+    "upsampling_decoder": _zoo_upsampling_decoder,
+    "dilated_conv2d": _zoo_dilated2d,
+    "dilated_conv1d_tcn": _zoo_tcn1d,
+    "activation_heads": _zoo_act_heads,
+    "subtract": _zoo_subtract,
+    "dense_3d": _zoo_dense3d,
+    "sum_batch_matmul": _zoo_sum_bmm,
+    "attention": _zoo_attention,
+    "resnet_small": _zoo_resnet,
+    "ds_cnn": _zoo_ds_cnn,
+    "autoencoder": _zoo_autoencoder,
+    "vgg_small": _zoo_vgg,
+    "squeeze_excite": _zoo_squeeze_excite,
+    "unet_tiny": _zoo_unet,
+}
 
 
 def _convert(kind: str, spec: dict) -> bytes:

@@ -39,9 +39,10 @@ def cmd_build(a) -> int:
     dump = (lambda s: print(s, file=sys.stderr)) if a.dump_ir else None
     extra = {"optimize.json": json.dumps(history(opt, flags_of(a)), indent=2, sort_keys=True) + "\n"} if opt else None
     host_run = a.board == "host" and not a.no_compile  # checked below, by the project's own build
-    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib, dump=dump, log=log, extra_files=extra,
-                             synthetic_range=a.synthetic_range, mlperf=mopt, verify=not host_run,
-                             **patch.options(a))
+    used = opt is None  # after optimize, --calib / --synthetic-range were its data; the model is an int8 .tflite
+    c, out, _ = driver.build(model, a.board, a.out, a.backend, a.calib if used else None, dump=dump, log=log,
+                             extra_files=extra, synthetic_range=a.synthetic_range if used else None, mlperf=mopt,
+                             calib_range=a.calib_range, verify=not host_run, **patch.options(a))
     if mopt is not None:
         log(f"MLPerf Tiny: {mopt.model} ({mopt.input} db input, result {mopt.result}"
             f"{', energy mode' if mopt.energy else ''}); per-layer profile marks off")
@@ -140,7 +141,11 @@ def parser() -> argparse.ArgumentParser:
                    help="kernel set: generated (per-layer specialized kernels, falling back to CMSIS-NN when "
                         "CMSIS_NN_PATH is set, else to portable C), cmsis-nn, or portable C")
     b.add_argument("-o", "--out", default=DEFAULT_PROJECT, help=f"project folder (default ./{DEFAULT_PROJECT})")
-    b.add_argument("--calib", help="calibration data .npz (array 'x' or 'x_train') or .npy for quantizing a float model")
+    b.add_argument("--calib", help="calibration data for quantizing a float model: .npz (array 'x' or 'x_train'), .npy, "
+                   "or a folder of images (PNG/JPEG with Pillow, else PPM/PGM; resized to the input)")
+    b.add_argument("--calib-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="with --calib FOLDER: the input range the model expects; pixels 0..255 are mapped onto it "
+                        "(not needed when the model starts with a Rescaling layer)")
     from .optimize.commands import add_optimize_flags
 
     add_optimize_flags(b)

@@ -208,7 +208,8 @@ def default_backend(board) -> str:
 def build(model_path: str, board_name: str, out: str | Path, backend: str | None = None, calib: str | None = None,
           dump=None, log=print, extra_files: dict[str, str] | None = None,
           synthetic_range: tuple[float, float] | None = None, mlperf=None,
-          verify: bool = True, **options) -> tuple[Compiled, Path, dict[str, str]]:
+          calib_range: tuple[float, float] | None = None, verify: bool = True,
+          **options) -> tuple[Compiled, Path, dict[str, str]]:
     """`tinygen build`: model file -> project folder. Returns (compiled, folder, files).
 
     ``verify``: before the project is written, the generated sources are compiled for the host and
@@ -224,7 +225,7 @@ def build(model_path: str, board_name: str, out: str | Path, backend: str | None
         from .hostbuild import cmsis_nn_path
 
         cmsis_nn_path()  # a missing or wrong CMSIS_NN_PATH is reported now, not by make
-    model_bytes, name = frontend.load(model_path, calib, log=log, synthetic_range=synthetic_range)
+    model_bytes, name = frontend.load(model_path, calib, log=log, synthetic_range=synthetic_range, calib_range=calib_range)
     arch = "none" if board is None else board.arch_features
     c = compile_model(model_bytes, name, backend, arch, dump, board_name=board_name, **options)  # patch options
     if board is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,29 +49,98 @@ def kind_of(path: Path) -> str:
 CALIB_SAMPLES = 256  # calibration samples used (and read) at most
 
 
+@dataclass(frozen=True)
+class InputRange:
+    """The input range a Keras model declares by its first layer (Rescaling or Normalization)."""
+
+    lo: float
+    hi: float
+    source: str  # for the log: which layer said so
+    pixels: bool = False  # a Rescaling layer: the model takes raw pixel values (images feed as 0..255)
+    mean: np.ndarray | None = None  # Normalization: per-channel normal(mean, std) instead of uniform
+    std: np.ndarray | None = None
+
+
+def declared_input_range(model) -> InputRange | None:
+    """The input range of ``model`` from a Rescaling / Normalization layer right after its input, or None.
+
+    Rescaling(scale, offset) maps the input onto [0, 1] (offset >= 0) or [-1, 1] (offset < 0), so the
+    input range is that interval mapped back; Normalization(mean, variance): mean +- 3 std.
+    """
+    for layer in getattr(model, "layers", [])[:3]:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind == "Rescaling":
+            scale = float(np.mean(np.asarray(layer.scale, np.float64)))
+            offset = float(np.mean(np.asarray(layer.offset, np.float64)))
+            if not np.isfinite(scale) or scale == 0:
+                return None
+            targets = (-1.0, 1.0) if offset < 0 else (0.0, 1.0)
+            lo, hi = sorted((t - offset) / scale for t in targets)
+            return InputRange(lo, hi, f"its Rescaling layer '{layer.name}' (scale {scale:g}, offset {offset:g})",
+                              pixels=True)
+        if kind == "Normalization" and not getattr(layer, "invert", False):
+            try:
+                mean = np.asarray(layer.mean, np.float64).reshape(-1)
+                std = np.sqrt(np.asarray(layer.variance, np.float64).reshape(-1))
+            except (AttributeError, TypeError, ValueError):
+                return None
+            if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+                return None
+            return InputRange(float(np.min(mean - 3 * std)), float(np.max(mean + 3 * std)),
+                              f"its Normalization layer '{layer.name}' (mean {np.round(mean, 4).tolist()}, "
+                              f"std {np.round(std, 4).tolist()})", mean=mean, std=std)
+        return None
+    return None
+
+
+def _check_range(flag: str, r) -> tuple[float, float]:
+    lo, hi = (float(v) for v in r)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise InputError(f"{flag} {lo:g} {hi:g}: give two finite numbers LO < HI")
+    return lo, hi
+
+
 def load_calibration(path: str | None, input_shape: tuple, n_synthetic: int = 64, log=print,
-                     synthetic_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Calibration inputs: ``x`` (or ``x_train``, ``x_calib``) from an .npz, an .npy array, or loud
-    synthetic data (standard normal, or uniform in ``synthetic_range``). Only the first
-    :data:`CALIB_SAMPLES` samples are read (see :mod:`tinygen.npyread`)."""
+                     synthetic_range: tuple[float, float] | None = None, calib_range=None,
+                     declared: InputRange | None = None) -> np.ndarray:
+    """Calibration inputs: ``x`` (or ``x_train``, ``x_calib``) from an .npz, an .npy array, a folder of
+    images (:mod:`tinygen.imgread`: resized, pixels mapped onto ``calib_range``, or fed raw when the
+    model starts with a Rescaling layer), or loud synthetic data (uniform in ``synthetic_range``, else
+    in the model's ``declared`` input range, else standard normal). Only the first
+    :data:`CALIB_SAMPLES` samples are read (see :mod:`tinygen.npyread`). A flag that cannot apply to
+    the data given is reported (warning), never dropped silently."""
     from .npyread import read_samples
 
+    if calib_range is not None:
+        calib_range = _check_range("--calib-range", calib_range)
+    if synthetic_range is not None:
+        synthetic_range = _check_range("--synthetic-range", synthetic_range)
     if path is None:
-        rng = np.random.default_rng(0)
-        shape = (n_synthetic, *input_shape[1:])
-        if synthetic_range is not None:
-            lo, hi = (float(v) for v in synthetic_range)
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise InputError(f"--synthetic-range {lo:g} {hi:g}: give two finite numbers LO < HI")
-            log(f"WARNING: no --calib data given: quantizing with SYNTHETIC calibration data (uniform in "
-                f"[{lo:g}, {hi:g}], --synthetic-range).\n"
-                "         Give real samples for the best int8 accuracy: --calib data.npz (array 'x' or 'x_train').")
-            return rng.uniform(lo, hi, shape).astype(np.float32)
-        log("WARNING: no --calib data given: quantizing with SYNTHETIC calibration data (standard normal).\n"
-            "         Activation ranges may not match real inputs and int8 accuracy can suffer.\n"
-            "         Give real samples: tinygen build model.h5 --calib data.npz (array 'x' or 'x_train'), or\n"
-            "         the range of the model's inputs: --synthetic-range LO HI.")
-        return rng.standard_normal(shape).astype(np.float32)
+        if calib_range is not None:
+            log(f"warning: --calib-range {calib_range[0]:g} {calib_range[1]:g} has no effect without --calib FOLDER "
+                "(it scales the pixels of a folder of images); for synthetic data use --synthetic-range")
+        return _synthetic(input_shape, n_synthetic, log, synthetic_range, declared)
+    if synthetic_range is not None:
+        log(f"warning: --synthetic-range {synthetic_range[0]:g} {synthetic_range[1]:g} has no effect: "
+            f"calibrating on --calib {path}")
+    if Path(path).is_dir():
+        from .imgread import read_folder
+
+        if calib_range is None and (declared is None or not declared.pixels):
+            raise InputError(f"--calib {path}: a folder of images needs --calib-range LO HI (the input range the "
+                             "model expects, e.g. 0 1 or -1 1; pixels 0..255 are mapped onto it), unless the model "
+                             "starts with a Rescaling layer")
+        rng_ = calib_range if calib_range is not None else (0.0, 255.0)
+        how = (f"--calib-range {rng_[0]:g} {rng_[1]:g}" if calib_range is not None
+               else f"raw pixels 0..255, scaled by {declared.source}")
+        x = read_folder(Path(path), tuple(input_shape[1:]), rng_, CALIB_SAMPLES)
+        log(f"calibrating on {len(x)} image(s) of {path} ({how})")
+        return x
+    if calib_range is not None:
+        log(f"warning: --calib-range {calib_range[0]:g} {calib_range[1]:g} has no effect on {path} (it scales the "
+            "pixels of a folder of images; .npz/.npy samples are used as they are)")
     key, x = read_samples(path, ("x", "x_train", "x_calib"), max_samples=CALIB_SAMPLES)
     what = f"{path}: '{key}'" if key else str(path)
     if x.shape[1:] != tuple(input_shape[1:]):
@@ -79,6 +149,35 @@ def load_calibration(path: str | None, input_shape: tuple, n_synthetic: int = 64
     if not np.all(np.isfinite(x)):
         raise InputError(f"{what} contains NaN or inf (or values beyond float32)")
     return x
+
+
+def _synthetic(input_shape, n, log, synthetic_range, declared: InputRange | None) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    shape = (n, *input_shape[1:])
+    advice = ("         Give real samples for the best int8 accuracy: --calib data.npz (array 'x' or 'x_train'), "
+              "or --calib FOLDER of images.")
+    if synthetic_range is not None:
+        lo, hi = synthetic_range
+        log(f"WARNING: no --calib data given: quantizing with SYNTHETIC calibration data (uniform in "
+            f"[{lo:g}, {hi:g}], --synthetic-range).\n" + advice)
+        return rng.uniform(lo, hi, shape).astype(np.float32)
+    if declared is not None and declared.mean is not None:
+        log(f"WARNING: no --calib data given: quantizing with SYNTHETIC calibration data drawn from the input "
+            f"range the model declares by {declared.source}: normal per channel, about [{declared.lo:g}, "
+            f"{declared.hi:g}].\n" + advice)
+        mean = np.broadcast_to(declared.mean, shape[-1:]) if declared.mean.size in (1, shape[-1]) else declared.mean.mean()
+        std = np.broadcast_to(declared.std, shape[-1:]) if declared.std.size in (1, shape[-1]) else declared.std.mean()
+        return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+    if declared is not None:
+        log(f"WARNING: no --calib data given: quantizing with SYNTHETIC calibration data, uniform in "
+            f"[{declared.lo:g}, {declared.hi:g}]: the input range the model declares by {declared.source}.\n" + advice)
+        return rng.uniform(declared.lo, declared.hi, shape).astype(np.float32)
+    log("WARNING: no --calib data given: quantizing with SYNTHETIC calibration data, ASSUMING the input is "
+        "standard normal (mean 0, std 1, about [-3, 3]).\n"
+        "         Activation ranges may not match real inputs and int8 accuracy can suffer.\n"
+        "         Give real samples: tinygen build model.h5 --calib data.npz (array 'x' or 'x_train') or a folder\n"
+        "         of images (with --calib-range LO HI), or the range of the model's inputs: --synthetic-range LO HI.")
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def load_keras(path: Path, kind: str):
@@ -97,7 +196,7 @@ def load_keras(path: Path, kind: str):
     return None
 
 
-def quantize(path: Path, kind: str, calib: str | None, log=print, synthetic_range=None) -> bytes:
+def quantize(path: Path, kind: str, calib: str | None, log=print, synthetic_range=None, calib_range=None) -> bytes:
     """Full-int8 post-training quantization with the TFLite converter."""
     from .reference import _tf
 
@@ -121,7 +220,8 @@ def quantize(path: Path, kind: str, calib: str | None, log=print, synthetic_rang
             conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if any(d is None for d in input_shape[1:]):
         raise ModelError(f"{path}: input shape {list(input_shape)} is not fixed; rebuild the model with a fixed input size")
-    x = load_calibration(calib, input_shape, log=log, synthetic_range=synthetic_range)
+    x = load_calibration(calib, input_shape, log=log, synthetic_range=synthetic_range, calib_range=calib_range,
+                         declared=declared_input_range(model) if model is not None else None)
 
     def rep():
         for i in range(len(x)):
@@ -141,18 +241,21 @@ def quantize(path: Path, kind: str, calib: str | None, log=print, synthetic_rang
         raise ModelError(f"{path}: the TFLite converter could not quantize the model to int8: {str(e).splitlines()[0][:300]}") from None
 
 
-def load(path: str | os.PathLike, calib: str | None = None, log=print, synthetic_range=None) -> tuple[bytes, str]:
+def load(path: str | os.PathLike, calib: str | None = None, log=print, synthetic_range=None,
+         calib_range=None) -> tuple[bytes, str]:
     """Return (full-int8 tflite bytes, model name)."""
     p = Path(path)
     kind = kind_of(p)
     name = p.stem if p.is_file() else p.name
     if kind == "tflite":
-        if calib is not None:
-            log(f"warning: --calib {calib} is ignored: {p} is already a quantized .tflite (calibration data "
-                "is for quantizing a Keras model)")
+        for flag, v in (("--calib", calib), ("--calib-range", calib_range), ("--synthetic-range", synthetic_range)):
+            if v is not None:
+                shown = v if isinstance(v, str) else " ".join(f"{float(u):g}" for u in v)
+                log(f"warning: {flag} {shown} is ignored: {p} is already a quantized .tflite (calibration "
+                    "is for quantizing a Keras model)")
         return p.read_bytes(), name
     log(f"quantizing {p} to full int8 with the TFLite converter ...")
-    return quantize(p, kind, calib, log=log, synthetic_range=synthetic_range), name
+    return quantize(p, kind, calib, log=log, synthetic_range=synthetic_range, calib_range=calib_range), name
 
 
 def stderr(msg: str) -> None:

@@ -547,10 +547,26 @@ def macs(g: Graph, op: Op) -> int:
 
 
 def supported_ops_markdown() -> str:
+    from .tflm_ops import NOT_INT8, SOURCE, TFLM_OPS
+
+    tflm = set(TFLM_OPS)
     lines = ["# Supported ops", "", "Generated from `tinygen/ops.py` (`python -m tinygen.ops`).", "",
-             "| op | constraints |", "|---|---|"]
+             "| op | in TFLite Micro | constraints |", "|---|---|---|"]
     for k in sorted(TABLE):
-        lines.append(f"| {k} | {' '.join((TABLE[k].doc or '').split())} |")
+        where = "yes" if k in tflm else "no (tinygen only)"
+        lines.append(f"| {k} | {where} | {' '.join((TABLE[k].doc or '').split())} |")
+    int8 = sorted(tflm - NOT_INT8)
+    have = [k for k in int8 if k in TABLE]
+    missing = [k for k in int8 if k not in TABLE]
+    lines += ["", "## Coverage of TFLite Micro's int8 ops", "",
+              f"TFLite Micro's builtin ops (`tinygen/tflm_ops.py`, from {SOURCE}), less the "
+              f"{len(tflm & NOT_INT8)} that are not int8 tensor arithmetic there (control flow, variables, "
+              f"shape, bool and float-only ops): **tinygen compiles {len(have)} of {len(int8)}.**", "",
+              "| TFLite Micro op | tinygen |", "|---|---|"]
+    lines += [f"| {k} | {('only folded into a dilated convolution' if TABLE[k].folded else 'yes') if k in TABLE else 'no'} |"
+              for k in int8]
+    lines += ["", f"Not compiled by tinygen: {', '.join(missing) if missing else 'none'}.",
+              f"Not int8 arithmetic in TFLite Micro (not counted): {', '.join(sorted(tflm & NOT_INT8))}."]
     return "\n".join(lines) + "\n"
 
 
