@@ -35,6 +35,8 @@ CASES = {
     "stacked_t6_f4_u7_u5": dict(t=6, f=4, units=[7, 5], seq=False),
     "stacked_seq_t4_f3_u3_u6": dict(t=4, f=3, units=[3, 6], seq=True),
     "dense_head_t9_f2_u6": dict(t=9, f=2, units=[6], seq=False, dense=3),
+    "time_major_t5_b3_f2_u4": dict(t=5, f=2, units=[4], seq=True, time_major=True, batch=3),
+    "batch2_t4_f3_u5": dict(t=4, f=3, units=[5], seq=True, batch=2),
     "saturate_t16_f3_u5": dict(t=16, f=3, units=[5], seq=True, alternate=True, gain=2.0),
 }
 
@@ -44,11 +46,13 @@ def _convert(spec: dict) -> bytes:
     import tf_keras as keras
 
     tf.random.set_seed(spec.get("seed", 0))
-    inp = keras.Input((spec["t"], spec["f"]), batch_size=1)
+    tm = spec.get("time_major", False)  # input [t, batch, f] (else [batch, t, f])
+    shape = (spec.get("batch", 1), spec["f"]) if tm else (spec["t"], spec["f"])
+    inp = keras.Input(shape, batch_size=spec["t"] if tm else spec.get("batch", 1))
     x = inp
     for k, u in enumerate(spec["units"]):
         last = k == len(spec["units"]) - 1
-        x = keras.layers.LSTM(u, return_sequences=spec["seq"] if last else True)(x)
+        x = keras.layers.LSTM(u, return_sequences=spec["seq"] if last else True, time_major=tm)(x)
     if spec.get("dense"):
         x = keras.layers.Dense(spec["dense"])(x)
     m = keras.Model(inp, x)
@@ -59,7 +63,7 @@ def _convert(spec: dict) -> bytes:
 
     def representative():
         for _ in range(40):
-            x = rng.uniform(-r, r, (1, spec["t"], spec["f"]))
+            x = rng.uniform(-r, r, (spec["t"] if tm else spec.get("batch", 1), *shape))
             if spec.get("alternate"):  # the sign flips every step: the cell state never builds up
                 x = np.abs(x) * np.where(np.arange(spec["t"]) % 2, -1.0, 1.0)[None, :, None]
             yield [x.astype(np.float32)]
@@ -109,6 +113,9 @@ def test_lstm_host_bit_exact(case, tmp_path):
     buf = make_lstm(spec)
     kinds = _kinds(buf)
     assert kinds.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == len(spec["units"]), kinds
+    g = from_tflite(buf, case)
+    assert all(op.attrs["time_major"] == spec.get("time_major", False) for op in g.ops
+               if op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM")
     _host_bit_exact(buf, case.replace("_", ""), tmp_path)
 
 
