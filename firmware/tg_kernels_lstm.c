@@ -247,7 +247,9 @@ int32_t tg_ref_lstm_s8(const tg_lstm_params_t *p, const int8_t *in, int8_t *out,
             }
             lstm_gate(p, 3, x, h, go);
             for (r = 0; r < c; r++) { /* CalculateLstmOutputInteger8x8_16, no projection */
-                const int16_t th = tg_fx16_tanh(cell[r], 15 + p->cell_scale);
+                /* TFLite's ApplyTanh does nothing for integer bits outside 0..6 (a cell scale below
+                 * 2^-15): its output buffer, the input gate's, keeps the input gate */
+                const int16_t th = p->cell_scale < -15 ? gi[r] : tg_fx16_tanh(cell[r], 15 + p->cell_scale);
                 int32_t v = lstm_mbqm((int32_t)go[r] * (int32_t)th, p->hidden_mult, p->hidden_shift) + p->hidden_zp;
                 v = v > 127 ? 127 : (v < -128 ? -128 : v);
                 h[r] = (int8_t)v;

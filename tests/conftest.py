@@ -46,7 +46,7 @@ MODULE_MARKS = {
     "test_firmware_qemu": ("qemu", "toolchain"), "test_fuzz_parser": ("toolchain",), "test_golden": ("tf",),
     "test_kernels": ("tf", "toolchain"), "test_quant_lut": ("tf",), "test_kernels_more": ("toolchain",), "test_passes_dilated": ("tf",), "test_calib_frontdoor": ("tf",), "test_ops_checks": ("tf",), "test_e2e_mix": ("tf", "toolchain", "qemu"), "test_e2e_zoo": ("tf", "toolchain", "slow"), "test_optimize": ("tf", "slow"), "test_report": ("tf", "toolchain"),
     "test_overlap_kernels": ("toolchain",), "test_patch_e2e": ("tf", "toolchain", "qemu"),
-    "test_robustness": ("tf",), "test_robustness3": ("tf", "toolchain"), "test_sanitizers": ("tf", "toolchain"), "test_soak": ("qemu", "slow"),
+    "test_robustness": ("tf",), "test_robustness3": ("tf", "toolchain"), "test_lstm": ("tf", "toolchain"), "test_sanitizers": ("tf", "toolchain"), "test_soak": ("qemu", "slow"),
 }
 
 

@@ -6,6 +6,7 @@ GRU/LSTM/SimpleRNN, Conv2DTranspose, UpSampling2D, dilated-conv and activation h
 import pytest
 from conftest import backends
 from opnets import make_opnet
+from test_lstm import make_lstm
 
 from tinygen import driver, hostbuild, project, reference
 from tinygen.flatbuf import read_model
@@ -14,13 +15,14 @@ from tinygen.tflite_names import BUILTIN_OPS
 ZOO = [
     ("mobilenet_v3_small", dict(size=64), {"HARD_SWISH", "MEAN", "MUL"}),
     ("mobilenet_v3_small", dict(size=64, minimalistic=True), {"MEAN", "MUL"}),
+    ("lstm", dict(t=12, f=8, units=[16], seq=False, dense=4), {"UNIDIRECTIONAL_SEQUENCE_LSTM"}),  # test_lstm.py
 ]
 
 
 @pytest.mark.parametrize("backend", backends())
-@pytest.mark.parametrize("kind, spec, ops", ZOO, ids=["mnv3s", "mnv3s_minimalistic"])
+@pytest.mark.parametrize("kind, spec, ops", ZOO, ids=["mnv3s", "mnv3s_minimalistic", "lstm"])
 def test_application_bit_exact(kind, spec, ops, backend, tmp_path):
-    buf = make_opnet(kind, **spec)
+    buf = make_lstm(spec) if kind == "lstm" else make_opnet(kind, **spec)
     fb = read_model(buf)
     kinds = {BUILTIN_OPS.get(fb.opcodes[o.opcode_index].builtin) for o in fb.subgraphs[0].operators}
     assert ops <= kinds, sorted(kinds)

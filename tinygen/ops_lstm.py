@@ -53,7 +53,7 @@ def _dims(g, op) -> tuple[int, int, int, int]:
 
 
 def _check(g, op):
-    """UNIDIRECTIONAL_SEQUENCE_LSTM (Keras LSTM, not unrolled): TFLite's integer LSTM (int8 input/output, int8 per-tensor weights, int32 biases, int16 cell state with a power-of-two scale 2^-15..2^-9), TANH or SIGMOID cell activation, return_sequences either way, batch- or time-major; no CIFG, peephole, projection or layer norm (Keras builds none of them); the state restarts on every inference (stateful=False)."""
+    """UNIDIRECTIONAL_SEQUENCE_LSTM (Keras LSTM, not unrolled): TFLite's integer LSTM (int8 input/output, int8 per-tensor weights, int32 biases, int16 cell state with a power-of-two scale 2^-30..2^-9), TANH or SIGMOID cell activation, return_sequences either way, batch- or time-major; no CIFG, peephole, projection or layer norm (Keras builds none of them); the state restarts on every inference (stateful=False)."""
     for k, feature in ((20, "layer normalization"), (21, "layer normalization"), (16, "projection"),
                        (17, "projection"), (9, "peephole connections"), (10, "peephole connections"),
                        (11, "peephole connections")):

@@ -200,7 +200,7 @@ def lstm_params(in_scale: float, in_zp: int, state_scale: float, state_zp: int, 
     hidden state is ``o * tanh(c)`` (Q0.15 * Q0.15) at ``2^-15 / hidden_scale * 2^-15``. The zero
     points fold into int32 effective biases: ``bias - in_zp * row sums`` and ``-state_zp * row sums``.
     ``w_in``/``w_rec``: per gate (input, forget, cell, output) ``(int8 [cells, n], scale)``; ``biases``
-    the int32 gate biases. Raises ValueError when the cell scale is not 2^-15 .. 2^-9.
+    the int32 gate biases. Raises ValueError when the cell scale is not 2^-30 .. 2^-9.
 
     >>> p = lstm_params(0.5, 0, 0.25, 0, 2.0 ** -14, 2.0 ** -7, 0, [(np.ones((1, 1), np.int8), 2.0 ** -10)] * 4,
     ...                 [(np.ones((1, 1), np.int8), 2.0 ** -10)] * 4, [np.zeros(1, np.int32)] * 4)
@@ -208,8 +208,8 @@ def lstm_params(in_scale: float, in_zp: int, state_scale: float, state_zp: int, 
     (-14, 1073741824, 2, 1, -22)
     """
     log2 = math.log2(cell_scale)
-    if log2 != round(log2) or not -15 <= log2 <= -9:
-        raise ValueError(f"the int16 cell state's scale {cell_scale:g} is not a power of two in [2^-15, 2^-9]")
+    if log2 != round(log2) or not -30 <= log2 <= -9:
+        raise ValueError(f"the int16 cell state's scale {cell_scale:g} is not a power of two in [2^-30, 2^-9]")
     f32 = np.float32
     gate = f32(2.0 ** -12)  # Q3.12 pre-activations
     mults, shifts, b_in, b_rec = [0] * 8, [0] * 8, [], []
