@@ -22,7 +22,6 @@ Exits 1 when any variant is a TRACEBACK, DIFFERS or SANITIZER finding.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import tempfile
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT / "fuzz"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import run_sanitizers as rs  # noqa: E402
+from modeledit import constant_graph_input, is_const, pack, unpack  # noqa: E402
 
 BASES_SHARED = ["kws_ref_model.tflite", "ad01_int8.tflite", "pretrainedResnet_quant.tflite"]
 BASES_OPNET = [("add", "add", dict(in_shape=(4, 4, 3))), ("mul", "mul", dict(in_shape=(4, 4, 3))),
@@ -48,30 +48,7 @@ PER_SHARED = 52
 PER_OPNET = 12
 
 
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as s
-
-    return s
-
-
-def unpack(buf: bytes):
-    s = _schema()
-    return s.ModelT.InitFromObj(s.Model.GetRootAsModel(buf, 0))
-
-
-def pack(m) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
 # ---- mutations: (model, subgraph, rng) -> description; raise LookupError when not applicable ----
-
-
-def _const(m, t) -> bool:
-    return 0 < t.buffer < len(m.buffers) and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data) > 0
 
 
 def _pick(rng, items):
@@ -82,7 +59,7 @@ def _pick(rng, items):
 
 
 def _activations(m, sg):
-    return [i for i, t in enumerate(sg.tensors) if not _const(m, t) and t.type == 9 and t.quantization is not None
+    return [i for i, t in enumerate(sg.tensors) if not is_const(m, t) and t.type == 9 and t.quantization is not None
             and t.quantization.scale is not None and len(t.quantization.scale) == 1]
 
 
@@ -94,7 +71,7 @@ def act_scale(m, sg, rng):
 
 
 def weight_scale(m, sg, rng):
-    i = _pick(rng, [i for i, t in enumerate(sg.tensors) if _const(m, t) and t.type == 9 and t.quantization is not None
+    i = _pick(rng, [i for i, t in enumerate(sg.tensors) if is_const(m, t) and t.type == 9 and t.quantization is not None
                     and t.quantization.scale is not None])
     k = int(_pick(rng, [-30, -9, 6, 12, 30]))
     q = sg.tensors[i].quantization
@@ -110,7 +87,7 @@ def zero_point(m, sg, rng):
 
 
 def bias_extreme(m, sg, rng):
-    i = _pick(rng, [i for i, t in enumerate(sg.tensors) if _const(m, t) and t.type == 2])
+    i = _pick(rng, [i for i, t in enumerate(sg.tensors) if is_const(m, t) and t.type == 2])
     v = int(_pick(rng, [2**31 - 1, -2**31, 2**30, -(2**29)]))
     buf = m.buffers[sg.tensors[i].buffer]
     n = len(buf.data) // 4
@@ -119,7 +96,7 @@ def bias_extreme(m, sg, rng):
 
 
 def weights_extreme(m, sg, rng):
-    i = _pick(rng, [i for i, t in enumerate(sg.tensors) if _const(m, t) and t.type == 9])
+    i = _pick(rng, [i for i, t in enumerate(sg.tensors) if is_const(m, t) and t.type == 9])
     v = int(_pick(rng, [-128, 127]))
     buf = m.buffers[sg.tensors[i].buffer]
     buf.data = np.full(len(buf.data), v, np.int8).view(np.uint8)
@@ -219,11 +196,7 @@ def softmax_beta(m, sg, rng):
 
 
 def const_input(m, sg, rng):
-    t = sg.tensors[sg.inputs[0]]
-    b = copy.deepcopy(m.buffers[0])
-    b.data = np.zeros(int(np.prod(t.shape)), np.uint8)
-    m.buffers.append(b)
-    t.buffer = len(m.buffers) - 1
+    constant_graph_input(m, sg)
     return "graph input with constant data"
 
 

@@ -4,11 +4,10 @@ host-side framing (tinygen.device.protocol) and CLI errors. Needs gcc and make."
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import zlib
 from pathlib import Path
 
+import benchhost
 import numpy as np
 import pytest
 
@@ -19,18 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if shutil.which("gcc") is None or shutil.which("make") is None:
-        pytest.skip("gcc/make not installed (sudo apt-get install gcc make)")
-    build = tmp_path_factory.mktemp("benchhost")
-    r = subprocess.run(["make", "-C", str(ROOT / "fuzz"), "bench-host", f"BUILD={build}"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    exe = build / "bench_host"
+    exe = benchhost.build(tmp_path_factory)
 
     def talk(data: bytes, in_size: int = 10, out_size: int = 5) -> list[str]:
-        r = subprocess.run([str(exe), str(in_size), str(out_size)], input=data, capture_output=True, timeout=30)
-        assert r.returncode == 0, r.stderr.decode()
-        lines = r.stdout.decode("latin-1").replace("\r", "").split("\n")
-        return [ln for ln in lines if ln]
+        return benchhost.talk(exe, data, in_size, out_size)
     return talk
 
 
@@ -69,7 +60,7 @@ def test_load_run_out_roundtrip(host):
     script = "\n".join(cmds + [f"run 3 2 {P.crc32(x):08x}", "layers", "out", "in"]) + "\n"
     got = texts(host(script.encode()))[5:]
     assert got[:3] == ["OK load 0 4", "OK load 4 4", "OK load 8 2"]
-    y = bytes((x[i % 10] ^ (i * 7)) & 0xFF for i in range(5))
+    y = benchhost.fake_out(x, 5).tobytes()
     assert got[3:8] == ["W 0 601", "W 1 602", "T 0 600", "T 1 601", "T 2 602"]
     assert got[8] == f"OK run 3 2 total=1803 min=600 max=602 out={zlib.crc32(y):08x}"
     assert got[9:13] == ["L 0 100", "L 1 200", "L 2 300", "OK layers 3"]
@@ -82,7 +73,7 @@ def test_large_output_is_split(host):
     d = [t for t in got if t.startswith("D ")]
     assert [t.split()[1] for t in d] == ["0", "64", "128"]
     data = P.parse_hex_lines(d, 150)
-    assert data == bytes((0 ^ (i * 7)) & 0xFF for i in range(150))
+    assert data == benchhost.fake_out(bytes(3), 150).tobytes()
 
 
 @pytest.mark.parametrize("line, code, words", [

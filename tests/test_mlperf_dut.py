@@ -6,41 +6,26 @@ region, no model id, energy-mode timestamps. Needs gcc and make."""
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
-from pathlib import Path
 
+import benchhost
 import numpy as np
 import pytest
+from benchhost import fake_out
 
 from tinygen import mlperf
 from tinygen.device import protocol as P
 
-ROOT = Path(__file__).resolve().parents[1]
 F32 = np.float32
 
 
 @pytest.fixture(scope="module")
 def dut(tmp_path_factory):
-    if shutil.which("gcc") is None or shutil.which("make") is None:
-        pytest.skip("gcc/make not installed (sudo apt-get install gcc make)")
-    build = tmp_path_factory.mktemp("mlperfhost")
-    r = subprocess.run(["make", "-C", str(ROOT / "fuzz"), "bench-host", f"BUILD={build}"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    exe = benchhost.build(tmp_path_factory, "mlperfhost")
 
     def talk(cmds: str, in_size: int, out_size: int, mode: int, model: int = 1, energy: int = 0) -> list[str]:
-        r = subprocess.run([str(build / "bench_host"), str(in_size), str(out_size), str(mode), str(model), str(energy)],
-                           input=cmds.encode(), capture_output=True, timeout=30)
-        assert r.returncode == 0, r.stderr.decode()
-        lines = [ln for ln in r.stdout.decode("latin-1").replace("\r", "").split("\n") if ln]
-        return lines[1:]  # after the TG_BENCH banner
+        return benchhost.talk(exe, cmds.encode(), in_size, out_size, mode, model, energy)[1:]  # after the TG_BENCH banner
     return talk
-
-
-def fake_out(x: np.ndarray, out_size: int) -> np.ndarray:
-    u = x.view(np.uint8)
-    return np.array([(int(u[i % len(u)]) ^ (i * 7)) & 0xFF for i in range(out_size)], np.uint8).view(np.int8)
 
 
 def fmt3(v) -> str:

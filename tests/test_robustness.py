@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_model
+from modeledit import mutate
+from modeledit import opcode as _opcode
+from modeledit import set_fields as _set
+from modeledit import set_quant as _quant
 from opnets import make_opnet
 
-from tinygen import cli, ir
+from tinygen import cli, driver, ir
 from tinygen.errors import ModelError, TinygenError, UnsupportedError
 
 TIMEOUT_S = 60  # per bad input; a hang is a failure
@@ -29,25 +33,6 @@ CORPUS = Path(__file__).parent / "fuzz_corpus"
 
 
 # ---- building hostile models -----------------------------------------------------------------
-
-
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as s
-
-    return s
-
-
-def unpack(buf: bytes):
-    s = _schema()
-    return s.ModelT.InitFromObj(s.Model.GetRootAsModel(buf, 0))
-
-
-def pack(m) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
 
 
 def fc() -> bytes:
@@ -64,19 +49,6 @@ def conv() -> bytes:
     return make_opnet("conv2d", in_shape=(7, 7, 3), filters=4, kernel=(3, 3), padding="same")
 
 
-def mutate(base, edit):
-    """A builder: unpack ``base()``, apply ``edit(model, subgraph)``, pack."""
-
-    def build(tmp: Path) -> Path:
-        m = unpack(base())
-        edit(m, m.subgraphs[0])
-        p = tmp / "bad.tflite"
-        p.write_bytes(pack(m))
-        return p
-
-    return build
-
-
 def raw(make, name="bad.tflite"):
     """A builder writing ``make()`` bytes to ``name``."""
 
@@ -90,19 +62,6 @@ def raw(make, name="bad.tflite"):
 
 def _tensor(sg, i):
     return sg.tensors[i]
-
-
-def _set(obj, **kw):
-    for k, v in kw.items():
-        setattr(obj, k, v)
-
-
-def _quant(sg, i, **kw):
-    _set(sg.tensors[i].quantization, **kw)
-
-
-def _opcode(m, op_index=0):
-    return m.operatorCodes[m.subgraphs[0].operators[op_index].opcodeIndex]
 
 
 def _second_subgraph(m, sg):
@@ -339,9 +298,12 @@ def test_table(capsys):
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_random_damage_never_crashes(seed, tmp_path, capsys):
+def test_random_damage_never_crashes(seed, tmp_path, capsys, monkeypatch):
     """Truncations at many points and random byte flips of a real model: either a valid project
-    (the flip hit weight bytes) or one clean error line with exit 2/3; never a traceback."""
+    (the flip hit weight bytes) or one clean error line with exit 2/3; never a traceback. (The
+    front end under test: the build's host check of the self-test vectors, a gcc build per
+    accepted model, is left out to keep each build inside its deadline; test_robustness3 tests it.)"""
+    monkeypatch.setattr(driver, "check_vectors", lambda *a, **k: None)
     src = bytearray(kws_bytes() if seed % 2 else conv())
     rng = np.random.default_rng(seed)
     results = []

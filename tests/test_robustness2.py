@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from modeledit import constant_graph_input, mutate
+from modeledit import set_quant as _quant
 from opnets import make_opnet
-from test_robustness import _quant, build_cli, conv, fc, mutate, one_error_line
+from test_robustness import build_cli, conv, fc, one_error_line
 
 from tinygen import cli, quant
 from tinygen.errors import UnsupportedError
@@ -96,15 +98,6 @@ def _inplace_graph_input(m, sg):
     sg.operators = [op0, op1]
 
 
-def _constant_graph_input(m, sg):
-    import copy
-
-    sg.tensors[0].buffer = len(m.buffers)
-    b = copy.deepcopy(m.buffers[0])
-    b.data = np.zeros(80, np.uint8)
-    m.buffers.append(b)
-
-
 def _second_reader(m, sg):
     """A valid graph: the input feeds two RELUs, two graph outputs (must compile, bit-exact)."""
     import copy
@@ -133,7 +126,7 @@ MODEL_TRACEBACKS = [
     ("op-writes-graph-input", mutate(_relu, _inplace_graph_input), 2, ["writes the graph input"]),
     ("name-not-utf8", mutate(_relu, lambda m, sg: setattr(sg.tensors[0], "name", b"in\xff\xfe")), 2,
      ["not valid UTF-8", "0xff"]),
-    ("graph-input-constant", mutate(_relu, _constant_graph_input), 2, ["graph input", "constant data"]),
+    ("graph-input-constant", mutate(_relu, constant_graph_input), 2, ["graph input", "constant data"]),
     # found by fuzz/hostile_sweep.py: the TFLite reference interpreter kills the process on a negative beta
     ("softmax-beta-negative", mutate(lambda: make_opnet("softmax", in_shape=(1, 1, 10)),
                                      lambda m, sg: setattr(sg.operators[0].builtinOptions, "beta", -1.0)), 3,
