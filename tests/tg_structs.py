@@ -37,6 +37,12 @@ class FcParams(C.Structure):
                 ("mult", P32), ("shift", P32), ("weights", P8), ("bias", P32)]
 
 
+class BmmParams(C.Structure):
+    _fields_ = _ints("batch0", "batch1", "batch2", "lhs_step0", "lhs_step1", "lhs_step2", "rhs_step0", "rhs_step1",
+                     "rhs_step2", "rows", "cols", "depth", "adj_x", "adj_y", "lhs_offset", "rhs_offset", "out_offset",
+                     "mult", "shift")
+
+
 class PoolParams(C.Structure):
     _fields_ = [("in", Dims), ("out", Dims),
                 *_ints("filter_h", "filter_w", "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max")]
@@ -72,12 +78,19 @@ class ResizeParams(C.Structure):
     _fields_ = [("in", Dims), ("out", Dims), ("rows", P32), ("cols", P32)]
 
 
+class LstmParams(C.Structure):
+    _fields_ = [*_ints("n_batch", "n_time", "n_input", "n_cell", "time_major", "cell_scale", "cell_act", "cell_clip",
+                       "hidden_mult", "hidden_shift", "hidden_zp", "state_zp"),
+                ("mult", P32), ("shift", P32), ("w_in", P8), ("w_rec", P8), ("b_in", P32), ("b_rec", P32)]
+
+
 # C type name -> mirror
 STRUCTS: dict[str, type[C.Structure]] = {
     "tg_dims_t": Dims, "tg_conv_params_t": ConvParams, "tg_fc_params_t": FcParams,
     "tg_pool_params_t": PoolParams, "tg_binary_params_t": BinaryParams, "tg_softmax_params_t": SoftmaxParams,
     "tg_mean_params_t": MeanParams, "tg_reduce_params_t": ReduceParams, "tg_pad_params_t": PadParams,
-    "tg_remap_params_t": RemapParams, "tg_resize_params_t": ResizeParams,
+    "tg_remap_params_t": RemapParams, "tg_resize_params_t": ResizeParams, "tg_bmm_params_t": BmmParams,
+    "tg_lstm_params_t": LstmParams,
 }
 
 
