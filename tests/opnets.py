@@ -326,9 +326,9 @@ def _zoo_mobilenet_v2(K, L, tf, spec):
     return m, [((32, 32, 3), (-1.0, 1.0))]
 
 
-def _zoo_mobilenet_v1(K, L, tf, spec):
-    m = K.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=10,
-                                 classifier_activation=None)
+def _zoo_mobilenet_v1(K, L, tf, spec):  # batch 1 given: its top reshapes by the batch size otherwise (SHAPE)
+    x = K.Input((32, 32, 3), batch_size=1)
+    m = K.applications.MobileNet(input_tensor=x, alpha=0.25, weights=None, classes=10, classifier_activation=None)
     return m, [((32, 32, 3), (-1.0, 1.0))]
 
 

@@ -105,3 +105,23 @@ def test_every_unsupported_op_of_a_model_reported_together():
     msg = str(e.value)
     assert "ops cannot be compiled" in msg and "STRIDED_SLICE" in msg and "SPACE_TO_BATCH_ND" in msg, msg
     assert "BATCH_TO_SPACE_ND" in msg and "\n" not in msg
+
+
+def test_sum_with_equal_quantization_refused():
+    g = _graph("sum_w")
+    x, y = g.t(g.ops[0].inputs[0]), g.t(g.ops[0].outputs[0])
+    y.scale, y.zero_point = x.scale.copy(), x.zero_point.copy()  # TFLite's unrescaled int8 path
+    _refused(g, UnsupportedError, "SUM with the same quantization in and out")
+
+
+def test_batch_matmul_inner_dims_must_agree():
+    g = _graph("bmm_const_b_batched")
+    g.ops[0].attrs["adj_y"] = True  # [2, 4, 3] read as [2, 3, 4]: inner dims 4 and 3
+    _refused(g, ModelError, "inner dims 4 and 3 differ")
+
+
+def test_batch_matmul_batch_dims_must_broadcast():
+    g = _graph("bmm_const_b_batched")
+    w = g.t(g.ops[0].inputs[1])
+    w.shape, w.data = (3, 4, 3), np.zeros((3, 4, 3), np.int8)
+    _refused(g, ModelError, "do not broadcast")

@@ -240,3 +240,26 @@ def _opt(tbl: Table | None, n: int, fmt: str, default=0):
 def _broadcastable(a, b, out) -> bool:
     a, b, out = _dims4(a), _dims4(b), _dims4(out)
     return all(o == max(x, y) and x in (1, o) and y in (1, o) for x, y, o in zip(a, b, out))
+
+
+# ---- element-wise ops computed by a 256-entry table ---------------------------------------------
+
+# op kind -> the table function: (in_scale, in_zp, out_scale, out_zp, op attrs) -> 256 int8 entries;
+# the op modules register theirs (tinygen.ops: LOGISTIC, RELU*, QUANTIZE; tinygen.ops_elementwise:
+# TANH, HARD_SWISH, LEAKY_RELU). One check and one lowering serve them all.
+LUTS: dict[str, Callable] = {}
+
+
+def lower_lut(g: Graph, op: Op) -> Lowered:
+    """The layer's 256-entry table (int8 in -> int8 out) and its element count."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    (sx, zx), (sy, zy) = x.q(), y.q()
+    lut = LUTS[op.kind](sx, zx, sy, zy, op.attrs)
+    return Lowered(arrays={"lut": np.asarray(lut, np.int8)}, imm={"size": x.size})
+
+
+def check_lut(g: Graph, op: Op) -> None:
+    """int8 per-tensor in and out, as many elements out as in, a table its scales can build."""
+    _int8_io(g, op)
+    _same_size(g, op)
+    _params_in_range(op, lower_lut, g, op)

@@ -22,6 +22,7 @@ from .flatbuf import Table
 from .ir import Graph, Op
 from .opdefs import (  # noqa: F401 - Arr, Lowered, OpDef, TABLE, register, facts are this module's API too
     ACT,
+    LUTS,
     PADDING,
     TABLE,
     Arr,
@@ -45,7 +46,9 @@ from .opdefs import (  # noqa: F401 - Arr, Lowered, OpDef, TABLE, register, fact
     _same_pad,
     _same_size,
     _weights,
+    check_lut,
     facts,
+    lower_lut,
     register,
 )
 
@@ -319,26 +322,19 @@ register("SOFTMAX", lambda t: {"beta": _opt(t, 0, "f", 0.0)}, _check_softmax, _l
 
 def _check_unary(g, op):
     """LOGISTIC / RELU / RELU6 / RELU_N1_TO_1 / QUANTIZE (int8 -> int8): int8 per-tensor input and output; computed by a 256-entry table built with TFLite's exact arithmetic."""
-    _int8_io(g, op)
-    _same_size(g, op)
-    _params_in_range(op, _lower_unary, g, op)
+    check_lut(g, op)
 
 
-def _lower_unary(g, op):
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    if op.kind == "LOGISTIC":
-        lut = quant.lut_logistic(sx, zx, sy, zy)
-    elif op.kind == "QUANTIZE":
-        lut = quant.lut_requantize(sx, zx, sy, zy)
-    else:
-        lut = quant.lut_relu(sx, zx, sy, zy, op.kind)
-    return Lowered(arrays={"lut": np.asarray(lut, np.int8)}, imm={"size": x.size})
-
-
-register("LOGISTIC", lambda t: {}, _check_unary, _lower_unary, inplace=True, doc=_check_unary.__doc__)
+LUTS["LOGISTIC"] = lambda sx, zx, sy, zy, attrs: quant.lut_logistic(sx, zx, sy, zy)
+LUTS["QUANTIZE"] = lambda sx, zx, sy, zy, attrs: (quant.lut_float_requantize if attrs.get("via_float")
+                                                   else quant.lut_requantize)(sx, zx, sy, zy)
 for _k in ("RELU", "RELU6", "RELU_N1_TO_1"):
-    register(_k, lambda t: {}, _check_unary, _lower_unary, inplace=True, activation=True, doc=_check_unary.__doc__)
+    LUTS[_k] = lambda sx, zx, sy, zy, attrs, _k=_k: quant.lut_relu(sx, zx, sy, zy, _k)
+
+
+register("LOGISTIC", lambda t: {}, _check_unary, lower_lut, inplace=True, doc=_check_unary.__doc__)
+for _k in ("RELU", "RELU6", "RELU_N1_TO_1"):
+    register(_k, lambda t: {}, _check_unary, lower_lut, inplace=True, activation=True, doc=_check_unary.__doc__)
 
 
 # ---- QUANTIZE / DEQUANTIZE at the graph edges --------------------------------------------------
@@ -358,7 +354,7 @@ def _check_quantize(g, op):
 def _lower_quantize(g, op):
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     if x.dtype == "int8":
-        return _lower_unary(g, op)
+        return lower_lut(g, op)
     s, z = y.q()
     return Lowered(imm={"size": x.size, "scale": _cfloat(s), "zero_point": z, "float_in": True})
 

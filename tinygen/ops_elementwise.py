@@ -13,34 +13,37 @@ import numpy as np
 
 from . import quant, quant_lut
 from .errors import ModelError
-from .opdefs import Lowered, _broadcastable, _dims, _fail, _int8_io, _opt, _params_in_range, _same_size, register
+from .opdefs import (
+    LUTS,
+    Lowered,
+    _broadcastable,
+    _dims,
+    _fail,
+    _int8_io,
+    _opt,
+    _params_in_range,
+    check_lut,
+    lower_lut,
+    register,
+)
 
 # ---- unary via a 256-entry table ---------------------------------------------------------------
 
 
 def _check_lut_unary(g, op):
     """TANH / HARD_SWISH / LEAKY_RELU: int8 per-tensor input and output (any scales, any LEAKY_RELU alpha); computed by a 256-entry table that reproduces TFLite's reference arithmetic (float32 tanhf table for TANH, 16-bit fixed point for HARD_SWISH, two multipliers for LEAKY_RELU)."""
-    _int8_io(g, op)
-    _same_size(g, op)
-    _params_in_range(op, _lower_lut_unary, g, op)
+    check_lut(g, op)
 
 
-def _lower_lut_unary(g, op):
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    (sx, zx), (sy, zy) = x.q(), y.q()
-    if op.kind == "TANH":
-        lut = quant_lut.lut_tanh(sx, zx, sy, zy)
-    elif op.kind == "HARD_SWISH":
-        lut = quant_lut.lut_hard_swish(sx, zx, sy, zy)
-    else:
-        lut = quant_lut.lut_leaky_relu(sx, zx, sy, zy, op.attrs["alpha"])
-    return Lowered(arrays={"lut": np.asarray(lut, np.int8)}, imm={"size": x.size})
+LUTS["TANH"] = lambda sx, zx, sy, zy, attrs: quant_lut.lut_tanh(sx, zx, sy, zy)
+LUTS["HARD_SWISH"] = lambda sx, zx, sy, zy, attrs: quant_lut.lut_hard_swish(sx, zx, sy, zy)
+LUTS["LEAKY_RELU"] = lambda sx, zx, sy, zy, attrs: quant_lut.lut_leaky_relu(sx, zx, sy, zy, attrs["alpha"])
 
 
-register("TANH", lambda t: {}, _check_lut_unary, _lower_lut_unary, inplace=True, doc=_check_lut_unary.__doc__)
-register("HARD_SWISH", lambda t: {}, _check_lut_unary, _lower_lut_unary, inplace=True, doc=_check_lut_unary.__doc__)
+register("TANH", lambda t: {}, _check_lut_unary, lower_lut, inplace=True, doc=_check_lut_unary.__doc__)
+register("HARD_SWISH", lambda t: {}, _check_lut_unary, lower_lut, inplace=True, doc=_check_lut_unary.__doc__)
 register("LEAKY_RELU", lambda t: {"alpha": float(np.float32(_opt(t, 0, "f", 0.0)))}, _check_lut_unary,
-         _lower_lut_unary, inplace=True, doc=_check_lut_unary.__doc__)
+         lower_lut, inplace=True, doc=_check_lut_unary.__doc__)
 
 
 # ---- binary with broadcasting ------------------------------------------------------------------

@@ -9,8 +9,9 @@ writes) runs the same QuantizedMeanOrSum without the 1/n, but TFLite 2.21's refe
 instantiates it for uint8 on the int8 data: each byte is summed as uint8 (``x & 0xFF``), and the
 result is clamped to [0, 255] and stored as its byte. Established on converted nets (the
 interpreter's temporary sum tensor holds 768 for six -128 inputs) and checked exhaustively
-against BUILTIN_REF by the op nets; the optimized kernel (and TFLite Micro) computes the true
-sum, so a model whose SUM sees negative inputs differs between the two. tinygen follows the
+against BUILTIN_REF by the op nets; TFLite's optimized kernel computes the true sum (measured:
+six inputs of -128 at zero point -128 give -128 there, -37 under BUILTIN_REF), so a model whose
+SUM sees bytes >= 128 differs between the two. tinygen follows the
 reference (its golden); SUM with equal input/output quantization (the unrescaled int8 path) is
 refused. The mean over H, W of a 4-D tensor keeps its own kernel
 (``tg_ref_mean_s8``); every other reduction runs ``tg_ref_reduce_s8`` on the input folded to 4

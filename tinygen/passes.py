@@ -13,6 +13,7 @@ from . import ops as optable
 from .errors import UnsupportedError
 from .ir import Graph, verify
 from .passes_dilated import fold_dilated_conv1d, fold_dilated_convs
+from .passes_float_split import fold_float_split
 
 
 def check_supported(g: Graph) -> bool:
@@ -107,6 +108,7 @@ def check_io(g: Graph) -> bool:
 
 
 PASSES: list[tuple[str, Callable[[Graph], bool]]] = [
+    ("fold_float_split", fold_float_split),
     ("check_io", check_io),
     ("fold_constant_shapes", fold_constant_shapes),
     ("fold_dilated_convs", fold_dilated_convs),

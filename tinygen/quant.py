@@ -464,6 +464,22 @@ def lut_requantize(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -
     return _requant_lut(in_scale, in_zp, out_zp, mult, shift, -128, 127)
 
 
+def lut_float_requantize(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """256-entry int8 LUT of DEQUANTIZE then float -> int8 QUANTIZE, in float32 as TFLite computes them
+    (``(x - in_zp) * in_scale``, then ``round(f / out_scale) + out_zp``, half away from zero, clamped):
+    what a float op left between the two by the converter (a float SPLIT) leaves when moved to int8.
+
+    >>> t = lut_float_requantize(0.5, 0, 0.25, 3)
+    >>> int(t[1 + 128]), int(t[-1 + 128]), int(t[100 + 128])
+    (5, 1, 127)
+    """
+    x = np.arange(-128, 128, dtype=np.int32)
+    f = (x - int(in_zp)).astype(np.float32) * _F32(in_scale)
+    v = (f / _F32(out_scale)).astype(np.float32).astype(np.float64)  # exact: |v| + 0.5 in double
+    r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return np.clip(r.astype(np.int64) + int(out_zp), -128, 127).astype(np.int8)
+
+
 def conv_pad(in_size: int, k: int, stride: int, dilation: int, padding: str) -> tuple[int, int]:
     """(output size, leading pad) of one spatial dim, as TFLite's ComputePaddingHeightWidth.
 
