@@ -19,27 +19,35 @@
 
 #include "tg_nn.h"
 
+/* The fixed-point helpers are inlined into callers with a constant number of integer bits, so
+ * the compiler folds gemmlowp's compile-time branches as the C++ templates do. */
+#if defined(__GNUC__)
+#define FX_INLINE static inline __attribute__((always_inline))
+#else
+#define FX_INLINE static inline
+#endif
+
 /* ---- gemmlowp 16-bit fixed point ---------------------------------------------------------- */
 
 /* RescaleConstantInitializer<int16>: an int32 Q0.31-style constant rounding-shifted by 16. */
 #define TG_FX16(v) ((int16_t)((((int32_t)(v)) >> 16) + (((((int32_t)(v)) & 0xFFFF) > (0x7FFF + ((v) < 0 ? 1 : 0))) ? 1 : 0)))
 
-static int16_t fx_wrap(int32_t v) /* int16 arithmetic of the C++ reference: wraps */
+FX_INLINE int16_t fx_wrap(int32_t v) /* int16 arithmetic of the C++ reference: wraps */
 {
     return (int16_t)(uint16_t)(uint32_t)v;
 }
 
-static int16_t fx_sat(int32_t v)
+FX_INLINE int16_t fx_sat(int32_t v)
 {
     return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
 }
 
-static int32_t fx_asr(int32_t x, int32_t e) /* arithmetic shift right without implementation-defined >> */
+FX_INLINE int32_t fx_asr(int32_t x, int32_t e) /* arithmetic shift right without implementation-defined >> */
 {
     return x >= 0 ? (x >> e) : -((-(x + 1)) >> e) - 1;
 }
 
-static int16_t fx_mul(int16_t a, int16_t b) /* SaturatingRoundingDoublingHighMul<int16> */
+FX_INLINE int16_t fx_mul(int16_t a, int16_t b) /* SaturatingRoundingDoublingHighMul<int16> */
 {
     int32_t ab, nudge;
     if (a == b && a == INT16_MIN) {
@@ -50,7 +58,7 @@ static int16_t fx_mul(int16_t a, int16_t b) /* SaturatingRoundingDoublingHighMul
     return (int16_t)((ab + nudge) / (1 << 15));
 }
 
-static int32_t fx_rdbp(int32_t x, int32_t e) /* RoundingDivideByPOT, e in [0, 31] */
+FX_INLINE int32_t fx_rdbp(int32_t x, int32_t e) /* RoundingDivideByPOT, e in [0, 31] */
 {
     int32_t mask, rem, thr;
     if (e <= 0) {
@@ -62,7 +70,7 @@ static int32_t fx_rdbp(int32_t x, int32_t e) /* RoundingDivideByPOT, e in [0, 31
     return fx_asr(x, e) + (rem > thr ? 1 : 0);
 }
 
-static int16_t fx_shl_sat(int16_t x, int32_t e) /* SaturatingRoundingMultiplyByPOT<e>, e > 0 */
+FX_INLINE int16_t fx_shl_sat(int16_t x, int32_t e) /* SaturatingRoundingMultiplyByPOT<e>, e > 0 */
 {
     const int32_t thr = (1 << (15 - e)) - 1;
     if (x > thr) {
@@ -74,7 +82,7 @@ static int16_t fx_shl_sat(int16_t x, int32_t e) /* SaturatingRoundingMultiplyByP
     return fx_sat((int32_t)x * (1 << e));
 }
 
-static int16_t fx_rescale(int16_t x, int32_t src_bits, int32_t dst_bits)
+FX_INLINE int16_t fx_rescale(int16_t x, int32_t src_bits, int32_t dst_bits)
 {
     const int32_t e = src_bits - dst_bits;
     if (e > 0) {
@@ -84,7 +92,7 @@ static int16_t fx_rescale(int16_t x, int32_t src_bits, int32_t dst_bits)
 }
 
 /* exp(x) for x in [-1/4, 0), Q0.15 in and out */
-static int16_t fx_exp_quarter(int16_t a)
+FX_INLINE int16_t fx_exp_quarter(int16_t a)
 {
     const int16_t constant_term = TG_FX16(1895147668);
     const int16_t one_third = TG_FX16(715827883);
@@ -98,7 +106,7 @@ static int16_t fx_exp_quarter(int16_t a)
 }
 
 /* exp(a) for a <= 0, a with `ib` integer bits; result Q0.15 */
-static int16_t fx_exp_neg(int16_t a, int32_t ib)
+FX_INLINE int16_t fx_exp_neg(int16_t a, int32_t ib)
 {
     static const int32_t mults[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
     const int32_t fb = 15 - ib;
@@ -123,7 +131,7 @@ static int16_t fx_exp_neg(int16_t a, int32_t ib)
 }
 
 /* Newton-Raphson 1/(1 + a) (one_minus = 0) or (1 - a)/(1 + a) (one_minus = 1), a in Q0.15 */
-static int16_t fx_recip(int16_t a, int32_t one_minus)
+FX_INLINE int16_t fx_recip(int16_t a, int32_t one_minus)
 {
     const int32_t s = (int32_t)a + INT16_MAX;
     const int16_t half_den = (int16_t)((s + (s >= 0 ? 1 : -1)) / 2);
@@ -138,7 +146,7 @@ static int16_t fx_recip(int16_t a, int32_t one_minus)
 }
 
 /* gemmlowp::logistic, input with `ib` integer bits, output Q0.15 */
-int16_t tg_fx16_logistic(int16_t a, int32_t ib)
+FX_INLINE int16_t fx_logistic(int16_t a, int32_t ib)
 {
     const int16_t abs_a = a > 0 ? a : fx_wrap(-a);
     const int16_t pos = fx_recip(fx_exp_neg(fx_wrap(-abs_a), ib), 0);
@@ -149,7 +157,7 @@ int16_t tg_fx16_logistic(int16_t a, int32_t ib)
 }
 
 /* gemmlowp::tanh, input with `ib` integer bits, output Q0.15 */
-int16_t tg_fx16_tanh(int16_t a, int32_t ib)
+FX_INLINE int16_t fx_tanh(int16_t a, int32_t ib)
 {
     const int16_t n = a < 0 ? a : fx_wrap(-a);
     const int16_t t = fx_recip(fx_exp_neg(n, ib + 1), 1);
@@ -157,6 +165,16 @@ int16_t tg_fx16_tanh(int16_t a, int32_t ib)
         return 0;
     }
     return a < 0 ? fx_wrap(-t) : t;
+}
+
+int16_t tg_fx16_logistic(int16_t a, int32_t integer_bits)
+{
+    return fx_logistic(a, integer_bits);
+}
+
+int16_t tg_fx16_tanh(int16_t a, int32_t integer_bits)
+{
+    return fx_tanh(a, integer_bits);
 }
 
 /* ---- the LSTM ---------------------------------------------------------------------------- */
@@ -210,9 +228,33 @@ static void lstm_gate(const tg_lstm_params_t *p, int32_t k, const int8_t *x, con
                 p->mult[k], p->shift[k], gate);
     lstm_matvec(h, c, p->w_rec + (size_t)k * (size_t)c * (size_t)c, p->b_rec + k * c, c, p->mult[4 + k],
                 p->shift[4 + k], gate);
-    for (r = 0; r < c; r++) {
-        gate[r] = (k == 2 && p->cell_act == 0) ? tg_fx16_tanh(gate[r], 3) : tg_fx16_logistic(gate[r], 3);
+    if (k == 2 && p->cell_act == 0) {
+        for (r = 0; r < c; r++) {
+            gate[r] = fx_tanh(gate[r], 3); /* Q3.12 in */
+        }
+    } else {
+        for (r = 0; r < c; r++) {
+            gate[r] = fx_logistic(gate[r], 3);
+        }
     }
+}
+
+/* out = tanh(cell) with the cell state's 15 + cell_scale integer bits: inlined for 1 (scale 2^-14,
+ * what the converter usually picks), the generic function for 0, 2 .. 6 */
+static void lstm_cell_tanh(const int16_t *cell, int32_t n, int32_t ib, int16_t *out)
+{
+    int32_t r;
+    if (ib == 1) {
+        for (r = 0; r < n; r++) {
+            out[r] = fx_tanh(cell[r], 1);
+        }
+    } else if (ib >= 0 && ib <= 6) {
+        for (r = 0; r < n; r++) {
+            out[r] = tg_fx16_tanh(cell[r], ib);
+        }
+    }
+    /* else: TFLite's ApplyTanh does nothing outside 0..6 (a cell scale below 2^-15): its output
+     * buffer, the input gate's, keeps the input gate */
 }
 
 int32_t tg_ref_lstm_s8(const tg_lstm_params_t *p, const int8_t *in, int8_t *out, int8_t *scratch)
@@ -246,11 +288,9 @@ int32_t tg_ref_lstm_s8(const tg_lstm_params_t *p, const int8_t *in, int8_t *out,
                 cell[r] = v;
             }
             lstm_gate(p, 3, x, h, go);
+            lstm_cell_tanh(cell, c, 15 + p->cell_scale, gi); /* over the input gate, as TFLite's scratch0 */
             for (r = 0; r < c; r++) { /* CalculateLstmOutputInteger8x8_16, no projection */
-                /* TFLite's ApplyTanh does nothing for integer bits outside 0..6 (a cell scale below
-                 * 2^-15): its output buffer, the input gate's, keeps the input gate */
-                const int16_t th = p->cell_scale < -15 ? gi[r] : tg_fx16_tanh(cell[r], 15 + p->cell_scale);
-                int32_t v = lstm_mbqm((int32_t)go[r] * (int32_t)th, p->hidden_mult, p->hidden_shift) + p->hidden_zp;
+                int32_t v = lstm_mbqm((int32_t)go[r] * (int32_t)gi[r], p->hidden_mult, p->hidden_shift) + p->hidden_zp;
                 v = v > 127 ? 127 : (v < -128 ? -128 : v);
                 h[r] = (int8_t)v;
             }

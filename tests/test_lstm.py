@@ -52,7 +52,8 @@ def _convert(spec: dict) -> bytes:
     x = inp
     for k, u in enumerate(spec["units"]):
         last = k == len(spec["units"]) - 1
-        x = keras.layers.LSTM(u, return_sequences=spec["seq"] if last else True, time_major=tm)(x)
+        x = keras.layers.LSTM(u, return_sequences=spec["seq"] if last else True, time_major=tm,
+                              activation=spec.get("activation", "tanh"))(x)
     if spec.get("dense"):
         x = keras.layers.Dense(spec["dense"])(x)
     m = keras.Model(inp, x)

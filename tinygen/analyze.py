@@ -88,7 +88,7 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
         kernel = call.kernel.name if call is not None else ""
         roles = optable.facts(op.kind).roles  # parameters: the inputs in the weights and bias roles
         nparams = sum(g.t(t).size for k, t in enumerate(op.inputs)
-                      if t >= 0 and g.t(t).is_const and k < len(roles) and roles[k] in ("weights", "bias"))
+                      if t >= 0 and g.t(t).is_const and k < len(roles) and roles[k].split(" ")[-1] in ("weights", "bias"))
         wbytes = (0 if call is None else int(call.generated.const_bytes) if call.generated is not None
                   else sum(int(a.nbytes) for a in call.low.arrays.values()))
         params_struct += _param_struct_bytes(call.low.params) if call and call.low.ptype and call.generated is None else 0
