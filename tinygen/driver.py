@@ -76,11 +76,23 @@ def _lower(c: Compiled, dump) -> None:
     c.calls = []
     c.macs = [optable.macs(g, op) for op in g.ops]
     fallback = ("cmsis-nn", "portable") if c.with_cmsis else ("portable",)
-    for pos, op in enumerate(g.ops):
-        low = optable.lower(g, op)
+    lows = [optable.lower(g, op) for op in g.ops]
+    special = _specialized(c, lows)
+    for pos, (op, low) in enumerate(zip(g.ops, lows)):
+        kset = c.backend if pos in special else fallback[0]
         c.calls.append(None if low.alias else kernels.select(
-            op.kind, low, c.backend, c.arch, symbol=f"tg_gen_{pos}", fallback=fallback, macs=c.macs[pos],
+            op.kind, low, kset, c.arch, symbol=f"tg_gen_{pos}", fallback=fallback, macs=c.macs[pos],
             out_bytes=g.t(op.outputs[0]).nbytes, gen_arch=c.gen_arch))
+
+
+def _specialized(c: Compiled, lows: list) -> set[int]:
+    """The layers the generated kernel set may specialize: every one, up to
+    kernels.GENERATED_BUDGET; beyond it the ones with the most MACs (ties: the earlier layer), the
+    others run the fallback set's table-driven kernels, so that build time stays linear in layers."""
+    layers = [pos for pos, low in enumerate(lows) if not low.alias]
+    if c.backend != "generated" or len(layers) <= kernels.GENERATED_BUDGET:
+        return set(layers)
+    return set(sorted(layers, key=lambda pos: (-c.macs[pos], pos))[:kernels.GENERATED_BUDGET])
 
 
 def _plan(c: Compiled, dump) -> None:
