@@ -218,8 +218,8 @@ def check_vectors(c: Compiled, files: dict | None = None, log=print):
     from . import hostbuild
 
     if not hostbuild.can_check():
-        log("gcc/make not found: the self-test vectors were not checked on the host before writing the project "
-            "(install: sudo apt-get install gcc make)")
+        log("gcc/make not found on PATH: the self-test vectors were not checked on the host before writing the "
+            "project (install: sudo apt-get install gcc make)")
         return None
     return hostbuild.check_vectors(c, files)
 

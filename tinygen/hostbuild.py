@@ -140,8 +140,9 @@ CHECK_CFLAGS = "-O0"  # the check compiles once per build: the fastest to compil
 
 
 def can_check() -> bool:
-    """Whether the host can compile and run the generated model (gcc and make on PATH)."""
-    return bool(shutil.which("gcc") and shutil.which("make"))
+    """Whether the host can compile and run the generated model (gcc, make and the mkdir the
+    Makefile runs, on PATH)."""
+    return all(shutil.which(t) for t in ("gcc", "make", "mkdir"))
 
 
 def check_vectors(c, files: dict[str, str | bytes] | None = None):
