@@ -14,7 +14,7 @@ PROJECT ?= tinygen_project
 
 FUZZ_TIME ?= 60
 
-.PHONY: setup apt venv demo test test-unit test-fast lint bench fuzz sanitize soak sweep report supported-ops clean
+.PHONY: setup apt venv demo test test-unit test-fast lint bench fuzz sanitize soak sweep report supported-ops clean sweep-quick
 
 setup: apt venv
 
@@ -74,6 +74,9 @@ soak: setup
 # 228 semantic mutations of the shared models, accepted ones under ASan + UBSan (~7 min).
 sweep: setup
 	$(PY) fuzz/hostile_sweep.py
+
+sweep-quick: setup
+	$(PY) fuzz/hostile_sweep.py --quick
 
 supported-ops: venv
 	$(PY) -m tinygen.ops > SUPPORTED_OPS.md

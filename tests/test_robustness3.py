@@ -92,3 +92,27 @@ def _shifted(low, op):
     if op.kind == "FULLY_CONNECTED":
         low.params = dict(low.params, out_offset=low.params["out_offset"] + 3)
     return low
+
+
+# ---- 10,000 layers: build time linear in layers (benchmarks/build_time.py reports the time) -----
+
+
+@needs_gcc
+@pytest.mark.slow
+def test_ten_thousand_layers_build_bit_exact(tmp_path, capsys):
+    """A 10,000-layer chain (CONV_2D 1x1 / DEPTHWISE_CONV_2D 3x3 / ADD, own weights each) builds
+    for the host and its self-test vectors equal the TFLite reference (no time asserted here)."""
+    from benchmarks.build_time import chain_model
+    from tinygen import kernels
+
+    model = tmp_path / "chain.tflite"
+    model.write_bytes(chain_model(10_000))
+    out = tmp_path / "proj"
+    code = cli.main(["build", str(model), "--board", "host", "-o", str(out)])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "4 of 4 match; matches the TFLite reference: yes" in cap.out, cap.out[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["layers"]) == 10_000
+    generated = [ly for ly in m["layers"] if ly["kernel"].startswith("gen.")]
+    assert 0 < len(generated) <= kernels.GENERATED_BUDGET

@@ -35,6 +35,21 @@ def test_opnet_clean_under_sanitizers(case_id, backend, tmp_path):
     assert san.check(make_opnet(kind, **spec), case_id, backend, tmp_path, n_inputs=8, cflags=flags) == "ok"
 
 
+def _ksets() -> list:
+    skip = pytest.mark.skipif(not os.environ.get("CMSIS_NN_PATH"),
+                              reason="CMSIS_NN_PATH not set: CMSIS-NN tests skipped (see README)")
+    return ["generated", "portable", pytest.param("cmsis-nn", marks=skip)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kset", _ksets())
+def test_vww_class_model_clean_under_sanitizers(kset, tmp_path):
+    """A VWW-class model (MobileNetV1-0.25 96x96, benchmarks/arena_mobilenet.py) with every kernel
+    set under ASan + UBSan + the arena guard: bit-exact on random inputs, no finding (CMSIS-NN's
+    own negative left shift waived when CMSIS-NN is linked, docs/robustness.md)."""
+    assert san.check(san.vww_model(), san.VWW, kset, tmp_path, n_inputs=3) == "ok"
+
+
 def _corrupt_arena(case_id: str, shrink_past_end: int, tmp_path: Path, guard: bool):
     """Build with TG_ARENA_SIZE cut so the highest buffer ends ``shrink_past_end`` bytes past it
     (verify_plan bypassed: the emitted header is edited); returns (exit status message or None)."""

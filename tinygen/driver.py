@@ -75,17 +75,21 @@ def _schedule(c: Compiled, dump) -> None:
     plan.reorder(c.graph, plan.schedule(c.graph))  # lowest peak memory (ties keep source order)
 
 
-def _select(c: Compiled, op, low, macs: int, out_bytes: int, symbol: str):
+def _select(c: Compiled, op, low, macs: int, out_bytes: int, symbol: str, kset: str | None = None):
+    """The kernel call of one layer from kernel set ``kset`` (default: the build's)."""
     fallback = ("cmsis-nn", "portable") if c.with_cmsis else ("portable",)
-    return None if low.alias else kernels.select(op.kind, low, c.backend, c.arch, symbol=symbol, fallback=fallback,
-                                                 macs=macs, out_bytes=out_bytes, gen_arch=c.gen_arch)
+    return None if low.alias else kernels.select(op.kind, low, kset or c.backend, c.arch, symbol=symbol,
+                                                 fallback=fallback, macs=macs, out_bytes=out_bytes, gen_arch=c.gen_arch)
 
 
 def _lower(c: Compiled, dump) -> None:
     g = c.graph
     c.macs = [optable.macs(g, op) for op in g.ops]
-    c.calls = [_select(c, op, optable.lower(g, op), c.macs[pos], g.t(op.outputs[0]).nbytes, f"tg_gen_{pos}")
-               for pos, op in enumerate(g.ops)]
+    lows = [optable.lower(g, op) for op in g.ops]
+    special = _specialized(c, lows)
+    c.calls = [_select(c, op, low, c.macs[pos], g.t(op.outputs[0]).nbytes, f"tg_gen_{pos}",
+                       kset=None if pos in special else ("cmsis-nn" if c.with_cmsis else "portable"))
+               for pos, (op, low) in enumerate(zip(g.ops, lows))]
 
 
 def _patch(c: Compiled, dump) -> None:
@@ -100,6 +104,16 @@ def _patch(c: Compiled, dump) -> None:
         c.graph, c.calls, c.macs = g2, calls, macs
         if dump:
             dump(f"--- after patch: {c.patch_choice.describe()} ---\n{c.graph.dump()}")
+
+
+def _specialized(c: Compiled, lows: list) -> set[int]:
+    """The layers the generated kernel set may specialize: every one, up to
+    kernels.GENERATED_BUDGET; beyond it the ones with the most MACs (ties: the earlier layer), the
+    others run the fallback set's table-driven kernels, so that build time stays linear in layers."""
+    layers = [pos for pos, low in enumerate(lows) if not low.alias]
+    if c.backend != "generated" or len(layers) <= kernels.GENERATED_BUDGET:
+        return set(layers)
+    return set(sorted(layers, key=lambda pos: (-c.macs[pos], pos))[:kernels.GENERATED_BUDGET])
 
 
 def _plan(c: Compiled, dump) -> None:
@@ -246,8 +260,8 @@ def check_vectors(c: Compiled, files: dict | None = None, log=print):
     from . import hostbuild
 
     if not hostbuild.can_check():
-        log("gcc/make not found: the self-test vectors were not checked on the host before writing the project "
-            "(install: sudo apt-get install gcc make)")
+        log("gcc/make not found on PATH: the self-test vectors were not checked on the host before writing the "
+            "project (install: sudo apt-get install gcc make)")
         return None
     return hostbuild.check_vectors(c, host_project(c) if files is None else files)
 

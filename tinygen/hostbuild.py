@@ -88,13 +88,16 @@ def build(project: Path, backend: str, extra_cflags: str = "", cflags: str = "-O
     from .project import link_of
 
     backend = link_of(project, backend)
-    args = ["make", "-s", "-C", str(project), f"BACKEND={backend}", f"CFLAGS={cflags}", f"EXTRA_CFLAGS={extra_cflags}"]
+    jobs = f"-j{max(1, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)}"
+    args = ["make", "-s", jobs, "-C", str(project), f"BACKEND={backend}", f"CFLAGS={cflags}",
+            f"EXTRA_CFLAGS={extra_cflags}"]
     if backend == "cmsis-nn":
         # instrumented builds (sanitizers, guards) need CMSIS-NN compiled with the same flags
         args.append(f"NN_LIB={cmsis_host_lib(f'{cflags} {extra_cflags}') if extra_cflags else cmsis_host_lib()}")
     exe = project / "build" / "model_host"
     if exe.exists():
         exe.unlink()
+    shutil.rmtree(project / "build" / "obj", ignore_errors=True)  # objects of a build with other flags
     _run(args, what=f"host build of {project}")
     return exe
 
@@ -137,8 +140,9 @@ CHECK_CFLAGS = "-O0"  # the check compiles once per build: the fastest to compil
 
 
 def can_check() -> bool:
-    """Whether the host can compile and run the generated model (gcc and make on PATH)."""
-    return bool(shutil.which("gcc") and shutil.which("make"))
+    """Whether the host can compile and run the generated model (gcc, make and the mkdir the
+    Makefile runs, on PATH)."""
+    return all(shutil.which(t) for t in ("gcc", "make", "mkdir"))
 
 
 def check_vectors(c, files: dict[str, str | bytes]):

@@ -431,6 +431,12 @@ def generated_for(kind: str, low: Lowered, arch: str, symbol: str) -> list[Call]
     return [c for _, c in _generate(kind, low, arch, symbol, variants=True)]
 
 
+# At most this many layers of one model get a kernel generated for them (the most MACs first);
+# the others run the fallback set's kernels: each generated kernel is its own C source (~40 ms of
+# gcc at -O2), so a 10,000-layer model would spend minutes compiling (benchmarks/build_time.py).
+GENERATED_BUDGET = 128
+
+
 def select(kind: str, low: Lowered, kset: str, arch: str, symbol: str = "tg_gen", fallback=("portable",),
            macs: int = 0, out_bytes: int = 0, gen_arch: str | None = None) -> Call:
     """The kernel that runs a layer, chosen at compile time.

@@ -212,18 +212,26 @@ def lower_bound(buffers: list[Buffer]) -> int:
         live = [(r, n) for r, n, s, e in ss if s <= t <= e]
         return align(max(r + n for r, n in live) - min(r for r, _ in live)) if live else 0
 
-    return max((sum(span(ss, t) for ss in segs) for t in steps), default=0)
+    import bisect
+
+    live_at = dict.fromkeys(steps, 0)  # each buffer adds to the steps within its own life only
+    for ss in segs:
+        lo, hi = min(s for _, _, s, _ in ss), max(e for _, _, _, e in ss)
+        for t in steps[bisect.bisect_left(steps, lo):bisect.bisect_right(steps, hi)]:
+            live_at[t] += span(ss, t)
+    return max(live_at.values(), default=0)
 
 
 def _place(buffers: list[Buffer], order: list[Buffer]) -> int:
     """Greedy best fit in ``order``: each buffer goes into the tightest hole among the buffers
     already placed that overlap it in time (or on top of them). An overlap group is placed as one
     shape (its parts at fixed relative offsets). Returns the arena size."""
-    placed: list[Buffer] = []
+    at_step: dict[int, list[Buffer]] = {}  # the buffers placed so far, by the steps they live at
     top = 0
     for b in order:
         mine = b.segs()
-        busy = [(p.offset + r, p.offset + r + n, s, e) for p in placed if p.overlaps_in_time(b) for r, n, s, e in p.segs()]
+        near = {id(p): p for t in range(b.start, b.end + 1) for p in at_step.get(t, ())}  # overlap in time
+        busy = [(p.offset + r, p.offset + r + n, s, e) for p in near.values() for r, n, s, e in p.segs()]
         pairs = [(r, n, lo, hi) for r, n, s, e in mine for lo, hi, s2, e2 in busy if s <= e2 and s2 <= e]
         best, best_gap, lowest = None, None, None
         for x in sorted({0, *(align(hi) - r for r, _, _, hi in pairs)}):
@@ -235,7 +243,8 @@ def _place(buffers: list[Buffer], order: list[Buffer]) -> int:
             if above and (best_gap is None or min(above) < best_gap):
                 best, best_gap = x, min(above)
         b.offset = best if best is not None else lowest
-        placed.append(b)
+        for t in range(b.start, b.end + 1):
+            at_step.setdefault(t, []).append(b)
         top = max(top, align(b.offset + b.height()))
     return top
 
@@ -288,6 +297,12 @@ def _greedy(buffers: list[Buffer]) -> tuple[int, str, list[Buffer]]:
     return best
 
 
+# Above this many buffers (long layer chains) the overlaps are applied all or none, whichever
+# gives the smaller arena, instead of the candidate-by-candidate search (which re-plans the
+# whole arena per candidate: quadratic in layers); build time stays linear (benchmarks/build_time.py).
+SEARCH_LIMIT = 400
+
+
 def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = True,
          external_input: bool = False) -> Plan:
     """Plan the arena for ``g`` whose ops run ``calls`` (kernel calls from tinygen.kernels, None for
@@ -308,7 +323,12 @@ def plan(g: Graph, calls, search_budget_s: float = 0.3, overlap: bool | str = Tr
     external = external_roots(g, external_input)
     plain, inplace = make_buffers(g, calls, external)
     cands = overlap_plan.candidates(g, calls, plain, align) if overlap else []
-    chosen = cands if overlap == "all" else overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
+    if overlap == "all":
+        chosen = cands
+    elif len(plain) > SEARCH_LIMIT:  # the per-candidate search is quadratic: all the overlaps or none
+        chosen = min(([], cands), key=lambda sel: (_greedy(overlap_plan.grouped(plain, sel))[0], len(sel)))
+    else:
+        chosen = overlap_plan.choose(plain, cands, lambda bs: _greedy(bs)[0])
     buffers = overlap_plan.grouped(plain, chosen)
     bound = lower_bound(buffers)
     size, name, order = _greedy(buffers)
@@ -382,21 +402,28 @@ def verify_plan(g: Graph, p: Plan, calls) -> None:
             raise CompilerBug("plan", f"'{name}' at offset {off} size {size} is misaligned or outside the "
                                       f"{p.arena_size}-byte arena")
     items.sort(key=lambda x: x[1])
-    for a_i, a in enumerate(items):
-        for b in items[a_i + 1:]:
-            if b[1] >= a[1] + a[2]:
-                break
-            if not (a[3] <= b[4] and b[3] <= a[4]):
-                continue
-            if _legal_inplace(g, rng, a, b) or _legal_inplace(g, rng, b, a):
-                continue
-            if _legal_scratch_output(g, calls, a, b) or _legal_scratch_output(g, calls, b, a):
-                continue
-            if _legal_contract(g, calls, rng, a, b) or _legal_contract(g, calls, rng, b, a):
-                continue
-            raise CompilerBug(
-                "plan", f"'{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
-                        f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}")
+    at_step: dict[int, list[int]] = {}  # items live at each step, in offset order: pairs share a step
+    for k, it in enumerate(items):
+        for t in range(it[3], it[4] + 1):
+            at_step.setdefault(t, []).append(k)
+    pairs = set()
+    for live in at_step.values():
+        for x, a_k in enumerate(live):
+            for b_k in live[x + 1:]:
+                if items[b_k][1] >= items[a_k][1] + items[a_k][2]:
+                    break
+                pairs.add((a_k, b_k))
+    for a_k, b_k in sorted(pairs):
+        a, b = items[a_k], items[b_k]
+        if _legal_inplace(g, rng, a, b) or _legal_inplace(g, rng, b, a):
+            continue
+        if _legal_scratch_output(g, calls, a, b) or _legal_scratch_output(g, calls, b, a):
+            continue
+        if _legal_contract(g, calls, rng, a, b) or _legal_contract(g, calls, rng, b, a):
+            continue
+        raise CompilerBug(
+            "plan", f"'{a[0]}' [{a[1]}, {a[1] + a[2]}) live {a[3]}..{a[4]} overlaps "
+                    f"'{b[0]}' [{b[1]}, {b[1] + b[2]}) live {b[3]}..{b[4]}")
 
 
 def _legal_inplace(g: Graph, rng: dict, x: tuple, y: tuple) -> bool:
