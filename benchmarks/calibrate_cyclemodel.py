@@ -90,7 +90,9 @@ def measure(buf: bytes, name: str, backend: str, board, work: Path) -> dict:
     raw = [None if x.generated is None else x.cost / model.generated_scale(x.kernel.name)
            for x in c.calls if x is not None]  # a generated family's own estimate, before its calibration
     layers = [{"kernel": ly.kernel, "op": ly.op, "macs": ly.macs, "out_bytes": int(np.prod(ly.output)),
-               "instructions": t.instructions, "gen_raw": g} for ly, t, g in zip(calls, r.layers, raw)]
+               "instructions": t.instructions, "gen_raw": g,
+               "taps": cyclemodel.taps_of(ly.op, ly.macs, ly.inputs[0] if ly.inputs else None)}
+              for ly, t, g in zip(calls, r.layers, raw)]
     est = analyze.analyze_bytes(buf, name, backend, arch, with_tflm=False, boards=[board]).boards[0]
     return {"model": name, "backend": backend, "board": board.name, "core": board.core, "layers": layers,
             "instructions": r.instructions, "kernels": a.kernels, "code_bytes": info.code_bytes,
@@ -119,13 +121,16 @@ def fit_instructions(runs: list[dict]) -> dict:
         if r["backend"] == "generated":  # its own kernels are fitted by fit_generated
             continue
         for ly in r["layers"]:
-            s = (ly["macs"], ly["out_bytes"], ly["instructions"])
+            s = (ly["macs"], ly["out_bytes"], ly.get("taps", 0), ly["instructions"])
             for key in (ly["kernel"], f"op:{ly['op']}", "all"):
                 groups[(r["backend"], r["core"], key)].append(s)
     out: dict = {}
-    for (backend, core, key), samples in sorted(groups.items()):
+    for (backend, core, key), samples4 in sorted(groups.items()):
+        samples = [(m, o, i) for m, o, _, i in samples4]
         distinct = {(m, o) for m, o, _ in samples}
-        if len(distinct) >= 3:
+        if key != "all" and all(t > 0 for _, _, t, _ in samples4) and len({x[:3] for x in samples4}) >= 4:
+            f = cyclemodel.fit_taps(samples4)  # convolutions: the per-tap overhead of few input channels
+        elif len(distinct) >= 3:
             f = cyclemodel.fit(samples)
         else:  # too few shapes for three coefficients: instructions per MAC (or per output byte)
             tot = sum(i for *_, i in samples)
@@ -163,7 +168,7 @@ def predict_total(m: cyclemodel.CycleModel, r: dict) -> int:
             tot += int(ly["gen_raw"] * m.generated_scale(ly["kernel"]))
         else:
             kset = kernels.by_name(ly["kernel"]).kset  # the table analyze reads (the kernel's own set)
-            tot += m.instructions(kset, r["core"], ly["kernel"], ly["op"], ly["macs"], ly["out_bytes"])
+            tot += m.instructions(kset, r["core"], ly["kernel"], ly["op"], ly["macs"], ly["out_bytes"], ly.get("taps", 0))
     return tot
 
 
@@ -210,6 +215,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="shared models only (no op nets)")
     ap.add_argument("--out", type=Path, default=cyclemodel.DATA)
     ap.add_argument("--raw", type=Path, default=None, help="also write the raw measurements here")
+    ap.add_argument("--refit", type=Path, default=None, metavar="RAW",
+                    help="fit again from the raw measurements of an earlier --raw run (no builds)")
     ap.add_argument("--check", action="store_true",
                     help="fit nothing: build MobileNetV1-0.25, KWS, ResNet-8 and AD with each kernel set for "
                          "mps2-an505, run them under QEMU and print tinygen analyze's estimate against the count")
@@ -221,6 +228,10 @@ def main(argv=None) -> int:
         print("CMSIS_NN_PATH not set: calibrating the portable backend only")
     if args.check:
         return check(backends)
+    if args.refit:
+        runs = json.loads(args.refit.read_text())
+        t0 = time.time()
+        return _fit_and_write(runs, backends, args, t0)
     items = [(n, _model(n), True) for n in DEPTHWISE]
     for name in SHARED:
         p = MODELS / f"{name}.tflite"
@@ -246,6 +257,12 @@ def main(argv=None) -> int:
                     runs.append(r)
                     print(f"{time.time() - t0:6.0f}s {board_name:<11} {backend:<9} {name:<24} "
                           f"{r['instructions']:>12,} instructions, code {r['code_bytes']:,} B", flush=True)
+    if args.raw:
+        args.raw.write_text(json.dumps(runs, indent=1) + "\n")
+    return _fit_and_write(runs, backends, args, t0)
+
+
+def _fit_and_write(runs, backends, args, t0) -> int:
     table = fit_instructions(runs)
     gen = fit_generated(runs)
     code, other, ram = fit_code(runs)
@@ -266,8 +283,6 @@ def main(argv=None) -> int:
         "instructions": table, "generated": gen, "code": code, "flash_other": other, "ram_other": ram, "accuracy": acc,
     }
     args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    if args.raw:
-        args.raw.write_text(json.dumps(runs, indent=1) + "\n")
     print(json.dumps(acc, indent=1))
     print(format_check([r for r in runs if r["model"] in CHECK and r["board"] == "mps2-an505"],
                        {k: v for k, v in acc["model_total_rel_err"].items()}))
@@ -288,7 +303,8 @@ def format_check(runs: list[dict], fitted: dict | None = None) -> str:
     head = f"{'model':<24} {'kernel set':<10} {'QEMU instr.':>12} {'analyze':>12} {'error':>7}"
     lines = [head, "-" * len(head)]
     for r in runs:
-        est = r["analyze_instructions"]
+        key = f"{r['model']}/{r['backend']}/{r['board']}"
+        est = round(r["instructions"] * (1 + fitted[key])) if fitted and key in fitted else r["analyze_instructions"]
         lines.append(f"{r['model']:<24} {r['backend']:<10} {r['instructions']:>12,} {est:>12,} "
                      f"{est / r['instructions'] - 1:>+7.1%}")
     return "\n".join(lines)

@@ -287,9 +287,12 @@ def test_default_falls_back_to_cmsis_nn_when_installed(tmp_path, monkeypatch):
     monkeypatch.setenv("CMSIS_NN_PATH", nn)
     c, out, _ = driver.build(str(shared_model("kws_ref_model.tflite")), "host", tmp_path / "h", log=lambda m: None)
     m = _manifest(out)
-    assert c.backend == m["backend"] == "generated" and m["link"] == "cmsis-nn"
     kernels = {ly["kernel"] for ly in m["layers"]}
-    assert "arm_softmax_s8" in kernels and "gen.conv" in kernels  # SOFTMAX has no generated kernel
+    # SOFTMAX has no generated kernel: CMSIS-NN's competes with the portable one (the cycle model,
+    # calibrated on QEMU, picks the cheaper: on KWS's 12 classes tg_ref_softmax_s8, 6,200 vs 6,500)
+    assert c.backend == m["backend"] == "generated" and "gen.conv" in kernels
+    assert "arm_softmax_s8" in {a for k in c.calls if k for a in [k.kernel.name, *k.alternatives]}
+    assert m["link"] == ("cmsis-nn" if any(k.startswith("arm_") for k in kernels) else "portable")
     monkeypatch.delenv("CMSIS_NN_PATH")
     c = driver.compile_model(kws, "kws", driver.default_backend(None), "none", stop_after="plan")
     assert c.link == "portable" and {k.kernel.name for k in c.calls if k} >= {"tg_ref_softmax_s8", "gen.conv"}

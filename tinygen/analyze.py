@@ -100,7 +100,8 @@ def analyze_bytes(model_bytes: bytes, name: str, backend: str = "cmsis-nn", arch
         if kernel:
             for core in cyclemodel.CORES:
                 ly.est_instructions[core] = (int(call.cost) if call.generated is not None else  # the family's own estimate
-                                             model.instructions(call.kernel.kset, core, kernel, op.kind, macs, out_bytes))
+                                             model.instructions(call.kernel.kset, core, kernel, op.kind, macs, out_bytes,
+                                                                cyclemodel.taps_of(op.kind, macs, acts_in[0].shape if acts_in else None)))
             for alt in call.alternatives:
                 ly.alternatives[alt] = (int(call.alt_costs[alt]) if alt in call.alt_costs else
                                         registry.estimate(registry.by_name(alt), op.kind, macs, out_bytes))

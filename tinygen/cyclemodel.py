@@ -36,6 +36,25 @@ def features(macs: int, out_bytes: int) -> np.ndarray:
     return np.array([float(macs), float(out_bytes), 1.0])
 
 
+def fit_taps(samples: list[tuple[int, int, int, int]]) -> dict:
+    """:func:`fit` with a fourth feature, ``taps`` = output elements x kernel window (MACs / input
+    channels) of a convolution: the per-tap overhead that dominates when a layer has few input
+    channels (KWS's first conv: 1 channel, ~35 instructions per MAC on the portable kernel).
+
+    ``samples``: (macs, out_bytes, taps, instructions).
+
+    >>> f = fit_taps([(100, 10, 50, 1000 + 500 + 300), (200, 20, 50, 2000 + 500 + 300),
+    ...               (400, 10, 400, 4000 + 4000 + 300), (300, 30, 100, 3000 + 1000 + 300)])
+    >>> [round(f[k], 3) for k in ("a", "b", "t", "c")]
+    [10.0, 0.0, 10.0, 300.0]
+    """
+    X = np.array([[float(m), float(o), float(t), 1.0] for m, o, t, _ in samples])
+    y = np.array([float(i) for *_, i in samples])
+    w = 1.0 / np.maximum(y, 1.0)
+    coef = _nnls(X * w[:, None], y * w)
+    return {"a": float(coef[0]), "b": float(coef[1]), "t": float(coef[2]), "c": float(coef[3]), "n": len(samples)}
+
+
 def fit(samples: list[tuple[int, int, int]]) -> dict:
     """Non-negative least squares of instructions on (MACs, output bytes, 1).
 
@@ -54,7 +73,7 @@ def fit(samples: list[tuple[int, int, int]]) -> dict:
 
 
 def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Non-negative least squares by exhaustive active sets (3 unknowns: 7 subsets)."""
+    """Non-negative least squares by exhaustive active sets (3 or 4 unknowns: 7 or 15 subsets)."""
     n = A.shape[1]
     best, best_err = np.zeros(n), float(np.sum(b * b))
     for mask in range(1, 1 << n):
@@ -70,8 +89,15 @@ def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
-def predict(f: dict, macs: int, out_bytes: int) -> float:
-    return f["a"] * macs + f["b"] * out_bytes + f["c"]
+def predict(f: dict, macs: int, out_bytes: int, taps: int = 0) -> float:
+    return f["a"] * macs + f["b"] * out_bytes + f.get("t", 0.0) * taps + f["c"]
+
+
+def taps_of(op: str, macs: int, in_shape) -> int:
+    """Output elements x kernel window of a CONV_2D (MACs / input channels), else 0."""
+    if op != "CONV_2D" or not in_shape:
+        return 0
+    return int(macs) // max(1, int(in_shape[-1]))
 
 
 @dataclass
@@ -87,13 +113,15 @@ class CycleModel:
     def _table(self, backend: str, core: str) -> dict:
         return self.data.get("instructions", {}).get(backend, {}).get(core, {})
 
-    def instructions(self, backend: str, core: str, kernel: str, op: str, macs: int, out_bytes: int) -> int:
-        """Estimated instructions of one kernel call (0 when uncalibrated)."""
+    def instructions(self, backend: str, core: str, kernel: str, op: str, macs: int, out_bytes: int,
+                     taps: int = 0) -> int:
+        """Estimated instructions of one kernel call (0 when uncalibrated). ``taps``: for CONV_2D,
+        MACs / input channels (:func:`taps_of`); kernels fitted without it ignore it."""
         t = self._table(backend, core_of(core))
         f = t.get(kernel) or t.get(f"op:{op}") or t.get("all")
         if f is None:
             return 0
-        return int(round(predict(f, macs, out_bytes)))
+        return int(round(predict(f, macs, out_bytes, taps)))
 
     def generated_scale(self, kernel: str) -> float:
         """Correction of a generated kernel family's own instruction estimate (``gen.conv``, ...), fitted
