@@ -185,3 +185,13 @@ def test_choice_reports_per_layer_peaks():
     table = ch.peak_table({0: "CONV_2D"})
     assert "CONV_2D" in table and table.count("*") == 2
     assert "ops 0..1 in 3 row bands" in ch.describe() and "x1.100" in ch.describe()
+
+
+def test_external_input_needs_one_input():
+    from tinygen.errors import UnsupportedError
+
+    g = _chain()
+    g.inputs = g.inputs + [g.ops[0].outputs[0]]
+    with pytest.raises(UnsupportedError, match="one caller-owned input"):
+        plan.external_roots(g, True)
+    assert plan.external_roots(g, False) == frozenset()

@@ -139,3 +139,21 @@ def test_mobilenet_with_patches_bit_exact_on_qemu(tmp_path):
     info = toolchain.make_firmware(tmp_path / "fw", c.link, board=board)
     r = qemu.run_selftest(info.elf, board, timeout=600)
     assert r.ok and r.match
+
+
+def test_choice_is_bit_exact_and_shown_by_analyze_and_report(tmp_path):
+    from tinygen import analyze, report
+
+    buf = _chain()
+    c = driver.compile_model(buf, "chain", "generated", "dsp", external_input=True)
+    assert c.patch_choice.layers and c.emitted.manifest["patch"]["arena"] == c.plan.arena_size
+    assert c.emitted.manifest["input_external"] is True
+    _host_run(c, buf, tmp_path / "p")
+    (tmp_path / "p" / "report.html").write_text(report.build_report(tmp_path / "p"))
+    html = (tmp_path / "p" / "report.html").read_text()
+    assert "Patch-based first stage" in html and "patch-peaks" in html
+    a = analyze.analyze_bytes(buf, "chain", "generated", "dsp", with_tflm=False, boards=[], external_input=True)
+    text = analyze.format_table(a)
+    assert "row bands" in text and "peak before" in text and a.patch["stages"]
+    off = analyze.analyze_bytes(buf, "chain", "generated", "dsp", with_tflm=False, boards=[], patches=False)
+    assert off.patch is None and off.arena_bytes > a.arena_bytes

@@ -148,6 +148,7 @@ class Layer:
     out_bytes: int
     alternatives: list[str] = field(default_factory=list)
     output: int = -1  # tensor id of the output (= its TFLite tensor index)
+    band: bool = False  # a band op of a patch stage (tinygen.patch): its output is a band, not a TFLite tensor
 
 
 @dataclass
@@ -222,7 +223,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         layers.append(Layer(li, op.op_index, op.kind, op.name, k.symbol, args, k.name, ptype,
                             c_initializer(params) if ptype else "", p.scratch.get(pos, (0, 0))[1],
                             k.scratch_fn if p.scratch.get(pos) else None, macs[pos], sum(g.t(t).nbytes for t in op.outputs),
-                            list(call.alternatives), op.outputs[0]))
+                            list(call.alternatives), op.outputs[0], "band" in op.attrs))
 
     model_hash = hashlib.sha256(model_bytes).hexdigest()[:16]
     tins, touts = [g.t(i) for i in g.inputs], [g.t(i) for i in g.outputs]
@@ -266,7 +267,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
                     "output": ly.output, "output_offset": p.offsets[ly.output],
                     "kernel": ly.kernel, "symbol": ly.symbol, "alternatives": ly.alternatives, "macs": ly.macs,
                     "scratch_bytes": ly.scratch,
-                    "output_bytes": ly.out_bytes} for ly in layers],
+                    "output_bytes": ly.out_bytes, **({"band": True} if ly.band else {})} for ly in layers],
         "tensors": [{"id": tid, "name": g.t(tid).name, "offset": off, "bytes": g.t(tid).nbytes}
                     for tid, off in sorted(p.offsets.items())],
         "buffers": [{"name": b.name, "offset": b.offset, "bytes": b.size, "start": b.start, "end": b.end}

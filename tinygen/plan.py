@@ -107,6 +107,11 @@ def view_offset(g: Graph, tid: int) -> int:
 
 def external_roots(g: Graph, external_input: bool) -> frozenset:
     """The storage roots a caller-owned input buffer holds (the graph input, read in place)."""
+    if external_input and len(g.inputs) != 1:
+        from .errors import UnsupportedError
+
+        raise UnsupportedError(f"--input-external reads one caller-owned input buffer; this model has "
+                               f"{len(g.inputs)} inputs: build it without --input-external")
     return frozenset(_root(g, t) for t in g.inputs) if external_input else frozenset()
 
 
