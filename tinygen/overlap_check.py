@@ -14,7 +14,7 @@ whose value it holds, and runs the ops in order:
 4. the output bytes then hold the output.
 
 At the end the graph outputs must be whole. Ops of the op table marked in-place whose kernel has no
-contract (a generated kernel today) are replayed as element-wise (the op table's own promise).
+contract are replayed as element-wise (the op table's own promise).
 Raises :class:`CompilerBug` naming the op, the tensors and the first clobbered byte.
 """
 
