@@ -221,7 +221,7 @@ def check_vectors(c: Compiled, files: dict | None = None, log=print):
         log("gcc/make not found on PATH: the self-test vectors were not checked on the host before writing the "
             "project (install: sudo apt-get install gcc make)")
         return None
-    return hostbuild.check_vectors(c, files)
+    return hostbuild.check_vectors(c, host_project(c) if files is None else files)
 
 
 def check_fits(c: Compiled, board) -> None:

@@ -145,19 +145,16 @@ def can_check() -> bool:
     return all(shutil.which(t) for t in ("gcc", "make", "mkdir"))
 
 
-def check_vectors(c, files: dict[str, str | bytes] | None = None):
+def check_vectors(c, files: dict[str, str | bytes]):
     """Every build's self-test check, before the project is written (any board, ``--no-compile``
     too): the generated model sources of ``c`` (the board's own model.c, kernels and vectors; the
     generated kernels' DSP intrinsics have exact C definitions in tg_dsp.h) compiled for the host
     with the host harness, their embedded vectors run. Returns the SelftestResult; a difference
-    raises :func:`vector_difference`'s CompilerBug. ``files``: the host project (default
-    ``driver.host_project(c)``). Sources that passed before (same bytes, flags and CMSIS-NN) are
+    raises :func:`vector_difference`'s CompilerBug. ``files``: the host project
+    (``driver.host_project(c)``). Sources that passed before (same bytes, flags and CMSIS-NN) are
     not compiled again: None."""
     import tempfile
 
-    from . import driver
-
-    files = driver.host_project(c) if files is None else files
     h = hashlib.sha256(f"{CHECK_CFLAGS} {c.backend} {os.environ.get('CMSIS_NN_PATH', '')}".encode())
     for rel in sorted(files):
         data = files[rel] if isinstance(files[rel], bytes) else files[rel].encode()
