@@ -174,6 +174,9 @@ def render(template: str, **ctx) -> str:
     return _shared_env().get_template(template).render(**ctx)
 
 
+RUN_CHUNK = 256  # above this many layers tg_model_run calls functions of RUN_CHUNK layers each
+
+
 def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, name: str, backend: str,
                macs: list[int], test_input: np.ndarray, test_expected: np.ndarray, extra_manifest: dict) -> Emitted:
     """Render model.h, model.c, model_weights.h/.c and model_test.c; build the manifest.
@@ -238,7 +241,7 @@ def emit_model(g: Graph, calls: list[Call | None], p: Plan, model_bytes: bytes, 
         layer_names=[c_string(f"{ly.kind}:{ly.name}"[:60]) for ly in layers],
         test_inputs=[c_array_body(np.frombuffer(v.tobytes(), np.int8)) for v in np.atleast_2d(test_input)],
         test_outputs=[c_array_body(np.frombuffer(v.tobytes(), np.int8)) for v in np.atleast_2d(test_expected)],
-        total_macs=sum(macs), generated=generated, external_input=bool(p.external),
+        total_macs=sum(macs), generated=generated, external_input=bool(p.external), run_chunk=RUN_CHUNK,
     )
     files = {
         "model.h": render("model.h.j2", **ctx),
