@@ -122,7 +122,7 @@ def test_reduce_max_min_like_numpy(lib, shape, axes, mode):
 def test_reduce_refuses_bad_arguments(lib):
     x = np.zeros(24, np.int8)
     out = np.full(24, 5, np.int8)
-    for mode, red, shift in ((3, (0, 1, 0, 0), 0), (0, (0, 2, 0, 0), 0), (0, (0, 1, 0, 0), 31)):
+    for mode, red, shift in ((4, (0, 1, 0, 0), 0), (0, (0, 2, 0, 0), 0), (0, (0, 1, 0, 0), 31)):
         p = ReduceParams(Dims(1, 2, 3, 4), Dims(*red), mode, 0, 0, 1 << 30, shift)
         assert lib.tg_ref_reduce_s8(C.byref(p), _p8(x), _p8(out)) == TG_ERR_ARG
     assert np.all(out == 5)
