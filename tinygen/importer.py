@@ -23,8 +23,8 @@ def from_tflite(buf: bytes, source: str = "model") -> Graph:
     """Parse int8 TFLite bytes into a :class:`Graph`; unsupported constructs raise with their location."""
     fb: FbModel = read_model(buf, source)
     if len(fb.subgraphs) != 1:
-        if any(fb.opcodes[o.opcode_index].builtin == _WHILE for o in fb.subgraphs[0].operators
-               if o.opcode_index < len(fb.opcodes)):
+        if fb.subgraphs and any(fb.opcodes[o.opcode_index].builtin == _WHILE for o in fb.subgraphs[0].operators
+                                if o.opcode_index < len(fb.opcodes)):
             raise UnsupportedError(
                 f"{source}: has a WHILE loop over {len(fb.subgraphs) - 1} more subgraphs (what a Keras GRU, SimpleRNN "
                 "or LSTM layer that is not unrolled becomes); build the recurrent layer with unroll=True")
