@@ -23,3 +23,13 @@ def test_opnet_through_compiler(case_id, kind, spec, backend, tmp_path):
     assert got.shape == want.shape
     diff = (got != want).nonzero()
     assert len(diff[0]) == 0, f"{case_id}/{backend}: {len(diff[0])} bytes differ (first sample {diff[0][0]}, byte {diff[1][0]})"
+
+
+REDUCE_CASES = [c for c in OPNET_CASES if c[1] == "reduce"]
+
+
+@pytest.mark.parametrize("case_id, kind, spec", REDUCE_CASES, ids=[c[0] for c in REDUCE_CASES])
+def test_reduce_opnets_with_the_generated_set(case_id, kind, spec, tmp_path):
+    """The generated pooling family takes MEAN over H,W only; every other reduction runs the
+    reduce kernel (the sanitizer run found MEAN over C / H,C / the last axis given to it)."""
+    test_opnet_through_compiler(case_id, kind, spec, "generated", tmp_path)

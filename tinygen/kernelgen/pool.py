@@ -38,6 +38,8 @@ def _full(g) -> bool:
 def applies(kind, params, arrays, arch):
     if kind not in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN"):
         return f"{kind} is not a pooling op"
+    if kind == "MEAN" and "num_elements" not in params:  # tg_reduce_params_t: other axes than H, W
+        return "MEAN over other axes than H and W (the reduce kernel runs it)"
     g = _geom(kind, params)
     if min(g["N"], g["H"], g["W"], g["C"], g["FH"], g["FW"], g["OH"], g["OW"]) < 1:
         return "empty tensor or window"
