@@ -23,18 +23,26 @@ from tinygen import driver, plan  # noqa: E402
 
 
 def mobilenet_025_96() -> bytes:
-    from opnets import _keras, _tf
+    from opnets import _keras
 
-    tf, K = _tf(), _keras()
+    K = _keras()
     K.utils.set_random_seed(0)
     base = K.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 3), weights=None, include_top=False,
                                     pooling="avg")
-    model = K.Model(base.input, K.layers.Dense(10)(base.output))
+    return int8_convert(K.Model(base.input, K.layers.Dense(10)(base.output)), (96, 96, 3))
+
+
+def int8_convert(model, shape: tuple, samples: int = 8) -> bytes:
+    """Full-int8 conversion (int8 in and out) calibrated on ``samples`` uniform [-1, 1) inputs of
+    ``shape`` drawn from seed 0; benchmarks/patches.py converts its other nets through it too."""
+    from opnets import _tf
+
+    tf = _tf()
     rng = np.random.default_rng(0)
 
     def representative():
-        for _ in range(8):
-            yield [rng.uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)]
+        for _ in range(samples):
+            yield [rng.uniform(-1, 1, (1,) + tuple(shape)).astype(np.float32)]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

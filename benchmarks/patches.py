@@ -18,8 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -28,24 +26,6 @@ from tinygen import boards, driver, plan, project, qemu, toolchain  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "tinygen_patch_bench"
 MODELS = ROOT.parent / "shared" / "models" / "mlperf-tiny"
-
-
-def _convert(model, shape) -> bytes:
-    from opnets import _tf
-
-    tf = _tf()
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(8):
-            yield [rng.uniform(-1, 1, (1,) + shape).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    return bytes(conv.convert())
 
 
 def mobilenet_v1() -> bytes:
@@ -61,7 +41,9 @@ def mobilenet_v2() -> bytes:
     K.utils.set_random_seed(0)
     base = K.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None, include_top=False,
                                       pooling="avg")
-    return _convert(K.Model(base.input, K.layers.Dense(10)(base.output)), (96, 96, 3))
+    from arena_mobilenet import int8_convert
+
+    return int8_convert(K.Model(base.input, K.layers.Dense(10)(base.output)), (96, 96, 3))
 
 
 def resnet8() -> bytes:
