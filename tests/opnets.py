@@ -85,6 +85,36 @@ def _keras():
     return tf_keras
 
 
+def uniform_calib(shape: tuple, samples: int, lo: float = -1.0, hi: float = 1.0, seed: int = 0):
+    """A representative dataset for a one-input model: ``samples`` batches of one float32 input of
+    ``shape`` drawn uniform from [lo, hi) by ``np.random.default_rng(seed)`` (one generator for all)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def representative():
+        for _ in range(samples):
+            yield [rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32)]
+
+    return representative
+
+
+def int8_convert(model, calib, *, float_io: bool = False, per_tensor: bool = False) -> bytes:
+    """Full-int8 TFLite conversion of the Keras ``model`` (TFLITE_BUILTINS_INT8), calibrated on
+    ``calib`` (a representative dataset: a callable yielding lists of float32 inputs, e.g.
+    :func:`uniform_calib`); int8 input and output unless ``float_io`` (float32 at the edges);
+    ``per_tensor``: weights quantized per tensor rather than per channel."""
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = calib
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.float32 if float_io else tf.int8
+    if per_tensor:
+        conv._experimental_disable_per_channel = True
+    return bytes(conv.convert())
+
+
 def _key(kind: str, spec: dict) -> str:
     tf = _tf()
     blob = json.dumps([GENERATOR_VERSION, tf.__version__, kind, spec], sort_keys=True, default=list)
@@ -514,7 +544,6 @@ ZOO_BUILDERS = {
 
 
 def _convert(kind: str, spec: dict) -> bytes:
-    tf = _tf()
     K = _keras()
     import numpy as np
 
@@ -527,19 +556,7 @@ def _convert(kind: str, spec: dict) -> bytes:
         for _ in range(32):
             yield [rng.uniform(lo, hi, (1,) + tuple(shape)).astype(np.float32) for shape, (lo, hi) in inputs]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if kind == "quant_io":
-        conv.inference_input_type = tf.float32
-        conv.inference_output_type = tf.float32
-    else:
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    if spec.get("per_tensor"):
-        conv._experimental_disable_per_channel = True
-    return bytes(conv.convert())
+    return int8_convert(model, representative, float_io=kind == "quant_io", per_tensor=bool(spec.get("per_tensor")))
 
 
 def opnet_path(kind: str, **spec) -> Path:

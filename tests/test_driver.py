@@ -3,9 +3,9 @@ never takes the process down."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from conftest import shared_model
+from opnets import _keras, int8_convert, uniform_calib
 
 from tinygen import cli, driver, frontend, reference
 from tinygen.errors import ModelError
@@ -15,22 +15,18 @@ pytestmark = pytest.mark.tf
 
 def _tiny_softmax_model(weight_scale: float) -> bytes:
     """Dense -> Softmax, full int8; a tiny weight scale gives a softmax input scale TFLite aborts on."""
-    from tinygen.reference import _tf
-
-    tf = _tf()
-    import tf_keras as K
-
+    K = _keras()
     x = K.Input((8,), batch_size=1)
     y = K.layers.Dense(10, kernel_initializer=K.initializers.RandomNormal(stddev=weight_scale),
                        bias_initializer="zeros")(x)
-    m = K.Model(x, K.layers.Softmax()(y))
-    conv = tf.lite.TFLiteConverter.from_keras_model(m)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 8)).astype(np.float32)] for _ in range(8))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    return conv.convert()
+    return int8_convert(K.Model(x, K.layers.Softmax()(y)), uniform_calib((8,), 8))
+
+
+def _mobilenetv2_int8() -> bytes:
+    """The issue's case: keras.applications.MobileNetV2(alpha=0.35, 96x96, weights=None) -> full int8."""
+    K = _keras()
+    m = K.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
+    return int8_convert(m, uniform_calib((96, 96, 3), 2))
 
 
 def test_stages_are_one_list_and_stop_after_ends_early():
@@ -66,20 +62,8 @@ def test_softmax_scale_tflite_refuses_is_checked_before_the_reference(tmp_path, 
 @pytest.mark.slow
 def test_untrained_mobilenetv2_gives_a_one_line_error(tmp_path, capsys):
     """The issue's case: keras.applications.MobileNetV2(alpha=0.35, 96x96, weights=None) -> full int8."""
-    from tinygen.reference import _tf
-
-    tf = _tf()
-    import tf_keras as K
-
-    m = K.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
-    conv = tf.lite.TFLiteConverter.from_keras_model(m)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    conv.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)] for _ in range(2))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
     p = tmp_path / "mnv2.tflite"
-    p.write_bytes(conv.convert())
+    p.write_bytes(_mobilenetv2_int8())
     for argv in (["build", str(p), "-o", str(tmp_path / "out")], ["analyze", str(p), "--no-tflm"]):
         code = cli.main(argv)
         err = capsys.readouterr().err.strip().splitlines()

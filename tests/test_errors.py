@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 from conftest import shared_model
+from opnets import int8_convert
 
 from tinygen import cli, frontend, reference
 from tinygen.errors import InputError
@@ -27,12 +28,8 @@ def _tflite_with(layer_fn, shape=(8,)) -> bytes:
     tf = reference._tf()
     inp = tf.keras.Input(shape=shape)
     model = tf.keras.Model(inp, layer_fn(inp))
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32)] for i in range(8))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    return conv.convert()
+    return int8_convert(model, lambda: ([np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32)]
+                                        for i in range(8)))
 
 
 def test_unsupported_op(tmp_path, capsys):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from opnets import cache_dir
+from opnets import cache_dir, int8_convert
 
 from tinygen import FIRMWARE, boards, driver, hostbuild, ops, project, qemu, reference, toolchain
 from tinygen.errors import UnsupportedError
@@ -69,12 +69,7 @@ def _convert(spec: dict) -> bytes:
                 x = np.abs(x) * np.where(np.arange(spec["t"]) % 2, -1.0, 1.0)[None, :, None]
             yield [x.astype(np.float32)]
 
-    c = tf.lite.TFLiteConverter.from_keras_model(m)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = representative
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = c.inference_output_type = tf.int8
-    return c.convert()
+    return int8_convert(m, representative)
 
 
 def make_lstm(spec: dict) -> bytes:

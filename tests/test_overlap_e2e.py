@@ -19,9 +19,9 @@ pytestmark = pytest.mark.tf
 
 
 def _chain(which: str) -> bytes:
-    from opnets import _keras, _tf
+    from opnets import _keras, int8_convert, uniform_calib
 
-    tf, K = _tf(), _keras()
+    K = _keras()
     L = K.layers
     K.utils.set_random_seed(3)
     if which == "windows":
@@ -43,19 +43,7 @@ def _chain(which: str) -> bytes:
         y = L.Conv2D(8, 1)(y)
         y = L.Activation("sigmoid")(y)
         shape = (8, 8, 4)
-    model = K.Model(x, y)
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(32):
-            yield [rng.uniform(-3, 3, (1,) + shape).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    return bytes(conv.convert())
+    return int8_convert(K.Model(x, y), uniform_calib(shape, 32, -3, 3))
 
 
 _cache: dict = {}

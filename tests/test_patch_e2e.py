@@ -21,9 +21,9 @@ _cache: dict = {}
 def _chain() -> bytes:
     if "chain" in _cache:
         return _cache["chain"]
-    from opnets import _keras, _tf
+    from opnets import _keras, int8_convert, uniform_calib
 
-    tf, K = _tf(), _keras()
+    K = _keras()
     L = K.layers
     K.utils.set_random_seed(5)
     x = K.Input((24, 16, 3), batch_size=1)
@@ -36,19 +36,7 @@ def _chain() -> bytes:
     y = L.Conv2D(8, 1)(y)
     y = L.GlobalAveragePooling2D()(y)
     y = L.Dense(5)(y)
-    model = K.Model(x, y)
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(16):
-            yield [rng.uniform(-1, 1, (1, 24, 16, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    _cache["chain"] = bytes(conv.convert())
+    _cache["chain"] = int8_convert(K.Model(x, y), uniform_calib((24, 16, 3), 16))
     return _cache["chain"]
 
 
