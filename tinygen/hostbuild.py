@@ -155,6 +155,8 @@ def check_vectors(c, files: dict[str, str | bytes]):
     not compiled again: None."""
     import tempfile
 
+    from .project import write_files
+
     h = hashlib.sha256(f"{CHECK_CFLAGS} {c.backend} {os.environ.get('CMSIS_NN_PATH', '')}".encode())
     for rel in sorted(files):
         data = files[rel] if isinstance(files[rel], bytes) else files[rel].encode()
@@ -164,13 +166,8 @@ def check_vectors(c, files: dict[str, str | bytes]):
         return None
     with tempfile.TemporaryDirectory(prefix="tinygen-check-") as tmp:
         stage = Path(tmp) / "host"
-        for rel, content in files.items():
-            p = stage / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                p.write_bytes(content)
-            else:
-                p.write_text(content)
+        stage.mkdir()
+        write_files(stage, files)
         r = check_project(stage, c, cflags=CHECK_CFLAGS)
     try:
         passed.parent.mkdir(parents=True, exist_ok=True)

@@ -178,6 +178,25 @@ def _mkdir_sibling(out: Path, tag: str) -> Path:
     raise FileExistsError(f"no free temporary name beside {out}")
 
 
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    r"""Write ``files`` (relative path -> text or bytes) below the existing folder ``root``, making
+    sub-folders as needed; no locking, marker or atomic swap (:func:`write` adds those).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_files(Path(d), {"a/b.c": "int x;\n", "w.bin": b"\x01\x02"})
+    ...     (Path(d) / "a" / "b.c").read_text(), (Path(d) / "w.bin").read_bytes()
+    ('int x;\n', b'\x01\x02')
+    """
+    for rel, content in sorted(files.items()):
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+
+
 def write(out: Path, files: dict[str, str | bytes]) -> None:
     """Atomically replace ``out`` with exactly ``files`` (relative path -> content)."""
     out = Path(out)
@@ -197,13 +216,7 @@ def _write_locked(out: Path, files: dict[str, str | bytes]) -> None:
         raise OutputError(f"cannot write the project to {out}: {e.strerror or e} in {out.parent}; "
                           "choose another output folder with -o") from None
     try:
-        for rel, content in sorted(files.items()):
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                p.write_bytes(content)
-            else:
-                p.write_text(content)
+        write_files(tmp, files)
         (tmp / MARKER).write_text("\n".join(sorted(files)) + "\n")
         if out.exists():
             old = _mkdir_sibling(out, "old")
