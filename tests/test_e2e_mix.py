@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 from conftest import backends
+from hostcheck import assert_host_bit_exact
 from opnets import make_opnet
 
-from tinygen import boards, driver, hostbuild, project, qemu, reference, toolchain
+from tinygen import boards, driver, project, qemu, toolchain
 from tinygen.flatbuf import read_model
 from tinygen.tflite_names import BUILTIN_OPS
 
@@ -33,12 +34,7 @@ def test_mix_on_host(backend, tmp_path):
     assert not {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} & {op.kind for op in c.graph.ops}
     again = driver.compile_model(buf, "mix", backend, arch="none")
     assert driver.host_project(again) == driver.host_project(c)  # deterministic, byte for byte
-    project.write(tmp_path / "p", driver.host_project(c))
-    exe = hostbuild.build(tmp_path / "p", backend)
-    x = reference.random_inputs(buf, 30, seed=5)
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    assert got.shape == want.shape and (got == want).all(), f"{int((got != want).sum())} bytes differ"
+    assert_host_bit_exact(c, buf, tmp_path / "p", backend, n=30, seed=5, what=f"mix/{backend}")
 
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),

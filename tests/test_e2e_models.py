@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import backends, shared_model
+from hostcheck import assert_host_bit_exact
 
 from tinygen import driver, frontend, hostbuild, plan, reference
 
@@ -24,15 +25,7 @@ def test_model_bit_exact_on_host(model, backend, tmp_path):
     buf = _model_bytes(model)
     c = driver.compile_model(buf, model.split(".")[0], backend, arch="none")
     plan.verify_plan(c.graph, c.plan, c.calls)  # the planner's own overlap check, again, on every model
-    from tinygen import project
-
-    project.write(tmp_path / "p", driver.host_project(c))
-    exe = hostbuild.build(tmp_path / "p", backend)
-    x = reference.random_inputs(buf, N_INPUTS, seed=7)
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    bad = np.argwhere(got != want)
-    assert bad.size == 0, f"{model}/{backend}: {len(bad)} bytes differ, first at {bad[0].tolist()}"
+    assert_host_bit_exact(c, buf, tmp_path / "p", backend, n=N_INPUTS, seed=7, what=f"{model}/{backend}")
 
 
 @pytest.mark.parametrize("board", ["host", "mps2-an505", "nucleo-u575"])

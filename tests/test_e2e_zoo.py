@@ -11,9 +11,10 @@ import shutil
 
 import pytest
 from conftest import backends
+from hostcheck import assert_host_bit_exact
 from opnets import make_opnet
 
-from tinygen import boards, driver, hostbuild, project, qemu, reference, toolchain
+from tinygen import boards, driver, project, qemu, toolchain
 from tinygen.flatbuf import read_model
 from tinygen.tflite_names import BUILTIN_OPS
 
@@ -79,12 +80,7 @@ def test_zoo_is_big_enough():
 def test_zoo_on_host(zid, backend, zoo_model, tmp_path):
     buf = zoo_model(zid)
     c = driver.compile_model(buf, zid, backend, arch="none")
-    project.write(tmp_path / "p", driver.host_project(c))
-    exe = hostbuild.build(tmp_path / "p", backend)
-    x = reference.random_inputs(buf, N_INPUTS, seed=7)
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    assert got.shape == want.shape and (got == want).all(), f"{zid}/{backend}: {int((got != want).sum())} bytes differ"
+    assert_host_bit_exact(c, buf, tmp_path / "p", backend, n=N_INPUTS, seed=7, what=f"{zid}/{backend}")
 
 
 @pytest.mark.qemu

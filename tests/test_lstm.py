@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostcheck import assert_host_bit_exact
 from opnets import cache_dir, int8_convert
 
-from tinygen import FIRMWARE, boards, driver, hostbuild, ops, project, qemu, reference, toolchain
+from tinygen import FIRMWARE, boards, driver, ops, project, qemu, reference, toolchain
 from tinygen.errors import UnsupportedError
 from tinygen.flatbuf import read_model
 from tinygen.importer import from_tflite
@@ -95,12 +96,7 @@ def _kinds(buf: bytes) -> list[str]:
 def _host_bit_exact(buf: bytes, name: str, tmp_path: Path, n: int = 8, seed: int = 3, x=None) -> None:
     c = driver.compile_model(buf, name, "portable", arch="none")
     assert "tg_ref_lstm_s8" in {call.symbol for call in c.calls if call is not None}
-    project.write(tmp_path / "p", driver.host_project(c))
-    exe = hostbuild.build(tmp_path / "p", "portable")
-    x = reference.random_inputs(buf, n, seed=seed) if x is None else x
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    assert got.shape == want.shape and (got == want).all(), f"{int((got != want).sum())} of {got.size} bytes differ"
+    assert_host_bit_exact(c, buf, tmp_path / "p", "portable", n=n, seed=seed, x=x, what=name)
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -9,11 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import backends, shared_model
+from hostcheck import assert_host_bit_exact
 
-from tinygen import boards, driver, frontend, hostbuild, overlap, plan, project, qemu, reference, toolchain
+from tinygen import boards, driver, frontend, overlap, plan, project, qemu, toolchain
 
 pytestmark = pytest.mark.tf
 
@@ -75,13 +75,8 @@ def test_overlapped_chain_bit_exact_on_host(which, backend, mode, tmp_path, monk
     assert shared or mode is True, p.table(g)
     if mode is True:
         assert p.arena_size <= plan.plan(g, c.calls, overlap=False).arena_size
-    project.write(tmp_path / "p", driver.host_project(c))
-    exe = hostbuild.build(tmp_path / "p", backend)
-    x = reference.random_inputs(buf, 30, seed=5)
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    bad = np.argwhere(got != want)
-    assert bad.size == 0, f"{which}/{backend}: {len(bad)} bytes differ, first at {bad[0].tolist()}\n{p.table(g)}"
+    assert_host_bit_exact(c, buf, tmp_path / "p", backend, n=30, seed=5, what=f"{which}/{backend}",
+                          detail=f"\n{p.table(g)}")
 
 
 # ---- the shared models and MobileNetV1-0.25 96x96, generated kernels ------------------------------
@@ -127,13 +122,8 @@ def test_generated_models_overlapped_bit_exact_on_host(name, mode, tmp_path, mon
     assert _shared_pairs(c) > 0, c.plan.table(c.graph)
     if mode is True:
         assert c.plan.arena_size <= MOST[name], c.plan.table(c.graph)
-    project.write(tmp_path / "p", driver.host_project(c))
-    exe = hostbuild.build(tmp_path / "p", "generated")
-    x = reference.random_inputs(buf, 10, seed=7)
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    bad = np.argwhere(got != want)
-    assert bad.size == 0, f"{name}: {len(bad)} bytes differ, first at {bad[0].tolist()}\n{c.plan.table(c.graph)}"
+    assert_host_bit_exact(c, buf, tmp_path / "p", "generated", n=10, seed=7, what=name,
+                          detail=f"\n{c.plan.table(c.graph)}")
 
 
 @pytest.mark.qemu

@@ -7,10 +7,10 @@ byte, also under ASan + UBSan with the arena guard; the compiler's own choice on
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from hostcheck import assert_host_bit_exact
 
-from tinygen import boards, driver, hostbuild, patch, project, qemu, reference, toolchain
+from tinygen import boards, driver, patch, project, qemu, toolchain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -58,13 +58,8 @@ def _forced(buf: bytes, backend: str, stages, external: bool):
 
 
 def _host_run(c, buf, tmp: Path, cflags: str = "", n: int = 12) -> None:
-    project.write(tmp, driver.host_project(c))
-    exe = hostbuild.build(tmp, c.link, extra_cflags=cflags, cflags="-O1 -g" if cflags else "-O2 -g")
-    x = reference.random_inputs(buf, n, seed=9)
-    want = reference.pack(reference.run(buf, x))
-    got = hostbuild.run(exe, reference.pack(x))
-    bad = np.argwhere(got != want)
-    assert bad.size == 0, f"{len(bad)} bytes differ, first at {bad[0].tolist()}"
+    assert_host_bit_exact(c, buf, tmp, c.link, n=n, seed=9, what=c.name, extra_cflags=cflags,
+                          cflags="-O1 -g" if cflags else "-O2 -g")
 
 
 CASES = [((0, 1, 2),), ((0, 2, 3),), ((0, 4, 2),), ((0, 5, 4),), ((0, 6, 2),), ((1, 3, 3),),
