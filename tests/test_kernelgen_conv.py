@@ -16,22 +16,14 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import shared_model
+from kgtest import CPU_IDS, CPUS, M33, needs_arm, needs_qemu, shared_model_cases
 
 from tinygen import quant
 from tinygen.kernelgen import conv, fc, harness, requant
 
 HAVE_GCC = shutil.which("gcc") is not None
-HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
-HAVE_QEMU = HAVE_ARM and shutil.which("qemu-system-arm") is not None and shutil.which("make") is not None
 needs_gcc = pytest.mark.skipif(not HAVE_GCC, reason="gcc not installed (sudo apt-get install gcc)")
-needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (sudo apt-get install "
-                               "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm / arm-none-eabi-gcc / make not installed")
-
-M33 = ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
-M33_NODSP = ["-mcpu=cortex-m33+nodsp", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
-M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+FAMILY = {"CONV_2D": conv, "FULLY_CONNECTED": fc}
 
 
 # ---- random layers -------------------------------------------------------------------------------
@@ -263,33 +255,11 @@ def test_host_check_reports_a_wrong_kernel(tmp_path):
     assert len(mism) == 1 and mism[0].startswith("MISMATCH 1 ")
 
 
-def _model_cases(model: str) -> list[harness.Case]:
-    from tinygen import importer, ops, passes
-
-    path = shared_model(model)
-    g = importer.load(path.read_bytes(), path.stem)
-    passes.run(g, None)
-    rng = np.random.default_rng(12)
-    cases = []
-    for i, op in enumerate(g.ops):
-        if op.kind not in ("CONV_2D", "FULLY_CONNECTED"):
-            continue
-        low = ops.lower(g, op)
-        family = conv if op.kind == "CONV_2D" else fc
-        assert family.applies(op.kind, low.params, low.arrays, "dsp") is None, op.kind
-        n_in = (low.params["in"]["h"] * low.params["in"]["w"] * low.params["in"]["c"] if op.kind == "CONV_2D"
-                else low.params["batches"] * low.params["in_depth"])
-        x = rng.integers(-128, 128, n_in).astype(np.int8)
-        gen = family.generate(op.kind, low.params, low.arrays, "dsp", f"tg_gen_{path.stem}_{i}")
-        cases.append(harness.Case(f"{op.kind.lower()}{i}", op.kind, low.params, low.arrays, (x,), gen))
-    return cases
-
-
 @pytest.mark.toolchain
 @needs_gcc
 @pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"])
 def test_shared_model_layers_host_bitexact(tmp_path, model):
-    cases = _model_cases(model)
+    cases = shared_model_cases(model, FAMILY)
     assert cases
     assert harness.host_check(cases, tmp_path) == []
 
@@ -298,7 +268,7 @@ def test_shared_model_layers_host_bitexact(tmp_path, model):
 
 @pytest.mark.toolchain
 @needs_arm
-@pytest.mark.parametrize("cpu", [M33, M33_NODSP, M4], ids=["m33", "m33-nodsp", "m4"])
+@pytest.mark.parametrize("cpu", CPUS, ids=CPU_IDS)
 def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
     cases = conv_cases(21, 8) + fc_cases(22, 6)
     src = "\n".join(c.gen.source for c in cases)

@@ -29,20 +29,13 @@ from tinygen.ops import Arr  # noqa: E402
 
 FW = ROOT / "firmware"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow"]
-HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
-HAVE_QEMU = HAVE_ARM and shutil.which("qemu-system-arm") is not None and shutil.which("make") is not None
-needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed (sudo apt-get install "
-                               "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
-needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-arm / arm-none-eabi-gcc / make not installed")
-M33 = ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
-M33_NODSP = ["-mcpu=cortex-m33+nodsp", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"]
-M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kgtest import CPU_IDS, CPUS, M33, M33_NODSP, needs_arm, needs_qemu, shared_model_cases  # noqa: E402
 from tg_structs import BinaryParams, ConvParams, Dims, MeanParams, PoolParams, dims  # noqa: E402, F401
 
 
@@ -366,34 +359,10 @@ def test_pool_bit_exact_random(tmp_path, kind):
 FAMILY = {"DEPTHWISE_CONV_2D": dwconv, "ADD": eltwise, "MUL": eltwise, "AVERAGE_POOL_2D": pool, "MAX_POOL_2D": pool}
 
 
-def model_cases(model: str) -> list:
-    """Every depthwise/pool/ADD layer of a shared model, with the params/arrays of ``ops.lower`` itself."""
-    from conftest import shared_model
-
-    from tinygen import importer, ops, passes
-
-    path = shared_model(model)
-    g = importer.load(path.read_bytes(), path.stem)
-    passes.run(g, None)
-    rng = np.random.default_rng(12)
-    cases = []
-    for i, op in enumerate(g.ops):
-        if op.kind not in FAMILY:
-            continue
-        low = ops.lower(g, op)
-        fam = FAMILY[op.kind]
-        assert fam.applies(op.kind, low.params, low.arrays, "dsp") is None, op.kind
-        n_in = int(np.prod(g.t(op.inputs[0]).shape))
-        xs = tuple(rng.integers(-128, 128, n_in).astype(np.int8) for _ in range(2 if op.kind in ("ADD", "MUL") else 1))
-        gen = fam.generate(op.kind, low.params, low.arrays, "dsp", f"tg_gen_{path.stem}_{i}")
-        cases.append(harness.Case(f"{op.kind.lower()}{i}", op.kind, low.params, low.arrays, xs, gen))
-    return cases
-
-
 @pytest.mark.toolchain
 @pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite"])
 def test_shared_model_layers_host_bitexact(tmp_path, model):
-    cases = model_cases(model)
+    cases = shared_model_cases(model, FAMILY)
     kinds = {c.kind for c in cases}
     assert kinds == ({"DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D"} if model.startswith("kws") else {"ADD", "AVERAGE_POOL_2D"})
     assert harness.host_check(cases, tmp_path) == []
@@ -425,7 +394,7 @@ def sample_cases(seed: int, n: int) -> list:
 
 @pytest.mark.toolchain
 @needs_arm
-@pytest.mark.parametrize("cpu", [M33, M33_NODSP, M4], ids=["m33", "m33-nodsp", "m4"])
+@pytest.mark.parametrize("cpu", CPUS, ids=CPU_IDS)
 def test_builds_for_cortex_m_with_werror(tmp_path, cpu):
     rng = np.random.default_rng(41)
     srcs = [c.gen.source for c in sample_cases(41, 12)]
