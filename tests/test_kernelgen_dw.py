@@ -12,7 +12,6 @@ the target's bytes with the host's.
 from __future__ import annotations
 
 import ctypes as C
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kgtest import CPU_IDS, CPUS, M33, M33_NODSP, needs_arm, needs_qemu, shared_model_cases  # noqa: E402
-from tg_structs import BinaryParams, ConvParams, Dims, MeanParams, PoolParams, dims  # noqa: E402, F401
+from tg_structs import BinaryParams, ConvParams, Dims, MeanParams, PoolParams, dims, host_lib  # noqa: E402, F401
 
 
 def p8(a):
@@ -49,19 +48,12 @@ def p32(a):
 
 def build_lib(tmp: Path, sources: list[str], name: str) -> C.CDLL:
     """One host shared library: every generated kernel + the reference kernels."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
     files = []
     for k, src in enumerate(sources):
         f = tmp / f"{name}_{k}.c"
         f.write_text(src)
-        files.append(str(f))
-    so = tmp / f"lib{name}.so"
-    cmd = [cc, *CFLAGS, "-shared", "-fPIC", "-I", str(FW), *files, str(FW / "tg_kernels_ref.c"), "-o", str(so)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(cmd[:8])} ...\n{res.stderr[:4000]}"
-    return C.CDLL(str(so))
+        files.append(f)
+    return host_lib(tmp / f"lib{name}.so", [*files, FW / "tg_kernels_ref.c"], CFLAGS)
 
 
 def chunks(gens, per_file: int = 40) -> list[str]:

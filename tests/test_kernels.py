@@ -38,9 +38,9 @@ FW = ROOT / "firmware"
 SOURCES = [FW / "tg_kernels_ref.c"]
 TRIALS = int(os.environ.get("TG_KERNEL_TRIALS", "24"))
 TG_OK, TG_ERR_ARG = 0, -1
-CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-pedantic"]
 
 # ctypes mirrors of tg_nn.h: tests/tg_structs.py (checked against the C by test_struct_mirrors_match_tg_nn_h)
+from tg_structs import STRICT_CFLAGS as CFLAGS  # noqa: E402
 from tg_structs import (  # noqa: E402
     BinaryParams,
     ConvParams,
@@ -50,6 +50,7 @@ from tg_structs import (  # noqa: E402
     PadParams,
     PoolParams,
     SoftmaxParams,
+    host_lib,  # noqa: E402
 )
 
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
@@ -57,14 +58,6 @@ i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
 
 @pytest.fixture(scope="session")
 def lib(tmp_path_factory):
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    so = tmp_path_factory.mktemp("tgref") / "libtgref.so"
-    cmd = [cc, *CFLAGS, "-shared", "-fPIC", "-I", str(FW), *map(str, SOURCES), "-o", str(so)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr}"
-    L = C.CDLL(str(so))
     sigs = {
         "tg_ref_conv2d_s8": [C.POINTER(ConvParams), P8, P8],
         "tg_ref_dwconv2d_s8": [C.POINTER(ConvParams), P8, P8],
@@ -83,10 +76,7 @@ def lib(tmp_path_factory):
         "tg_ref_quantize_f32_s8": [C.POINTER(C.c_float), P8, i32, C.c_float, i32],
         "tg_ref_dequantize_s8_f32": [P8, C.POINTER(C.c_float), i32, C.c_float, i32],
     }
-    for name, args in sigs.items():
-        fn = getattr(L, name)
-        fn.argtypes, fn.restype = args, i32
-    return L
+    return host_lib(tmp_path_factory.mktemp("tgref") / "libtgref.so", SOURCES, CFLAGS, sigs)
 
 
 def p8(a: np.ndarray):
@@ -448,16 +438,9 @@ def test_struct_mirrors_match_tg_nn_h(tmp_path):
     """Every ctypes mirror in tests/tg_structs.py has the C struct's size and field offsets."""
     import tg_structs
 
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
     shim = tmp_path / "shim.c"
     shim.write_text(tg_structs.layout_shim())
-    so = tmp_path / "libshim.so"
-    res = subprocess.run([cc, *CFLAGS, "-shared", "-fPIC", "-I", str(FW), str(shim), "-o", str(so)],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    tg_structs.check_layout(C.CDLL(str(so)))
+    tg_structs.check_layout(host_lib(tmp_path / "libshim.so", [shim], CFLAGS))
     assert set(tg_structs.STRUCTS) >= {t for t in re.findall(r"\}\s*(tg_\w+_t);", (FW / "tg_nn.h").read_text())}
 
 

@@ -6,8 +6,6 @@ test_e2e_opnets.py (op nets for every op they run)."""
 from __future__ import annotations
 
 import ctypes as C
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +19,16 @@ TG_OK, TG_ERR_ARG = 0, -1
 i32, P32, P8 = C.c_int32, C.POINTER(C.c_int32), C.POINTER(C.c_int8)
 
 
-from tg_structs import Dims, ReduceParams, RemapParams  # noqa: E402  (ctypes mirrors of tg_nn.h)
+from tg_structs import STRICT_CFLAGS, Dims, ReduceParams, RemapParams, host_lib  # noqa: E402  (mirrors of tg_nn.h)
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    so = tmp_path_factory.mktemp("tgmove") / "libtgmove.so"
-    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-pedantic", "-shared",
-           "-fPIC", "-I", str(FW), str(FW / "tg_kernels_ref.c"), str(FW / "tg_kernels_move.c"), "-o", str(so)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    L = C.CDLL(str(so))
-    L.tg_ref_remap_s8.argtypes = [C.POINTER(RemapParams), P8, P8]
-    L.tg_ref_split_s8.argtypes = [i32, P8, P32, i32, C.POINTER(P8)]
-    L.tg_ref_reduce_s8.argtypes = [C.POINTER(ReduceParams), P8, P8]
-    for f in (L.tg_ref_remap_s8, L.tg_ref_split_s8, L.tg_ref_reduce_s8):
-        f.restype = i32
-    return L
+    return host_lib(tmp_path_factory.mktemp("tgmove") / "libtgmove.so",
+                    [FW / "tg_kernels_ref.c", FW / "tg_kernels_move.c"], STRICT_CFLAGS,
+                    {"tg_ref_remap_s8": [C.POINTER(RemapParams), P8, P8],
+                     "tg_ref_split_s8": [i32, P8, P32, i32, C.POINTER(P8)],
+                     "tg_ref_reduce_s8": [C.POINTER(ReduceParams), P8, P8]})
 
 
 def _p8(a):

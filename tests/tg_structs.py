@@ -5,12 +5,21 @@ Field names are the C names (``in`` included: set it with ``Struct(**{"in": dims
 ``setattr``). :func:`layout_shim` is test-only C that reports ``sizeof`` and every ``offsetof`` of
 the mirrored structs, and :func:`check_layout` compares them with ctypes, so a struct that changes
 in tg_nn.h fails loudly instead of passing garbage to a kernel (tests/test_kernels.py builds the
-shim on its own and checks it in ``test_struct_mirrors_match_tg_nn_h``).
+shim on its own and checks it in ``test_struct_mirrors_match_tg_nn_h``). :func:`host_lib` compiles
+C sources with the firmware headers into the host shared library those tests call.
 """
 
 from __future__ import annotations
 
 import ctypes as C
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+FW = Path(__file__).resolve().parents[1] / "firmware"
+STRICT_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-pedantic"]
 
 I32, I8, F32 = C.c_int32, C.c_int8, C.c_float
 P32, P8 = C.POINTER(C.c_int32), C.POINTER(C.c_int8)
@@ -123,3 +132,20 @@ def check_layout(lib: C.CDLL) -> None:
         off.argtypes = [C.c_int]
         for i, (f, _) in enumerate(cls._fields_):
             assert off(i) == getattr(cls, f).offset, f"ctypes field {t}.{f} is stale: C offset {off(i)}"
+
+
+def host_lib(so: Path, sources: list, cflags: list[str], signatures: dict | None = None) -> C.CDLL:
+    """Compile the C ``sources`` (paths; ``-I firmware/``) with the host gcc (else cc) and ``cflags``
+    into the shared library ``so`` and load it; no host compiler skips the test. ``signatures``:
+    function name -> argtypes, each function then returning int32 (the kernels' tg_status)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    cmd = [cc, *cflags, "-shared", "-fPIC", "-I", str(FW), *map(str, sources), "-o", str(so)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stderr[:4000]}"
+    lib = C.CDLL(str(so))
+    for name, args in (signatures or {}).items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, I32
+    return lib
