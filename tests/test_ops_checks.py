@@ -87,6 +87,15 @@ def test_resize_bilinear_align_corners_and_half_pixel():
     _refused(g, UnsupportedError, "align_corners and half_pixel_centers")
 
 
+@pytest.mark.parametrize("case_id", ["resize_nn_v1", "resize_bilinear_v1_down"])
+@pytest.mark.parametrize("size", [[0, 5], [4, 5, 1]])
+def test_resize_size_must_be_two_positive_ints(case_id, size):
+    """Both resizes share one input check (ops_resize._resize_io)."""
+    g = _graph(case_id)
+    g.t(g.ops[0].inputs[1]).data = np.array(size, np.int32)
+    _refused(g, UnsupportedError, r"RESIZE_.*expects a 4-D NHWC input and a size \[h, w\]")
+
+
 def test_split_outputs_must_match():
     g = _graph("split_c")
     g.t(g.ops[0].inputs[0]).data = np.array([1], np.int32)  # split H (5) instead of C: the outputs no longer fit

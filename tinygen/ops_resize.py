@@ -36,13 +36,20 @@ def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel
     return out
 
 
-def _check_resize_nn(g, op):
-    """RESIZE_NEAREST_NEIGHBOR: int8 4-D NHWC, constant output size, align_corners and half_pixel_centers as TFLite computes them."""
+def _resize_io(g, op):
+    """The checks both resizes make: int8 data in and out, a 4-D NHWC input and a constant size
+    [h, w] of positive ints; returns (input tensor, size)."""
     _data_io(g, op)
     x = g.t(op.inputs[0])
     size = _ints(g, op, 1, "size")
     if len(x.shape) != 4 or len(size) != 2 or min(size) < 1:
         _fail(op, f"expects a 4-D NHWC input and a size [h, w] (got {x.describe()}, size {size})")
+    return x, size
+
+
+def _check_resize_nn(g, op):
+    """RESIZE_NEAREST_NEIGHBOR: int8 4-D NHWC, constant output size, align_corners and half_pixel_centers as TFLite computes them."""
+    x, size = _resize_io(g, op)
     _shape_is(g, op, [x.shape[0], size[0], size[1], x.shape[3]])
     _lower_resize_nn(g, op)
 
@@ -92,11 +99,7 @@ def bilinear_table(in_size: int, out_size: int, align_corners: bool, half_pixel_
 
 def _check_resize_bilinear(g, op):
     """RESIZE_BILINEAR: int8 4-D NHWC, constant output size, align_corners / half_pixel_centers, TFLite's integer interpolation exactly (values interpolated in the input's scale)."""
-    _data_io(g, op)
-    x = g.t(op.inputs[0])
-    size = _ints(g, op, 1, "size")
-    if len(x.shape) != 4 or len(size) != 2 or min(size) < 1:
-        _fail(op, f"expects a 4-D NHWC input and a size [h, w] (got {x.describe()}, size {size})")
+    x, size = _resize_io(g, op)
     if op.attrs["align_corners"] and op.attrs["half_pixel_centers"]:
         _fail(op, "align_corners and half_pixel_centers together are not valid (TFLite refuses them too)")
     _shape_is(g, op, [x.shape[0], size[0], size[1], x.shape[3]])
