@@ -104,18 +104,28 @@ def build_case(rng: np.random.Generator, name: str, kind: str, kw: dict) -> harn
     return harness.Case(name, kind, params, arrays, x if isinstance(x, tuple) else (x,), gen)
 
 
+def selected_cases(prog: str, k: str, seed: int):
+    """(CASES rows whose name contains ``k``, their harness Cases built from one generator seeded
+    ``seed``), shared with benchmarks/kernel_cycles.py; None, after a one-line error naming
+    ``prog``, without CMSIS_NN_PATH (the other side of each comparison is CMSIS-NN)."""
+    if not os.environ.get("CMSIS_NN_PATH"):
+        print(f"{prog}: error: set CMSIS_NN_PATH (e.g. ../shared/deps/CMSIS-NN-7.0.0)", file=sys.stderr)
+        return None
+    rng = np.random.default_rng(seed)
+    sel = [c for c in CASES if k in c[0]]
+    return sel, [build_case(rng, n, kind, kw) for n, kind, _, kw, _ in sel]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-k", default="", help="only cases whose name contains this")
     ap.add_argument("--board", default="mps2-an505")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args(argv)
-    if not os.environ.get("CMSIS_NN_PATH"):
-        print("kernel_bench: error: set CMSIS_NN_PATH (e.g. ../shared/deps/CMSIS-NN-7.0.0)", file=sys.stderr)
+    picked = selected_cases("kernel_bench", args.k, args.seed)
+    if picked is None:
         return 2
-    rng = np.random.default_rng(args.seed)
-    sel = [c for c in CASES if args.k in c[0]]
-    cases = [build_case(rng, n, k, kw) for n, k, _, kw, _ in sel]
+    sel, cases = picked
     with tempfile.TemporaryDirectory(prefix="tg_kbench_") as tmp:
         res = harness.qemu_profile(cases, Path(tmp), "cmsis-nn", args.board)
     print(f"board {args.board}; instructions (QEMU -icount proxy, not cycles); generated == reference on target: "

@@ -16,7 +16,6 @@ This is an estimate of cycles, not a measurement (no pipeline, wait-state or bus
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -29,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import kernel_bench as kb  # noqa: E402
-import numpy as np  # noqa: E402
 
 from tinygen.kernelgen import harness  # noqa: E402
 
@@ -135,12 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", default="_dw", help="only cases whose name contains this (default: depthwise)")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args(argv)
-    if not os.environ.get("CMSIS_NN_PATH"):
-        print("kernel_cycles: error: set CMSIS_NN_PATH (e.g. ../shared/deps/CMSIS-NN-7.0.0)", file=sys.stderr)
+    picked = kb.selected_cases("kernel_cycles", args.k, args.seed)
+    if picked is None:
         return 2
-    rng = np.random.default_rng(args.seed)
-    sel = [c for c in kb.CASES if args.k in c[0]]
-    cases = [kb.build_case(rng, n, k, kw) for n, k, _, kw, _ in sel]
+    sel, cases = picked
     with tempfile.TemporaryDirectory(prefix="tg_kcyc_") as tmp:
         res = harness.qemu_profile(cases, Path(tmp), "cmsis-nn", "mps2-an505")
         elf = Path(tmp) / "mps2-an505" / "build" / "firmware.elf"   # where qemu_profile builds it
