@@ -96,6 +96,18 @@ def test_resize_size_must_be_two_positive_ints(case_id, size):
     _refused(g, UnsupportedError, r"RESIZE_.*expects a 4-D NHWC input and a size \[h, w\]")
 
 
+@pytest.mark.parametrize("case_id", ["add_same_shape", "mul_same_shape", "maximum_same", "sqdiff_same"])
+def test_binary_ops_share_one_input_check(case_id):
+    """ADD/MUL (ops.py) and MAXIMUM/SQUARED_DIFFERENCE (ops_elementwise.py) refuse alike (opdefs._binary_io)."""
+    g = _graph(case_id)
+    y = g.t(g.ops[0].outputs[0])
+    y.shape = y.shape[:-1] + (y.shape[-1] + 1,)
+    _refused(g, ModelError, r"shapes \[.*\] and \[.*\] do not broadcast to \[1, \d, 5, (8|4)\]")
+    g = _graph(case_id)
+    g.ops[0].inputs = g.ops[0].inputs[:1]
+    _refused(g, UnsupportedError, "expects two inputs")
+
+
 def test_split_outputs_must_match():
     g = _graph("split_c")
     g.t(g.ops[0].inputs[0]).data = np.array([1], np.int32)  # split H (5) instead of C: the outputs no longer fit

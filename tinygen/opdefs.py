@@ -242,6 +242,21 @@ def _broadcastable(a, b, out) -> bool:
     return all(o == max(x, y) and x in (1, o) and y in (1, o) for x, y, o in zip(a, b, out))
 
 
+def _binary_io(g: Graph, op: Op):
+    """The checks every two-input element-wise op makes: two int8 per-tensor inputs and an int8
+    output, at most 4 dimensions each, the inputs broadcasting to the output; returns (a, b, y)."""
+    if len(op.inputs) != 2:
+        _fail(op, "expects two inputs")
+    _int8_io(g, op, 2)
+    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
+    for t in (a, b, y):
+        if len(t.shape) > 4:
+            _fail(op, f"tensor {t.describe()} has more than 4 dimensions")
+    if not _broadcastable(a.shape, b.shape, y.shape):
+        raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    return a, b, y
+
+
 # ---- element-wise ops computed by a 256-entry table ---------------------------------------------
 
 # op kind -> the table function: (in_scale, in_zp, out_scale, out_zp, op attrs) -> 256 int8 entries;

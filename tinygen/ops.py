@@ -31,6 +31,7 @@ from .opdefs import (  # noqa: F401 - Arr, Lowered, OpDef, TABLE, register, fact
     _act,
     _add_bias,
     _bias,
+    _binary_io,
     _broadcastable,
     _check_spatial,
     _const,
@@ -256,15 +257,7 @@ _BINARY_QUANT = {"ADD": quant.add_params, "SUB": quant.sub_params, "MUL": quant.
 
 def _check_binary(g, op):
     """ADD / SUB / MUL: two int8 inputs (constant or computed, per-tensor) broadcast over up to 4 dimensions, int8 output, fused NONE/RELU/RELU6/RELU_N1_TO_1."""
-    if len(op.inputs) != 2:
-        _fail(op, "expects two inputs")
-    _int8_io(g, op, 2)
-    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
-    for t in (a, b, y):
-        if len(t.shape) > 4:
-            _fail(op, f"tensor {t.describe()} has more than 4 dimensions")
-    if not _broadcastable(a.shape, b.shape, y.shape):
-        raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    a, b, y = _binary_io(g, op)
     _act(g, op)
     (sa, za), (sb, zb), (sy, zy) = a.q(), b.q(), y.q()
     _params_in_range(op, _BINARY_QUANT[op.kind], sa, za, sb, zb, sy, zy)

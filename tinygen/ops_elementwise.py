@@ -12,14 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import quant, quant_lut
-from .errors import ModelError
 from .opdefs import (
     LUTS,
     Lowered,
-    _broadcastable,
+    _binary_io,
     _dims,
-    _fail,
-    _int8_io,
     _opt,
     _params_in_range,
     check_lut,
@@ -71,15 +68,7 @@ _PARAMS = {"MAXIMUM": _minmax_params, "MINIMUM": _minmax_params, "SQUARED_DIFFER
 
 def _check_binary2(g, op):
     """MAXIMUM / MINIMUM / SQUARED_DIFFERENCE / PRELU: two int8 per-tensor inputs (constant or computed; PRELU's second is alpha) broadcast over up to 4 dimensions, int8 output. MAXIMUM/MINIMUM compare raw int8 values as TFLite does (the converter gives inputs and output one quantization)."""
-    if len(op.inputs) != 2:
-        _fail(op, "expects two inputs")
-    _int8_io(g, op, 2)
-    a, b, y = (g.t(i) for i in (*op.inputs, op.outputs[0]))
-    for t in (a, b, y):
-        if len(t.shape) > 4:
-            _fail(op, f"tensor {t.describe()} has more than 4 dimensions")
-    if not _broadcastable(a.shape, b.shape, y.shape):
-        raise ModelError(f"{op.where()}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    _binary_io(g, op)
     _params_in_range(op, _PARAMS[op.kind], g, op)
 
 
