@@ -141,7 +141,7 @@ def _overlapped_or_whole_optimal(c) -> bool:
 def test_generated_models_overlapped_bit_exact_on_host(name, mode, tmp_path, monkeypatch):
     buf = _model(name)
     monkeypatch.setattr(plan, "plan", functools.partial(plan.plan, overlap=mode))
-    c = driver.compile_model(buf, name, "generated", arch="dsp")
+    c = driver.compile_model(buf, name, "generated", arch="dsp", patches=False)  # overlap alone
     assert _overlapped_or_whole_optimal(c), c.plan.table(c.graph)
     if mode is True:
         assert c.plan.arena_size <= MOST[name], c.plan.table(c.graph)
@@ -162,7 +162,7 @@ def test_generated_models_overlapped_bit_exact_on_host(name, mode, tmp_path, mon
 def test_generated_models_overlapped_bit_exact_under_qemu(name, tmp_path):
     buf = _model(name)
     board = boards.load_board("mps2-an505")
-    c = driver.compile_model(buf, name, "generated", board.arch_features, board_name=board.name)
+    c = driver.compile_model(buf, name, "generated", board.arch_features, board_name=board.name, patches=False)
     assert _overlapped_or_whole_optimal(c)
     project.write(tmp_path / "fw", driver.board_project(c, board))
     info = toolchain.make_firmware(tmp_path / "fw", "generated", board=board)
