@@ -82,7 +82,7 @@ def test_overlapped_chain_bit_exact_on_host(which, backend, mode, tmp_path, monk
 # ---- the shared models and MobileNetV1-0.25 96x96, generated kernels ------------------------------
 
 MODELS = ["kws_ref_model", "pretrainedResnet_quant", "ad01_int8", "mobilenet_025_96"]
-MOST = {"kws_ref_model": 9_000, "pretrainedResnet_quant": 40_000, "ad01_int8": 896, "mobilenet_025_96": 40_000}
+MOST = {"kws_ref_model": 9_000, "pretrainedResnet_quant": 40_000, "ad01_int8": 800, "mobilenet_025_96": 40_000}
 
 
 def _model(name: str) -> bytes:
@@ -112,14 +112,20 @@ def _shared_pairs(c) -> int:
     return n
 
 
+def _overlapped_or_whole_optimal(c) -> bool:
+    """Buffers share bytes, or need not: the plan of whole buffers already sits at their lower bound
+    (AD, whose kernels the arena-driven choice made scratch-free)."""
+    return _shared_pairs(c) > 0 or c.plan.arena_size == plan.lower_bound(c.plan.buffers)
+
+
 @pytest.mark.toolchain
 @pytest.mark.parametrize("mode", [True, "all"])
 @pytest.mark.parametrize("name", MODELS)
 def test_generated_models_overlapped_bit_exact_on_host(name, mode, tmp_path, monkeypatch):
     buf = _model(name)
     monkeypatch.setattr(plan, "plan", functools.partial(plan.plan, overlap=mode))
-    c = driver.compile_model(buf, name, "generated", arch="dsp")
-    assert _shared_pairs(c) > 0, c.plan.table(c.graph)
+    c = driver.compile_model(buf, name, "generated", arch="dsp", patches=False)  # overlap alone
+    assert _overlapped_or_whole_optimal(c), c.plan.table(c.graph)
     if mode is True:
         assert c.plan.arena_size <= MOST[name], c.plan.table(c.graph)
     assert_host_bit_exact(c, buf, tmp_path / "p", "generated", n=10, seed=7, what=name,
@@ -134,8 +140,8 @@ def test_generated_models_overlapped_bit_exact_on_host(name, mode, tmp_path, mon
 def test_generated_models_overlapped_bit_exact_under_qemu(name, tmp_path):
     buf = _model(name)
     board = boards.load_board("mps2-an505")
-    c = driver.compile_model(buf, name, "generated", board.arch_features, board_name=board.name)
-    assert _shared_pairs(c) > 0
+    c = driver.compile_model(buf, name, "generated", board.arch_features, board_name=board.name, patches=False)
+    assert _overlapped_or_whole_optimal(c)
     project.write(tmp_path / "fw", driver.board_project(c, board))
     info = toolchain.make_firmware(tmp_path / "fw", "generated", board=board)
     r = qemu.run_selftest(info.elf, board, timeout=600)

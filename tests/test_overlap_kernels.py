@@ -59,11 +59,13 @@ def _cases(rng):
         params = binary_case(rng, kind, k)
         out.append((eltwise, kind, params, {}, [rand_i8(rng, _n(params["in1"])), rand_i8(rng, _n(params["in2"]))]))
     for k, (ind, od, b) in enumerate([(64, 12, 1), (40, 40, 1), (16, 64, 1), (24, 8, 3), (640, 128, 1), (128, 640, 1),
-                                      (8, 128, 2), (36, 16, 1)]):
+                                      (8, 128, 2), (36, 16, 1), (12, 31, 1), (20, 47, 1), (8, 30, 1), (4, 13, 1)]):
         params, arrays, x = harness.fc_case(rng, "f", ind, od, batches=b, per_channel=k % 2 == 1, bias=k % 3 != 2)
         out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)]))
         if ind % 4 == 0:
             out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"direct": True}))
+        if fc._split_at(params) is not None:
+            out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"variant": "split"}))
     return out
 
 

@@ -98,7 +98,7 @@ def _patch(c: Compiled, dump) -> None:
         return
     c.patch_choice, g2, calls, macs = patch.choose(
         c.graph, c.calls, c.macs, lambda op, low, m, nb, sym: _select(c, op, low, m, nb, sym),
-        lambda g, calls: plan.plan(g, calls, search_budget_s=0, external_input=c.external_input).arena_size,
+        lambda g, calls: plan.plan(g, calls, search_budget_s=0, external_input=c.external_input),
         c.patch_overhead, plan.external_roots(c.graph, c.external_input))
     if g2 is not None:
         c.graph, c.calls, c.macs = g2, calls, macs

@@ -143,6 +143,17 @@ TRADE_BUDGET = 0.03  # estimated instructions a smaller arena may cost, as a fra
 TRADE_TRIES = 12  # plans tried at most
 
 
+def _peak_steps(p) -> set[int]:
+    """Op positions at which the plan's live buffers (and that op's scratch) reach its arena size."""
+    top: dict[int, int] = {}
+    for b in p.buffers:
+        for i in range(b.start, b.end + 1):
+            top[i] = max(top.get(i, 0), b.offset + b.size)
+    for i, (off, n) in p.scratch.items():
+        top[i] = max(top.get(i, 0), off + n)
+    return {i for i, t in top.items() if t >= p.arena_size}
+
+
 def trade(g: Graph, calls: list, plan_fn, regen, budget: float | None = None):
     """Arena-driven kernel choice (the generated set). A layer whose cheapest kernel has no access
     contract (a CMSIS-NN fallback that re-reads its input) may instead run a generated kernel of the
@@ -151,7 +162,8 @@ def trade(g: Graph, calls: list, plan_fn, regen, budget: float | None = None):
     that an expanding layer's output holds at the top; the scratch-free fully connected kernel), when
     that shrinks the planned arena. The
     swaps together may cost at most ``budget`` of the model's estimated instructions; cheapest
-    first, in passes until one changes nothing (two swaps may only pay together), at most
+    first (the layers at the plan's peak before the others), in passes until one changes nothing
+    (two swaps may only pay together), at most
     TRADE_TRIES plans. ``regen(i)``: every generated kernel call for layer ``i``. Returns (calls, plan)."""
     budget = TRADE_BUDGET if budget is None else budget
     best = plan_fn(g, calls)
@@ -168,12 +180,12 @@ def trade(g: Graph, calls: list, plan_fn, regen, budget: float | None = None):
                                                                   and alt.kernel.doc == call.kernel.doc):
                 continue
             options.append((alt.cost - call.cost, i, alt))
-    options.sort(key=lambda o: (o[0], o[1]))
     spent, tries, changed = 0.0, 0, True
     swapped: set[int] = set()
     while changed and tries < TRADE_TRIES:
         changed = False
-        for extra, i, alt in options:
+        peak = _peak_steps(best)  # the layers at the arena's peak first (only they can lower it), cheapest first
+        for extra, i, alt in sorted(options, key=lambda o: (o[1] not in peak, o[0], o[1])):
             if i in swapped or spent + max(extra, 0.0) > budget * total or tries >= TRADE_TRIES:
                 continue
             old = calls[i]

@@ -358,19 +358,40 @@ def layer_peaks(g: Graph, calls: list, external: frozenset = frozenset()) -> dic
     return out
 
 
+def _arena(p) -> int:
+    return p if isinstance(p, int) else p.arena_size
+
+
+def plan_steps(p, n: int) -> list[int] | None:
+    """Per op position: the highest byte a real plan (:class:`tinygen.plan.Plan`) uses while it runs
+    (its live buffers and scratch, overlaps included); None for a bare arena size."""
+    if isinstance(p, int):
+        return None
+    top = [0] * n
+    for b in p.buffers:
+        for i in range(max(b.start, 0), min(b.end, n - 1) + 1):
+            top[i] = max(top[i], b.offset + b.size)
+    for i, (off, size) in p.scratch.items():
+        if 0 <= i < n:
+            top[i] = max(top[i], off + size)
+    return top
+
+
 def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: float = 0.10,
-           external: frozenset = frozenset(), max_layers: int = 10, top: int = 3
+           external: frozenset = frozenset(), max_layers: int = 10, top: int = 3, tie_cap: int = 8
            ) -> tuple[Choice, Graph | None, list | None, list | None]:
-    """Up to two patch stages (start, layers, bands) with the smallest arena (``arena_of(graph, calls)``,
-    the real planner) whose estimated instructions stay within ``1 + overhead`` of the unpatched
-    graph's. Every single stage is split and costed; a combination's tensor-level peak follows from
-    its stages' own (the live bytes at an op outside every stage do not change), which ranks the
-    combinations; the ``top`` best are planned for real. Ties: fewer instructions, then fewer layers
+    """Up to two patch stages (start, layers, bands) with the smallest arena (``arena_of(graph, calls)``:
+    the real planner's plan, or its arena size) whose estimated instructions stay within ``1 + overhead`` of the unpatched
+    graph's. Every single stage is split and costed; a combination's peak follows from its stages'
+    own (tensor-level) and the live bytes outside every stage (which do not change there), which rank
+    the combinations (two proxies, see below); the best are planned for real. Ties: fewer instructions, then fewer layers
     and bands. Returns (choice, graph, calls, macs), the last three None when no patch shrinks the arena."""
     chain = stage(g)[:max_layers]
     by_id = {id(op): c for op, c in zip(g.ops, calls)}
     macs_id = {id(op): m for op, m in zip(g.ops, macs)}
-    base_arena = arena_of(g, calls)
+    base_plan = arena_of(g, calls)
+    base_arena = _arena(base_plan)
+    base_top = plan_steps(base_plan, len(g.ops))
     base_instr = _instructions(g, calls, macs)
     base_live = step_live(g, calls, external)
     ch = Choice(arena_before=base_arena, arena=base_arena, instr_before=base_instr, instr=base_instr)
@@ -409,22 +430,35 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
             if b[0] >= a[0] + a[1] and a[3] + b[3] <= base_instr * overhead:
                 combos.append(((a, b), a[3] + b[3]))
 
-    def proxy(stages) -> int:
+    def proxy(stages, outside) -> int:
         inside = {p for s0, n, *_ in stages for p in range(s0, s0 + n)}
-        rest = max((v for i, v in enumerate(base_live) if i not in inside), default=0)
+        rest = max((v for i, v in enumerate(outside) if i not in inside), default=0)
         return max([rest] + [st[4] for st in stages])
 
-    ranked = sorted((cb for cb in combos if proxy(cb[0]) < peak),  # only what lowers the tensor-level peak
-                    key=lambda cb: (proxy(cb[0]), cb[1], sum(st[1] for st in cb[0]), [st[:3] for st in cb[0]]))
+    def order(outside):
+        return sorted((cb for cb in combos if proxy(cb[0], base_live) < peak),  # only what lowers the tensor-level peak
+                      key=lambda cb: (proxy(cb[0], outside), cb[1], sum(st[1] for st in cb[0]),
+                                      [st[:3] for st in cb[0]]))
+
+    # Two proxies of a combination's arena rank it: outside its stages the unpatched graph's
+    # tensor-level peak, or its real plan's (overlaps lower it); neither predicts the real planner
+    # well and both often tie, so the ``top`` of each and their ties up to ``tie_cap`` are planned.
+    ranked: list = []
+    for outside in (base_live, base_top):
+        if outside is None:
+            continue
+        cand = order(outside)
+        tied = sum(1 for cb in cand if cand and proxy(cb[0], outside) == proxy(cand[0][0], outside))
+        ranked += [cb for cb in cand[:max(top, min(tied, tie_cap))] if cb not in ranked]
     best = None
-    for stages, extra in ranked[:top]:
+    for stages, extra in ranked:
         g2 = g
         for s0, n, b, *_ in sorted(stages, reverse=True):  # the later stage first: earlier positions stay
             g2 = split(g2, n, b, s0)
         c2, m2 = lower_bands(g2, by_id, macs_id, lower_one, cache)
-        arena = arena_of(g2, c2)
+        arena = _arena(arena_of(g2, c2))
         instr = base_instr + extra
-        ch.tried.append(([st[:3] for st in stages], proxy(stages), arena, instr))
+        ch.tried.append(([st[:3] for st in stages], proxy(stages, base_live), arena, instr))
         key = (arena, instr, sum(st[1] for st in stages), [st[:3] for st in stages])
         if arena < base_arena and (best is None or key < best[0]):
             best = (key, g2, c2, m2, stages)
