@@ -9,7 +9,8 @@ import ctypes as C
 
 import numpy as np
 import pytest
-from test_kernelgen_conv import _zp, needs_gcc, needs_qemu
+from kgtest import needs_qemu, shared_model_cases
+from test_kernelgen_conv import _zp, needs_gcc
 from test_kernelgen_dw import build_lib, p8
 
 from tinygen.kernelgen import fc, harness
@@ -98,10 +99,8 @@ def test_split_at_every_output_alignment(tmp_path):
 def test_variants_qemu_an505_bitexact(tmp_path):
     """The DSP path (SXTB16 / SMLAD, the 6-row blocks) on the emulated Cortex-M33, compared there, and
     the AD autoencoder's two 640-wide layers as tinygen lowers them."""
-    from test_kernelgen_conv import _model_cases
-
     cases = variant_cases(303, 10)
-    for c in _model_cases("ad01_int8.tflite"):
+    for c in shared_model_cases("ad01_int8.tflite", {"FULLY_CONNECTED": fc}):
         if 640 in (c.params["in_depth"], c.params["out_depth"]):
             for v in ("direct", "split"):
                 if v == "split" and fc._split_at(c.params) is None:
