@@ -27,8 +27,9 @@ def add_optimize_flags(p) -> None:
                    help="compare quantization-aware training with PTQ at equal epochs and ship the better")
     p.add_argument("--epochs", type=int, default=5, help="distillation epochs per step (default 5)")
     p.add_argument("--recover-epochs", type=int, default=None, metavar="N",
-                   help="a step that breaks --max-acc-drop is fine-tuned up to N more epochs (in rounds of "
-                        "--epochs, the best kept) before it is rejected (default 4 x --epochs; 0 = never)")
+                   help="with --max-acc-drop, every rewrite/prune step is fine-tuned N more epochs (the "
+                        "learning rate restarted and decayed again) before it is judged (default 9 x --epochs; "
+                        "0 = judged after --epochs)")
     p.add_argument("--target-latency", metavar="MS", help="latency budget on --board, e.g. 20 or 20ms (estimate)")
     p.add_argument("--target-ram", metavar="B", help="tensor-arena budget, e.g. 2048 or 2KB")
     p.add_argument("--target-flash", metavar="B", help="weights budget, e.g. 8KB")

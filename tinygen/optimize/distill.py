@@ -18,6 +18,7 @@ from .graph import nodes, output_name
 from .metrics import predict
 
 _EPS = 1e-7
+LR_FLOOR = 0.02  # every fine-tune decays its learning rate to this fraction of lr (cosine) by its last epoch
 
 
 def ends_in_softmax(model: keras.Model) -> bool:
@@ -94,6 +95,8 @@ def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: in
               temperature: float = 4.0, alpha: float = 0.7, lr: float = 1e-3,
               batch_size: int = 64, log=print, what: str = "fine-tune") -> keras.Model:
     """Distil ``teacher`` into ``student`` for ``epochs`` epochs (in place); returns ``student``.
+    Adam with the learning rate decaying from ``lr`` to ``lr * LR_FLOOR`` over the epochs (cosine):
+    the last epochs settle the weights instead of stopping mid-step.
     Classifiers learn the teacher's softened probabilities (+ labels); regression and
     autoencoder heads the teacher's outputs by MSE (+ the targets: ``y``, or ``x`` itself)."""
     if epochs <= 0:
@@ -127,8 +130,11 @@ def fine_tune(student: keras.Model, teacher: keras.Model, data: Data, epochs: in
     else:
         loss, metrics = mse_loss(n, alpha, labels), []
         how = "MSE to the original's outputs" + (f" ({alpha}) + to the targets ({1 - alpha:.2f})" if labels else "")
-    student.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
-    log(f"{what}: distilling for {epochs} epoch(s), {frozen} BatchNorm layer(s) frozen, {how}")
+    steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=LR_FLOOR)
+    student.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=metrics)
+    log(f"{what}: distilling for {epochs} epoch(s), lr {lr:g} decaying to {lr * LR_FLOOR:g} (cosine), "
+        f"{frozen} BatchNorm layer(s) frozen, {how}")
     student.fit(data.x_train, y_train, validation_data=(data.x_val, y_val), epochs=epochs,
                 batch_size=batch_size, shuffle=True, verbose=1 if sys.stdout.isatty() else 2)
     return student
