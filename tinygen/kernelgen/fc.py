@@ -46,6 +46,15 @@ class Segment:
     partial: int
     direct: bool
 
+    @property
+    def blocks(self) -> int:
+        return self.full + (1 if self.partial else 0)
+
+    @property
+    def end(self) -> int:
+        """One past the segment's last row, padding rows of a partial block included."""
+        return self.row0 + self.rows * self.blocks
+
 
 def segments(out_depth: int, direct_from: int, direct_rows: int = 6) -> list[Segment]:
     """Rows below ``direct_from`` (a multiple of 4) in 4-row blocks on the int16 lanes, the others
@@ -66,21 +75,25 @@ def segments(out_depth: int, direct_from: int, direct_rows: int = 6) -> list[Seg
     return segs
 
 
+def lanes_only(out_depth: int) -> list[Segment]:
+    """The ``lanes`` kernel's rows: every one in 4-row blocks on the int16 lanes."""
+    return segments(out_depth, (out_depth + 3) // 4 * 4)
+
+
 def layout_weights(w: np.ndarray, out_depth: int, in_depth: int, segs: list[Segment] | None = None) -> np.ndarray:
     """[out][in] int8 -> uint32 words, per segment [block][in/4 groups][rows of the block] (rows and
     inputs zero-padded); by default one segment of 4-row blocks."""
-    segs = segments(out_depth, (out_depth + 3) // 4 * 4) if segs is None else segs
+    segs = lanes_only(out_depth) if segs is None else segs
     ip = (in_depth + 3) // 4 * 4
-    odp = max(g.row0 + g.rows * (g.full + (1 if g.partial else 0)) for g in segs)
+    odp = segs[-1].end
     m = np.zeros((odp, ip), np.int8)
     m[:out_depth, :in_depth] = np.asarray(w, np.int8).reshape(out_depth, in_depth)
     words = m.view(np.uint8).reshape(odp, ip // 4, 4).astype(np.uint32)
     words = words[:, :, 0] | (words[:, :, 1] << 8) | (words[:, :, 2] << 16) | (words[:, :, 3] << 24)
     parts = []
     for g in segs:
-        n = g.full + (1 if g.partial else 0)
-        blk = words[g.row0:g.row0 + g.rows * n]
-        parts.append(blk.reshape(n, g.rows, ip // 4).transpose(0, 2, 1).reshape(-1))
+        blk = words[g.row0:g.end]
+        parts.append(blk.reshape(g.blocks, g.rows, ip // 4).transpose(0, 2, 1).reshape(-1))
     return np.concatenate(parts)
 
 
@@ -123,13 +136,12 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, dire
     ind, od = int(params["in_depth"]), int(params["out_depth"])
     ip = (ind + 3) // 4 * 4
     split = _split_at(params) if variant == "split" else None
-    direct_from = {"lanes": (od + 3) // 4 * 4, "direct": 0, "split": split}[variant]
-    segs = segments(od, direct_from)
+    segs = lanes_only(od) if variant == "lanes" else segments(od, 0 if variant == "direct" else split)
     widen = any(not g.direct for g in segs)
     bias = arrays.get("bias")
     rq = fc_requant(arrays["mult"], arrays["shift"], od, int(params["out_offset"]))
     words = layout_weights(arrays["weights"], od, ind, segs)
-    odp = max(g.row0 + g.rows * (g.full + (1 if g.partial else 0)) for g in segs)
+    odp = segs[-1].end
     b = np.zeros(odp, np.int64)
     if bias is not None:
         b[:od] = np.asarray(bias, np.int64)
@@ -139,7 +151,7 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, dire
         rows = np.zeros(odp, bool)
         for g in segs:
             if g.direct:
-                rows[g.row0:min(od, g.row0 + g.rows * (g.full + (1 if g.partial else 0)))] = True
+                rows[g.row0:min(od, g.end)] = True
         b[:od] += np.where(rows[:od], int(params["in_offset"]) * wsum, 0)
     b = ((b + 2**31) % 2**32 - 2**31).astype(np.int32)
     has_bias = bias is not None or folded
@@ -162,7 +174,7 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, dire
                          notes={"variant": name, "requant": rq["mode"]})
     return Generated(symbol=symbol, source=src, args=("in0", "out0"), scratch=0, const_bytes=const,
                      notes={"variant": name, "requant": rq["mode"], "access": {"direct": True},
-                            "cost_extra": _estimate(params, segs) - _estimate(params, segments(od, od + 3))})
+                            "cost_extra": _estimate(params, segs) - _estimate(params, lanes_only(od))})
 
 
 # Estimated instructions (Cortex-M33 with DSP) per block and group of 4 inputs, per block (the
@@ -177,8 +189,7 @@ def _estimate(params: dict, segs: list[Segment]) -> float:
     ip = (params["in_depth"] + 3) // 4 * 4
     est = _PER_CALL
     for g in segs:
-        n = g.full + (1 if g.partial else 0)
-        est += params["batches"] * n * (_PER_GROUP[(g.rows, g.direct)] * (ip // 4) + _PER_BLOCK[g.rows])
+        est += params["batches"] * g.blocks * (_PER_GROUP[(g.rows, g.direct)] * (ip // 4) + _PER_BLOCK[g.rows])
     if any(not g.direct for g in segs):
         est += params["batches"] * ip * _PER_WIDENED
     return est
@@ -200,7 +211,7 @@ def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
     33.8: 4 requantizations; per input element 1.7: widening; 217 per call). ``arch``
     "none"/"portable": x3, not measured."""
     od = int(params["out_depth"])
-    est = _estimate(params, segments(od, od + 3))
+    est = _estimate(params, lanes_only(od))
     return float(est if arch == "dsp" else 3 * est)
 
 
