@@ -143,17 +143,6 @@ TRADE_BUDGET = 0.03  # estimated instructions a smaller arena may cost, as a fra
 TRADE_TRIES = 12  # plans tried at most
 
 
-def _peak_steps(p) -> set[int]:
-    """Op positions at which the plan's live buffers (and that op's scratch) reach its arena size."""
-    top: dict[int, int] = {}
-    for b in p.buffers:
-        for i in range(b.start, b.end + 1):
-            top[i] = max(top.get(i, 0), b.offset + b.size)
-    for i, (off, n) in p.scratch.items():
-        top[i] = max(top.get(i, 0), off + n)
-    return {i for i, t in top.items() if t >= p.arena_size}
-
-
 def trade(g: Graph, calls: list, plan_fn, regen, budget: float | None = None):
     """Arena-driven kernel choice (the generated set). A layer whose cheapest kernel has no access
     contract (a CMSIS-NN fallback that re-reads its input) may instead run a generated kernel of the
@@ -184,7 +173,8 @@ def trade(g: Graph, calls: list, plan_fn, regen, budget: float | None = None):
     swapped: set[int] = set()
     while changed and tries < TRADE_TRIES:
         changed = False
-        peak = _peak_steps(best)  # the layers at the arena's peak first (only they can lower it), cheapest first
+        # the layers at the arena's peak first (only they can lower it), cheapest first
+        peak = {i for i, t in enumerate(best.step_tops(len(g.ops))) if t >= best.arena_size}
         for extra, i, alt in sorted(options, key=lambda o: (o[1] not in peak, o[0], o[1])):
             if i in swapped or spent + max(extra, 0.0) > budget * total or tries >= TRADE_TRIES:
                 continue

@@ -358,30 +358,11 @@ def layer_peaks(g: Graph, calls: list, external: frozenset = frozenset()) -> dic
     return out
 
 
-def _arena(p) -> int:
-    return p if isinstance(p, int) else p.arena_size
-
-
-def plan_steps(p, n: int) -> list[int] | None:
-    """Per op position: the highest byte a real plan (:class:`tinygen.plan.Plan`) uses while it runs
-    (its live buffers and scratch, overlaps included); None for a bare arena size."""
-    if isinstance(p, int):
-        return None
-    top = [0] * n
-    for b in p.buffers:
-        for i in range(max(b.start, 0), min(b.end, n - 1) + 1):
-            top[i] = max(top[i], b.offset + b.size)
-    for i, (off, size) in p.scratch.items():
-        if 0 <= i < n:
-            top[i] = max(top[i], off + size)
-    return top
-
-
 def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: float = 0.10,
            external: frozenset = frozenset(), max_layers: int = 10, top: int = 3, tie_cap: int = 8
            ) -> tuple[Choice, Graph | None, list | None, list | None]:
     """Up to two patch stages (start, layers, bands) with the smallest arena (``arena_of(graph, calls)``:
-    the real planner's plan, or its arena size) whose estimated instructions stay within ``1 + overhead`` of the unpatched
+    the real planner's :class:`tinygen.plan.Plan`) whose estimated instructions stay within ``1 + overhead`` of the unpatched
     graph's. Every single stage is split and costed; a combination's peak follows from its stages'
     own (tensor-level) and the live bytes outside every stage (which do not change there), which rank
     the combinations (two proxies, see below); the best are planned for real. Ties: fewer instructions, then fewer layers
@@ -390,8 +371,8 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
     by_id = {id(op): c for op, c in zip(g.ops, calls)}
     macs_id = {id(op): m for op, m in zip(g.ops, macs)}
     base_plan = arena_of(g, calls)
-    base_arena = _arena(base_plan)
-    base_top = plan_steps(base_plan, len(g.ops))
+    base_arena = base_plan.arena_size
+    base_top = base_plan.step_tops(len(g.ops))
     base_instr = _instructions(g, calls, macs)
     base_live = step_live(g, calls, external)
     ch = Choice(arena_before=base_arena, arena=base_arena, instr_before=base_instr, instr=base_instr)
@@ -445,10 +426,8 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
     # well and both often tie, so the ``top`` of each and their ties up to ``tie_cap`` are planned.
     ranked: list = []
     for outside in (base_live, base_top):
-        if outside is None:
-            continue
         cand = order(outside)
-        tied = sum(1 for cb in cand if cand and proxy(cb[0], outside) == proxy(cand[0][0], outside))
+        tied = sum(1 for cb in cand if proxy(cb[0], outside) == proxy(cand[0][0], outside))
         ranked += [cb for cb in cand[:max(top, min(tied, tie_cap))] if cb not in ranked]
     best = None
     for stages, extra in ranked:
@@ -456,7 +435,7 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
         for s0, n, b, *_ in sorted(stages, reverse=True):  # the later stage first: earlier positions stay
             g2 = split(g2, n, b, s0)
         c2, m2 = lower_bands(g2, by_id, macs_id, lower_one, cache)
-        arena = _arena(arena_of(g2, c2))
+        arena = arena_of(g2, c2).arena_size
         instr = base_instr + extra
         ch.tried.append(([st[:3] for st in stages], proxy(stages, base_live), arena, instr))
         key = (arena, instr, sum(st[1] for st in stages), [st[:3] for st in stages])

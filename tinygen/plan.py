@@ -84,6 +84,18 @@ class Plan:
     strategy: str = ""
     external: frozenset = frozenset()  # storage roots outside the arena (a caller-owned input); offsets into it
 
+    def step_tops(self, n: int) -> list[int]:
+        """Per op position ``0 .. n-1``: the highest arena byte in use while it runs (its live buffers,
+        overlap groups as one shape, and its scratch)."""
+        top = [0] * n
+        for b in self.buffers:
+            for i in range(max(b.start, 0), min(b.end, n - 1) + 1):
+                top[i] = max(top[i], b.offset + b.size)
+        for i, (off, size) in self.scratch.items():
+            if 0 <= i < n:
+                top[i] = max(top[i], off + size)
+        return top
+
     def table(self, g: Graph) -> str:
         rows = [f"{'buffer':<40} {'bytes':>8} {'offset':>8}  live"]
         for b in sorted(self.buffers, key=lambda b: (b.offset, b.start)):
