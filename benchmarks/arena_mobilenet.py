@@ -23,12 +23,18 @@ from tinygen import driver, plan  # noqa: E402
 
 
 def mobilenet_025_96() -> bytes:
+    return keras_app_int8("MobileNet", alpha=0.25)
+
+
+def keras_app_int8(app: str, **kwargs) -> bytes:
+    """``tf_keras.applications.<app>`` at 96x96x3 (random weights, seed 0, average-pooled) + Dense(10),
+    full int8 (:func:`int8_convert`); benchmarks/patches.py builds its MobileNetV2 with it too."""
     from opnets import _keras
 
     K = _keras()
     K.utils.set_random_seed(0)
-    base = K.applications.MobileNet(alpha=0.25, input_shape=(96, 96, 3), weights=None, include_top=False,
-                                    pooling="avg")
+    base = getattr(K.applications, app)(input_shape=(96, 96, 3), weights=None, include_top=False, pooling="avg",
+                                        **kwargs)
     return int8_convert(K.Model(base.input, K.layers.Dense(10)(base.output)), (96, 96, 3))
 
 

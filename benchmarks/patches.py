@@ -35,15 +35,9 @@ def mobilenet_v1() -> bytes:
 
 
 def mobilenet_v2() -> bytes:
-    from opnets import _keras
+    from arena_mobilenet import keras_app_int8
 
-    K = _keras()
-    K.utils.set_random_seed(0)
-    base = K.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None, include_top=False,
-                                      pooling="avg")
-    from arena_mobilenet import int8_convert
-
-    return int8_convert(K.Model(base.input, K.layers.Dense(10)(base.output)), (96, 96, 3))
+    return keras_app_int8("MobileNetV2", alpha=0.35)
 
 
 def resnet8() -> bytes:
