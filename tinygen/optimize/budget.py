@@ -19,6 +19,10 @@ from tinygen.errors import InputError
 _UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "kib": 1024, "mb": 1 << 20, "m": 1 << 20, "mib": 1 << 20}
 
 
+def _fmt(v: float, unit: str) -> str:
+    return f"{v:.2f}" if unit == " ms" else f"{int(v):,}"
+
+
 def parse_bytes(text: str, flag: str = "--target-ram") -> int:
     """'2048', '2KB', '1.5 MiB' -> bytes.
 
@@ -58,28 +62,29 @@ class Budget:
             raise InputError("--target-latency needs --board (an MCU board or an emulated one, e.g. mps2-an505): "
                              "latency is estimated for the board's core and clock")
 
+    def _budgeted(self, cost) -> list[tuple[str, str, float, float, str]]:
+        """(name, short name, ``cost``'s value, the limit, unit) of each quantity the budget limits."""
+        rows = (("latency", "latency", cost.est_ms, self.latency_ms, " ms"),
+                ("RAM (arena)", "arena", cost.arena_bytes, self.ram, " B"),
+                ("flash (weights)", "weights", cost.weights_bytes, self.flash, " B"),
+                ("MACs", "MACs", cost.macs, self.macs, ""))
+        return [r for r in rows if r[2] is not None and r[3] is not None]
+
     def misses(self, cost) -> list[str]:
         """What ``cost`` misses, each as 'latency 44.3 ms > 22.0 ms (2.02x)'; [] when the budget is met."""
-        out = []
-        for what, have, want, unit in (("latency", cost.est_ms, self.latency_ms, " ms"),
-                                       ("RAM (arena)", cost.arena_bytes, self.ram, " B"),
-                                       ("flash (weights)", cost.weights_bytes, self.flash, " B"),
-                                       ("MACs", cost.macs, self.macs, "")):
-            if want is None or have is None or have <= want:
-                continue
-            fmt = (lambda v: f"{v:.2f}") if unit == " ms" else (lambda v: f"{int(v):,}")
-            out.append(f"{what} {fmt(have)}{unit} > {fmt(want)}{unit} ({have / want:.2f}x)")
-        return out
+        return [f"{name} {_fmt(have, unit)}{unit} > {_fmt(want, unit)}{unit} ({have / want:.2f}x)"
+                for name, _, have, want, unit in self._budgeted(cost) if have > want]
 
     def met(self, cost) -> bool:
         return not self.misses(cost)
 
     def excess(self, cost) -> float:
         """The largest have/want ratio (<= 1 when met): how far a candidate is from the budget."""
-        ratios = [have / want for have, want in ((cost.est_ms, self.latency_ms), (cost.arena_bytes, self.ram),
-                                                 (cost.weights_bytes, self.flash), (cost.macs, self.macs))
-                  if want is not None and have is not None]
-        return max(ratios, default=0.0)
+        return max((have / want for _, _, have, want, _ in self._budgeted(cost)), default=0.0)
+
+    def have(self, cost) -> list[str]:
+        """``cost``'s budgeted quantities: 'latency 9.32 ms', 'arena 912 B'."""
+        return [f"{short} {_fmt(have, unit)}{unit}" for _, short, have, _, unit in self._budgeted(cost)]
 
     def describe(self) -> str:
         parts = [f"latency <= {self.latency_ms:g} ms" if self.latency_ms is not None else "",

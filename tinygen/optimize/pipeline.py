@@ -328,7 +328,7 @@ def _prune_step(model, prune, budget, judge, tuned_row, accept, cost_of, res, *,
         res.rows.append(row)
         if i == hi and budget.met(c) and "budget_why" not in res.info:
             tried = next((r["tried"] for r in res.info["recovered"] if r["step"] == row.step), None)
-            res.info["budget_why"] = (f"the least pruning that meets it ({row.step}: {'; '.join(_have(c, budget))}) "
+            res.info["budget_why"] = (f"the least pruning that meets it ({row.step}: {'; '.join(budget.have(c))}) "
                                       f"loses {judge.drop(res.rows[0].val_int8, row.val_int8):.4f} on the validation "
                                       f"split after {tried or 'its'} fine-tune epochs, more than --max-acc-drop")
         if accept(row):
@@ -382,18 +382,6 @@ def _refine(model, live, ratios: dict[str, float], budget, cost_of, log) -> dict
             log(f"prune: {'+'.join(sp.producers)} needs only {hi} of its {removed_of(sp, out[sp.root])} removed "
                 f"channels removed for the budget (refined on compiler costs)")
             out[sp.root] = ratio_for(sp, hi)
-    return out
-
-
-def _have(cost, budget) -> list[str]:
-    """The budgeted quantities of ``cost``: 'latency 9.32 ms', 'arena 912 B'."""
-    out = []
-    for what, have, want, unit in (("latency", cost.est_ms, budget.latency_ms, " ms"),
-                                   ("arena", cost.arena_bytes, budget.ram, " B"),
-                                   ("weights", cost.weights_bytes, budget.flash, " B"),
-                                   ("MACs", cost.macs, budget.macs, "")):
-        if want is not None and have is not None:
-            out.append(f"{what} {have:.2f}{unit}" if unit == " ms" else f"{what} {int(have):,}{unit}")
     return out
 
 
