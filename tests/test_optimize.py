@@ -507,6 +507,37 @@ def test_budget_steps_are_fine_tuned_long_with_a_decaying_lr(tmp_path):
     assert float(opt.learning_rate) == pytest.approx(1e-3 * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * 0.9))), rel=1e-4)
 
 
+def test_measure_boots_qemu_for_rows_and_latency_probes_only(tmp_path, monkeypatch):
+    """--measure counts each reported row's latency under QEMU; the search probes of a budget that
+    does not limit latency use the compiler's estimate and boot nothing."""
+    from tinygen import boards
+    from tinygen.optimize import cost as cost_mod
+    from tinygen.optimize.metrics import to_int8_tflite
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+                          keras.layers.Conv2D(8, 3, activation="relu", name="c2"),
+                          keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax", name="out")])
+    m.save(tmp_path / "m.h5")
+    npz = _tiny_npz(tmp_path)
+    booted = []
+    monkeypatch.setattr(cost_mod, "measured_instructions", lambda tfl, name, target: booted.append(tfl) or 123_456)
+    base = cost_mod.compiler_cost(to_int8_tflite(m, np.load(npz)["x_train"]), "m", cost_mod.target_for(BOARD, BACKEND))
+    ms = 1e3 * 123_456 / boards.load_board(BOARD).clock_hz
+    for budget, latency in ((Budget(ram=base.arena_bytes * 3 // 4, max_drop=1.0), False),
+                            (Budget(latency_ms=ms * 0.9, max_drop=1.0), True)):
+        booted.clear()
+        logs = []
+        res = optimize(str(tmp_path / "m.h5"), str(npz), epochs=1, recover_epochs=0, board=BOARD, backend=BACKEND,
+                       measure=True, budget=budget, out_path=str(tmp_path / "o.h5"), log=logs.append)
+        probes = sum("prune: search state" in s for s in logs)
+        assert probes >= 1, logs
+        assert all(r.est_ms == pytest.approx(ms) for r in res.rows), format_table(res.rows)
+        rows = len(res.rows) + 1  # and the check that the original compiles, before anything
+        # (the fake latency never meets the latency budget, so no refine probes there)
+        assert len(booted) == (rows + probes if latency else rows), (latency, len(booted), len(res.rows), probes)
+
+
 def test_model_the_compiler_cannot_build_is_refused_before_optimizing(tmp_path):
     """ELU stays a float op in the converted model (DEQUANTIZE -> ELU -> QUANTIZE), which tinygen does not
     compile: refused after one PTQ + compile, no fine-tune."""

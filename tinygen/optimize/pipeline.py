@@ -142,7 +142,8 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
     name = Path(model_path).stem
 
     def cost_of(model) -> Cost:
-        return compiler_cost(to_int8_tflite(model, rep), name, target)
+        """A search probe's cost: QEMU boots (--measure) only when the budget limits latency."""
+        return compiler_cost(to_int8_tflite(model, rep), name, target, measure=budget.latency_ms is not None)
 
     def tune(student, what, n=None, peak=None):
         return fine_tune(student, teacher, data, epochs if n is None else n, task, temperature=temperature,
