@@ -33,10 +33,11 @@ WORK = Path(tempfile.gettempdir()) / "tinygen-fuzz"
 
 def compile_front(data: bytes) -> None:
     """Everything the compiler does with model bytes before the reference run and emission (the
-    driver's stages up to ``plan``, verify_plan included), for both kernel sets and every arch."""
+    driver's stages up to ``plan``, verify_plan included), for every kernel set and arch; the
+    generated set (the default) adds patch choice and the overlap planner's kernel trades."""
     from tinygen import driver
 
-    for kset, arch in (("portable", "none"), ("cmsis-nn", "dsp"), ("cmsis-nn", "mve")):
+    for kset, arch in (("portable", "none"), ("cmsis-nn", "dsp"), ("cmsis-nn", "mve"), ("generated", "dsp")):
         driver.compile_model(data, "fuzz", kset, arch, stop_after="plan")
 
 
