@@ -63,7 +63,7 @@ def _cases(rng):
         params, arrays, x = harness.fc_case(rng, "f", ind, od, batches=b, per_channel=k % 2 == 1, bias=k % 3 != 2)
         out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)]))
         if ind % 4 == 0:
-            out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"direct": True}))
+            out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"variant": "direct"}))
         if fc._split_at(params) is not None:
             out.append((fc, "FULLY_CONNECTED", params, arrays, [np.asarray(x, np.int8)], {"variant": "split"}))
     return out

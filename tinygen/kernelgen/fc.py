@@ -110,9 +110,8 @@ def _split_at(params: dict) -> int | None:
     return s if s >= 4 else None
 
 
-def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, direct: bool = False,
-             variant: str | None = None) -> Generated:
-    """``variant`` (``direct=True`` is ``"direct"``):
+def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, variant: str = "lanes") -> Generated:
+    """``variant``:
 
     * ``lanes`` (default): the input row widened once into scratch (2 bytes per input element), all
       rows from it; the output may sit anywhere on its input (batch 1).
@@ -123,7 +122,6 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, dire
       the output row's tail, the rows below it read them, the rows of the tail run direct: no scratch,
       and cheaper than ``direct``. Its output may not touch its input either.
     """
-    variant = "direct" if direct else (variant or "lanes")
     reason = applies(kind, params, arrays, arch)
     if reason is None and variant not in VARIANTS:
         reason = f"unknown variant {variant!r}"
@@ -173,7 +171,7 @@ def generate(kind: str, params: dict, arrays: dict, arch: str, symbol: str, dire
         return Generated(symbol=symbol, source=src, args=("in0", "out0", "scratch"), scratch=2 * ip, const_bytes=const,
                          notes={"variant": name, "requant": rq["mode"]})
     return Generated(symbol=symbol, source=src, args=("in0", "out0"), scratch=0, const_bytes=const,
-                     notes={"variant": name, "requant": rq["mode"], "access": {"direct": True},
+                     notes={"variant": name, "requant": rq["mode"], "access": {"variant": variant},
                             "cost_extra": _estimate(params, segs) - _estimate(params, lanes_only(od))})
 
 
@@ -215,7 +213,7 @@ def cost(kind: str, params: dict, arrays: dict, arch: str) -> float:
     return float(est if arch == "dsp" else 3 * est)
 
 
-def access(kind: str, params: dict, arch: str, direct: bool = False, variant: str | None = None):
+def access(kind: str, params: dict, arch: str, variant: str = "lanes"):
     """Access contract (:mod:`tinygen.overlap`) of ``fc.c.j2``: per batch row, the whole input row is
     widened into scratch first, then the row's outputs are written from the scratch alone: one row
     per step, reads first (a batch-1 output may sit anywhere on its input). ``direct`` and ``split``:
@@ -223,7 +221,7 @@ def access(kind: str, params: dict, arch: str, direct: bool = False, variant: st
     an empty contract (the input is read throughout)."""
     from .. import overlap as ov
 
-    if direct or variant in ("direct", "split"):
+    if variant in ("direct", "split"):
         return ov.Contract({}, access.__doc__ or "")
 
     return ov.rows(int(params["batches"]), int(params["in_depth"]), int(params["out_depth"]),
