@@ -358,10 +358,10 @@ def layer_peaks(g: Graph, calls: list, external: frozenset = frozenset()) -> dic
     return out
 
 
-def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: float = 0.10,
+def choose(g: Graph, calls: list, macs: list, lower_one, plan_of, overhead: float = 0.10,
            external: frozenset = frozenset(), max_layers: int = 10, top: int = 3, tie_cap: int = 8
            ) -> tuple[Choice, Graph | None, list | None, list | None]:
-    """Up to two patch stages (start, layers, bands) with the smallest arena (``arena_of(graph, calls)``:
+    """Up to two patch stages (start, layers, bands) with the smallest arena (``plan_of(graph, calls)``:
     the real planner's :class:`tinygen.plan.Plan`) whose estimated instructions stay within ``1 + overhead`` of the unpatched
     graph's. Every single stage is split and costed; a combination's peak follows from its stages'
     own (tensor-level) and the live bytes outside every stage (which do not change there), which rank
@@ -370,7 +370,7 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
     chain = stage(g)[:max_layers]
     by_id = {id(op): c for op, c in zip(g.ops, calls)}
     macs_id = {id(op): m for op, m in zip(g.ops, macs)}
-    base_plan = arena_of(g, calls)
+    base_plan = plan_of(g, calls)
     base_arena = base_plan.arena_size
     base_top = base_plan.step_tops(len(g.ops))
     base_instr = _instructions(g, calls, macs)
@@ -435,7 +435,7 @@ def choose(g: Graph, calls: list, macs: list, lower_one, arena_of, overhead: flo
         for s0, n, b, *_ in sorted(stages, reverse=True):  # the later stage first: earlier positions stay
             g2 = split(g2, n, b, s0)
         c2, m2 = lower_bands(g2, by_id, macs_id, lower_one, cache)
-        arena = arena_of(g2, c2).arena_size
+        arena = plan_of(g2, c2).arena_size
         instr = base_instr + extra
         ch.tried.append(([st[:3] for st in stages], proxy(stages, base_live), arena, instr))
         key = (arena, instr, sum(st[1] for st in stages), [st[:3] for st in stages])
