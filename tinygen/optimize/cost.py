@@ -69,11 +69,11 @@ def target_for(board_name: str | None, backend: str | None = None, measure: bool
     return Target(board, backend or driver.default_backend(board), measure)
 
 
-def compiler_cost(tflite: bytes, name: str, target: Target, measure: bool | None = None) -> Cost:
+def compiler_cost(tflite: bytes, name: str, target: Target, latency: bool = True) -> Cost:
     """The compiler's cost of ``tflite`` on ``target`` (raises the compiler's own error when
-    it cannot compile the model). ``measure`` (default ``target.measure``): count the latency
-    under QEMU; False keeps the cycle-model estimate (a search probe whose budget does not limit
-    latency need not boot the board)."""
+    it cannot compile the model). With ``target.measure`` the latency is counted under QEMU,
+    unless ``latency`` is False (a search probe whose budget does not limit latency need not boot
+    the board): then it is the cycle model's estimate."""
     from tinygen import analyze, driver
 
     c = driver.compile_model(tflite, name, target.backend, target.arch, board_name=target.name)
@@ -88,7 +88,7 @@ def compiler_cost(tflite: bytes, name: str, target: Target, measure: bool | None
     cost = Cost(int(man["macs"]), int(conv), int(a.params), int(man["weights_bytes"]), int(man["arena_bytes"]),
                 fit["est_instructions"] if fit else None, fit["est_ms"] if fit else None, ram,
                 fit["flash_bytes"] if fit else None, target.name, target.backend)
-    if target.measure and (measure is None or measure):
+    if target.measure and latency:
         instr = measured_instructions(tflite, name, target)
         cost.est_instructions, cost.est_ms = instr, 1e3 * instr / target.board.clock_hz
         cost.latency_source = "QEMU"

@@ -143,7 +143,7 @@ def optimize(model_path: str, data_path: str | None, *, rewrite: str | None = No
 
     def cost_of(model) -> Cost:
         """A search probe's cost: QEMU boots (--measure) only when the budget limits latency."""
-        return compiler_cost(to_int8_tflite(model, rep), name, target, measure=budget.latency_ms is not None)
+        return compiler_cost(to_int8_tflite(model, rep), name, target, latency=budget.latency_ms is not None)
 
     def tune(student, what, n=None, peak=None):
         return fine_tune(student, teacher, data, epochs if n is None else n, task, temperature=temperature,
